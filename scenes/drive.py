@@ -1,0 +1,233 @@
+"""A driving scene (everything, privileged included) and the observation a planner may see.
+
+Timeline (NAVSIM sampling, 10 Hz underneath): index 0 is 1.5 s in the past, `CURRENT_INDEX` is now,
+and the last index is 5 s ahead (NAVSIM's TTC looks up agents until 4.9 s). Plans are 8 poses at 0.5 s.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from scenes._checks import ShapeChecker, ValidationError
+from scenes.agents import AgentTracks
+from scenes.ego import EgoState, Frame, Trajectory
+from scenes.geometry import points_to_local, poses_to_local
+from scenes.maps import MapLayers
+
+SIM_DT = 0.1  # [s]
+NUM_HISTORY_STEPS = 15  # 1.5 s before now, at SIM_DT
+NUM_FUTURE_STEPS = 50  # 5.0 s after now, at SIM_DT
+CURRENT_INDEX = NUM_HISTORY_STEPS
+NUM_STEPS = NUM_HISTORY_STEPS + 1 + NUM_FUTURE_STEPS
+PLAN_DT = 0.5  # [s]
+NUM_PLAN_POSES = 8  # 4 s
+OBSERVATION_RADIUS = 80.0  # [m] of map and agents a planner sees around the ego
+SPLITS = ("train", "val", "test")
+
+
+class DrivingCommand(enum.IntEnum):
+    """High-level command, NAVSIM's one-hot order."""
+
+    LEFT = 0
+    STRAIGHT = 1
+    RIGHT = 2
+    UNKNOWN = 3
+
+    def one_hot(self) -> np.ndarray:
+        return np.eye(4, dtype=np.float32)[self.value]
+
+
+class ScenarioType(enum.Enum):
+    """What a synthetic scene is built to stress."""
+
+    STRAIGHT_ROAD = "straight_road"
+    CURVED_ROAD = "curved_road"
+    INTERSECTION_LEFT = "intersection_left"
+    INTERSECTION_RIGHT = "intersection_right"
+    INTERSECTION_STRAIGHT = "intersection_straight"
+    MERGE = "merge"
+    LANE_DROP = "lane_drop"
+    PARKED_VEHICLE = "parked_vehicle"
+    SLOW_VEHICLE = "slow_vehicle"
+    PEDESTRIAN_CROSSING = "pedestrian_crossing"
+    LOG = "log"  # a scene read from a real log
+
+
+@dataclass(frozen=True, eq=False)
+class Route:
+    """The lanes the ego is asked to follow.
+
+    Attributes:
+        lane_ids: ids of the route lanes, in driving order.
+        centerline: LineString [m] through those lanes' centerlines.
+    """
+
+    lane_ids: tuple[int, ...]
+    centerline: shapely.LineString
+
+    def validate(self) -> Route:
+        check = ShapeChecker("Route")
+        if not self.lane_ids:
+            check.fail("lane_ids", "a route needs at least one lane")
+        if not isinstance(self.centerline, shapely.LineString) or self.centerline.is_empty:
+            check.fail("centerline", "must be a non-empty LineString")
+        if not np.isfinite(shapely.get_coordinates(self.centerline)).all():
+            check.fail("centerline", "has non-finite coordinates (NaN or inf)")
+        return self
+
+
+@dataclass(frozen=True, eq=False)
+class TrafficLights:
+    """Signal state of the lanes (intersection connectors) that have one.
+
+    Attributes:
+        lane_ids: (K,) int64 controlled lane ids.
+        is_red: (K, T) bool, True while the lane must not be entered.
+    """
+
+    lane_ids: np.ndarray
+    is_red: np.ndarray
+
+    def validate(self, num_steps: int | None = None) -> TrafficLights:
+        check = ShapeChecker("TrafficLights")
+        check.array("lane_ids", self.lane_ids, ("K",), "i")
+        check.array("is_red", self.is_red, ("K", num_steps), "b")
+        return self
+
+
+@dataclass(frozen=True)
+class SceneMetadata:
+    """Identity and provenance of a scene."""
+
+    scene_id: str
+    seed: int
+    split: str
+    scenario_type: ScenarioType
+    generator_version: str
+
+    def validate(self) -> SceneMetadata:
+        check = ShapeChecker("SceneMetadata")
+        if self.split not in SPLITS:
+            check.fail("split", f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
+        if not isinstance(self.scenario_type, ScenarioType):
+            check.fail("scenario_type", f"must be a ScenarioType, got {self.scenario_type!r}")
+        if not self.scene_id:
+            check.fail("scene_id", "must not be empty")
+        return self
+
+
+@dataclass(frozen=True, eq=False)
+class DriveObservation:
+    """What a driving planner may see at the current time, in the ego rear-axle frame.
+
+    Attributes:
+        ego_history: EgoState (CURRENT_INDEX + 1,); the last pose is (0, 0, 0).
+        ego_pose_global: (3,) the ego pose in the map frame, to put plans back on the map.
+        agents: AgentTracks (N, CURRENT_INDEX + 1) of agents present now, within OBSERVATION_RADIUS.
+        map: MapLayers within OBSERVATION_RADIUS.
+        route: Route, centerline within OBSERVATION_RADIUS.
+        command: DrivingCommand.
+        red_lane_ids: (K,) int64 lanes whose light is red now.
+    """
+
+    ego_history: EgoState
+    ego_pose_global: np.ndarray
+    agents: AgentTracks
+    map: MapLayers
+    route: Route
+    command: DrivingCommand
+    red_lane_ids: np.ndarray
+
+    @property
+    def ego(self) -> EgoState:
+        """The current ego state, shape ()."""
+        return self.ego_history.slice(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class DriveScene:
+    """Everything about one driving scene, privileged included, over NUM_STEPS steps at SIM_DT.
+
+    Steps up to CURRENT_INDEX are history; later steps are the privileged future. Only
+    `observation()` may be handed to a planner.
+
+    Attributes:
+        metadata: SceneMetadata.
+        ego: EgoState (NUM_STEPS,) in the map frame. Future steps are the expert's (privileged).
+        agents: AgentTracks (N, NUM_STEPS) in the map frame. Future steps are privileged.
+        map: MapLayers in the map frame (map-wide truth, privileged beyond OBSERVATION_RADIUS).
+        route: Route in the map frame.
+        command: DrivingCommand.
+        traffic_lights: TrafficLights (K, NUM_STEPS).
+    """
+
+    metadata: SceneMetadata
+    ego: EgoState
+    agents: AgentTracks
+    map: MapLayers
+    route: Route
+    command: DrivingCommand
+    traffic_lights: TrafficLights
+
+    def validate(self) -> DriveScene:
+        self.metadata.validate()
+        self.ego.validate()
+        if self.ego.pose.shape[:1] != (NUM_STEPS,):
+            raise ValidationError(f"DriveScene.ego: expected {NUM_STEPS} steps, got shape {self.ego.pose.shape}")
+        self.agents.validate()
+        if self.agents.num_steps != NUM_STEPS:
+            raise ValidationError(f"DriveScene.agents: expected {NUM_STEPS} steps, got {self.agents.num_steps}")
+        self.map.validate()
+        self.route.validate()
+        if not isinstance(self.command, DrivingCommand):
+            raise ValidationError(f"DriveScene.command: must be a DrivingCommand, got {self.command!r}")
+        self.traffic_lights.validate(NUM_STEPS)
+        missing = set(self.route.lane_ids) - set(self.map.lane_ids.tolist())
+        if missing:
+            raise ValidationError(f"DriveScene.route.lane_ids: {sorted(missing)} are not in the map")
+        return self
+
+    @property
+    def current_pose(self) -> np.ndarray:
+        """(3,) ego rear-axle pose now, map frame."""
+        return self.ego.pose[CURRENT_INDEX]
+
+    def observation(self) -> DriveObservation:
+        """The planner's view: history only, ego frame, cropped to OBSERVATION_RADIUS."""
+        origin = self.current_pose
+        now = slice(0, CURRENT_INDEX + 1)
+        distance = np.linalg.norm(self.agents.xy[:, CURRENT_INDEX] - origin[:2], axis=-1)
+        present = self.agents.valid[:, CURRENT_INDEX] & (distance <= OBSERVATION_RADIUS)
+        disk = shapely.Point(*origin[:2]).buffer(OBSERVATION_RADIUS)
+        route_near = shapely.intersection(self.route.centerline, disk)
+        if not isinstance(route_near, shapely.LineString) or route_near.is_empty:
+            route_near = self.route.centerline  # multi-part or far route: keep it whole
+        route_local = shapely.transform(route_near, lambda xy: points_to_local(xy, origin))
+        red_now = self.traffic_lights.lane_ids[self.traffic_lights.is_red[:, CURRENT_INDEX]]
+        return DriveObservation(
+            ego_history=self.ego.slice(now).to_local(origin),
+            ego_pose_global=origin.copy(),
+            agents=self.agents.select(present, now).to_local(origin),
+            map=self.map.crop(origin[:2], OBSERVATION_RADIUS).to_local(origin),
+            route=Route(self.route.lane_ids, route_local),
+            command=self.command,
+            red_lane_ids=red_now.copy(),
+        )
+
+    # --- privileged views, for target builders, data generation and evaluation only ---
+
+    def ego_future(self) -> EgoState:
+        """Privileged: the expert's states after now, (NUM_FUTURE_STEPS,), map frame."""
+        return self.ego.slice(slice(CURRENT_INDEX + 1, None))
+
+    def expert_plan(self, num_poses: int = NUM_PLAN_POSES, dt: float = PLAN_DT) -> Trajectory:
+        """Privileged: the expert's future as `num_poses` poses every `dt` [s], ego frame."""
+        stride = int(round(dt / SIM_DT))
+        rows = CURRENT_INDEX + stride * np.arange(1, num_poses + 1)
+        if rows[-1] >= NUM_STEPS:
+            raise ValueError(f"{num_poses} poses at {dt} s run past the {NUM_FUTURE_STEPS * SIM_DT} s future")
+        return Trajectory(poses_to_local(self.ego.pose[rows], self.current_pose), dt, Frame.EGO)

@@ -1,0 +1,59 @@
+"""SE(2) helpers on numpy arrays. Poses are (..., 3): x [m], y [m], heading [rad], counter-clockwise."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
+    """Wrap angles [rad] to [-pi, pi)."""
+    return (np.asarray(angle) + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def rotation(heading: float) -> np.ndarray:
+    """2x2 rotation matrix for `heading` [rad]."""
+    c, s = np.cos(heading), np.sin(heading)
+    return np.array([[c, -s], [s, c]])
+
+
+def points_to_local(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Express global points (..., 2) [m] in the frame of pose `origin` (3,)."""
+    delta = np.asarray(points, dtype=np.float64) - origin[:2]
+    return delta @ rotation(origin[2])
+
+
+def points_to_global(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Inverse of `points_to_local`: local points (..., 2) [m] to the global frame."""
+    return np.asarray(points, dtype=np.float64) @ rotation(origin[2]).T + origin[:2]
+
+
+def poses_to_local(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Express global poses (..., 3) in the frame of pose `origin` (3,)."""
+    out = np.empty(np.shape(poses), dtype=np.float64)
+    out[..., :2] = points_to_local(poses[..., :2], origin)
+    out[..., 2] = wrap_angle(poses[..., 2] - origin[2])
+    return out
+
+
+def poses_to_global(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Inverse of `poses_to_local`."""
+    out = np.empty(np.shape(poses), dtype=np.float64)
+    out[..., :2] = points_to_global(poses[..., :2], origin)
+    out[..., 2] = wrap_angle(poses[..., 2] + origin[2])
+    return out
+
+
+def vectors_to_local(vectors: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Rotate free vectors (..., 2), e.g. velocities [m/s], into the frame of `origin` (3,)."""
+    return np.asarray(vectors, dtype=np.float64) @ rotation(origin[2])
+
+
+def box_corners(center_xy: np.ndarray, heading: np.ndarray, length: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Corners (..., 4, 2) [m] of oriented boxes: front-left, rear-left, rear-right, front-right."""
+    half = np.stack([np.asarray(length) / 2.0, np.asarray(width) / 2.0], axis=-1)[..., None, :]
+    signs = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
+    local = signs * half  # (..., 4, 2)
+    c, s = np.cos(heading)[..., None], np.sin(heading)[..., None]
+    x = local[..., 0] * c - local[..., 1] * s
+    y = local[..., 0] * s + local[..., 1] * c
+    return np.stack([x, y], axis=-1) + np.asarray(center_xy)[..., None, :]

@@ -1,0 +1,139 @@
+"""Vector map layers as shapely 2 geometries held in numpy object arrays (one entry per element)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+import numpy as np
+import shapely
+
+from scenes._checks import ShapeChecker
+from scenes.geometry import points_to_local
+
+
+class DrivableKind(enum.IntEnum):
+    """What a drivable-area polygon is, as in nuPlan's ROADBLOCK / INTERSECTION / CARPARK layers."""
+
+    ROADBLOCK = 0
+    INTERSECTION = 1
+    CARPARK = 2
+
+
+@dataclass(frozen=True, eq=False)
+class MapLayers:
+    """Lanes (L), drivable polygons (P), stop lines (S) and crosswalks (C), in the frame the owner states.
+
+    Attributes:
+        lane_ids: (L,) int64, unique.
+        lane_centerlines: (L,) LineString [m], in driving direction.
+        lane_left_boundaries: (L,) LineString [m].
+        lane_right_boundaries: (L,) LineString [m].
+        lane_successors: L tuples of the lane ids that follow each lane.
+        lane_speed_limits: (L,) [m/s].
+        lane_roadblock_ids: (L,) int64; parallel lanes of one road segment share a roadblock.
+        lane_is_connector: (L,) bool; True for lanes inside an intersection.
+        drivable_polygons: (P,) Polygon [m].
+        drivable_kinds: (P,) int8 `DrivableKind`.
+        drivable_ids: (P,) int64; a roadblock polygon carries its roadblock id.
+        stop_lines: (S,) LineString [m].
+        stop_line_lane_ids: (S,) int64, the lane each stop line guards.
+        crosswalks: (C,) Polygon [m].
+    """
+
+    lane_ids: np.ndarray
+    lane_centerlines: np.ndarray
+    lane_left_boundaries: np.ndarray
+    lane_right_boundaries: np.ndarray
+    lane_successors: tuple[tuple[int, ...], ...]
+    lane_speed_limits: np.ndarray
+    lane_roadblock_ids: np.ndarray
+    lane_is_connector: np.ndarray
+    drivable_polygons: np.ndarray
+    drivable_kinds: np.ndarray
+    drivable_ids: np.ndarray
+    stop_lines: np.ndarray
+    stop_line_lane_ids: np.ndarray
+    crosswalks: np.ndarray
+
+    def validate(self) -> MapLayers:
+        check = ShapeChecker("MapLayers")
+        check.array("lane_ids", self.lane_ids, ("L",), "i")
+        for name in ("lane_centerlines", "lane_left_boundaries", "lane_right_boundaries"):
+            check.geometries(name, getattr(self, name), "LineString", "L")
+        if len(self.lane_successors) != check.dims["L"]:
+            check.fail("lane_successors", f"has {len(self.lane_successors)} entries for {check.dims['L']} lanes")
+        check.array("lane_speed_limits", self.lane_speed_limits, ("L",), "f")
+        check.array("lane_roadblock_ids", self.lane_roadblock_ids, ("L",), "i")
+        check.array("lane_is_connector", self.lane_is_connector, ("L",), "b")
+        check.geometries("drivable_polygons", self.drivable_polygons, "Polygon", "P")
+        check.array("drivable_kinds", self.drivable_kinds, ("P",), "i")
+        check.array("drivable_ids", self.drivable_ids, ("P",), "i")
+        check.geometries("stop_lines", self.stop_lines, "LineString", "S")
+        check.array("stop_line_lane_ids", self.stop_line_lane_ids, ("S",), "i")
+        check.geometries("crosswalks", self.crosswalks, "Polygon", "C")
+        if len(np.unique(self.lane_ids)) != len(self.lane_ids):
+            check.fail("lane_ids", "ids are not unique")
+        if (self.lane_speed_limits <= 0).any():
+            check.fail("lane_speed_limits", "speed limits must be positive")
+        if not np.isin(self.drivable_kinds, [k.value for k in DrivableKind]).all():
+            check.fail("drivable_kinds", "unknown DrivableKind value")
+        return self
+
+    @property
+    def num_lanes(self) -> int:
+        return self.lane_ids.shape[0]
+
+    def lane_index(self, lane_id: int) -> int:
+        """Row of `lane_id`; KeyError if absent."""
+        rows = np.flatnonzero(self.lane_ids == lane_id)
+        if rows.size == 0:
+            raise KeyError(f"lane id {lane_id} is not in this map")
+        return int(rows[0])
+
+    def drivable_area(self) -> shapely.Geometry:
+        """Union of every drivable polygon."""
+        return shapely.union_all(self.drivable_polygons)
+
+    def crop(self, center_xy: np.ndarray, radius: float) -> MapLayers:
+        """Elements whose geometry comes within `radius` [m] of `center_xy` (2,)."""
+        disk = shapely.Point(*center_xy).buffer(radius)
+        lanes = shapely.intersects(self.lane_centerlines, disk)
+        polys = shapely.intersects(self.drivable_polygons, disk)
+        stops = shapely.intersects(self.stop_lines, disk)
+        walks = shapely.intersects(self.crosswalks, disk)
+        return replace(
+            self,
+            lane_ids=self.lane_ids[lanes],
+            lane_centerlines=self.lane_centerlines[lanes],
+            lane_left_boundaries=self.lane_left_boundaries[lanes],
+            lane_right_boundaries=self.lane_right_boundaries[lanes],
+            lane_successors=tuple(s for s, keep in zip(self.lane_successors, lanes) if keep),
+            lane_speed_limits=self.lane_speed_limits[lanes],
+            lane_roadblock_ids=self.lane_roadblock_ids[lanes],
+            lane_is_connector=self.lane_is_connector[lanes],
+            drivable_polygons=self.drivable_polygons[polys],
+            drivable_kinds=self.drivable_kinds[polys],
+            drivable_ids=self.drivable_ids[polys],
+            stop_lines=self.stop_lines[stops],
+            stop_line_lane_ids=self.stop_line_lane_ids[stops],
+            crosswalks=self.crosswalks[walks],
+        )
+
+    def to_local(self, origin: np.ndarray) -> MapLayers:
+        """Every geometry expressed in the frame of pose `origin` (3,)."""
+
+        def move(geoms: np.ndarray) -> np.ndarray:
+            if geoms.size == 0:
+                return geoms
+            return shapely.transform(geoms, lambda xy: points_to_local(xy, origin))
+
+        return replace(
+            self,
+            lane_centerlines=move(self.lane_centerlines),
+            lane_left_boundaries=move(self.lane_left_boundaries),
+            lane_right_boundaries=move(self.lane_right_boundaries),
+            drivable_polygons=move(self.drivable_polygons),
+            stop_lines=move(self.stop_lines),
+            crosswalks=move(self.crosswalks),
+        )

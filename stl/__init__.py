@@ -1,0 +1,1 @@
+"""Signal Temporal Logic: formulas, batched robustness, driving rules, calibration (issue 4)."""

@@ -1,0 +1,1 @@
+"""Trajectory optimisation experts in CasADi (issue 5)."""
