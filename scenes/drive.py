@@ -226,7 +226,7 @@ class DriveScene:
 
     def expert_plan(self, num_poses: int = NUM_PLAN_POSES, dt: float = PLAN_DT) -> Trajectory:
         """Privileged: the expert's future as `num_poses` poses every `dt` [s], ego frame."""
-        stride = int(round(dt / SIM_DT))
+        stride = round(dt / SIM_DT)
         rows = CURRENT_INDEX + stride * np.arange(1, num_poses + 1)
         if rows[-1] >= NUM_STEPS:
             raise ValueError(f"{num_poses} poses at {dt} s run past the {NUM_FUTURE_STEPS * SIM_DT} s future")

@@ -6,9 +6,9 @@ import numpy as np
 import shapely
 
 from scenes import (
+    CURRENT_INDEX,
     NUM_STEPS,
     SIM_DT,
-    CURRENT_INDEX,
     AgentCategory,
     AgentTracks,
     DrivableKind,

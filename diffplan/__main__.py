@@ -1,0 +1,3 @@
+from diffplan.cli import app
+
+app(prog_name="diffplan")

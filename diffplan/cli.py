@@ -1,0 +1,41 @@
+"""`diffplan`: the single entry point. Each package owns its sub-app; this file only mounts them."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from diffplan.bench import BENCHMARKS
+from scenes._cli import UserError, user_errors
+from scenes.cli import app as scenes_app
+
+app = typer.Typer(
+    help="diffplan: diffusion-based motion planning for vehicles and robots.\n\n"
+    "Data generation, training and closed-loop evaluation. Run `diffplan COMMAND --help` for details.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(scenes_app, name="scenes")
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help=f"Benchmark: {', '.join(BENCHMARKS)}.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
+    seconds: Annotated[float, typer.Option(help="Rough time budget per measurement [s].")] = 10.0,
+) -> None:
+    """Measure speed; `--json` ends with one JSON line of the figures."""
+    with user_errors():
+        if name not in BENCHMARKS:
+            raise UserError(f"unknown benchmark {name!r}; expected one of {', '.join(BENCHMARKS)}")
+        if seconds <= 0:
+            raise UserError(f"--seconds must be positive, got {seconds}")
+        figures = BENCHMARKS[name](seconds)
+    if as_json:
+        print(json.dumps(figures, sort_keys=True))
+    else:
+        for key, value in figures.items():
+            print(f"{key:>32}: {value}")

@@ -1,0 +1,1 @@
+"""PDM (Predictive Driver Model) machinery shared by PDM-Closed and NAVSIM scoring: simulation, scoring."""

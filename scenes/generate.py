@@ -1,0 +1,116 @@
+"""The `scenes generate` job: synthetic scenes into a dataset, shard by shard, resumable and parallel.
+
+Scene i of a dataset has seed `scene_seed(split, seed, i)` and lands in shard i // shard_size, so the
+bytes written depend only on the config, never on the number of workers or on interruptions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from scenes._cli import UserError
+from scenes.drive import SPLITS, ScenarioType
+from scenes.store import DatasetInfo, completed_shards, finalize_dataset, write_shard
+from scenes.synthetic import GENERATOR_VERSION, generate_scene, scene_seed
+
+JOB_FILE = "meta/job.json"
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """What to generate. `scenario` None draws the scenario type from each scene's seed."""
+
+    n: int
+    split: str = "train"
+    seed: int = 0
+    shard_size: int = 100
+    scenario: str | None = None
+    generator_version: str = GENERATOR_VERSION
+
+    def validate(self) -> GenerateConfig:
+        if self.n < 1:
+            raise UserError(f"--n must be a positive number of scenes, got {self.n}")
+        if self.split not in SPLITS:
+            raise UserError(f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
+        if self.shard_size < 1:
+            raise UserError(f"--shard-size must be positive, got {self.shard_size}")
+        if self.scenario is not None and self.scenario not in {s.value for s in ScenarioType}:
+            known = ", ".join(s.value for s in ScenarioType if s is not ScenarioType.LOG)
+            raise UserError(f"unknown scenario {self.scenario!r}; expected one of {known}")
+        try:
+            scene_seed(self.split, self.seed, self.n - 1)
+        except ValueError as error:
+            raise UserError(f"--seed {self.seed} with --n {self.n}: {error}") from None
+        return self
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.n // self.shard_size)
+
+    def shard_indices(self, shard: int) -> range:
+        """Scene indices of `shard`."""
+        return range(shard * self.shard_size, min(self.n, (shard + 1) * self.shard_size))
+
+
+def generate_shard(root: Path, config: GenerateConfig, shard: int) -> int:
+    """Generate and write one shard; returns its number of scenes."""
+    scenario = ScenarioType(config.scenario) if config.scenario else None
+    scenes = [generate_scene(scene_seed(config.split, config.seed, i), config.split, scenario)
+              for i in config.shard_indices(shard)]
+    write_shard(root, shard, scenes)
+    return len(scenes)
+
+
+def _prepare(root: Path, config: GenerateConfig, resume: bool) -> None:
+    """Create `root` with its job file, or check that a resumed job asks for the same thing."""
+    job = root / JOB_FILE
+    if root.exists() and any(root.iterdir()):
+        if not resume:
+            raise UserError(f"{root}: already exists and is not empty; pass --resume to continue it")
+        if not job.is_file():
+            raise UserError(f"{root}: not a `diffplan scenes generate` output (no {JOB_FILE}); cannot resume")
+        try:
+            previous = json.loads(job.read_text())
+        except json.JSONDecodeError as error:
+            raise UserError(f"{job}: corrupt job file ({error.msg})") from None
+        for key, value in asdict(config).items():
+            if previous.get(key) != value:
+                raise UserError(f"{root}: cannot resume, it was started with {key}={previous.get(key)!r}, "
+                                f"not {value!r}")
+        return
+    job.parent.mkdir(parents=True, exist_ok=True)
+    tmp = job.with_name(f".{job.name}.tmp")
+    tmp.write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, job)
+
+
+def generate_dataset(root: Path, config: GenerateConfig, workers: int = 1, resume: bool = False,
+                     on_progress: Callable[[int], None] = lambda n: None) -> DatasetInfo:
+    """Run the job; `on_progress(k)` is called as k more scenes are done (finished shards count at once)."""
+    config.validate()
+    if workers < 1:
+        raise UserError(f"--workers must be positive, got {workers}")
+    root = Path(root)
+    _prepare(root, config, resume)
+    done = completed_shards(root)
+    on_progress(sum(len(config.shard_indices(s)) for s in done if s < config.num_shards))
+    todo = [s for s in range(config.num_shards) if s not in done]
+    if workers == 1:
+        scenario = ScenarioType(config.scenario) if config.scenario else None
+        for shard in todo:
+            scenes = []
+            for i in config.shard_indices(shard):
+                scenes.append(generate_scene(scene_seed(config.split, config.seed, i), config.split, scenario))
+                on_progress(1)
+            write_shard(root, shard, scenes)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(generate_shard, root, config, shard) for shard in todo]
+            for future in as_completed(futures):
+                on_progress(future.result())
+    return finalize_dataset(root, asdict(config), config.num_shards)

@@ -1,0 +1,26 @@
+"""The diffplan dataset store: scenes as Parquet shards (LeRobot v3 style), observation and privileged
+columns in separate files, plus a torch Dataset (`scenes.store.torch_dataset`, imported on demand).
+
+    write_shard(root, k, scenes)        # per shard, parallel-safe, atomic, resumable
+    completed_shards(root)              # shards already done
+    finalize_dataset(root, config, n)   # episodes.parquet + info.json
+    DriveDataset.open(root)[i]          # DriveScene; .observation(i) reads shards/ only
+"""
+
+from scenes.store.errors import DatasetError
+from scenes.store.layout import DatasetInfo, completed_shards
+from scenes.store.reader import DriveDataset
+from scenes.store.schema import FIELDS, STORE_SCHEMA_VERSION, FieldSpec
+from scenes.store.writer import finalize_dataset, write_shard
+
+__all__ = [
+    "FIELDS",
+    "STORE_SCHEMA_VERSION",
+    "DatasetError",
+    "DatasetInfo",
+    "DriveDataset",
+    "FieldSpec",
+    "completed_shards",
+    "finalize_dataset",
+    "write_shard",
+]
