@@ -98,7 +98,7 @@ def draw_ego(ax: Axes, scene: DriveScene) -> None:
 
 def render_bev(scene: DriveScene, radius: float = 50.0) -> Figure:
     """A BEV figure of `scene` around the current ego pose, `radius` [m] each way."""
-    fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 8), dpi=110)
     draw_map(ax, scene)
     draw_agents(ax, scene)
     draw_ego(ax, scene)
@@ -114,7 +114,8 @@ def render_bev(scene: DriveScene, radius: float = 50.0) -> Figure:
                  f"{speed:.1f} m/s", fontsize=9)
     handles = [plt.Line2D([], [], color=c, marker="s", ls="", label=k.name.lower().replace("_", " "))
                for k, c in AGENT_COLORS.items()]
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + handles, fontsize=7, loc="upper right")
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + handles, fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig
 

@@ -39,10 +39,11 @@ def dataset_stats(episodes: pa.Table) -> list[GroupStats]:
 
 def stats_table(rows: list[GroupStats], title: str) -> Table:
     """A rich table of `dataset_stats` rows."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("scenario type")
-    for column in ("scenes", "ego speed mean [m/s]", "ego speed max [m/s]", "agents mean", "agents max",
-                   "expert 5 s distance [m]"):
+    table = Table(title=title, title_justify="left", caption="speeds are the ego's now; distance is what "
+                  "the expert drives in the next 5 s", caption_justify="left")
+    table.add_column("scenario type", no_wrap=True)
+    for column in ("scenes", "speed mean\n[m/s]", "speed max\n[m/s]", "agents\nmean", "agents\nmax",
+                   "5 s dist\n[m]"):
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(

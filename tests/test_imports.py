@@ -43,7 +43,7 @@ def test_import_direction(package):
 def test_scenes_loads_no_other_project_package():
     code = (
         "import sys, scenes, scenes.synthetic, scenes.store, scenes.render;"
-        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {sorted(PROJECT)!r}))"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(PROJECT)!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "['scenes']"

@@ -68,11 +68,22 @@ def _velocity_fit_matrix(num_displacements: int, dt: float) -> np.ndarray:
     integrate = np.tril(np.full((m, m), dt), k=-1)[:, :-1]  # v_i = v_0 + dt * sum_{j<i} a_j
     integrate = np.concatenate([np.ones((m, 1)), integrate], axis=1)  # (M, M) on x = (v_0, a_0..a_{M-2})
     design = dt * integrate  # displacement_i ~ dt * v_i along heading_i
+    # NAVSIM's `_make_banded_difference_matrix` writes -I over its +1 band: the "jerk" rows are -a_j for
+    # j < M - 2, and only the last row is a difference, a_{M-2} - a_{M-3}. Reproduced as is.
     jerk = np.zeros((m - 2, m))
-    jerk[:, 1:-1] -= np.eye(m - 2)
-    jerk[:, 2:] += np.eye(m - 2)
+    jerk[:, 1:-1] = -np.eye(m - 2)
+    jerk[-1, -1] = 1.0
     normal = design.T @ design + JERK_PENALTY * jerk.T @ jerk
     return integrate @ np.linalg.pinv(normal) @ design.T
+
+
+def _rowwise_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(..., j) @ (j, k) -> (..., k), accumulated in a fixed order with ufuncs: a row's result does not depend
+    on the batch size or on memory alignment (BLAS results do)."""
+    out = a[..., 0, None] * b[0]
+    for j in range(1, b.shape[0]):
+        out = out + a[..., j, None] * b[j]
+    return out
 
 
 def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +97,7 @@ def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np
     diff = np.diff(poses, axis=1)
     heading = poses[:, :-1, 2]
     projected = np.cos(heading) * diff[..., 0] + np.sin(heading) * diff[..., 1]
-    velocity = projected @ _velocity_fit_matrix(m, dt).T
+    velocity = _rowwise_matmul(projected, _velocity_fit_matrix(m, dt).T)
     # min sum (dh_i - w_i kappa_i)^2 + c sum (kappa_{i+1} - kappa_i)^2 + eps kappa_0^2, w_i = v_i dt.
     weight = velocity * dt
     rate_weight = CURVATURE_RATE_PENALTY / dt**2
@@ -103,21 +114,34 @@ def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np
 
 
 @functools.lru_cache(maxsize=8)
-def _lqr_constants(horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sums over the horizon for v_k = v + alpha * k: pair sums (3, 3) and curvature weights (horizon, 5)."""
+def _lqr_constants(horizon: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Closed forms of the lateral LQR's horizon products, linear in the features f = (v^2, va, av, a^2, v, a).
+
+    Over the horizon the tracker's speed is v_k = v + a dt k (v current speed, a the acceleration command).
+    Returns C (7, 6) giving (A01, A12, A02, q0 B0, q1 B1, B0, B1) = C @ f, and W (horizon, 2, 6) with
+    (g0, g1) = sum_k kappa_k W[k] @ f for the curvatures kappa_k along the horizon.
+    """
     n = np.arange(horizon, dtype=np.float64)
     i, j = np.meshgrid(n, n, indexing="ij")
     later = i > j
-    # rows: sum_{i>j} v_i v_j, sum_{i>j} j v_i v_j, sum_j j v_j (both as coefficients of v^2, v*alpha, alpha^2
-    # and for the last of v, alpha, 0)
-    pair = np.array([
-        [later.sum(), (later * (i + j)).sum(), (later * i * j).sum()],
-        [(later * j).sum(), (later * j * (i + j)).sum(), (later * j * i * j).sum()],
-        [n.sum(), (n * n).sum(), 0.0],
-    ])
+    pairs = [later.sum(), (later * (i + j)).sum() * dt, (later * i * j).sum() * dt**2]  # sum_{i>j} v_i v_j
+    pairs_j = [(later * j).sum(), (later * j * (i + j)).sum() * dt, (later * j * i * j).sum() * dt**2]
+    sum_v, sum_kv = [horizon, n.sum() * dt], [n.sum(), (n * n).sum() * dt]  # sum_k v_k, sum_k k v_k
+    a01 = [0.0, 0.0, 0.0, 0.0, dt * sum_v[0], dt * sum_v[1]]
+    a02 = [dt**2 / WHEELBASE * c for c in (pairs[0], pairs[1], 0.0, pairs[2])] + [0.0, 0.0]
+    b0 = [dt**3 / WHEELBASE * c for c in (pairs_j[0], pairs_j[1], 0.0, pairs_j[2])] + [0.0, 0.0]
+    b1 = [0.0, 0.0, 0.0, 0.0] + [dt**2 / WHEELBASE * c for c in sum_kv]
+    q0, q1, _ = Q_LATERAL
+    coef = np.array([a01, np.divide(a01, WHEELBASE), a02, np.multiply(q0, b0), np.multiply(q1, b1), b0, b1])
     tail = np.cumsum(n[::-1])[::-1] - n  # sum_{i>k} i
-    kappa_weights = np.stack([np.ones(horizon), n, horizon - 1 - n, tail + n * (horizon - 1 - n), n * tail], 1)
-    return pair, kappa_weights
+    weights = np.zeros((horizon, 2, 6))
+    # g0 = -dt^2 sum_k kappa_k v_k sum_{i>k} v_i ; g1 = -dt sum_k kappa_k v_k
+    weights[:, 0, 0] = -(dt**2) * (horizon - 1 - n)
+    weights[:, 0, 1] = -(dt**3) * (tail + n * (horizon - 1 - n))
+    weights[:, 0, 3] = -(dt**4) * n * tail
+    weights[:, 1, 4] = -dt
+    weights[:, 1, 5] = -(dt**2) * n
+    return coef, weights
 
 
 def simulate(reference_states: np.ndarray, ego_state0: np.ndarray, dt: float = SIM_INTERVAL) -> np.ndarray:
@@ -132,73 +156,89 @@ def simulate(reference_states: np.ndarray, ego_state0: np.ndarray, dt: float = S
     poses = np.broadcast_to(ref[..., :3], (*lead, num_t, 3)).reshape(-1, num_t, 3)
     state = np.broadcast_to(init, (*lead, NUM_STATE_FIELDS)).reshape(-1, NUM_STATE_FIELDS)
     num_k = poses.shape[0]
+    out = np.zeros((num_k, num_t, NUM_STATE_FIELDS))
+    out[:, 0] = state
+    if num_t > 1:
+        _closed_loop(poses, state, dt, out)
+    return out.reshape(*lead, num_t, NUM_STATE_FIELDS)
 
-    velocity_profile, curvature_profile = fit_velocity_curvature(poses, dt)
-    last = num_t - 2  # last profile index
-    steps = np.arange(num_t - 1)
+
+def _sum_last(terms: np.ndarray) -> np.ndarray:
+    """(..., 6) -> (...): sum in a fixed order (np.sum's order may depend on the batch size)."""
+    return terms[..., 0] + terms[..., 1] + terms[..., 2] + terms[..., 3] + terms[..., 4] + terms[..., 5]
+
+
+def _closed_loop(poses: np.ndarray, state: np.ndarray, dt: float, out: np.ndarray) -> None:
+    """Fill out[:, 1:] (K, T-1, 11): per step the tracker's commands, then one bicycle step (NAVSIM order)."""
+    num_k, num_t = poses.shape[:2]
     horizon = TRACKING_HORIZON
-    ref_velocity = velocity_profile[:, np.minimum(steps + horizon, last)]  # (K, T-1)
+    velocity_profile, curvature_profile = fit_velocity_curvature(poses, dt)
+    steps = np.arange(num_t - 1)
+    last = num_t - 2  # last profile index; the tracker looks `horizon` steps ahead, clamped to it
+    ref_velocity = velocity_profile[:, np.minimum(steps + horizon, last)].T.copy()  # (T-1, K)
+    # stop controller iff v <= 0.2 and v_ref <= 0.2: compare v with 0.2, or with -inf if v_ref > 0.2
+    stop_below = np.where(ref_velocity <= STOPPING_VELOCITY, STOPPING_VELOCITY, -np.inf)
     window = curvature_profile[:, np.minimum(steps[:, None] + np.arange(horizon), last)]  # (K, T-1, N)
-    pair, kappa_weights = _lqr_constants(horizon)
-    kappa = np.moveaxis(window @ kappa_weights, -1, 0)  # (5, K, T-1)
-    ref_cos, ref_sin = np.cos(poses[:, :, 2]), np.sin(poses[:, :, 2])
+    coef, weights = _lqr_constants(horizon, dt)
+    g_weights = _rowwise_matmul(window, weights.reshape(horizon, 12))
+    g_weights = g_weights.reshape(num_k, num_t - 1, 2, 6).transpose(1, 2, 0, 3)  # (T-1, 2, K, 6)
+    coef = coef[:, None, :]  # (7, 1, 6)
+    ref_xy = (poses[:, :, 0] + 1j * poses[:, :, 1]).T.copy()  # (T, K)
+    ref_rot = np.exp(-1j * poses[:, :, 2]).T.copy()  # rotates map-frame offsets into the reference frame
+    ref_heading = poses[:, :, 2].T.copy()
 
     b_long = horizon * dt  # velocity after the horizon: v + b_long * accel
     k_long = -1.0 / (b_long * Q_LONGITUDINAL * b_long + R_LONGITUDINAL) * b_long * Q_LONGITUDINAL
-    q0, q1, q2 = Q_LATERAL
-    c_a02, c_b0, c_b1 = dt**2 / WHEELBASE, dt**3 / WHEELBASE, dt**2 / WHEELBASE
-    b2 = horizon * dt  # steering-angle entry of the lateral B
+    d_gain = -STOPPING_GAIN - k_long
+    den0 = Q_LATERAL[2] * (horizon * dt) ** 2 + R_LATERAL  # B2 = horizon dt; its error term has weight 0
+    assert Q_LATERAL[2] == 0.0, "the steering-angle error term is dropped from the lateral LQR"
     accel_gain = dt / (dt + ACCEL_TIME_CONSTANT)
     steer_gain = dt / (dt + STEERING_TIME_CONSTANT)
+    two_pi, inv_two_pi = 2.0 * np.pi, 0.5 / np.pi
+    clip = np.core.umath.clip
+    yaw_step = 1j * dt / WHEELBASE
 
-    x, y, heading = state[:, S.X].copy(), state[:, S.Y].copy(), state[:, S.HEADING].copy()
-    vel, accel, steer = state[:, S.VELOCITY_X].copy(), state[:, S.ACCELERATION_X].copy(), state[:, S.STEERING_ANGLE]
-    yaw_rate = state[:, S.ANGULAR_VELOCITY]
-    hist = {f: [] for f in ("x", "y", "h", "v", "a", "d", "r", "w", "wd")}
+    feats = np.empty((num_k, 6))  # (v^2, va, av, a^2, v, a)
+    outer, pv = feats.reshape(num_k, 3, 2)[:, :2], feats[:, 4:]
+    xy = state[:, S.X] + 1j * state[:, S.Y]
+    j_heading = 1j * state[:, S.HEADING]
+    feats[:, 4] = state[:, S.VELOCITY_X]
+    accel, steer = state[:, S.ACCELERATION_X], state[:, S.STEERING_ANGLE]
+    j_yaw_step = feats[:, 4] * np.tan(steer) * yaw_step  # heading rate v tan(steer) / wheelbase, times j dt
+    hist = {f: [] for f in ("xy", "h", "v", "a", "d", "r")}
     for t in range(num_t - 1):
-        # --- tracker: longitudinal (one-step LQR or stopping P controller)
-        v_ref = ref_velocity[:, t]
-        stop = (v_ref <= STOPPING_VELOCITY) & (vel <= STOPPING_VELOCITY)
-        accel_cmd = np.where(stop, -STOPPING_GAIN * (vel - v_ref), k_long * (vel - v_ref))
-        # --- tracker: lateral, errors w.r.t. reference pose t, velocity v + alpha * k over the horizon
-        dx, dy = x - poses[:, t, 0], y - poses[:, t, 1]
-        lat_err = -dx * ref_sin[:, t] + dy * ref_cos[:, t]
-        head_err = _wrap(heading - poses[:, t, 2])
-        alpha = accel_cmd * dt
-        v2, va, a2 = vel * vel, vel * alpha, alpha * alpha
-        a01 = dt * (horizon * vel + pair[2, 0] * alpha)
-        a02 = c_a02 * (pair[0, 0] * v2 + pair[0, 1] * va + pair[0, 2] * a2)
-        b0 = c_b0 * (pair[1, 0] * v2 + pair[1, 1] * va + pair[1, 2] * a2)
-        b1 = c_b1 * (pair[2, 0] * vel + pair[2, 1] * alpha)
-        g0 = -dt**2 * (kappa[2, :, t] * v2 + kappa[3, :, t] * va + kappa[4, :, t] * a2)
-        g1 = -dt * (kappa[0, :, t] * vel + kappa[1, :, t] * alpha)
-        err0 = lat_err + a01 * head_err + a02 * steer + g0
-        err1 = _wrap(head_err + a01 / WHEELBASE * steer + g1)
-        tail = q0 * b0 * err0 + q1 * b1 * err1
-        if q2:
-            tail = tail + q2 * b2 * _wrap(steer)
-        steer_rate_cmd = -tail / (q0 * b0 * b0 + q1 * b1 * b1 + q2 * b2 * b2 + R_LATERAL)
-        steer_rate_cmd = np.where(stop, 0.0, steer_rate_cmd)
-        # --- bicycle: first-order lags, then forward Euler with the previous pose, speed and steering
-        new_accel = accel_gain * (accel_cmd - accel) + accel
-        ideal_steer = dt * steer_rate_cmd + steer
-        filtered = steer_gain * (ideal_steer - steer) + steer
-        steer_rate = (filtered - steer) / dt
-        x = x + vel * np.cos(heading) * dt
-        y = y + vel * np.sin(heading) * dt
-        heading = (heading + vel * np.tan(steer) / WHEELBASE * dt + np.pi) % (2.0 * np.pi) - np.pi
-        vel = vel + new_accel * dt
-        steer = np.clip(steer + steer_rate * dt, -MAX_STEERING_ANGLE, MAX_STEERING_ANGLE)
-        new_yaw_rate = vel * np.tan(steer) / WHEELBASE
-        yaw_accel = (new_yaw_rate - yaw_rate) / dt
-        accel, yaw_rate = new_accel, new_yaw_rate
-        for key, value in zip(hist, (x, y, heading, vel, accel, steer, steer_rate, yaw_rate, yaw_accel)):
+        vel = feats[:, 4]
+        dv = vel - ref_velocity[t]
+        stop = vel <= stop_below[t]
+        np.multiply(stop * d_gain + k_long, dv, out=feats[:, 5])  # acceleration command
+        np.multiply(pv[:, :, None], pv[:, None, :], out=outer)
+        lqr = _sum_last(coef * feats)
+        g = _sum_last(g_weights[t] * feats)
+        lat_err = ((xy - ref_xy[t]) * ref_rot[t]).imag
+        head_err = j_heading.imag - ref_heading[t]
+        head_err = head_err - two_pi * np.rint(head_err * inv_two_pi)  # wrap to [-pi, pi]
+        err0 = lat_err + lqr[0] * head_err + lqr[2] * steer + g[0]
+        err1 = head_err + lqr[1] * steer + g[1]
+        err1 = err1 - two_pi * np.rint(err1 * inv_two_pi)
+        steer_cmd = (lqr[3] * err0 + lqr[4] * err1) / (lqr[3] * lqr[5] + lqr[4] * lqr[6] + den0) * (stop - 1.0)
+        # bicycle: first-order lags, then forward Euler from the previous pose, speed and steering angle
+        steer_rate = steer_gain * steer_cmd
+        accel = accel_gain * (feats[:, 5] - accel) + accel
+        xy = xy + np.exp(j_heading) * (vel * dt)
+        j_heading = j_heading + j_yaw_step
+        vel = vel + accel * dt
+        steer = clip(steer + steer_rate * dt, -MAX_STEERING_ANGLE, MAX_STEERING_ANGLE)
+        j_yaw_step = vel * np.tan(steer) * yaw_step
+        feats[:, 4] = vel
+        for key, value in zip(hist, (xy, j_heading, vel, accel, steer, steer_rate)):
             hist[key].append(value)
 
-    out = np.zeros((num_k, num_t, NUM_STATE_FIELDS))
-    out[:, 0] = state
-    fields = (S.X, S.Y, S.HEADING, S.VELOCITY_X, S.ACCELERATION_X, S.STEERING_ANGLE, S.STEERING_RATE,
-              S.ANGULAR_VELOCITY, S.ANGULAR_ACCELERATION)
-    if num_t > 1:
-        out[:, 1:, list(fields)] = np.stack([np.stack(hist[key], axis=1) for key in hist], axis=-1)
-    return out.reshape(*lead, num_t, NUM_STATE_FIELDS)
+    xy, heading = np.stack(hist["xy"], 1), np.stack(hist["h"], 1).imag
+    out[:, 1:, S.X], out[:, 1:, S.Y] = xy.real, xy.imag
+    out[:, 1:, S.HEADING] = (heading + np.pi) % two_pi - np.pi
+    for key, field in (("v", S.VELOCITY_X), ("a", S.ACCELERATION_X), ("d", S.STEERING_ANGLE),
+                       ("r", S.STEERING_RATE)):
+        out[:, 1:, field] = np.stack(hist[key], 1)
+    yaw_rate = out[:, 1:, S.VELOCITY_X] * np.tan(out[:, 1:, S.STEERING_ANGLE]) / WHEELBASE
+    out[:, 1:, S.ANGULAR_VELOCITY] = yaw_rate
+    out[:, 1:, S.ANGULAR_ACCELERATION] = np.diff(out[:, :, S.ANGULAR_VELOCITY], axis=1) / dt

@@ -11,6 +11,7 @@ from planners.pdm.scoring.scorer import (
     combine,
     score_epdms,
     score_pdms,
+    score_proposal_set,
     score_proposals,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "ego_coords",
     "score_epdms",
     "score_pdms",
+    "score_proposal_set",
     "score_proposals",
 ]

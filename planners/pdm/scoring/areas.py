@@ -14,9 +14,9 @@ import shapely
 
 from planners.pdm.states import StateIndex
 from scenes.agents import AgentCategory
-from scenes.drive import CURRENT_INDEX, DriveScene
+from scenes.drive import CURRENT_INDEX, DriveScene, Route
 from scenes.ego import PACIFICA
-from scenes.maps import DrivableKind
+from scenes.maps import DrivableKind, MapLayers
 
 # BBCoordsIndex order of NAVSIM: front-left, rear-left, rear-right, front-right, centre.
 FRONT_LEFT, REAR_LEFT, REAR_RIGHT, FRONT_RIGHT, CENTER = range(5)
@@ -45,6 +45,15 @@ def points_in_polygons(polygons: np.ndarray, bounds: np.ndarray, xy: np.ndarray)
     return out.reshape((len(polygons), *xy.shape[:-1]))
 
 
+def route_lane_mask(road: MapLayers, route: Route) -> np.ndarray:
+    """(L,) bool: lanes of every roadblock the route passes, as NAVSIM's route lane dict.
+
+    NAVSIM routes are roadblock ids, so a parallel lane of a route roadblock is on route too.
+    """
+    on_route_lanes = np.isin(road.lane_ids, np.asarray(route.lane_ids, dtype=np.int64))
+    return np.isin(road.lane_roadblock_ids, road.lane_roadblock_ids[on_route_lanes])
+
+
 @dataclass(frozen=True, eq=False)
 class SceneGeometry:
     """Everything the scorer needs from a DriveScene, built once per scene.
@@ -53,7 +62,7 @@ class SceneGeometry:
 
     Attributes:
         lane_polygons, lane_bounds: (L,) prepared lane / connector polygons, (L, 4) bounds.
-        lane_on_route: (L,) bool, the lane id is in route.lane_ids.
+        lane_on_route: (L,) bool, the lane lies in a route roadblock (see `route_lane_mask`).
         lane_ids: (L,) int64.
         drivable_polygons, drivable_bounds: (P,) prepared ROADBLOCK/INTERSECTION/CARPARK polygons, (P, 4).
         intersection_polygons, intersection_bounds: (I,) prepared INTERSECTION polygons, (I, 4).
@@ -101,7 +110,7 @@ class SceneGeometry:
             ring = np.concatenate([shapely.get_coordinates(left), shapely.get_coordinates(right)[::-1]])
             lanes.append(shapely.make_valid(shapely.Polygon(ring)) if len(ring) >= 3 else shapely.Polygon())
         lane_polygons, lane_bounds = _polygon_set(lanes)
-        on_route = np.isin(road.lane_ids, np.asarray(scene.route.lane_ids, dtype=np.int64))
+        on_route = route_lane_mask(road, scene.route)
         kinds = np.asarray(road.drivable_kinds)
         drivable = [p for p, k in zip(road.drivable_polygons, kinds) if k in tuple(DrivableKind)]
         inter = [p for p, k in zip(road.drivable_polygons, kinds) if k == DrivableKind.INTERSECTION]

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from planners.pdm.scoring.areas import CENTER, FRONT_LEFT, FRONT_RIGHT, EgoAreas, SceneGeometry
+from planners.pdm.scoring.areas import (
+    CENTER,
+    EGO_HALF_LENGTH,
+    EGO_HALF_WIDTH,
+    FRONT_LEFT,
+    FRONT_RIGHT,
+    EgoAreas,
+    SceneGeometry,
+)
 from planners.pdm.scoring.config import ScorerConfig
 from planners.pdm.states import StateIndex
 
+EGO_RADIUS = float(np.hypot(EGO_HALF_LENGTH, EGO_HALF_WIDTH))
 _SIGNS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])  # FL, RL, RR, FR
 
 
@@ -60,29 +69,38 @@ def relative_angle(pose: np.ndarray, point: np.ndarray) -> np.ndarray:
 
 
 def _overlaps(
-    geometry: SceneGeometry, corners: np.ndarray, frames: np.ndarray
+    geometry: SceneGeometry, center: np.ndarray, heading: np.ndarray, frames: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices (k, t, n) where ego box corners (K, T, 4, 2) overlap agent n at frames[t] (T,)."""
+    """Indices (k, t, n) where the ego box with centre (K, T, 2) and heading (K, T) touches agent n at
+    frames[t] (T,): bounding circles first, then the separating-axis test on the four box axes."""
     num_agents = geometry.num_agents
-    if num_agents == 0 or corners.shape[1] == 0:
+    if num_agents == 0 or center.shape[1] == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     in_range = frames < geometry.num_frames
     safe = np.where(in_range, frames, 0)
-    a_xy = geometry.agent_xy[:, safe]  # (N, T, 2)
-    a_ok = geometry.agent_valid[:, safe] & in_range
-    center = corners.mean(axis=2)  # (K, T, 2)
-    ego_radius = np.linalg.norm(corners[0, 0, 0] - corners[0, 0, 2]) / 2.0 if corners.size else 0.0
-    reach = ego_radius + np.linalg.norm(geometry.agent_half, axis=-1) + 1e-6  # (N,)
-    dx = center[:, :, None, 0] - a_xy[None, :, :, 0].transpose(0, 2, 1)
-    dy = center[:, :, None, 1] - a_xy[None, :, :, 1].transpose(0, 2, 1)
-    near = (dx * dx + dy * dy <= reach**2) & a_ok.T[None]
+    a_xy = geometry.agent_xy[:, safe].transpose(1, 0, 2)  # (T, N, 2)
+    a_ok = (geometry.agent_valid[:, safe] & in_range).T  # (T, N)
+    reach = EGO_RADIUS + np.hypot(geometry.agent_half[:, 0], geometry.agent_half[:, 1]) + 1e-6  # (N,)
+    dx = center[:, :, None, 0] - a_xy[None, :, :, 0]
+    dy = center[:, :, None, 1] - a_xy[None, :, :, 1]
+    near = (dx * dx + dy * dy <= reach**2) & a_ok[None]
     k, t, n = np.nonzero(near)
     if k.size == 0:
         return k, t, n
     f = safe[t]
-    boxes = agent_corners(geometry.agent_xy[n, f], geometry.agent_heading[n, f], geometry.agent_half[n])
-    hit = boxes_intersect(corners[k, t], boxes)
+    dx, dy = geometry.agent_xy[n, f, 0] - center[k, t, 0], geometry.agent_xy[n, f, 1] - center[k, t, 1]
+    ce, se = np.cos(heading[k, t]), np.sin(heading[k, t])
+    agent_heading = geometry.agent_heading[n, f]
+    ca, sa = np.cos(agent_heading), np.sin(agent_heading)
+    c, s = np.abs(ce * ca + se * sa), np.abs(se * ca - ce * sa)  # |cos|, |sin| of the relative heading
+    al, aw = geometry.agent_half[n, 0], geometry.agent_half[n, 1]
+    hl, hw = EGO_HALF_LENGTH, EGO_HALF_WIDTH
+    separated = np.abs(dx * ce + dy * se) > hl + al * c + aw * s  # ego length axis
+    separated |= np.abs(dy * ce - dx * se) > hw + al * s + aw * c  # ego width axis
+    separated |= np.abs(dx * ca + dy * sa) > al + hl * c + hw * s  # agent length axis
+    separated |= np.abs(dy * ca - dx * sa) > aw + hl * s + hw * c  # agent width axis
+    hit = ~separated
     return k[hit], t[hit], n[hit]
 
 
@@ -99,7 +117,8 @@ def no_at_fault_collision(
     """(K,) NC in {0, 0.5, 1} for states (K, T, 11) with `ego_coords` (K, T, 5, 2)."""
     num = states.shape[0]
     nc = np.ones(num)
-    k, t, n = _overlaps(geometry, coords[:, :, :CENTER], np.arange(states.shape[1]))
+    heading = states[..., StateIndex.HEADING]
+    k, t, n = _overlaps(geometry, coords[:, :, CENTER], heading, np.arange(states.shape[1]))
     if k.size == 0:
         return nc
     state = states[k, t]
@@ -133,20 +152,21 @@ def time_to_collision(
     speed = np.hypot(sub[..., StateIndex.VELOCITY_X], sub[..., StateIndex.VELOCITY_Y])
     heading = sub[..., StateIndex.HEADING]
     dxy = np.stack([np.cos(heading) * speed, np.sin(heading) * speed], axis=-1)  # (K, T, 2)
-    corners = coords[:, : last + 1, :CENTER]
+    center = coords[:, : last + 1, CENTER]
     risky = areas.multiple_lanes | areas.non_drivable | areas.rear_axle_in_intersection
     ahead_limit, behind_limit = np.deg2rad(config.ahead_angle_deg), np.deg2rad(config.behind_angle_deg)
-    parts = []
-    n_proj = len(config.ttc_projection_steps)
-    for j, offset in enumerate(config.ttc_projection_steps):
-        moved = corners + (dxy * (float(offset) * config.dt))[:, :, None, :]
-        k, t, n = _overlaps(geometry, moved, np.arange(last + 1) + offset)
-        keep = speed[k, t] >= config.ttc_stopped_speed_threshold
-        k, t, n = k[keep], t[keep], n[keep]
-        angle = relative_angle(sub[k, t, : StateIndex.HEADING + 1], geometry.agent_xy[n, t + offset])
-        violation = (angle < ahead_limit) | (risky[k, t] & ~(angle > behind_limit))
-        parts.append((k, t, n, t * n_proj + j, violation))
-    k, t, n, key, violation = (np.concatenate(x) for x in zip(*parts))
+    n_proj, steps_eval = len(config.ttc_projection_steps), last + 1
+    offsets = np.asarray(config.ttc_projection_steps, dtype=np.int64)
+    # all projections at once, stacked along time: column j * steps_eval + t is step t projected by offsets[j]
+    moved = np.concatenate([center + dxy * (float(o) * config.dt) for o in offsets], axis=1)
+    frames = (np.arange(steps_eval)[None] + offsets[:, None]).reshape(-1)
+    k, column, n = _overlaps(geometry, moved, np.tile(heading, (1, n_proj)), frames)
+    j, t = np.divmod(column, steps_eval)
+    keep = speed[k, t] >= config.ttc_stopped_speed_threshold
+    k, t, n, j = k[keep], t[keep], n[keep], j[keep]
+    angle = relative_angle(sub[k, t, : StateIndex.HEADING + 1], geometry.agent_xy[n, t + offsets[j]])
+    violation = (angle < ahead_limit) | (risky[k, t] & ~(angle > behind_limit))
+    key = t * n_proj + j
     counted = _counted(key, k, n, ~violation, (num, geometry.num_agents))
     ttc = np.ones(num)
     ttc[k[counted]] = 0.0

@@ -9,6 +9,8 @@ a derivative window of 15. Bounds are strict; values are rounded to 8 decimals f
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.signal import savgol_filter
 
@@ -19,9 +21,17 @@ from planners.pdm.states import StateIndex
 _DECIMALS = 8
 
 
+@lru_cache(maxsize=64)
+def _savgol_matrix(n: int, window: int, order: int, deriv: int, delta: float) -> np.ndarray:
+    """(n, n) matrix M with savgol_filter(y, ..., mode='interp') == y @ M for y (..., n): the filter is linear."""
+    eye = np.eye(n)
+    return savgol_filter(eye, window_length=window, polyorder=order, deriv=deriv, delta=delta, axis=-1)
+
+
 def _smooth(values: np.ndarray, window: int, order: int = 2, deriv: int = 0, delta: float = 1.0) -> np.ndarray:
-    window = min(window, values.shape[-1])
-    return savgol_filter(values, window_length=window, polyorder=order, deriv=deriv, delta=delta, axis=-1)
+    """scipy's Savitzky-Golay filter (mode 'interp') along the last axis, as a cached matrix product."""
+    n = values.shape[-1]
+    return values @ _savgol_matrix(n, min(window, n), order, deriv, float(delta))
 
 
 def _acceleration(states: np.ndarray, coordinate: str, window: int = 8, center: bool = False) -> np.ndarray:

@@ -137,6 +137,23 @@ def score_proposals(
     )
 
 
+def score_proposal_set(
+    scene: DriveScene | SceneGeometry, states: np.ndarray, config: ScorerConfig | None = None
+) -> ProposalScores:
+    """Score K proposals against each other, as PDM-Closed's own scorer does: EP divides by the best
+    NC*DAC-scaled progress of the whole set. states: (K, 41, 11) map frame."""
+    config = config or ScorerConfig()
+    geometry = scene if isinstance(scene, SceneGeometry) else SceneGeometry.from_scene(scene)
+    states = _check(states, "states")
+    m = _per_proposal(geometry, states, config)
+    best = float(np.max(m["raw_progress"] * _multiplier(m, config)))
+    m["ep"] = pairwise_progress(m["raw_progress"], _multiplier(m, config), best, 1.0, config)
+    m["ec"] = np.ones(states.shape[0])
+    return ProposalScores(**{k: m[k] for k in ProposalScores.SUB_METRICS}, score=combine(m, config),
+                          raw_progress=m["raw_progress"], reference_progress=np.full(states.shape[0], best),
+                          version=config.version)
+
+
 def score_pdms(scene, states, reference_states, config: ScorerConfig | None = None) -> ProposalScores:
     """`score_proposals` with NAVSIM v1.1 PDMS (other fields of `config` kept)."""
     config = replace(config or ScorerConfig(), version=MetricVersion.PDMS_V1)

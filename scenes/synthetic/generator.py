@@ -1,0 +1,185 @@
+"""One synthetic scene: layout -> traffic -> simulation -> DriveScene in a random global map frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+from scenes.agents import AgentCategory, AgentTracks
+from scenes.drive import (
+    CURRENT_INDEX,
+    NUM_STEPS,
+    SIM_DT,
+    DriveScene,
+    Route,
+    ScenarioType,
+    SceneMetadata,
+    TrafficLights,
+)
+from scenes.ego import PACIFICA, EgoState
+from scenes.geometry import wrap_angle
+from scenes.synthetic import polyline as pl
+from scenes.synthetic.intersection import intersection_layout
+from scenes.synthetic.layouts import Layout, lane_drop_layout, merge_layout, road_layout
+from scenes.synthetic.paths import PathTable
+from scenes.synthetic.pedestrians import PED_SIZE, Walkers
+from scenes.synthetic.traffic import T_SIM, WARMUP, Fleet, Simulation
+
+AGENT_RANGE = 100.0  # [m] agents farther from the ego are not observed (valid=False)
+S = ScenarioType
+
+
+def make_layout(rng: np.random.Generator, scenario: ScenarioType) -> Layout:
+    sim_times = (np.arange(T_SIM) - WARMUP - CURRENT_INDEX) * SIM_DT
+    if scenario in (S.INTERSECTION_LEFT, S.INTERSECTION_RIGHT, S.INTERSECTION_STRAIGHT):
+        return intersection_layout(rng, scenario, sim_times)
+    if scenario is S.MERGE:
+        return merge_layout(rng)
+    if scenario is S.LANE_DROP:
+        return lane_drop_layout(rng)
+    return road_layout(rng, scenario)
+
+
+def _vehicle(rng: np.random.Generator, path: int, s: float, v: float, spawn: int = 0, **over) -> dict:
+    truck = rng.random() < 0.08
+    length = rng.uniform(7.0, 10.0) if truck else rng.uniform(4.2, 5.2)
+    row = {"path": path, "s": s, "v": v, "length": length, "width": 2.5 if truck else rng.uniform(1.75, 2.05),
+           "a": rng.uniform(1.0, 2.0), "b": rng.uniform(1.5, 2.5), "T": rng.uniform(1.0, 1.8),
+           "s0": rng.uniform(2.0, 3.0), "factor": rng.uniform(0.85, 1.1), "cap": np.inf, "static": False,
+           "spawn": spawn, "category": int(AgentCategory.VEHICLE)}
+    row.update(over)
+    row["half"] = row["length"] / 2
+    return row
+
+
+def _start_speed(tab: PathTable, p: int, s: float, v: float) -> float:
+    """Initial speed [m/s] that can still stop for a light or yield point ahead."""
+    for limit in (tab.stop_s[p], tab.yield_s[p]):
+        if s < limit:
+            v = min(v, np.sqrt(2 * 2.0 * max(limit - s - 8.0, 0.0)))
+    return float(v)
+
+
+def make_fleet(rng: np.random.Generator, lay: Layout, tab: PathTable) -> Fleet:
+    t_pre = (WARMUP + CURRENT_INDEX) * SIM_DT
+    pe = lay.ego_path
+    v_e = tab.vmax[pe, int(lay.ego_s_now)] * rng.uniform(0.75, 0.95)
+    s_e = max(3.0, lay.ego_s_now - v_e * t_pre)
+    v_e = _start_speed(tab, pe, s_e, v_e)
+    rows = [_vehicle(rng, pe, s_e, v_e, length=PACIFICA.length, width=PACIFICA.width, a=1.5, b=2.0, T=1.4,
+                     s0=2.5, factor=rng.uniform(0.9, 1.0))]
+    taken = [(pe, s_e, 22.0)]
+    for kind, p, s, speed in lay.specials:
+        if kind == "parked":
+            cat = AgentCategory.STATIC_OBJECT if rng.random() < 0.3 else AgentCategory.VEHICLE
+            rows.append(_vehicle(rng, p, s, 0.0, static=True, category=int(cat), cap=0.0))
+            taken.append((p, s, 15.0))
+        else:
+            s0 = max(s - speed * t_pre, s_e + 25.0)
+            rows.append(_vehicle(rng, p, s0, speed, cap=speed, factor=1.0))
+            taken.append((p, s0, 15.0))
+    occupied = []
+    for p, s, r in taken:
+        row, s_in = tab.locate(np.array([p]), np.array([s]))
+        occupied.append((int(row[0]), float(s_in[0]), r))
+    for g in lay.groups:
+        pos = g.s_min + rng.uniform(0.0, 20.0) * lay.density
+        while pos < g.s_max:
+            p = int(rng.choice(g.paths, p=g.weights))
+            v = tab.vmax[p, int(pos)] * rng.uniform(0.75, 0.95)
+            row = _vehicle(rng, p, pos, _start_speed(tab, p, pos, v))
+            r, s_in = tab.locate(np.array([p]), np.array([pos]))
+            free = all(not (int(r[0]) == o_r and abs(s_in[0] - o_s) < rad) for o_r, o_s, rad in occupied)
+            free &= all(not (q == p and lo <= pos <= hi) for q, lo, hi in lay.clear)
+            if free:
+                rows.append(row)
+            pos += row["length"] + lay.density * (rng.uniform(6.0, 20.0) + v * rng.uniform(0.9, 1.8))
+        if g.inflow:
+            t = lay.density * rng.exponential(2.0)
+            while t < (T_SIM - 20) * SIM_DT:
+                p = int(rng.choice(g.paths, p=g.weights))
+                v = tab.vmax[p, int(g.s_min)] * rng.uniform(0.75, 0.95)
+                rows.append(_vehicle(rng, p, g.s_min, v, spawn=int(t / SIM_DT) + 1))
+                t += lay.density * (1.5 + rng.exponential(2.0))
+    return Fleet(rows)
+
+
+def _ego_state(sim: Simulation, tab: PathTable) -> np.ndarray:
+    """Ego rear-axle arrays over T_SIM: pose (T, 3), body velocity (T, 2), body accel (T, 2), yaw rate, steer."""
+    xy, h, kappa = tab.sample(sim.h_path[:, 0], sim.h_s[:, 0])
+    centre = xy + np.stack([-np.sin(h), np.cos(h)], -1) * sim.ego_d[:, None]
+    heading = h + np.arctan(sim.ego_dd)
+    direction = np.stack([np.cos(heading), np.sin(heading)], -1)
+    rear = centre - PACIFICA.rear_axle_to_center * direction
+    vel = np.gradient(rear, SIM_DT, axis=0)
+    acc = np.gradient(vel, SIM_DT, axis=0)
+    yaw_rate = np.gradient(np.unwrap(heading), SIM_DT)
+
+    def body(vec):
+        return np.stack([(vec * direction).sum(-1), vec[:, 1] * direction[:, 0] - vec[:, 0] * direction[:, 1]], -1)
+
+    v_body = body(vel)
+    speed = np.linalg.norm(vel, axis=-1)
+    curv = np.where(speed > 0.5, yaw_rate / np.maximum(speed, 0.5), kappa)
+    steering = np.arctan(PACIFICA.wheelbase * curv)
+    return np.stack([rear[:, 0], rear[:, 1], heading], -1), v_body, body(acc), yaw_rate, steering
+
+
+def generate(seed: int, split: str, scenario: ScenarioType, version: str) -> DriveScene:
+    rng = np.random.default_rng([seed, 2])
+    lay = make_layout(rng, scenario)
+    tab = PathTable(lay)
+    fleet = make_fleet(rng, lay, tab)
+    walkers = Walkers(lay.crossings, lay.pedestrians)
+    lane_change = scenario in (S.PARKED_VEHICLE, S.SLOW_VEHICLE)
+    order = (0, 1) if rng.random() < 0.7 else (1, 0)
+    red = None if lay.signal_red is None else lay.signal_red
+    sim = Simulation(tab, fleet, walkers, red, lay.ped_green, lay.neighbours, lane_change, order)
+    sim.run()
+    keep = slice(WARMUP, WARMUP + NUM_STEPS)
+    pose, vel, acc, yaw_rate, steering = (x[keep] for x in _ego_state(sim, tab))
+    # vehicles (ego excluded) then pedestrians, over the kept window
+    path, s = sim.h_path[keep, 1:].T, sim.h_s[keep, 1:].T
+    vxy, vh, _ = tab.sample(path, s)
+    speed = sim.h_v[keep, 1:].T
+    vvel = speed[..., None] * np.stack([np.cos(vh), np.sin(vh)], -1)
+    pxy, ph, pvel = (x[keep].swapaxes(0, 1) for x in sim.ped_state)
+    n_ped = walkers.count
+    xy = np.concatenate([vxy, pxy])
+    heading = np.concatenate([vh, ph])
+    velocity = np.concatenate([vvel, pvel])
+    valid = np.concatenate([sim.h_active[keep, 1:].T, np.ones((n_ped, NUM_STEPS), bool)])
+    centre = pose[:, :2] + PACIFICA.rear_axle_to_center * np.stack([np.cos(pose[:, 2]), np.sin(pose[:, 2])], -1)
+    valid &= np.linalg.norm(xy - centre[None], axis=-1) <= AGENT_RANGE
+    seen = valid.any(1)
+    size = np.concatenate([np.stack([fleet.length[1:], fleet.width[1:]], -1), np.tile(PED_SIZE, (n_ped, 1))])
+    category = np.concatenate([fleet.category[1:], np.full(n_ped, int(AgentCategory.PEDESTRIAN))]).astype(np.int8)
+    # random global map frame
+    theta, shift = rng.uniform(-np.pi, np.pi), rng.uniform(-3000.0, 3000.0, size=2)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+
+    def move(points):
+        return points @ rot.T + shift
+
+    valid, xy, heading, velocity = valid[seen], xy[seen], heading[seen], velocity[seen]
+    base = int(rng.integers(1, 10**6)) * 100
+    agents = AgentTracks(
+        track_ids=base + rng.permutation(int(seen.sum())).astype(np.int64),
+        category=category[seen],
+        size=size[seen].astype(np.float64),
+        xy=np.where(valid[..., None], move(xy), 0.0),
+        heading=np.where(valid, wrap_angle(heading + theta), 0.0),
+        velocity=np.where(valid[..., None], velocity @ rot.T, 0.0),
+        valid=valid,
+    )
+    ego = EgoState(np.concatenate([move(pose[:, :2]), wrap_angle(pose[:, 2:] + theta)], -1), vel, acc,
+                   yaw_rate, steering)
+    road_map = lay.builder.build()
+    road_map = road_map.to_local(np.array([-(rot.T @ shift)[0], -(rot.T @ shift)[1], -theta]))
+    route_lanes = tuple(lay.paths[lay.ego_path])
+    route_xy = move(pl.concat([lay.builder.lanes[i].xy for i in route_lanes]))
+    lights = TrafficLights(np.array(lay.lights, np.int64),
+                           np.zeros((0, NUM_STEPS), bool) if red is None else red[:, keep].copy())
+    meta = SceneMetadata(f"{split}-{seed:010d}", seed, split, scenario, version)
+    return DriveScene(meta, ego, agents, road_map, Route(route_lanes, shapely.LineString(route_xy)),
+                      lay.command, lights)
