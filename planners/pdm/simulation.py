@@ -77,15 +77,6 @@ def _velocity_fit_matrix(num_displacements: int, dt: float) -> np.ndarray:
     return integrate @ np.linalg.pinv(normal) @ design.T
 
 
-def _rowwise_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(..., j) @ (j, k) -> (..., k), accumulated in a fixed order with ufuncs: a row's result does not depend
-    on the batch size or on memory alignment (BLAS results do)."""
-    out = a[..., 0, None] * b[0]
-    for j in range(1, b.shape[0]):
-        out = out + a[..., j, None] * b[j]
-    return out
-
-
 def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
     """(K, T, 3) poses -> velocity [m/s] and curvature [1/m] profiles, each (K, T - 1), as NAVSIM's fit.
 
@@ -97,7 +88,7 @@ def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np
     diff = np.diff(poses, axis=1)
     heading = poses[:, :-1, 2]
     projected = np.cos(heading) * diff[..., 0] + np.sin(heading) * diff[..., 1]
-    velocity = _rowwise_matmul(projected, _velocity_fit_matrix(m, dt).T)
+    velocity = projected @ _velocity_fit_matrix(m, dt).T
     # min sum (dh_i - w_i kappa_i)^2 + c sum (kappa_{i+1} - kappa_i)^2 + eps kappa_0^2, w_i = v_i dt.
     weight = velocity * dt
     rate_weight = CURVATURE_RATE_PENALTY / dt**2
@@ -164,7 +155,7 @@ def simulate(reference_states: np.ndarray, ego_state0: np.ndarray, dt: float = S
 
 
 def _sum_last(terms: np.ndarray) -> np.ndarray:
-    """(..., 6) -> (...): sum in a fixed order (np.sum's order may depend on the batch size)."""
+    """(..., 6) -> (...): explicit sum of the 6 feature terms."""
     return terms[..., 0] + terms[..., 1] + terms[..., 2] + terms[..., 3] + terms[..., 4] + terms[..., 5]
 
 
@@ -180,7 +171,7 @@ def _closed_loop(poses: np.ndarray, state: np.ndarray, dt: float, out: np.ndarra
     stop_below = np.where(ref_velocity <= STOPPING_VELOCITY, STOPPING_VELOCITY, -np.inf)
     window = curvature_profile[:, np.minimum(steps[:, None] + np.arange(horizon), last)]  # (K, T-1, N)
     coef, weights = _lqr_constants(horizon, dt)
-    g_weights = _rowwise_matmul(window, weights.reshape(horizon, 12))
+    g_weights = window @ weights.reshape(horizon, 12)
     g_weights = g_weights.reshape(num_k, num_t - 1, 2, 6).transpose(1, 2, 0, 3)  # (T-1, 2, K, 6)
     coef = coef[:, None, :]  # (7, 1, 6)
     ref_xy = (poses[:, :, 0] + 1j * poses[:, :, 1]).T.copy()  # (T, K)
