@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from diffplan.bench import BENCHMARKS
+from eval.cli import app as eval_app
 from scenes._cli import UserError, user_errors
 from scenes.cli import app as scenes_app
 
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(scenes_app, name="scenes")
+app.add_typer(eval_app, name="eval")
 
 
 @app.command()

@@ -49,8 +49,18 @@ def initial_state(scene: DriveScene) -> np.ndarray:
 def simulate_plans(scene: DriveScene, plans: np.ndarray, plan_dt: float = PLAN_DT) -> np.ndarray:
     """Ego-frame plans (K, T, 3) every `plan_dt` [s] -> simulated states (K, 41, 11), map frame."""
     plans = np.asarray(plans, dtype=np.float64)
-    ego0 = initial_state(scene)
-    poses = interpolate_poses(plan_to_global_poses(plans, scene.current_pose), plan_dt)
+    return simulate_scene_plans([scene] * len(plans), plans, plan_dt)
+
+
+def simulate_scene_plans(scenes: list[DriveScene], plans: np.ndarray, plan_dt: float = PLAN_DT) -> np.ndarray:
+    """One plan per scene (B, T, 3), ego frames -> simulated states (B, 41, 11), each in its map frame.
+
+    A single vectorised simulator call for many scenes (per-row initial states).
+    """
+    plans = np.asarray(plans, dtype=np.float64)
+    origins = np.stack([scene.current_pose for scene in scenes])
+    ego0 = np.stack([initial_state(scene) for scene in scenes])
+    poses = interpolate_poses(plan_to_global_poses(plans, origins), plan_dt)
     return simulate(poses_to_states(poses, ego0, interval_in=plan_dt), ego0)
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from scenes._cli import progress_bar, user_errors
-from scenes.generate import GenerateConfig, generate_dataset
+from scenes.generate import BENCHMARK_SETS, GenerateConfig, benchmark_config, generate_dataset
 from scenes.store import DatasetError, DriveDataset
 
 app = typer.Typer(help="Synthetic driving scenes and datasets.", no_args_is_help=True, add_completion=False)
@@ -27,15 +27,22 @@ def generate(
     shard_size: Annotated[int, typer.Option(help="Scenes per Parquet shard (the unit of work).")] = 100,
     scenario: Annotated[str | None, typer.Option(
         help="Only this scenario type, e.g. intersection_left. Default: drawn from each scene's seed.")] = None,
+    benchmark: Annotated[str | None, typer.Option(
+        help=f"A fixed held-out benchmark set ({', '.join(BENCHMARK_SETS)}); sets --n, --split and --seed.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted job; finished shards are kept.")] = False,
 ) -> None:
     """Generate N seeded synthetic driving scenes into a Parquet dataset.
 
     The same options give the same bytes, whatever --workers and however often the job was interrupted.
+    `--benchmark navtest-synth` builds the 500-scene driving benchmark (50 of each scenario type, test seeds).
     """
     with user_errors(DatasetError):
-        config = GenerateConfig(n=n, split=split, seed=seed, shard_size=shard_size, scenario=scenario).validate()
+        if benchmark is not None:
+            config = benchmark_config(benchmark).validate()
+        else:
+            config = GenerateConfig(n=n, split=split, seed=seed, shard_size=shard_size,
+                                    scenario=scenario).validate()
         with progress_bar("scenes") as bar:
             task = bar.add_task("generating", total=config.n)
             info = generate_dataset(out, config, workers=workers, resume=resume,

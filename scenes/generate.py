@@ -16,7 +16,7 @@ from pathlib import Path
 from scenes._cli import UserError
 from scenes.drive import SPLITS, ScenarioType
 from scenes.store import DatasetInfo, completed_shards, finalize_dataset, write_shard
-from scenes.synthetic import GENERATOR_VERSION, generate_scene, scene_seed
+from scenes.synthetic import GENERATOR_VERSION, SYNTHETIC_SCENARIOS, generate_scene, scene_seed
 
 JOB_FILE = "meta/job.json"
 
@@ -30,6 +30,8 @@ class GenerateConfig:
     seed: int = 0
     shard_size: int = 100
     scenario: str | None = None
+    balanced: bool = False  # scene i gets SYNTHETIC_SCENARIOS[i % 10]: every type equally often
+    benchmark: str | None = None
     generator_version: str = GENERATOR_VERSION
 
     def validate(self) -> GenerateConfig:
@@ -48,6 +50,16 @@ class GenerateConfig:
             raise UserError(f"--seed {self.seed} with --n {self.n}: {error}") from None
         return self
 
+    def scenario_of(self, index: int) -> ScenarioType | None:
+        """Scenario type of scene `index`, or None to draw it from the scene's seed."""
+        if self.scenario:
+            return ScenarioType(self.scenario)
+        return SYNTHETIC_SCENARIOS[index % len(SYNTHETIC_SCENARIOS)] if self.balanced else None
+
+    def scene(self, index: int):
+        """Generate scene `index` of this dataset."""
+        return generate_scene(scene_seed(self.split, self.seed, index), self.split, self.scenario_of(index))
+
     @property
     def num_shards(self) -> int:
         return -(-self.n // self.shard_size)
@@ -59,9 +71,7 @@ class GenerateConfig:
 
 def generate_shard(root: Path, config: GenerateConfig, shard: int) -> int:
     """Generate and write one shard; returns its number of scenes."""
-    scenario = ScenarioType(config.scenario) if config.scenario else None
-    scenes = [generate_scene(scene_seed(config.split, config.seed, i), config.split, scenario)
-              for i in config.shard_indices(shard)]
+    scenes = [config.scene(i) for i in config.shard_indices(shard)]
     write_shard(root, shard, scenes)
     return len(scenes)
 
@@ -101,11 +111,10 @@ def generate_dataset(root: Path, config: GenerateConfig, workers: int = 1, resum
     on_progress(sum(len(config.shard_indices(s)) for s in done if s < config.num_shards))
     todo = [s for s in range(config.num_shards) if s not in done]
     if workers == 1:
-        scenario = ScenarioType(config.scenario) if config.scenario else None
         for shard in todo:
             scenes = []
             for i in config.shard_indices(shard):
-                scenes.append(generate_scene(scene_seed(config.split, config.seed, i), config.split, scenario))
+                scenes.append(config.scene(i))
                 on_progress(1)
             write_shard(root, shard, scenes)
     else:
@@ -114,3 +123,17 @@ def generate_dataset(root: Path, config: GenerateConfig, workers: int = 1, resum
             for future in as_completed(futures):
                 on_progress(future.result())
     return finalize_dataset(root, asdict(config), config.num_shards)
+
+
+# Fixed held-out benchmarks: test-split seeds (disjoint from every train seed), every scenario type equally.
+BENCHMARK_SETS: dict[str, GenerateConfig] = {
+    "navtest-synth": GenerateConfig(n=500, split="test", seed=0, shard_size=100, balanced=True,
+                                    benchmark="navtest-synth"),
+}
+
+
+def benchmark_config(name: str) -> GenerateConfig:
+    """The config of a named benchmark set."""
+    if name not in BENCHMARK_SETS:
+        raise UserError(f"unknown benchmark {name!r}; expected one of {', '.join(BENCHMARK_SETS)}")
+    return BENCHMARK_SETS[name]

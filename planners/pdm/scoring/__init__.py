@@ -7,12 +7,14 @@ Usage: `geometry = SceneGeometry.from_scene(scene)` once per scene, then
 from planners.pdm.scoring.areas import EgoAreas, SceneGeometry, ego_areas, ego_coords
 from planners.pdm.scoring.config import MetricVersion, ProposalScores, ScorerConfig
 from planners.pdm.scoring.scorer import (
+    ScoredReference,
     apply_human_filter,
     combine,
     score_epdms,
     score_pdms,
     score_proposal_set,
     score_proposals,
+    score_reference,
 )
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "MetricVersion",
     "ProposalScores",
     "SceneGeometry",
+    "ScoredReference",
     "ScorerConfig",
     "apply_human_filter",
     "combine",
@@ -29,4 +32,5 @@ __all__ = [
     "score_pdms",
     "score_proposal_set",
     "score_proposals",
+    "score_reference",
 ]

@@ -38,10 +38,16 @@ def points_in_polygons(polygons: np.ndarray, bounds: np.ndarray, xy: np.ndarray)
     """(P, *S) bool: point xy (*S, 2) [m] strictly inside polygon p. Bounding boxes prefilter the points."""
     flat = xy.reshape(-1, 2)
     out = np.zeros((len(polygons), flat.shape[0]), dtype=bool)
-    for p, (poly, (x0, y0, x1, y1)) in enumerate(zip(polygons, bounds)):
+    if not flat.size:
+        return out.reshape((len(polygons), *xy.shape[:-1]))
+    low, high = flat.min(axis=0), flat.max(axis=0)
+    overlapping = (bounds[:, 0] <= high[0]) & (bounds[:, 2] >= low[0]) & (bounds[:, 1] <= high[1]) & (
+        bounds[:, 3] >= low[1])
+    for p in np.flatnonzero(overlapping):
+        x0, y0, x1, y1 = bounds[p]
         near = np.flatnonzero((flat[:, 0] >= x0) & (flat[:, 0] <= x1) & (flat[:, 1] >= y0) & (flat[:, 1] <= y1))
         if near.size:
-            out[p, near] = shapely.contains_xy(poly, flat[near, 0], flat[near, 1])
+            out[p, near] = shapely.contains_xy(polygons[p], flat[near, 0], flat[near, 1])
     return out.reshape((len(polygons), *xy.shape[:-1]))
 
 

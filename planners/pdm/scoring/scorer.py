@@ -7,7 +7,7 @@ scaled by its own multiplicative metrics.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -74,6 +74,32 @@ def combine(m: dict[str, np.ndarray], config: ScorerConfig) -> np.ndarray:
     return mult * total / sum(weights.values())
 
 
+@dataclass(frozen=True, eq=False)
+class ScoredReference:
+    """The reference's own sub-metrics on one scene, computed once and reused for every proposal.
+
+    Attributes:
+        states: (41, 11) simulated reference states.
+        metrics: each per-proposal metric of the reference, a float.
+        version: the MetricVersion they were computed for.
+    """
+
+    states: np.ndarray
+    metrics: dict[str, float]
+    version: MetricVersion
+
+
+def score_reference(
+    scene: DriveScene | SceneGeometry, reference_states: np.ndarray, config: ScorerConfig | None = None
+) -> ScoredReference:
+    """Score the reference (41, 11) alone, to pass to `score_proposals` for many calls on one scene."""
+    config = config or ScorerConfig()
+    geometry = scene if isinstance(scene, SceneGeometry) else SceneGeometry.from_scene(scene)
+    reference = _check(np.asarray(reference_states)[None], "reference_states")
+    m = _per_proposal(geometry, reference, config)
+    return ScoredReference(reference[0], {key: float(value[0]) for key, value in m.items()}, config.version)
+
+
 def _check(states: np.ndarray, name: str) -> np.ndarray:
     states = np.asarray(states, dtype=np.float64)
     if states.ndim != 3 or states.shape[-1] != NUM_STATE_FIELDS:
@@ -84,7 +110,7 @@ def _check(states: np.ndarray, name: str) -> np.ndarray:
 def score_proposals(
     scene: DriveScene | SceneGeometry,
     states: np.ndarray,
-    reference_states: np.ndarray,
+    reference_states: np.ndarray | ScoredReference,
     config: ScorerConfig | None = None,
     previous_states: np.ndarray | None = None,
 ) -> ProposalScores:
@@ -93,7 +119,8 @@ def score_proposals(
     Args:
         scene: the DriveScene, or its cached `SceneGeometry.from_scene(scene)` (build it once per scene).
         states: (K, 41, 11) simulated ego states (StateIndex layout, map frame, state 0 = now).
-        reference_states: (41, 11) the EP normaliser (PDM-Closed in NAVSIM).
+        reference_states: (41, 11) the EP normaliser (PDM-Closed in NAVSIM), or its `score_reference`
+            result for the same scene and version (then only the proposals are scored).
         config: ScorerConfig (default: PDMS v1.1); `config.version` picks PDMS v1.1 or EPDMS v2.
         previous_states: v2 only, (K or 1, 41, 11) the simulated plan made 0.5 s earlier (EC). Without it
             EC = 1. Ignored in v1.
@@ -103,11 +130,16 @@ def score_proposals(
     config = config or ScorerConfig()
     geometry = scene if isinstance(scene, SceneGeometry) else SceneGeometry.from_scene(scene)
     states = _check(states, "states")
-    reference = _check(np.asarray(reference_states)[None], "reference_states")
-    both = np.concatenate([reference, states], axis=0)
-    m = _per_proposal(geometry, both, config)
-    ref = {key: value[0] for key, value in m.items()}
-    m = {key: value[1:] for key, value in m.items()}
+    if isinstance(reference_states, ScoredReference):
+        if reference_states.version is not config.version:
+            raise ValueError(f"reference scored for {reference_states.version.value}, not {config.version.value}")
+        ref = reference_states.metrics
+        m = _per_proposal(geometry, states, config)
+    else:
+        reference = _check(np.asarray(reference_states)[None], "reference_states")
+        m = _per_proposal(geometry, np.concatenate([reference, states], axis=0), config)
+        ref = {key: value[0] for key, value in m.items()}
+        m = {key: value[1:] for key, value in m.items()}
     m["ep"] = pairwise_progress(
         m["raw_progress"], _multiplier(m, config), ref["raw_progress"], _multiplier(ref, config), config
     )

@@ -1,0 +1,81 @@
+"""`diffplan eval ...`: closed-loop evaluation of driving planners."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+import planners
+from eval.report import markdown_table, save_worst_bevs, write_run
+from eval.results import summarize
+from eval.runner import EvalConfig, evaluate_dataset
+from planners.pdm.scoring import MetricVersion
+from scenes._cli import UserError, progress_bar, user_errors
+from scenes.store import DatasetError, DriveDataset
+
+app = typer.Typer(help="Closed-loop evaluation.", no_args_is_help=True, add_completion=False)
+console = Console()
+METRICS = {"pdms": MetricVersion.PDMS_V1, "epdms": MetricVersion.EPDMS_V2}
+
+
+@app.command()
+def navsim(
+    planner: Annotated[str, typer.Option(help=f"Planner name ({', '.join(planners.available_planners())}) or "
+                                              "checkpoint folder.")],
+    scenes: Annotated[Path, typer.Option(help="Dataset of driving scenes, e.g. from "
+                                              "`diffplan scenes generate --benchmark navtest-synth`.")],
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first K scenes.")] = None,
+    metric: Annotated[str, typer.Option(help="pdms (NAVSIM v1.1) or epdms (NAVSIM v2).")] = "pdms",
+    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 2,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Ray address (e.g. auto, or local for a private loopback cluster) instead of "
+                      "local processes.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder for scenes.csv, summary.json, table.md and "
+                                                  "worst/*.png.")] = None,
+    reactive: Annotated[bool, typer.Option(help="Reactive IDM agents instead of log replay.")] = False,
+    drop_failed: Annotated[bool, typer.Option(
+        help="Leave failed scenes out of the mean, as NAVSIM silently does (for comparison only).")] = False,
+    worst: Annotated[int, typer.Option(help="BEV pictures of this many worst scenes (with --out).")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the summary.")] = False,
+) -> None:
+    """Score a planner in closed loop with NAVSIM's PDM Score (v1.1) or EPDMS (v2).
+
+    Each plan (8 poses at 0.5 s) is tracked by an LQR controller on a kinematic bicycle for 4 s at 10 Hz and
+    scored against PDM-Closed, whose trajectories are cached next to the dataset. A planner that raises or
+    returns NaN scores 0 on that scene, and the scene is listed.
+    """
+    with user_errors(DatasetError, planners.UnknownPlannerError):
+        if metric not in METRICS:
+            raise UserError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+        if workers < 1:
+            raise UserError(f"--workers must be positive, got {workers}")
+        if limit is not None and limit < 1:
+            raise UserError(f"--limit must be positive, got {limit}")
+        planners.load(planner)  # fail early on an unknown planner
+        data = DriveDataset.open(scenes)
+        indices = list(range(len(data) if limit is None else min(limit, len(data))))
+        config = EvalConfig(planner=planner, version=METRICS[metric], reactive_agents=reactive)
+        with progress_bar("scenes") as bar:
+            task = bar.add_task(f"eval {planner}", total=len(indices))
+            results = evaluate_dataset(scenes, config, indices, workers=workers, ray_address=ray,
+                                       on_progress=lambda k: bar.advance(task, k))
+        summary = summarize(results, config.version, drop_failed)
+        oracle = planners.load(planner).requires_scene
+        if out is not None:
+            extra = {"oracle": oracle, "reactive_agents": reactive, "dataset": str(scenes)}
+            write_run(out, planner, results, summary, extra)
+            if worst > 0:
+                save_worst_bevs(out, data, results, worst)
+    label = f"{planner} (privileged oracle)" if oracle else planner
+    console.print(markdown_table([(label, summary)]), highlight=False)
+    console.print(f"{summary.metric}: {summary.n_scenes} scenes, {summary.n_failed} failed"
+                  + (f"; outputs in {out}" if out else ""), highlight=False)
+    for result in results:
+        if result.failed:
+            console.print(f"[red]failed[/] {result.scene_id}: {result.error}", highlight=False)
+    if as_json:
+        print(json.dumps(summary.as_json()))
