@@ -25,11 +25,20 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PIP) install -e '.[$(DEV_EXTRAS)]'
 	@touch $@ $(VENV)/.installed-core
 
+DEMO_EVAL_SCENES ?= 100
+DEMO_PLANNERS    := constant-velocity pdm-closed human
+
 demo: $(VENV)/.installed-core
 	$(VENV)/bin/diffplan scenes generate --n 200 --split train --seed 0 --shard-size 50 --workers 2 \
 		--out $(DEMO_DIR)/drive-train --resume
 	$(VENV)/bin/diffplan scenes show $(DEMO_DIR)/drive-train --index 0 --out $(DEMO_DIR)/bev.png
 	$(VENV)/bin/diffplan scenes stats $(DEMO_DIR)/drive-train
+	$(VENV)/bin/diffplan scenes generate --benchmark navtest-synth --workers 2 --out $(DEMO_DIR)/navtest-synth --resume
+	for planner in $(DEMO_PLANNERS); do \
+		$(VENV)/bin/diffplan eval navsim --planner $$planner --scenes $(DEMO_DIR)/navtest-synth \
+			--limit $(DEMO_EVAL_SCENES) --workers 2 --out $(DEMO_DIR)/runs/$$planner --worst 3 || exit 1; \
+	done
+	$(VENV)/bin/diffplan eval table $(addprefix $(DEMO_DIR)/runs/,$(DEMO_PLANNERS))
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest

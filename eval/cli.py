@@ -11,7 +11,7 @@ from rich.console import Console
 
 import planners
 from eval.report import markdown_table, save_worst_bevs, write_run
-from eval.results import summarize
+from eval.results import Summary, summarize
 from eval.runner import EvalConfig, evaluate_dataset
 from planners.pdm.scoring import MetricVersion
 from scenes._cli import UserError, progress_bar, user_errors
@@ -79,3 +79,31 @@ def navsim(
             console.print(f"[red]failed[/] {result.scene_id}: {result.error}", highlight=False)
     if as_json:
         print(json.dumps(summary.as_json()))
+
+
+@app.command()
+def table(runs: Annotated[list[Path], typer.Argument(help="Run folders written by `diffplan eval navsim --out`.")]
+          ) -> None:
+    """One Markdown table (NC, DAC, TTC, Comf, EP, PDMS in percent) of several evaluation runs."""
+    rows = []
+    with user_errors():
+        for run in runs:
+            path = run / "summary.json"
+            try:
+                body = json.loads(path.read_text())
+                fields = {name: body[name] for name in ("metric", "n_scenes", "n_failed", "nc", "dac", "ddc", "ttc",
+                                                        "ep")}
+                summary = Summary(**fields, dropped_failed=False, tlc=body.get("tlc", 1.0), comfort=body["c"],
+                                  lk=body.get("lk", 1.0), hc=body.get("hc", 1.0), ec=body.get("ec", 1.0),
+                                  score=body.get("pdms", body.get("epdms")))
+            except FileNotFoundError:
+                raise UserError(f"{path}: not found (is {run} an eval run folder?)") from None
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise UserError(f"{path}: not a diffplan eval summary ({error})") from None
+            label = body.get("planner", run.name) + (" (oracle)" if body.get("oracle") else "")
+            rows.append((label, summary))
+        if len({summary.metric for _, summary in rows}) > 1:
+            raise UserError("the runs use different metrics: " + ", ".join(s.metric for _, s in rows))
+    console.print(markdown_table(rows), highlight=False)
+    console.print(f"{rows[0][1].metric}, " + ", ".join(f"{label}: {s.n_scenes} scenes" for label, s in rows),
+                  highlight=False, soft_wrap=True)

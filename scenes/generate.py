@@ -88,10 +88,11 @@ def _prepare(root: Path, config: GenerateConfig, resume: bool) -> None:
             previous = json.loads(job.read_text())
         except json.JSONDecodeError as error:
             raise UserError(f"{job}: corrupt job file ({error.msg})") from None
+        defaults = asdict(GenerateConfig(n=config.n))  # fields added later default in older job files
         for key, value in asdict(config).items():
-            if previous.get(key) != value:
-                raise UserError(f"{root}: cannot resume, it was started with {key}={previous.get(key)!r}, "
-                                f"not {value!r}")
+            before = previous.get(key, defaults[key])
+            if before != value:
+                raise UserError(f"{root}: cannot resume, it was started with {key}={before!r}, not {value!r}")
         return
     job.parent.mkdir(parents=True, exist_ok=True)
     tmp = job.with_name(f".{job.name}.tmp")
