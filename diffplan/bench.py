@@ -89,3 +89,13 @@ def bench_pdms(seconds: float) -> dict[str, float]:
 
 
 BENCHMARKS["pdms"] = bench_pdms
+
+
+def bench_stl(seconds: float) -> dict[str, float]:
+    """Batched exact STL robustness against stlpy (4,096 signals of 41 steps, a 16-node driving spec)."""
+    from stl.bench import bench_stl as run
+
+    return run(seconds)
+
+
+BENCHMARKS["stl"] = bench_stl

@@ -11,6 +11,7 @@ from diffplan.bench import BENCHMARKS
 from eval.cli import app as eval_app
 from scenes._cli import UserError, user_errors
 from scenes.cli import app as scenes_app
+from stl.cli import app as stl_app
 
 app = typer.Typer(
     help="diffplan: diffusion-based motion planning for vehicles and robots.\n\n"
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(scenes_app, name="scenes")
 app.add_typer(eval_app, name="eval")
+app.add_typer(stl_app, name="stl")
 
 
 @app.command()

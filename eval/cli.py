@@ -7,18 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 import planners
 from eval.report import markdown_table, save_worst_bevs, write_run
 from eval.results import Summary, summarize
 from eval.runner import EvalConfig, evaluate_dataset
 from planners.pdm.scoring import MetricVersion
-from scenes._cli import UserError, progress_bar, user_errors
+from scenes._cli import UserError, output_console, progress_bar, user_errors
 from scenes.store import DatasetError, DriveDataset
 
 app = typer.Typer(help="Closed-loop evaluation.", no_args_is_help=True, add_completion=False)
-console = Console()
+console = output_console()
 METRICS = {"pdms": MetricVersion.PDMS_V1, "epdms": MetricVersion.EPDMS_V2}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 
@@ -23,6 +24,13 @@ from rich.text import Text
 from scenes._checks import ValidationError
 
 stderr = Console(stderr=True)
+
+
+def output_console() -> Console:
+    """Console for results on stdout; 160 columns (or $COLUMNS) when piped, so tables stay readable in logs."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=int(os.environ.get("COLUMNS", "160")))
 
 
 class UserError(Exception):

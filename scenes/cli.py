@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from scenes._cli import progress_bar, user_errors
+from scenes._cli import output_console, progress_bar, user_errors
 from scenes.generate import BENCHMARK_SETS, GenerateConfig, benchmark_config, generate_dataset
 from scenes.store import DatasetError, DriveDataset
 
 app = typer.Typer(help="Synthetic driving scenes and datasets.", no_args_is_help=True, add_completion=False)
-console = Console()
+console = output_console()
 
 DatasetArg = Annotated[Path, typer.Argument(help="Dataset folder written by `diffplan scenes generate`.")]
 

@@ -1,1 +1,39 @@
 """Signal Temporal Logic: formulas, batched robustness, driving rules, calibration (issue 4)."""
+
+from stl.formula import (
+    Always,
+    And,
+    Eventually,
+    Formula,
+    FormulaError,
+    LinearPredicate,
+    NonlinearPredicate,
+    Not,
+    Or,
+    Param,
+    Until,
+    UntilSemantics,
+)
+from stl.robustness import Mode, Signals, robustness
+from stl.text import format_formula, parse_formula, register_function
+
+__all__ = [
+    "Always",
+    "And",
+    "Eventually",
+    "Formula",
+    "FormulaError",
+    "LinearPredicate",
+    "Mode",
+    "NonlinearPredicate",
+    "Not",
+    "Or",
+    "Param",
+    "Signals",
+    "Until",
+    "UntilSemantics",
+    "format_formula",
+    "parse_formula",
+    "register_function",
+    "robustness",
+]

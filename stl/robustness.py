@@ -1,0 +1,239 @@
+"""Batched STL robustness over named signals, exact or smooth, for numpy and torch alike.
+
+Every node is evaluated once over the whole batch and all time steps (sliding windows, no Python loops over
+time or batch); a node of horizon h over T steps yields a trace of shape (B, T - h):
+
+    rho(pred, t)        = sum_i c_i y_i(t) - bound            (or g(y(t)) - bound)
+    rho(!phi, t)        = -rho(phi, t)
+    rho(phi & psi, t)   = min(rho(phi, t), rho(psi, t))       (| uses max)
+    rho(G[a,b] phi, t)  = min_{t' in [t+a, t+b]} rho(phi, t') (F uses max)
+    rho(phi U[a,b] psi, t) = max_{t' in [t+a, t+b]} min(rho(psi, t'), min_{s in [t0, t')} rho(phi, s))
+
+with t0 = t for UntilSemantics.TEXTBOOK (phi must hold from t on) and t0 = t + a for UntilSemantics.STLPY
+(stlpy 0.3: phi is only required from t + a on); the two agree when a = 0. The inner min is a cumulative min
+over a window, so Until costs one (B, T - h, b) tensor.
+
+Smooth mode (temperature tau) replaces min by the soft-min -logsumexp(-tau x) / tau, which is <= min, and max
+by either the Boltzmann mean sum_i x_i softmax(tau x)_i (`max_kind="boltzmann"`, stlpy's DrakeSmoothSolver,
+Gilpin et al. 2021; <= max, so the pair under-approximates) or logsumexp(tau x) / tau
+(`max_kind="logsumexp"`, STLCG/pSTL; >= max).
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from stl.formula import (
+    Always,
+    And,
+    Eventually,
+    Formula,
+    FormulaError,
+    LinearPredicate,
+    NonlinearPredicate,
+    Not,
+    Or,
+    Param,
+    Until,
+    UntilSemantics,
+)
+
+
+def _is_torch(x) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+@dataclass(frozen=True)
+class Signals:
+    """A batch of named signals: values[b, t, i] is signal names[i] at step t of item b; shape (B, T, D)."""
+
+    names: tuple[str, ...]
+    values: np.ndarray | object  # np.ndarray or torch.Tensor
+
+    @classmethod
+    def from_mapping(cls, columns: Mapping[str, object]) -> Signals:
+        """Stack (B, T) arrays or tensors, one per name, into (B, T, D)."""
+        names = tuple(columns)
+        arrays = list(columns.values())
+        if arrays and _is_torch(arrays[0]):
+            import torch
+
+            return cls(names, torch.stack(arrays, dim=-1)).validate()
+        return cls(names, np.stack([np.asarray(a) for a in arrays], axis=-1)).validate()
+
+    def validate(self) -> Signals:
+        """Check the shape is (B, T, D) with D == len(names) and names are unique; FormulaError otherwise."""
+        shape = tuple(self.values.shape)
+        if len(shape) != 3:
+            raise FormulaError(f"signal values must have shape (B, T, D), got {shape}")
+        if shape[2] != len(self.names):
+            raise FormulaError(
+                f"dimension mismatch: values have D={shape[2]} columns but {len(self.names)} names {self.names}"
+            )
+        if len(set(self.names)) != len(self.names):
+            raise FormulaError(f"duplicate signal names in {self.names}")
+        return self
+
+
+class Mode(enum.Enum):
+    EXACT = "exact"
+    SMOOTH = "smooth"
+
+
+class _Ops:
+    """min/max/cumulative-min and windows for one backend (numpy or torch) and one mode."""
+
+    def __init__(self, torch_mode: bool, smooth: bool, tau: float, max_kind: str):
+        if max_kind not in ("boltzmann", "logsumexp"):
+            raise FormulaError(f"max_kind must be 'boltzmann' or 'logsumexp', got {max_kind!r}")
+        if smooth and not tau > 0:
+            raise FormulaError(f"temperature must be positive, got {tau}")
+        self.torch, self.smooth, self.tau, self.max_kind = torch_mode, smooth, float(tau), max_kind
+        if torch_mode:
+            import torch
+
+            self.T = torch
+
+    def window(self, x, start: int, size: int, n: int):
+        """(B, n, size) with out[:, t, j] = x[:, t + start + j]."""
+        x = x[:, start : start + n + size - 1]
+        return x.unfold(1, size, 1) if self.torch else sliding_window_view(x, size, axis=1)
+
+    def stack(self, xs):
+        return self.T.stack(xs, dim=-1) if self.torch else np.stack(xs, axis=-1)
+
+    def concat(self, xs):
+        return self.T.cat(xs, dim=-1) if self.torch else np.concatenate(xs, axis=-1)
+
+    def _lse(self, x):
+        if self.torch:
+            return self.T.logsumexp(x, dim=-1)
+        m = np.max(x, axis=-1, keepdims=True)
+        return np.log(np.sum(np.exp(x - m), axis=-1)) + m[..., 0]
+
+    def min(self, x):
+        """Min over the last axis (soft-min in smooth mode)."""
+        if not self.smooth:
+            return x.amin(dim=-1) if self.torch else np.min(x, axis=-1)
+        return -self._lse(-self.tau * x) / self.tau
+
+    def max(self, x):
+        """Max over the last axis (Boltzmann mean or logsumexp in smooth mode)."""
+        if not self.smooth:
+            return x.amax(dim=-1) if self.torch else np.max(x, axis=-1)
+        if self.max_kind == "logsumexp":
+            return self._lse(self.tau * x) / self.tau
+        if self.torch:
+            return (x * self.T.softmax(self.tau * x, dim=-1)).sum(dim=-1)
+        z = self.tau * x
+        w = np.exp(z - np.max(z, axis=-1, keepdims=True))
+        return np.sum(x * w, axis=-1) / np.sum(w, axis=-1)
+
+    def cummin(self, x):
+        """Running min along the last axis (soft: -logcumsumexp(-tau x) / tau)."""
+        if not self.smooth:
+            return self.T.cummin(x, dim=-1).values if self.torch else np.minimum.accumulate(x, axis=-1)
+        z = -self.tau * x
+        lcse = self.T.logcumsumexp(z, dim=-1) if self.torch else np.logaddexp.accumulate(z, axis=-1)
+        return -lcse / self.tau
+
+
+def _trace(node: Formula, y, index: Mapping[str, int], ops: _Ops):
+    """Robustness of `node` at every step where it is defined: (B, T - node.horizon)."""
+    n = y.shape[1] - node.horizon
+    if isinstance(node, LinearPredicate):
+        out = None
+        for name, c in node.terms:
+            term = c * y[:, :, index[name]]
+            out = term if out is None else out + term
+        return out - node.bound
+    if isinstance(node, NonlinearPredicate):
+        return node.function(y[:, :, [index[name] for name in node.inputs]]) - node.bound
+    if isinstance(node, Not):
+        return -_trace(node.arg, y, index, ops)
+    if isinstance(node, And | Or):
+        parts = ops.stack([_trace(arg, y, index, ops)[:, :n] for arg in node.args])
+        return ops.min(parts) if isinstance(node, And) else ops.max(parts)
+    if isinstance(node, Always | Eventually):
+        w = ops.window(_trace(node.arg, y, index, ops), node.start, node.end - node.start + 1, n)
+        return ops.min(w) if isinstance(node, Always) else ops.max(w)
+    if isinstance(node, Until):
+        return _until(node, y, index, ops, n)
+    raise FormulaError(f"{node}: unsupported node {type(node).__name__}")
+
+
+def _until(node: Until, y, index, ops: _Ops, n: int):
+    """max over k in [a, b] of min(right(t + k), min left[t + s0, t + k)), s0 = 0 (textbook) or a (stlpy)."""
+    left, right = _trace(node.left, y, index, ops), _trace(node.right, y, index, ops)
+    a, b = node.start, node.end
+    s0 = 0 if node.semantics is UntilSemantics.TEXTBOOK else a
+    r = ops.window(right, a, b - a + 1, n)  # r[..., j] = right(t + a + j)
+    parts = []
+    j0 = 1 if a == s0 else 0  # k = a + j0 is the first switch time with a non-empty left interval
+    if j0:
+        parts.append(r[..., :1])
+    if b > s0:
+        prefix = ops.cummin(ops.window(left, s0, b - s0, n))  # prefix[..., i] = min left[t+s0 .. t+s0+i]
+        held = prefix[..., a - s0 + j0 - 1 : b - s0]
+        parts.append(ops.min(ops.stack([r[..., j0:], held])))
+    return ops.max(ops.concat(parts) if len(parts) > 1 else parts[0])
+
+
+def _check(formula: Formula, signals: Signals, params: Mapping[str, float] | None) -> Formula:
+    try:
+        signals.validate()
+    except FormulaError as err:
+        raise FormulaError(f"{formula}: {err}") from None
+    if params:
+        formula = formula.bind(params)
+    for node in formula.nodes():
+        if isinstance(node, LinearPredicate | NonlinearPredicate):
+            if isinstance(node.bound, Param):
+                raise FormulaError(f"{node}: missing parameter {node.bound.name!r} (bind it or pass params=)")
+            unknown = sorted(node.signals() - set(signals.names))
+            if unknown:
+                raise FormulaError(f"{node}: unknown signal(s) {unknown}; signals are {list(signals.names)}")
+    return formula
+
+
+def robustness(
+    formula: Formula,
+    signals: Signals,
+    t: int | None = 0,
+    mode: Mode | str = Mode.EXACT,
+    temperature: float = 100.0,
+    params: Mapping[str, float] | None = None,
+    max_kind: str = "boltzmann",
+):
+    """Robustness of `formula` on a (B, T, D) batch: (B,) at step `t`, or (B, T - horizon) for t=None.
+
+    numpy in gives numpy out; torch in gives torch out (same device and dtype, differentiable).
+    Needs t + horizon < T (stlpy's condition). `params` fills unbound `Param` bounds.
+    """
+    mode = Mode(mode)
+    formula = _check(formula, signals, params)
+    values = signals.values
+    torch_mode = _is_torch(values)
+    if not torch_mode:
+        values = np.asarray(values)
+        if not np.issubdtype(values.dtype, np.floating):
+            values = values.astype(np.float64)
+    ops = _Ops(torch_mode, mode is Mode.SMOOTH, temperature, max_kind)
+    steps, h = values.shape[1], formula.horizon
+    if t is None:
+        if steps - h <= 0:
+            raise FormulaError(f"{formula}: window past the end: horizon {h} needs more than {steps} steps")
+        return _trace(formula, values, {n: i for i, n in enumerate(signals.names)}, ops)
+    if not isinstance(t, int | np.integer) or t < 0 or t + h >= steps:
+        raise FormulaError(
+            f"{formula}: window past the end: t + horizon = {t} + {h} needs T > {t + h}, signals have {steps}"
+        )
+    window = values[:, t : t + h + 1]
+    return _trace(formula, window, {n: i for i, n in enumerate(signals.names)}, ops)[:, 0]
