@@ -123,6 +123,7 @@ class DatasetInfo:
     shard_sizes: tuple[int, ...] = ()
     scenario_types: dict[str, int] = field(default_factory=dict)
     timeline: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, str] = field(default_factory=dict)  # "extra.NAME" -> dtype of privileged extras
 
     def to_json(self) -> str:
         data = {
@@ -144,6 +145,8 @@ class DatasetInfo:
             "generator_config": self.generator_config,
             "fields": self.fields,
         }
+        if self.extras:  # absent without extras: such datasets keep their exact bytes
+            data["extras"] = self.extras
         return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     @classmethod
@@ -180,6 +183,7 @@ class DatasetInfo:
                 tuple(data["shard_sizes"]),
                 dict(data["scenario_types"]),
                 dict(data["timeline"]),
+                dict(data.get("extras", {})),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise DatasetError(f"{path}: corrupt {INFO} (bad or missing key {first_line(error)})") from None

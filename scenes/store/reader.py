@@ -19,6 +19,7 @@ from scenes._checks import ValidationError
 from scenes.drive import DriveObservation, DriveScene
 from scenes.store.codec import DecodedPart, assemble_scene
 from scenes.store.errors import DatasetError, first_line
+from scenes.store.extras import PREFIX, row_extras
 from scenes.store.layout import EPISODES, META, DatasetInfo, shard_path
 from scenes.store.schema import PRIVILEGED, SHARDS, episode_schema
 from scenes.store.writer import check_file_version, read_parquet
@@ -49,6 +50,7 @@ class DriveDataset:
             SHARDS: OrderedDict(),
             PRIVILEGED: OrderedDict(),
         }
+        self._extras: OrderedDict[int, list[dict[str, object]]] = OrderedDict()
 
     @classmethod
     def open(cls, root: Path | str, privileged: bool = True, cache_size: int = 4) -> DriveDataset:
@@ -106,6 +108,7 @@ class DriveDataset:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_cache"] = {SHARDS: OrderedDict(), PRIVILEGED: OrderedDict()}  # decoded data stays home
+        state["_extras"] = OrderedDict()
         return state
 
     def locate(self, i: int) -> tuple[int, int]:
@@ -153,6 +156,20 @@ class DriveDataset:
             raise DatasetError(
                 f"{shard_path(self.root, SHARDS, shard)} row {row}: {first_line(error)}"
             ) from None
+
+    def extras(self, i: int) -> dict[str, object]:
+        """Privileged extras of episode `i` (names without the "extra." prefix); {} when none were written."""
+        shard, row = self.locate(i)
+        if not self.privileged:
+            raise DatasetError(f"{self.root}: opened with privileged=False; extras({i}) is privileged")
+        if shard not in self._extras:
+            path = shard_path(self.root, PRIVILEGED, shard)
+            names = [n for n in pq.read_schema(path).names if n.startswith(PREFIX)]
+            self._extras[shard] = row_extras(read_parquet(path, columns=names))
+            while len(self._extras) > self.cache_size:
+                self._extras.popitem(last=False)
+        self._extras.move_to_end(shard)
+        return dict(self._extras[shard][row])
 
     def observation(self, i: int) -> DriveObservation:
         """`self[i].observation()`, computed from shards/ alone (privileged/ is never opened)."""

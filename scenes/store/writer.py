@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from scenes._checks import ValidationError
 from scenes.drive import CURRENT_INDEX, DriveScene
 from scenes.store.codec import encode_table, scene_values
 from scenes.store.errors import DatasetError, first_line
+from scenes.store.extras import extra_columns, extra_types, merge_types, with_extras
 from scenes.store.layout import (
     EPISODES,
     INFO,
@@ -38,6 +39,7 @@ from scenes.store.schema import (
     STORE_SCHEMA_VERSION,
     TIMELINE,
     episode_schema,
+    part_schema,
 )
 
 
@@ -59,16 +61,20 @@ def episode_row(scene: DriveScene, shard: int, row: int) -> dict[str, object]:
     }
 
 
-def write_shard(root: Path, shard_index: int, scenes: Sequence[DriveScene]) -> None:
+def write_shard(root: Path, shard_index: int, scenes: Sequence[DriveScene],
+                extras: Sequence[Mapping[str, object]] | None = None, allow_empty: bool = False) -> None:
     """Validate `scenes` and write them as shard `shard_index` (replacing it if present).
 
-    Writing a shard un-finalizes the dataset (removes info.json) until `finalize_dataset` runs again.
+    `extras`: one flat mapping (str -> float | int | str) per scene, stored as `extra.NAME` columns of the
+    privileged file (see `scenes.store.extras`). `allow_empty`: write a shard of zero rows (a work unit
+    that produced nothing) instead of refusing. Writing a shard un-finalizes the dataset (removes
+    info.json) until `finalize_dataset` runs again.
     """
     root = Path(root)
     if not isinstance(shard_index, (int, np.integer)) or shard_index < 0:
         raise DatasetError(f"{root}: shard index must be a non-negative int, got {shard_index!r}")
     shard_index = int(shard_index)
-    if len(scenes) == 0:
+    if len(scenes) == 0 and not allow_empty:
         raise DatasetError(f"{root}: shard {shard_index} has no scenes")
     for k, scene in enumerate(scenes):
         try:
@@ -84,7 +90,13 @@ def write_shard(root: Path, shard_index: int, scenes: Sequence[DriveScene]) -> N
         raise DatasetError(f"{root}: shard {shard_index}: duplicate scene_id(s) {', '.join(duplicated[:5])}")
 
     values = [scene_values(scene) for scene in scenes]
-    tables = {part: encode_table(part, values) for part in (SHARDS, PRIVILEGED)}
+    if values:
+        tables = {part: encode_table(part, values) for part in (SHARDS, PRIVILEGED)}
+    else:
+        tables = {part: part_schema(part).empty_table() for part in (SHARDS, PRIVILEGED)}
+    if extras is not None:
+        fields, arrays = extra_columns(extras, len(scenes), root, shard_index)
+        tables[PRIVILEGED] = with_extras(tables[PRIVILEGED], fields, arrays)
     rows = [episode_row(scene, shard_index, k) for k, scene in enumerate(scenes)]
     episodes = pa.Table.from_pylist(rows, schema=episode_schema(with_index=False))
 
@@ -140,6 +152,7 @@ def finalize_dataset(root: Path, generator_config: dict, num_shards: int) -> Dat
         ) from None
 
     tables = []
+    extras: dict[str, str] = {}
     for shard in range(num_shards):
         path = shard_path(root, META, shard)
         table = read_parquet(path)
@@ -152,6 +165,11 @@ def finalize_dataset(root: Path, generator_config: dict, num_shards: int) -> Dat
                 raise DatasetError(f"{data_path}: unreadable parquet ({first_line(error)})") from None
             if footer.num_rows != rows:
                 raise DatasetError(f"{data_path}: {footer.num_rows} rows, but {path.name} lists {rows}")
+            if part == PRIVILEGED:
+                try:
+                    merge_types(extras, extra_types(footer.schema.to_arrow_schema()), data_path)
+                except DatasetError as error:
+                    raise DatasetError(f"{data_path}: {error}") from None
         if table.column("shard").to_pylist() != [shard] * rows or table.column("row").to_pylist() != list(
             range(rows)
         ):
@@ -175,6 +193,7 @@ def finalize_dataset(root: Path, generator_config: dict, num_shards: int) -> Dat
         shard_sizes=tuple(t.num_rows for t in tables),
         scenario_types=dict(sorted(Counter(episodes.column("scenario_type").to_pylist()).items())),
         timeline=dict(TIMELINE),
+        extras=dict(sorted(extras.items())),
     )
     atomic_write_parquet(root / EPISODES, episodes)
     atomic_write_bytes(root / INFO, info.to_json().encode())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import shapely
 
@@ -18,6 +20,7 @@ from scenes.drive import (
 )
 from scenes.ego import PACIFICA, EgoState
 from scenes.geometry import wrap_angle
+from scenes.maps import MapLayers
 from scenes.synthetic import polyline as pl
 from scenes.synthetic.intersection import intersection_layout
 from scenes.synthetic.layouts import Layout, lane_drop_layout, merge_layout, road_layout
@@ -175,11 +178,34 @@ def generate(seed: int, split: str, scenario: ScenarioType, version: str) -> Dri
     ego = EgoState(np.concatenate([move(pose[:, :2]), wrap_angle(pose[:, 2:] + theta)], -1), vel, acc,
                    yaw_rate, steering)
     road_map = lay.builder.build()
-    road_map = road_map.to_local(np.array([-(rot.T @ shift)[0], -(rot.T @ shift)[1], -theta]))
+    road_map = drop_collinear_points(road_map.to_local(np.array([-(rot.T @ shift)[0], -(rot.T @ shift)[1],
+                                                                  -theta])))
     route_lanes = tuple(lay.paths[lay.ego_path])
     route_xy = move(pl.concat([lay.builder.lanes[i].xy for i in route_lanes]))
     lights = TrafficLights(np.array(lay.lights, np.int64),
                            np.zeros((0, NUM_STEPS), bool) if red is None else red[:, keep].copy())
     meta = SceneMetadata(f"{split}-{seed:010d}", seed, split, scenario, version)
-    return DriveScene(meta, ego, agents, road_map, Route(route_lanes, shapely.LineString(route_xy)),
+    route_line = shapely.simplify(shapely.LineString(route_xy), COLLINEAR_TOLERANCE)
+    return DriveScene(meta, ego, agents, road_map, Route(route_lanes, route_line),
                       lay.command, lights)
+
+
+COLLINEAR_TOLERANCE = 1e-6  # [m]: only points on a straight run go, so shared edges stay shared
+
+
+def drop_collinear_points(road_map: MapLayers) -> MapLayers:
+    """The map without vertices that lie on a straight run (the 1 m sampling of straight roads).
+
+    Halves the stored size of a scene; geometry moves by at most COLLINEAR_TOLERANCE.
+    """
+
+    def simplify(geometries: np.ndarray) -> np.ndarray:
+        return shapely.simplify(geometries, COLLINEAR_TOLERANCE) if geometries.size else geometries
+
+    return dataclasses.replace(
+        road_map,
+        lane_centerlines=simplify(road_map.lane_centerlines),
+        lane_left_boundaries=simplify(road_map.lane_left_boundaries),
+        lane_right_boundaries=simplify(road_map.lane_right_boundaries),
+        drivable_polygons=simplify(road_map.drivable_polygons),
+    )

@@ -3,6 +3,8 @@ merge yielding, pedestrians; the ego (vehicle 0) also changes lanes with a quint
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from scenes.drive import CURRENT_INDEX, NUM_STEPS, SIM_DT
@@ -12,10 +14,19 @@ from scenes.synthetic.paths import PathTable
 from scenes.synthetic.pedestrians import Walkers
 
 WARMUP = 30  # [steps] simulated before index 0 (initial speeds are already near equilibrium)
-T_SIM = WARMUP + NUM_STEPS + 1  # one extra step for central differences at the end
+T_SIM = WARMUP + NUM_STEPS + 2  # two extra steps: central differences of central differences at the end
 MAX_DECEL = 9.0  # [m/s^2]
 B_STOP = 4.0  # [m/s^2] a vehicle stops for a light / crosswalk only if it can at this deceleration
 EGO_STATIC_GAP = 8.0  # [m] the ego stops this far behind a static obstacle, room to steer round it
+# the ego (expert) drives like a careful human: comfortable, jerk-limited commands, hard braking only as a
+# last resort; it slows before yield points and crosswalks in use so that it can stop there comfortably
+EGO_B_COMF = 3.2  # [m/s^2] the ego's largest deceleration in normal driving
+EGO_JERK = 3.6  # [m/s^3] the ego's largest jerk in normal driving
+EGO_B_EMERGENCY = 3.4  # [m/s^2] kinematic deceleration need above which the ego brakes as hard as needed
+EGO_B_ANTICIPATE = 1.6  # [m/s^2] deceleration the ego plans with when slowing for a yield point / crosswalk
+EGO_V_YIELD = 4.0  # [m/s] speed the ego slows to before an uncommitted yield point
+EGO_V_CROSSWALK = 2.5  # [m/s] speed the ego slows to before a crosswalk with pedestrians about to cross
+B_MERGE = 2.5  # [m/s^2] a yielding vehicle merges only if the vehicle behind need not brake harder than this
 
 
 def idm(v, v0, gap, dv, a, b, T, s0):
@@ -23,6 +34,13 @@ def idm(v, v0, gap, dv, a, b, T, s0):
     s_star = s0 + np.maximum(0.0, v * T + v * dv / (2.0 * np.sqrt(a * b)))
     inter = np.where(np.isfinite(gap), (s_star / np.maximum(gap, 0.05)) ** 2, 0.0)
     return a * (1.0 - (v / np.maximum(v0, 0.1)) ** 4 - inter)
+
+
+def idm1(v: float, v0: float, gap: float, dv: float, a: float, b: float, T: float, s0: float) -> float:
+    """Scalar `idm`."""
+    s_star = s0 + max(0.0, v * T + v * dv / (2.0 * math.sqrt(a * b)))
+    inter = (s_star / max(gap, 0.05)) ** 2 if math.isfinite(gap) else 0.0
+    return a * (1.0 - (v / max(v0, 0.1)) ** 4 - inter)
 
 
 class Fleet:
@@ -55,6 +73,8 @@ class Simulation:
                           np.zeros((T_SIM, walkers.count, 2))]
         self.lc: dict | None = None
         self.lane_changed = False
+        self.ego_a = 0.0  # [m/s^2] the ego's last commanded acceleration
+        self.ego_emergency = 0  # steps on which the ego braked beyond its comfort limits
 
     def run(self) -> None:
         f = self.f
@@ -129,7 +149,10 @@ class Simulation:
             red_now = np.where(li >= 0, self.red[li, k] | self.red[li, min(k + AMBER_STEPS, self.red.shape[1] - 1)],
                                False)
             dist = tab.stop_s[f.path[idx]] - front
-            stop = np.where(red_now & (dist > 0.3) & (dist - 0.5 > v**2 / (2 * B_STOP)), dist - 0.5, stop)
+            ok = dist - 0.5 > v**2 / (2 * B_STOP)
+            if idx[0] == 0 and li[0] >= 0 and not self.red[li[0], k]:
+                ok[0] = dist[0] - 0.5 > v[0] ** 2 / (2 * EGO_B_COMF * 0.85)  # amber: the ego stops comfortably or goes
+            stop = np.where(red_now & (dist > 0.3) & ok, dist - 0.5, stop)
         # merge yielding: wait at the yield point unless the priority lane has a gap
         wait = on_yield & ~committed
         if wait.any():
@@ -137,12 +160,29 @@ class Simulation:
             dsm = ds[:, :, 2]
             back = 7.0 + 0.8 * v[None, :] + 1.5 * np.maximum(v[None, :] - v[:, None], 0.0)
             fwd = 6.0 + 0.3 * v[:, None]
-            bad = (conflict & np.isfinite(dsm) & (dsm > -back) & (dsm < fwd)).any(1) & wait
+            close = conflict & np.isfinite(dsm) & (dsm > -back) & (dsm < fwd)
+            # ... and only if the priority-lane vehicle behind would not have to brake hard for the merger
+            behind = conflict & (dsm <= -back) & (dsm > -150.0) & wait[:, None]
+            if behind.any():
+                i, j = np.nonzero(behind)
+                need = idm(v[j], v[j] + 1.0, np.maximum(-dsm[i, j] - half[i] - half[j], 0.5), v[j] - v[i],
+                           f.a[idx[j]], f.b[idx[j]], f.T[idx[j]], f.s0[idx[j]])
+                close[i[need < -B_MERGE], j[need < -B_MERGE]] = True
+            bad = close.any(1) & wait
             dist = tab.yield_s[f.path[idx]] - front
             stop = np.where(bad & (dist > -0.5), np.minimum(stop, np.maximum(dist, 0.0)), stop)
-        stop = np.minimum(stop, self._crosswalk_stops(idx, front, v, (k - WARMUP - CURRENT_INDEX) * SIM_DT))
+        t_now = (k - WARMUP - CURRENT_INDEX) * SIM_DT
+        stop = np.minimum(stop, self._crosswalk_stops(idx, front, v, t_now))
+        ego = idx[0] == 0 and act[0]
+        if ego:
+            v0[0] = min(v0[0], self._ego_speed_cap(float(front[0]), bool(committed[0]), t_now))
+            acc[0] = idm1(float(v[0]), float(v0[0]), float(g_lead[0]), float(v[0] - v_lead[0]), float(f.a[0]),
+                          float(f.b[0]), float(f.T[0]), float(s0[0]))
         acc = np.minimum(acc, idm(v, v0, stop, v, f.a[idx], f.b[idx], f.T[idx], 1.0))
         acc = np.clip(acc, -MAX_DECEL, f.a[idx])
+        if ego:
+            acc[0] = self._ego_command(float(acc[0]), float(v[0]), float(g_lead[0]), float(v_lead[0]),
+                                       float(stop[0]))
         # spawning: pending vehicles enter when there is room
         pend = ~act
         if pend.any():
@@ -161,6 +201,45 @@ class Simulation:
             self.lc = None
         self._walk(k, idx, front, v)
 
+    def _ego_speed_cap(self, front: float, committed: bool, t: float) -> float:
+        """Desired speed [m/s] that lets the ego stop comfortably at an uncommitted yield point, or at a
+        crosswalk where pedestrians are waiting, walking or about to step out."""
+        tab, p = self.tab, int(self.f.path[0])
+        cap = np.inf
+        if not committed:
+            dist = float(tab.yield_s[p]) - front
+            if math.isfinite(dist) and dist > -0.5:
+                cap = math.sqrt(EGO_V_YIELD**2 + 2.0 * EGO_B_ANTICIPATE * max(dist - 1.0, 0.0))
+        if self.w.count and tab.cw_id[p, 0] >= 0:
+            w = self.w
+            soon = (w.walking & (w.u <= w.length[w.crossing])) | (~w.walking & (t >= w.start - 3.0))
+            if soon.any():
+                busy = set(w.crossing[soon].tolist())
+                for c, c_in in zip(tab.cw_id[p].tolist(), tab.cw_in[p].tolist()):
+                    if c >= 0 and c in busy and c_in - front > -0.5:
+                        cap = min(cap, math.sqrt(EGO_V_CROSSWALK**2 + 2.0 * EGO_B_ANTICIPATE
+                                                 * max(c_in - front - 2.0, 0.0)))
+        return cap
+
+    def _ego_command(self, a_des: float, v: float, gap: float, v_lead: float, stop: float) -> float:
+        """The ego's acceleration [m/s^2]: the IDM demand bounded to comfortable values and jerk, unless the
+        kinematic deceleration needed to stay clear of the leader / stop point exceeds EGO_B_EMERGENCY."""
+        a_prev = self.ego_a
+        b_need = 0.0
+        if math.isfinite(gap) and v > v_lead:
+            b_need = (v - v_lead) ** 2 / (2.0 * max(gap - 1.0, 0.1))
+        if math.isfinite(stop):
+            b_need = max(b_need, v * v / (2.0 * max(stop - 0.3, 0.1)))
+        # braking eases off before standstill (a >= -sqrt(2 j v)) so that stopping adds no jerk
+        v_next = max(v + a_prev * SIM_DT, 0.0)
+        lo = max(-EGO_B_COMF, a_prev - EGO_JERK * SIM_DT, -math.sqrt(1.4 * EGO_JERK * v_next))
+        a = min(max(a_des, lo), max(a_prev + EGO_JERK * SIM_DT, -EGO_B_COMF), float(self.f.a[0]))
+        if b_need > EGO_B_EMERGENCY and a_des < a:
+            a = max(a_des, -MAX_DECEL)  # last resort
+            self.ego_emergency += 1
+        self.ego_a = float(a)
+        return float(a)
+
     def _crosswalk_stops(self, idx: np.ndarray, front: np.ndarray, v: np.ndarray, t: float) -> np.ndarray:
         tab = self.tab
         if self.w.count == 0:
@@ -175,6 +254,10 @@ class Simulation:
         dist = tab.cw_in[p] - front[:, None]
         can = (blocked & (dist > -0.5) & (dist - 1.5 > v[:, None] ** 2 / (2 * 7.0))) | (
             waiting & (dist - 1.5 > v[:, None] ** 2 / (2 * 3.0)))
+        if idx[0] == 0:  # the ego also yields to pedestrians walking towards its lane, while it can stop gently
+            ahead = (u[0][:, None] - peds[None, :]) * np.where(self.w.side == 0, 1.0, -1.0)[None, :]
+            coming = (same[0] & (ahead > -4.5) & (ahead < 12.0)).any(-1) & (cid[0] >= 0)
+            can[0] |= coming & (dist[0] > -0.5) & (dist[0] - 1.5 > v[0] ** 2 / (2 * EGO_B_COMF * 0.85))
         return np.where(can, np.maximum(dist - 1.5, 0.0), np.inf).min(1)
 
     def _walk(self, k: int, idx: np.ndarray, front: np.ndarray, v: np.ndarray) -> None:
@@ -228,7 +311,7 @@ class Simulation:
                 jr = idx[np.argmin(behind.min(1))]
                 if idm(f.v[jr], 15.0, g_r, f.v[jr] - ve, f.a[jr], f.b[jr], f.T[jr], f.s0[jr]) < -3.0:
                     continue
-            D = float(np.clip(3.0 * ve, 12.0, 40.0))
+            D = float(np.clip(4.0 * ve, 16.0, 45.0))
             if blocker_static:
                 D = min(D, (g_lead[0] - 1.0) / 0.75)
                 if D < 10.0:
