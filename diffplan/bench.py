@@ -99,3 +99,21 @@ def bench_stl(seconds: float) -> dict[str, float]:
 
 
 BENCHMARKS["stl"] = bench_stl
+
+
+def bench_trajopt(seconds: float) -> dict[str, float]:
+    """Warm-started bicycle solves at N = 40 with obstacles, lane bounds and STL rules."""
+    from trajopt.bench import bench_trajopt as run
+
+    return run(seconds)
+
+
+def bench_datagen(seconds: float) -> dict[str, float]:
+    """End-to-end expert demonstrations per second on one core (worlds, solves, demos, shard writes)."""
+    from datagen.bench import bench_datagen as run
+
+    return run(seconds)
+
+
+BENCHMARKS["trajopt"] = bench_trajopt
+BENCHMARKS["datagen"] = bench_datagen

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from datagen.cli import app as datagen_app
 from diffplan.bench import BENCHMARKS
 from eval.cli import app as eval_app
 from scenes._cli import UserError, user_errors
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(scenes_app, name="scenes")
 app.add_typer(eval_app, name="eval")
 app.add_typer(stl_app, name="stl")
+app.add_typer(datagen_app, name="datagen")
 
 
 @app.command()

@@ -62,6 +62,9 @@ class ShapeChecker:
             self.fail(field, f"every item must be a {geom_type}")
         if shapely.is_empty(value).any():
             self.fail(field, "holds an empty geometry")
+        if geom_type == "Polygon" and not shapely.is_valid(value).all():
+            row = int(np.flatnonzero(~shapely.is_valid(value))[0])
+            self.fail(field, f"polygon {row} is invalid ({shapely.is_valid_reason(value[row])})")
         coords = shapely.get_coordinates(value)
         if not np.isfinite(coords).all():
             self.fail(field, "has non-finite coordinates (NaN or inf)")

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import shapely
 
 from scenes import (
     CURRENT_INDEX,
@@ -47,6 +48,9 @@ def test_validate_rejects_bad_agents_and_map():
         dataclasses.replace(scene.agents, valid=np.ones((3, 10), bool)).validate()
     with pytest.raises(ValidationError, match="MapLayers.lane_successors: has 1 entries for 2 lanes"):
         dataclasses.replace(scene.map, lane_successors=((),)).validate()
+    bow_tie = np.array([shapely.Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])], dtype=object)
+    with pytest.raises(ValidationError, match=r"MapLayers.drivable_polygons: polygon 0 is invalid \(Self-inter"):
+        dataclasses.replace(scene.map, drivable_polygons=bow_tie).validate()
     with pytest.raises(ValidationError, match="unknown split 'dev'"):
         dataclasses.replace(scene, metadata=dataclasses.replace(scene.metadata, split="dev")).validate()
 

@@ -194,7 +194,8 @@ COLLINEAR_TOLERANCE = 1e-6  # [m]: only points on a straight run go, so shared e
 
 
 def drop_collinear_points(road_map: MapLayers) -> MapLayers:
-    """The map without vertices that lie on a straight run (the 1 m sampling of straight roads).
+    """The map without vertices that lie on a straight run (the 1 m sampling of straight roads), and with
+    every drivable polygon valid (rotating a union of lane strips can leave a ring touching itself).
 
     Halves the stored size of a scene; geometry moves by at most COLLINEAR_TOLERANCE.
     """
@@ -207,5 +208,16 @@ def drop_collinear_points(road_map: MapLayers) -> MapLayers:
         lane_centerlines=simplify(road_map.lane_centerlines),
         lane_left_boundaries=simplify(road_map.lane_left_boundaries),
         lane_right_boundaries=simplify(road_map.lane_right_boundaries),
-        drivable_polygons=simplify(road_map.drivable_polygons),
+        drivable_polygons=np.array([valid_polygon(p) for p in simplify(road_map.drivable_polygons)],
+                                   dtype=object),
     )
+
+
+def valid_polygon(polygon: shapely.Polygon) -> shapely.Polygon:
+    """`polygon` itself when valid, else its repair (the largest piece of a zero-width buffer)."""
+    if shapely.is_valid(polygon):
+        return polygon
+    repaired = shapely.buffer(polygon, 0.0)
+    if not isinstance(repaired, shapely.Polygon):
+        repaired = max(shapely.get_parts(repaired), key=lambda part: part.area)
+    return repaired

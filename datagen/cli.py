@@ -1,0 +1,86 @@
+"""`diffplan datagen ...`: expert demonstration datasets (mounted by the lead as `diffplan datagen`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from datagen.expert import EXPERTS
+from datagen.job import DriveDatagenConfig, UnitReport, run_datagen
+from scenes._cli import UserError, output_console, progress_bar, user_errors
+from scenes.store import DatasetError
+from stl.calibrate import CalibratedParams, ParamsError
+
+app = typer.Typer(help="Expert demonstration datasets.", no_args_is_help=True, add_completion=False)
+console = output_console()
+
+
+@app.callback()
+def _group() -> None:
+    """Expert demonstration datasets."""
+
+
+def _describe(failures: dict[str, int]) -> str:
+    if not failures:
+        return "solving"
+    return "solving (failed: " + ", ".join(f"{k} {v}" for k, v in sorted(failures.items())) + ")"
+
+
+@app.command()
+def drive(
+    out: Annotated[Path, typer.Option(help="Dataset folder to create (or to continue with --resume).")],
+    n: Annotated[int, typer.Option(help="Number of source scenes.")] = 100,
+    demos_per_scene: Annotated[int, typer.Option(help="Targets (and so solves) per scene.")] = 1,
+    seed: Annotated[int, typer.Option(help="Dataset seed: scene seeds and per-shard target draws.")] = 0,
+    split: Annotated[str, typer.Option(help="train, val or test seed range.")] = "train",
+    shard_size: Annotated[int, typer.Option(help="Source scenes per shard (the unit of work).")] = 50,
+    params: Annotated[Path | None, typer.Option(
+        help="Calibrated STL params JSON (`diffplan stl calibrate`). Default: stl.calibrate.DEFAULTS.")] = None,
+    horizon: Annotated[int, typer.Option(help="Solver horizon [steps of 0.1 s].")] = 50,
+    expert: Annotated[str, typer.Option(help=f"Expert: {' or '.join(EXPERTS)}.")] = "trajopt",
+    workers: Annotated[int, typer.Option(help="Worker processes (ignored with --ray).")] = 1,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Ray cluster address, or 'local' for a private loopback cluster.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted job; finished shards are kept.")] = False,
+) -> None:
+    """Solve expert demonstrations for N synthetic scenes into a Parquet dataset with privileged extras.
+
+    Same options, same bytes: whatever --workers / --ray, and however often the job was interrupted.
+    """
+    with user_errors(DatasetError, ParamsError):
+        rules = CalibratedParams.load(params).rules if params is not None else None
+        config = DriveDatagenConfig(n=n, demos_per_scene=demos_per_scene, seed=seed, split=split,
+                                    shard_size=shard_size, horizon=horizon, expert=expert,
+                                    **({"params": rules} if rules is not None else {})).validate()
+        if ray is None and workers < 1:
+            raise UserError(f"--workers must be positive, got {workers}")
+        failures: dict[str, int] = {}
+        with progress_bar("demos") as bar:
+            task = bar.add_task("solving", total=config.n * config.demos_per_scene)
+
+            def progress(report: UnitReport) -> None:
+                for key, count in report.failures.items():
+                    failures[key] = failures.get(key, 0) + count
+                bar.update(task, advance=report.attempts, description=_describe(failures))
+
+            summary = run_datagen(out, config, workers=workers, ray_address=ray, resume=resume,
+                                  on_progress=progress)
+    table = Table(title=f"datagen drive -> {out}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("scenes", str(summary.scenes))
+    table.add_row("solves attempted", str(summary.attempts))
+    table.add_row("demos written", str(summary.demos))
+    for reason, count in summary.failures.items():
+        table.add_row(f"failed: {reason}", f"{count} ({100 * count / max(summary.attempts, 1):.1f}%)")
+    table.add_row("mean solve ms (this run)", f"{summary.mean_solve_ms:.1f}")
+    table.add_row("mean iterations", f"{summary.mean_iterations:.1f}")
+    table.add_row("shards", str(summary.info.num_shards))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

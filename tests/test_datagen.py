@@ -1,0 +1,226 @@
+"""datagen: demos from expert solves, privileged extras in the store, the resumable job, its CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from datagen.cli import app
+from datagen.demos import build_demo, future_states
+from datagen.expert import FollowExpert, follow_targets
+from datagen.job import DriveDatagenConfig, run_datagen
+from scenes.drive import CURRENT_INDEX, NUM_FUTURE_STEPS, SIM_DT
+from scenes.store import DatasetError, DriveDataset, finalize_dataset, write_shard
+from scenes.synthetic import generate_scene, scene_seed
+from stl.calibrate import DEFAULTS
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = DriveDatagenConfig(n=4, demos_per_scene=2, shard_size=2)
+
+
+def dataset_hash(root: Path) -> str:
+    """sha256 over every file's relative path and bytes, sorted by path, excluding nothing."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("dg") / "one"
+    run_datagen(root, SMALL, workers=1)
+    return root, dataset_hash(root)
+
+
+def test_two_workers_write_the_same_bytes(small, tmp_path):
+    _, expected = small
+    summary = run_datagen(tmp_path / "two", SMALL, workers=2)
+    assert dataset_hash(tmp_path / "two") == expected
+    assert summary.attempts == SMALL.n * SMALL.demos_per_scene
+    assert summary.demos + sum(summary.failures.values()) == summary.attempts
+
+
+def test_ray_local_backend_writes_the_same_bytes(small, tmp_path):
+    ray = pytest.importorskip("ray")
+    _, expected = small
+    run_datagen(tmp_path / "ray", SMALL, ray_address="local")
+    assert not ray.is_initialized()
+    assert dataset_hash(tmp_path / "ray") == expected
+
+
+def test_demos_round_trip_with_extras(small):
+    root, _ = small
+    data = DriveDataset.open(root)
+    assert len(data) > 0 and data.info.extras["extra.solver.status"] == "string"
+    for i in range(len(data)):
+        scene, extras = data[i], data.extras(i)
+        source_id, k = scene.metadata.scene_id.rsplit("-demo", 1)
+        assert int(k) < SMALL.demos_per_scene
+        rules = {key.split(".")[1] for key in extras if key.startswith("stl.")}
+        assert rules and all(extras[f"robustness.{rule}"] >= 0 for rule in rules)
+        assert extras["solver.status"] == "success" and extras["target.lane"] in (-1, 0, 1)
+        source = generate_scene(scene.metadata.seed, "train")
+        assert source.metadata.scene_id == source_id
+        np.testing.assert_array_equal(scene.ego.pose[: CURRENT_INDEX + 1], source.ego.pose[: CURRENT_INDEX + 1])
+        step = np.linalg.norm(np.diff(scene.ego.pose[CURRENT_INDEX:, :2], axis=0), axis=1) / SIM_DT
+        assert np.allclose(step, scene.ego.velocity[CURRENT_INDEX + 1:, 0], atol=0.5)
+
+
+class _Status(enum.Enum):
+    OK = "ok"
+    INFEASIBLE = "infeasible"
+
+
+@dataclasses.dataclass
+class _Result:  # the trajopt TrajoptResult shape, 3 s at 0.1 s
+    states: np.ndarray
+    status: _Status = _Status.OK
+    iterations: int = 17
+    wall_ms: float = 3.0
+    robustness: dict = dataclasses.field(default_factory=lambda: {"speed_band": 1.5})
+    controls: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((30, 2)))
+
+    @property
+    def ok(self) -> bool:
+        return self.status is _Status.OK
+
+
+def test_short_horizon_is_extended_at_constant_speed_and_yaw_rate():
+    scene = generate_scene(scene_seed("train", 0, 1), "train")
+    now = scene.current_pose
+    t = SIM_DT * np.arange(31)
+    states = np.column_stack([now[0] + 5 * t * np.cos(now[2]), now[1] + 5 * t * np.sin(now[2]),
+                              np.full_like(t, now[2]), np.full_like(t, 5.0)])
+    future, extra = future_states(states)
+    assert future.shape == (NUM_FUTURE_STEPS, 4) and extra == 20
+    np.testing.assert_allclose(np.linalg.norm(np.diff(future[:, :2], axis=0), axis=1), 0.5, atol=1e-9)
+    target = follow_targets(scene, DEFAULTS, np.random.default_rng(0), 1)[0]
+    demo, extras = build_demo(scene, _Result(states), target, 3)
+    assert demo.metadata.scene_id.endswith("-demo3") and demo.validate() is demo
+    np.testing.assert_allclose(demo.ego.velocity[CURRENT_INDEX + 1:, 0], 5.0)
+    assert extras["solver.iterations"] == 17 and extras["horizon.steps"] == 30
+    with pytest.raises(ValueError, match="failed solve"):
+        build_demo(scene, _Result(states, status=_Status.INFEASIBLE), target, 0)
+
+
+def test_follow_expert_warm_start_and_robustness():
+    scene = generate_scene(scene_seed("train", 0, 0), "train")
+    expert = FollowExpert(horizon=40)
+    target = follow_targets(scene, DEFAULTS, np.random.default_rng(1), 1)[0]
+    first = expert.solve(scene, target)
+    assert first.states.shape == (41, 4) and first.controls.shape == (40, 2)
+    assert set(first.robustness) == set(target.rule_params)
+    assert expert.solve(scene, target, warm_start=first).states.shape == (41, 4)
+
+
+def test_store_extras_are_optional_nullable_and_checked(tmp_path):
+    scenes = [generate_scene(scene_seed("train", 0, i), "train") for i in range(2)]
+    write_shard(tmp_path / "a", 0, scenes)
+    write_shard(tmp_path / "b", 0, scenes, extras=None)
+    finalize_dataset(tmp_path / "a", {}, 1)
+    finalize_dataset(tmp_path / "b", {}, 1)
+    assert dataset_hash(tmp_path / "a") == dataset_hash(tmp_path / "b")
+    assert "extras" not in json.loads((tmp_path / "a" / "info.json").read_text())
+    assert DriveDataset.open(tmp_path / "a").extras(1) == {}
+
+    write_shard(tmp_path / "c", 0, scenes, extras=[{"x": 1, "s": "a"}, {"x": 2.5, "y": 3}])
+    write_shard(tmp_path / "c", 1, [], extras=[], allow_empty=True)
+    info = finalize_dataset(tmp_path / "c", {}, 2)
+    assert info.extras == {"extra.s": "string", "extra.x": "float64", "extra.y": "int64"}
+    data = DriveDataset.open(tmp_path / "c")
+    assert len(data) == 2 and data.info.shard_sizes == (2, 0)
+    assert data.extras(0) == {"x": 1.0, "s": "a"} and data.extras(1) == {"x": 2.5, "y": 3}
+    for bad, match in (([{"x": True}, {}], "bool"), ([{"x": float("nan")}, {}], "finite"),
+                       ([{"x": 1}, {"x": "a"}], "mixes"), ([{}], "2 scenes")):
+        with pytest.raises(DatasetError, match=match):
+            write_shard(tmp_path / "d", 0, scenes, extras=bad)
+    with pytest.raises(DatasetError, match="no scenes"):
+        write_shard(tmp_path / "d", 0, [])
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "datagen.cli", "drive", *args]
+
+
+def test_resume_after_kill_gives_the_same_bytes(tmp_path):
+    args = ["--n", "16", "--demos-per-scene", "2", "--shard-size", "2"]
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    job = subprocess.Popen(_cli(*args, "--out", str(out)), cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (out / "meta" / "datagen" / "unit-00000.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere inside a later shard
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert not (out / "info.json").exists(), "the job finished before it could be killed"
+    again = subprocess.run(_cli(*args, "--out", str(out), "--resume"), cwd=ROOT, env=env,
+                           capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    config = DriveDatagenConfig(n=16, demos_per_scene=2, shard_size=2)
+    run_datagen(tmp_path / "whole", config)
+    assert dataset_hash(out) == dataset_hash(tmp_path / "whole")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--n", "0"], "--n must be a positive"),
+    (["--demos-per-scene", "0"], "--demos-per-scene must be positive"),
+    (["--params", "/no/such/params.json"], "params file not found"),
+    (["--workers", "0"], "--workers must be positive"),
+    (["--expert", "oracle"], "unknown expert"),
+    (["--split", "dev"], "unknown split"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["drive", "--out", str(tmp_path / "x"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_refuses_existing_out_and_changed_resume(small, tmp_path):
+    root, _ = small
+    runner = CliRunner()
+    result = runner.invoke(app, ["drive", "--out", str(root), "--n", "4"])
+    assert result.exit_code == 2 and "--resume" in result.output
+    result = runner.invoke(app, ["drive", "--out", str(root), "--n", "5", "--demos-per-scene", "2",
+                                 "--shard-size", "2", "--resume"])
+    assert result.exit_code == 2 and "n=4" in result.output
+    result = runner.invoke(app, ["drive", "--out", str(root), "--n", "4", "--demos-per-scene", "2",
+                                 "--shard-size", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "demos written" in result.output
+
+
+def test_cli_with_a_params_file(tmp_path):
+    from stl.calibrate import CalibratedParams
+
+    rules = {k: dict(v) for k, v in DEFAULTS.items()}
+    rules["speed_band"]["v_max"] = 12.0
+    CalibratedParams(rules, 0.9, {}, {}, "x", 0, {}, 40, 0.1).save(tmp_path / "params.json")
+    out = tmp_path / "p"
+    result = CliRunner().invoke(app, ["drive", "--out", str(out), "--n", "2", "--params",
+                                      str(tmp_path / "params.json")])
+    assert result.exit_code == 0, result.output
+    data = DriveDataset.open(out)
+    assert data.info.generator_config["params"]["speed_band"]["v_max"] == 12.0
+    # Each scene's first demo uses the calibrated parameters, with v_max raised to at least the current
+    # speed + 1 m/s where needed (the ego cannot shed speed at once); the others are pSTL-perturbed.
+    first = [i for i in range(len(data)) if data[i].metadata.scene_id.endswith("-demo0")]
+    for i in first:
+        v_now = float(data[i].ego.speed[CURRENT_INDEX])
+        assert data.extras(i)["stl.speed_band.v_max"] == max(12.0, v_now + 1.0)
+    assert first

@@ -1,0 +1,130 @@
+"""trajopt: the driving expert (bicycle, IPOPT) and the unicycle goal reacher, on real solves."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import shapely
+
+from scenes import CURRENT_INDEX, NUM_STEPS, PACIFICA, AgentCategory, AgentTracks, ScenarioType
+from scenes.geometry import box_corners
+from scenes.synthetic import generate_scene
+from tests.factories import constant_speed_ego, straight_scene
+from trajopt.drive import DriveExpert, DriveTarget, demo_poses, sample_targets
+from trajopt.models import BICYCLE
+from trajopt.result import TrajoptStatus
+from trajopt.robot import V_MAX, solve_unicycle_goal
+
+KEEP = ("speed_band", "lane_keeping", "safe_distance", "comfort")
+LEFT = ("speed_band", "lane_change_left", "safe_distance", "comfort")
+
+
+def _static_agents(xy: list[tuple[float, float]], size=(4.5, 2.0)) -> AgentTracks:
+    n = len(xy)
+    return AgentTracks(
+        track_ids=np.arange(n, dtype=np.int64), category=np.full(n, AgentCategory.VEHICLE, np.int8),
+        size=np.tile(size, (n, 1)).astype(float), xy=np.tile(np.asarray(xy, float)[:, None], (1, NUM_STEPS, 1)),
+        heading=np.zeros((n, NUM_STEPS)), velocity=np.zeros((n, NUM_STEPS, 2)), valid=np.ones((n, NUM_STEPS), bool))
+
+
+def _blocked_scene(speed: float = 10.0, agents: AgentTracks | None = None):
+    """Straight two-lane road, ego in lane 1 at `speed`, a stopped car 35 m ahead in lane 1, lights green."""
+    scene = straight_scene()
+    lights = replace(scene.traffic_lights, is_red=np.zeros_like(scene.traffic_lights.is_red))
+    return replace(scene, ego=constant_speed_ego(speed), agents=agents or _static_agents([(35.0, 0.0)]),
+                   traffic_lights=lights)
+
+
+@pytest.fixture(scope="module")
+def expert() -> DriveExpert:
+    return DriveExpert()
+
+
+def _check_solution(scene, result):
+    states, controls = result.states, result.controls
+    assert states.shape == (41, 4) and controls.shape == (40, 2)
+    replay = BICYCLE.rollout(states[0], controls, result.dt)
+    assert np.abs(replay - states).max() < 1e-6
+    assert (controls[:, 0] >= -6 - 1e-6).all() and (controls[:, 0] <= 3 + 1e-6).all()
+    assert (np.abs(controls[:, 1]) <= 0.6 + 1e-6).all() and (states[:, 3] >= -1e-6).all()
+    poses = demo_poses(result, scene)
+    centre = poses[:, :2] + PACIFICA.rear_axle_to_center * np.stack([np.cos(poses[:, 2]), np.sin(poses[:, 2])], -1)
+    ego = shapely.polygons(box_corners(centre, poses[:, 2], PACIFICA.length, PACIFICA.width))
+    road = scene.map.drivable_area().buffer(1e-6)
+    assert shapely.covers(road, ego).all()
+    agents = scene.agents
+    for k in range(1, len(poses)):
+        step = min(CURRENT_INDEX + k, NUM_STEPS - 1)
+        boxes = shapely.polygons(box_corners(agents.xy[:, step], agents.heading[:, step], agents.size[:, 0],
+                                             agents.size[:, 1]))
+        assert not shapely.intersects(ego[k], boxes[agents.valid[:, step]]).any()
+    assert result.ok and all(r >= 0 for r in result.robustness.values()), result.robustness
+
+
+def test_keep_lane_behind_stopped_car(expert):
+    scene = _blocked_scene()
+    result = expert.solve(scene, DriveTarget(10.0, 0, {}, KEEP))
+    _check_solution(scene, result)
+    assert result.states[-1, 0] + PACIFICA.rear_axle_to_front < 35.0 - 2.25  # stopped behind it
+    assert set(result.robustness) == set(KEEP) and result.params["safe_distance"]["d_safe"] == 0.5
+
+
+def test_lane_change_passes_the_obstacle(expert):
+    scene = _blocked_scene()
+    result = expert.solve(scene, DriveTarget(10.0, 1, {}, LEFT))
+    _check_solution(scene, result)
+    assert abs(result.states[-1, 1] - 3.5) < 0.5 and result.states[-1, 0] > 35.0
+
+
+def test_wall_across_the_road_is_infeasible(expert):
+    wall = _static_agents([(15.0, y) for y in (-1.0, 1.0, 3.0, 5.0)], size=(1.0, 2.2))
+    scene = _blocked_scene(speed=15.0, agents=wall)
+    params = {"speed_band": {"v_min": 5.0, "v_max": 20.0}}
+    result = expert.solve(scene, DriveTarget(15.0, 0, params, KEEP))
+    assert not result.ok
+    assert result.status in (TrajoptStatus.INFEASIBLE, TrajoptStatus.STL_VIOLATED)
+
+
+def test_unicycle_reaches_goal():
+    goal = np.array([3.0, 2.0])
+    result = solve_unicycle_goal(np.array([0.0, 0.0, 0.0, 0.0]), goal, r_goal=0.5)
+    assert result.ok and result.robustness["reach_goal"] >= 0
+    assert np.linalg.norm(result.states[:, :2] - goal, axis=-1).min() <= 0.5
+    assert (np.abs(result.controls[:, 1]) <= 0.5 + 1e-6).all() and (np.abs(result.controls[:, 0]) <= 5 + 1e-6).all()
+    assert (result.states[:, 3] >= -1e-6).all() and (result.states[:, 3] <= V_MAX + 1e-6).all()
+
+
+def test_warm_start_reduces_iterations(expert):
+    scene = generate_scene(1_100_000_001, "test", ScenarioType.SLOW_VEHICLE)
+    target = sample_targets(scene, {}, np.random.default_rng(0), 1)[0]
+    cold = expert.solve(scene, target)
+    moved = scene.ego.pose.copy()
+    moved[CURRENT_INDEX, 1] += 0.1  # neighbouring scene: the ego 0.1 m to the left
+    near = replace(scene, ego=replace(scene.ego, pose=moved))
+    again_cold = expert.solve(near, target)
+    warm = expert.solve(near, target, warm_start=cold)
+    assert cold.ok and warm.ok and again_cold.ok
+    assert warm.iterations < again_cold.iterations
+
+
+def test_sample_targets_is_deterministic_and_uses_existing_lanes():
+    scene = straight_scene()
+    a = sample_targets(scene, {}, np.random.default_rng(3), 6)
+    b = sample_targets(scene, {}, np.random.default_rng(3), 6)
+    assert a == b and a[0].target_lane == 0
+    assert {t.target_lane for t in a} <= {0, 1}
+
+
+def test_synthetic_success_rate(expert):
+    outcomes = []
+    for scenario in (ScenarioType.STRAIGHT_ROAD, ScenarioType.CURVED_ROAD, ScenarioType.PARKED_VEHICLE,
+                     ScenarioType.INTERSECTION_LEFT, ScenarioType.MERGE):
+        for seed in (1_100_000_000, 1_100_000_002):
+            scene = generate_scene(seed, "test", scenario)
+            for target in sample_targets(scene, {}, np.random.default_rng(seed), 2):
+                outcomes.append(expert.solve(scene, target).ok)
+    rate = float(np.mean(outcomes))
+    print(f"trajopt synthetic success rate: {rate:.2f} over {len(outcomes)} solves")
+    assert rate >= 0.8

@@ -1,0 +1,42 @@
+"""Benchmark: the bicycle driving expert (N = 40, obstacles, corridor and STL rules), warm-started across
+neighbouring scenes (one synthetic scene with the ego's initial pose jittered by a few cm / mrad)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from scenes.drive import CURRENT_INDEX, ScenarioType
+from scenes.synthetic import generate_scene
+from trajopt.drive import DriveExpert, sample_targets
+
+
+def bench_trajopt(seconds: float = 10.0, seed: int = 1_100_000_001,
+                  scenario: ScenarioType = ScenarioType.SLOW_VEHICLE) -> dict[str, float]:
+    """Solve repeatedly for `seconds` [s]; median / p90 wall time per solve [ms] and the success rate."""
+    expert = DriveExpert()
+    scene = generate_scene(seed, "test", scenario)
+    target = sample_targets(scene, {}, np.random.default_rng(0), 1)[0]
+    previous = expert.solve(scene, target)
+    rng = np.random.default_rng(seed)
+    times, oks = [], []
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop or not times:
+        pose = scene.ego.pose.copy()
+        heading = pose[CURRENT_INDEX, 2]
+        lateral = np.array([-np.sin(heading), np.cos(heading)])
+        pose[CURRENT_INDEX, :2] += rng.uniform(-0.05, 0.05) * lateral
+        pose[CURRENT_INDEX, 2] += rng.uniform(-0.005, 0.005)
+        near = replace(scene, ego=replace(scene.ego, pose=pose))
+        result = expert.solve(near, target, warm_start=previous if previous.ok else None)
+        times.append(result.wall_ms)
+        oks.append(result.ok)
+        previous = result
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+            "success_rate": float(np.mean(oks)), "solves": len(times)}
+
+
+if __name__ == "__main__":
+    print(bench_trajopt())

@@ -1,0 +1,247 @@
+"""The driving expert: STL-constrained optimal control on the route (CasADi nlpsol, IPOPT + MUMPS).
+
+Rules become per-step bounds (G of predicates, exact); reach_goal's F is a Boltzmann-max >= eps
+(under-approximation); a lane change's F[0,D] G[0,H-D] is under-approximated by its last disjunct
+(enter the band by the deadline D and stay), which is exact per-step bounds. Every result is re-checked with
+the exact robustness of `stl` on the solution's poses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scenes.drive import DriveScene
+from scenes.ego import PACIFICA
+from stl.calibrate import DEFAULTS
+from stl.robustness import Mode, robustness
+from stl.rules import RULES, default_deadline
+from stl.signals import signals_from_poses
+from trajopt import drive_data as dd
+from trajopt.models import MODELS
+from trajopt.nlp import Shape, build
+from trajopt.reference import corridor
+from trajopt.result import TrajoptResult, classify
+
+INF = np.inf
+DEFAULT_RULES = ("speed_band", "lane_keeping", "safe_distance", "comfort")
+
+
+@dataclass(frozen=True)
+class DriveTarget:
+    """What the expert is asked: speed [m/s], lane (0 route lane, +1 left, -1 right), STL rules + params."""
+
+    reference_speed: float
+    target_lane: int = 0
+    rule_params: dict[str, dict[str, float]] = field(default_factory=dict)
+    rules: tuple[str, ...] = DEFAULT_RULES
+
+
+@dataclass(frozen=True)
+class DriveExpertConfig:
+    """Horizon N [steps] at dt [s], obstacle slots, margins [rule units], guesses and re-linearisation."""
+
+    shape: Shape = field(default_factory=Shape)
+    margin: float = 0.05  # [m, m/s, rad] tightening of every rule bound
+    collision_margin: float = 0.1  # [m] disc clearance without a safe_distance rule
+    steer_rate: float = 0.8  # [rad/s] bicycle steering-rate bound
+    jerk_fraction: float = 0.6  # per-step jerk bound as a fraction of j_max (signals use finite differences)
+    goal_eps: float = 0.05  # [m]
+    guess: str = "expert"  # "expert" (privileged future when clear) or "route"
+    relinearize: int = 2  # extra solves when the solution drifts > 0.5 m along the reference
+
+
+def _rule_params(target: DriveTarget) -> dict[str, dict[str, float]]:
+    return {name: {**DEFAULTS[name], **target.rule_params.get(name, {})} for name in target.rules}
+
+
+def exact_robustness(scene: DriveScene, states: np.ndarray, dt: float,
+                     params: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Rule -> exact robustness at t = 0 of map-frame states (N+1, >=3)."""
+    signals = signals_from_poses(scene, states[None, :, :3], dt)
+    horizon = states.shape[0] - 1
+    return {name: float(np.asarray(robustness(RULES[name].formula(horizon), signals, t=0, mode=Mode.EXACT,
+                                              params=p)).reshape(-1)[0]) for name, p in params.items()}
+
+
+class DriveExpert:
+    """Owns the cached solvers (one per Shape) and a small per-scene cache."""
+
+    def __init__(self, config: DriveExpertConfig = DriveExpertConfig()):
+        self.config = config
+        self.problem = build(config.shape)
+        self._scenes: dict[int, tuple[DriveScene, dd.SceneData]] = {}
+
+    def _data(self, scene: DriveScene) -> dd.SceneData:
+        hit = self._scenes.get(id(scene))
+        if hit is None or hit[0] is not scene:
+            if len(self._scenes) > 32:
+                self._scenes.clear()
+            hit = self._scenes[id(scene)] = (scene, dd.scene_data(scene))
+        return hit[1]
+
+    def solve(self, scene: DriveScene, target: DriveTarget, warm_start: TrajoptResult | None = None) -> TrajoptResult:
+        start = time.perf_counter()
+        cfg, shape, pr = self.config, self.config.shape, self.problem
+        n, dt, model = shape.horizon, shape.dt, MODELS[shape.model]
+        data, x0 = self._data(scene), dd.initial_state(scene)
+        params = _rule_params(target)
+        stop = dd.stop_limits(scene, data, x0, n, dt, params["stop_before_line"]["d_stop"] + cfg.margin) \
+            if "stop_before_line" in params else np.full(n + 1, INF)
+        extra = max(params.get("safe_distance", {}).get("d_safe", 0.0), 0.0) + cfg.collision_margin
+        if warm_start is not None:
+            states, controls = warm_start.states.copy(), warm_start.controls.copy()
+            states[0] = x0
+        else:
+            states = dd.expert_guess(scene, n, dt)
+            states[0] = x0
+        obstacles = dd.select_obstacles(scene, states, dt, shape.obstacles, extra)
+        if warm_start is None:
+            lane_c = dd.lane_offsets(scene, data, data.ref.project(states[:, :2]), target.target_lane)
+            if cfg.guess != "expert" or target.target_lane != 0 or _blocked(states, obstacles, stop, data):
+                states = dd.route_guess(scene, data, model, x0, n, dt, target.reference_speed, lane_c,
+                                        obstacles, stop)
+            controls = model.controls_from_states(states, dt)
+        iterations, passes = 0, 0
+        while True:
+            s_ref = data.ref.project(states[:, :2])
+            values, lbx, ubx, lbg, ubg = self._setup(scene, data, target, params, x0, s_ref, obstacles, stop)
+            w0 = np.concatenate([states.reshape(-1), controls.reshape(-1)])
+            sol = pr.solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg)
+            stats = pr.solver.stats()
+            iterations += int(stats.get("iter_count", 0))
+            w = np.asarray(sol["x"]).reshape(-1)
+            states, controls = w[:4 * (n + 1)].reshape(n + 1, 4), w[4 * (n + 1):].reshape(n, 2)
+            drift = np.abs(data.ref.project(states[:, :2]) - s_ref).max()
+            if passes >= cfg.relinearize or drift < 0.5 or not stats["success"]:
+                break
+            passes += 1
+        g = np.asarray(sol["g"]).reshape(-1)
+        violation = float(max(0.0, (lbg - g).max(), (g - ubg).max(), (lbx - w).max(), (w - ubx).max()))
+        rho = exact_robustness(scene, states, dt, params)
+        status = classify(stats["return_status"], bool(stats["success"]), violation, rho)
+        return TrajoptResult(status, states, controls, dt, iterations, 1e3 * (time.perf_counter() - start), rho,
+                             params, stats["return_status"], violation,
+                             {"target": target, "passes": passes + 1, "obstacles": obstacles[2].tolist()})
+
+    def _setup(self, scene, data, target, params, x0, s_ref, obstacles, stop):
+        """Parameter values and variable / row bounds for one solve."""
+        cfg, shape, pr = self.config, self.config.shape, self.problem
+        n, m = shape.horizon, cfg.margin
+        xy, heading, kappa = data.ref.at(s_ref)
+        heading = heading + 2 * np.pi * np.round((x0[2] - heading[0]) / (2 * np.pi))
+        lane_c = dd.lane_offsets(scene, data, s_ref, target.target_lane)
+        goal = dd.goal_point(scene, n, dt=shape.dt)
+        r_goal = params.get("reach_goal", {}).get("r_goal", 0.0) - m
+        shift = max(r_goal - np.linalg.norm(xy - goal, axis=-1).min(), r_goal - 30.0)
+        values = {"ref_xy": xy, "ref_h": heading, "kappa": kappa, "lane_c": lane_c, "v_ref": target.reference_speed,
+                  "obs": obstacles[0], "half": obstacles[1], "goal": goal, "r_goal": r_goal, "goal_shift": shift}
+        model = MODELS[shape.model]
+        v_lo, v_hi, a_lo, a_hi = 0.0, 40.0, model.control_lower[0], model.control_upper[0]
+        if "speed_band" in params:
+            v_lo, v_hi = max(v_lo, params["speed_band"]["v_min"] + m), params["speed_band"]["v_max"] - m
+        comfort = params.get("comfort")
+        if comfort:
+            a_lo, a_hi = max(a_lo, -0.85 * comfort["a_max"]), min(a_hi, 0.85 * comfort["a_max"])
+        lbx = np.concatenate([np.tile([-INF, -INF, -INF, v_lo], n + 1), np.tile([a_lo, model.control_lower[1]], n)])
+        ubx = np.concatenate([np.tile([INF, INF, INF, v_hi], n + 1), np.tile([a_hi, model.control_upper[1]], n)])
+        lbx[:4], ubx[:4] = x0, x0
+        rows = pr.rows
+        lbg, ubg = np.full(rows["obs"].stop, -INF), np.full(rows["obs"].stop, INF)
+        lbg[rows["dyn"]] = ubg[rows["dyn"]] = 0.0
+        lane_lo, lane_hi = np.full(n, -INF), np.full(n, INF)
+        head = np.full(n, INF)
+        if "lane_keeping" in params:
+            d, h = params["lane_keeping"]["d_max"] - m, params["lane_keeping"]["h_max"] - m
+            lane_lo, lane_hi = np.maximum(lane_lo, -d - lane_c[1:]), np.minimum(lane_hi, d - lane_c[1:])
+            head = np.minimum(head, h)
+        deadline = default_deadline(n)
+        for side, name in ((1, "lane_change_left"), (-1, "lane_change_right")):
+            if name in params:
+                off = dd.lane_offsets(scene, data, s_ref, side)[1:] - lane_c[1:]
+                b, h = params[name]["d_band"] - m, params[name]["h_max"] - m
+                late = np.arange(1, n + 1) >= deadline
+                lane_lo = np.where(late, np.maximum(lane_lo, off - b), lane_lo)
+                lane_hi = np.where(late, np.minimum(lane_hi, off + b), lane_hi)
+                head = np.where(late, np.minimum(head, h), head)
+        lbg[rows["lane"]], ubg[rows["lane"]] = lane_lo, lane_hi
+        lbg[rows["head"]], ubg[rows["head"]] = -head, head
+        bounds = corridor(data.area, data.ref, s_ref[1:])
+        corners = len(shape.corners)
+        lbg[rows["road"]] = np.repeat(bounds[:, 0] + m, corners)
+        ubg[rows["road"]] = np.repeat(np.maximum(bounds[:, 1] - m, bounds[:, 0] + m), corners)
+        ubg[rows["stop"]] = stop[1:] - s_ref[1:]
+        if comfort:
+            lbg[rows["rate"]], ubg[rows["rate"]] = -(comfort["w_max"] - m), comfort["w_max"] - m
+        jerk = cfg.jerk_fraction * comfort["j_max"] if comfort else 30.0
+        lbg[rows["jerk"]], ubg[rows["jerk"]] = -jerk, jerk
+        if shape.model == "bicycle":
+            lbg[rows["steer"]], ubg[rows["steer"]] = -cfg.steer_rate, cfg.steer_rate
+        if "reach_goal" in params:
+            lbg[rows["goal"]] = cfg.goal_eps
+        lbg[rows["obs"]] = 0.0
+        return values, lbx, ubx, lbg, ubg
+
+
+def _blocked(states: np.ndarray, obstacles, stop: np.ndarray, data: dd.SceneData) -> bool:
+    """Whether a guess's discs hit an obstacle slot or pass an active stop limit."""
+    boxes, half, _ = obstacles
+    heading = states[:, 2]
+    for c in Shape().ego_offsets:
+        d = states[:, :2] + c * np.stack([np.cos(heading), np.sin(heading)], -1) - boxes[..., :2]
+        qx = (boxes[..., 2] * d[..., 0] + boxes[..., 3] * d[..., 1]) / half[:, :1]
+        qy = (boxes[..., 2] * d[..., 1] - boxes[..., 3] * d[..., 0]) / half[:, 1:]
+        if ((qx**8 + qy**8)[:, 1:] < 1.0).any():
+            return True
+    front = states[:, :2] + PACIFICA.rear_axle_to_front * np.stack([np.cos(heading), np.sin(heading)], -1)
+    return bool((data.ref.project(front)[1:] > stop[1:]).any())
+
+
+def demo_poses(result: TrajoptResult, scene: DriveScene | None = None) -> np.ndarray:
+    """(N+1, 3) map-frame rear-axle poses every result.dt [s], state 0 = now."""
+    return np.asarray(result.states[:, :3]).copy()
+
+
+def available_lanes(scene: DriveScene) -> list[int]:
+    """Target lanes that exist next to the ego now: 0, and +1 / -1 where the route lane has such a peer."""
+    data = dd.scene_data(scene)
+    s0 = data.ref.project(scene.current_pose[None, :2])
+    out = [0]
+    for side in (1, -1):
+        try:
+            dd.lane_offsets(scene, data, s0, side)
+            out.append(side)
+        except ValueError:
+            pass
+    return out
+
+
+def sample_targets(scene: DriveScene, calibrated: dict[str, dict[str, float]], rng: np.random.Generator,
+                   count: int) -> list[DriveTarget]:
+    """pSTL-style diverse targets (deterministic given rng): the first keeps the lane with the calibrated
+    params; others draw a lane among those that exist, a speed, and perturbed params (pSTL §1.4 offsets)."""
+    lanes = available_lanes(scene)
+    v_now = float(scene.ego.speed[dd.CURRENT_INDEX])
+    base = {name: {**DEFAULTS[name], **calibrated.get(name, {})} for name in RULES}
+    out = []
+    for i in range(count):
+        lane = 0 if i == 0 else int(rng.choice(lanes))
+        side = {0: "lane_keeping", 1: "lane_change_left", -1: "lane_change_right"}[lane]
+        rules = ("speed_band", side, "safe_distance", "comfort")
+        params = {name: dict(base[name]) for name in rules}
+        speed = v_now if i == 0 else float(np.clip(v_now + rng.uniform(-4.0, 4.0), 0.0, 20.0))
+        if i > 0:
+            band = params["speed_band"]
+            band["v_min"] = band["v_min"] - rng.uniform(1.3, 3.0)
+            band["v_max"] = band["v_max"] + rng.uniform(1.3, 3.0)
+            lat = params[side]
+            key = "d_max" if lane == 0 else "d_band"
+            lat[key] = float(rng.uniform(0.5, 1.5))
+            lat["h_max"] = lat["h_max"] + rng.uniform(0.0, 0.3)
+            params["safe_distance"]["d_safe"] = max(0.1, params["safe_distance"]["d_safe"] - rng.uniform(0.0, 1.5))
+        params["speed_band"]["v_max"] = max(params["speed_band"]["v_max"], speed + 1.0, v_now + 0.5)
+        params["speed_band"]["v_min"] = min(params["speed_band"]["v_min"], 0.0)
+        out.append(DriveTarget(speed, lane, params, rules))
+    return out

@@ -1,0 +1,166 @@
+"""One parametric IPOPT NLP per problem shape (SX, expanded, built once and cached).
+
+Decision vector w = [vec(X) (4 (N+1)), vec(U) (2 N)], column-major, X = states, U = controls.
+Constraint rows g (bounds come per solve via lbg / ubg, so rules switch on and off without a rebuild):
+  dyn    (4 N)            Euler multiple shooting, = 0
+  lane   (N)              rear-axle lateral offset - lane centre offset c_k [m]
+  head   (N)              heading - reference heading [rad]
+  road   (N 4)            ego box corner lateral offsets [m] (drivable corridor)
+  stop   (N)              front-bumper along-track offset from the reference point [m]
+  rate   (N)              yaw rate [rad/s]
+  jerk   (N - 1)          (a_{k+1} - a_k) / dt [m/s^3]
+  steer  (N - 1)          (u1_{k+1} - u1_k) / dt [rad/s or rad/s^2]
+  goal   (1)              Boltzmann-max_k (r_goal - |p_k - goal|) [m] (F of reach_goal, under-approximated)
+  obs    (N M ego_discs)  ||(q_x / a_j, q_y / b_j)||_8 - 1, q = ego disc centre in agent j's box frame:
+                          outside agent j's box inflated by the ego disc radius + clearance (a rounded box
+                          that contains the Minkowski sum box + disc) [-]
+Parameters p (per step k = 0..N): ref xy, ref heading, kappa, lane offset c, v_ref, obstacle centres and
+heading cos / sin (M, N+1, 4), inflated half sizes (M, 2) [m], goal (2), r_goal, goal shift.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import casadi as ca
+import numpy as np
+
+from trajopt.models import MODELS
+from trajopt.smooth import boltzmann_max
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Everything that fixes the NLP's structure."""
+
+    model: str = "bicycle"
+    horizon: int = 40  # N [steps]
+    dt: float = 0.1  # [s]
+    obstacles: int = 8  # M slots
+    ego_offsets: tuple[float, ...] = (-0.264, 1.461, 3.186)  # disc centres ahead of the rear axle [m]
+    front: float = 4.049  # rear axle to front bumper [m]
+    corners: tuple[tuple[float, float], ...] = ((4.049, 1.1485), (4.049, -1.1485), (-1.127, 1.1485),
+                                                (-1.127, -1.1485))  # ego box corners (ahead, left) [m]
+    weights: tuple[tuple[str, float], ...] = (("v", 1.0), ("lat", 0.5), ("head", 1.0), ("a", 0.1),
+                                              ("u1", 1.0), ("jerk", 0.1), ("du1", 5.0), ("progress", 0.05))
+    goal_k: float = 10.0  # Boltzmann sharpness [1/m]
+    max_iter: int = 200
+    tol: float = 1e-6
+
+
+ROWS = ("dyn", "lane", "head", "road", "stop", "rate", "jerk", "steer", "goal", "obs")
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A built solver and the row / parameter layout of its shape."""
+
+    shape: Shape
+    solver: ca.Function
+    rows: dict[str, slice]
+    params: dict[str, tuple[slice, tuple[int, ...]]]
+    num_w: int
+
+    def pack(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Parameter vector from name -> array (shapes as in `params`)."""
+        p = np.zeros(self.params["_total"][0].stop)
+        for name, (sl, shape) in self.params.items():
+            if name != "_total":
+                p[sl] = np.broadcast_to(np.asarray(values[name], dtype=np.float64), shape).reshape(-1, order="F")
+        return p
+
+
+def _local(px, py, rx, ry, ch, sh, kappa):
+    """(along, lateral) of point p w.r.t. a reference point, second order in curvature."""
+    dx, dy = px - rx, py - ry
+    along = ch * dx + sh * dy
+    return along, ch * dy - sh * dx - 0.5 * kappa * along**2
+
+
+@functools.lru_cache(maxsize=16)
+def build(shape: Shape) -> Problem:
+    """Build (once per shape) the parametric NLP and its IPOPT solver."""
+    model, n, m = MODELS[shape.model], shape.horizon, shape.obstacles
+    w = dict(shape.weights)
+    layout, offset = {}, 0
+    for name, dims in (("ref_xy", (n + 1, 2)), ("ref_h", (n + 1,)), ("kappa", (n + 1,)), ("lane_c", (n + 1,)),
+                       ("v_ref", (1,)), ("obs", (m, n + 1, 4)), ("half", (m, 2)), ("goal", (2,)),
+                       ("r_goal", (1,)), ("goal_shift", (1,))):
+        size = int(np.prod(dims))
+        layout[name] = (slice(offset, offset + size), dims)
+        offset += size
+    layout["_total"] = (slice(0, offset), (offset,))
+    p = ca.SX.sym("p", offset)
+
+    def par(name):
+        sl, dims = layout[name]
+        return p[sl], dims
+
+    ref_xy, _ = par("ref_xy")
+    ref_h, _ = par("ref_h")
+    kappa, _ = par("kappa")
+    lane_c, _ = par("lane_c")
+    v_ref = par("v_ref")[0][0]
+    obs, _ = par("obs")
+    half, _ = par("half")
+    goal, _ = par("goal")
+    r_goal, shift = par("r_goal")[0][0], par("goal_shift")[0][0]
+
+    x = ca.SX.sym("x", 4, n + 1)
+    u = ca.SX.sym("u", 2, n)
+    rows = {name: [] for name in ROWS}
+    cost = 0
+    goal_terms = []
+    for k in range(n + 1):
+        rx, ry = ref_xy[k], ref_xy[(n + 1) + k]  # column-major (n+1, 2)
+        ch, sh = ca.cos(ref_h[k]), ca.sin(ref_h[k])
+        xk = x[:, k]
+        cos_h, sin_h = ca.cos(xk[2]), ca.sin(xk[2])
+        along, lat = _local(xk[0], xk[1], rx, ry, ch, sh, kappa[k])
+        goal_terms.append(r_goal - ca.sqrt((xk[0] - goal[0]) ** 2 + (xk[1] - goal[1]) ** 2 + 1e-6))
+        if k == 0:
+            continue
+        rows["dyn"].append(xk - model.step(x[:, k - 1], u[:, k - 1], shape.dt))
+        rows["lane"].append(lat - lane_c[k])
+        rows["head"].append(xk[2] - ref_h[k])
+        for ca_, cl in shape.corners:
+            px, py = xk[0] + ca_ * cos_h - cl * sin_h, xk[1] + ca_ * sin_h + cl * cos_h
+            rows["road"].append(_local(px, py, rx, ry, ch, sh, kappa[k])[1])
+        front = _local(xk[0] + shape.front * cos_h, xk[1] + shape.front * sin_h, rx, ry, ch, sh, kappa[k])[0]
+        rows["stop"].append(front)
+        rows["rate"].append(model.yaw_rate(xk[3], u[1, k - 1]))
+        plane = m * (n + 1)
+        for j in range(m):
+            base = k * m + j  # column-major index of obs[j, k, 0]
+            ox, oy, oc, os_ = (obs[base + i * plane] for i in range(4))
+            for c in shape.ego_offsets:
+                dx, dy = xk[0] + c * cos_h - ox, xk[1] + c * sin_h - oy
+                qx, qy = (oc * dx + os_ * dy) / half[j], (oc * dy - os_ * dx) / half[j + m]
+                rows["obs"].append((qx**8 + qy**8 + 1e-12) ** 0.125 - 1.0)
+        cost += w["v"] * (xk[3] - v_ref) ** 2 + w["lat"] * (lat - lane_c[k]) ** 2
+        cost += w["head"] * (xk[2] - ref_h[k]) ** 2
+        if k == n:
+            cost -= w["progress"] * along
+    for k in range(n):
+        cost += w["a"] * u[0, k] ** 2 + w["u1"] * u[1, k] ** 2
+        if k + 1 < n:
+            jerk = (u[0, k + 1] - u[0, k]) / shape.dt
+            dsteer = (u[1, k + 1] - u[1, k]) / shape.dt
+            rows["jerk"].append(jerk)
+            rows["steer"].append(dsteer)
+            cost += shape.dt * (w["jerk"] * jerk**2 + w["du1"] * dsteer**2)
+    rows["goal"].append(boltzmann_max(goal_terms, shape.goal_k, shift))
+    g_parts, slices, start = [], {}, 0
+    for name in ROWS:
+        block = ca.vertcat(*rows[name]) if rows[name] else ca.SX(0, 1)
+        slices[name] = slice(start, start + block.shape[0])
+        start += block.shape[0]
+        g_parts.append(block)
+    wvec = ca.vertcat(ca.vec(x), ca.vec(u))
+    nlp = {"x": wvec, "f": cost, "g": ca.vertcat(*g_parts), "p": p}
+    opts = {"expand": True, "print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
+            "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol, "ipopt.linear_solver": "mumps",
+            "ipopt.max_cpu_time": 5.0}
+    solver = ca.nlpsol(f"trajopt_{shape.model}_{n}", "ipopt", nlp, opts)
+    return Problem(shape, solver, slices, layout, int(wvec.shape[0]))
