@@ -29,6 +29,9 @@ DEMO_EVAL_SCENES ?= 100
 DEMO_PLANNERS    := constant-velocity pdm-closed human
 
 demo: $(VENV)/.installed-core
+	$(VENV)/bin/diffplan datagen drive --n 12 --demos-per-scene 2 --shard-size 6 --workers 2 \
+		--out $(DEMO_DIR)/expert-train --resume
+	$(VENV)/bin/diffplan scenes show $(DEMO_DIR)/expert-train --index 1 --out $(DEMO_DIR)/expert-bev.png
 	$(VENV)/bin/diffplan scenes generate --n 200 --split train --seed 0 --shard-size 50 --workers 2 \
 		--out $(DEMO_DIR)/drive-train --resume
 	$(VENV)/bin/diffplan scenes show $(DEMO_DIR)/drive-train --index 0 --out $(DEMO_DIR)/bev.png
