@@ -19,7 +19,7 @@ from eval.reference import ReferenceCache, scene_hash
 from eval.results import SceneResult
 from eval.scoring import reference_states, score_plans
 from planners.pdm.scoring import MetricVersion
-from scenes import DriveScene
+from scenes import CURRENT_INDEX, PREVIOUS_PLAN_STEPS, DriveScene
 from scenes.store import DriveDataset
 
 
@@ -37,9 +37,12 @@ def evaluate_scene(scene: DriveScene, index: int, planner: planners.Planner, con
     """Run the planner on one scene and score its plan; planner failures become a 0-score result."""
     meta = scene.metadata
     planner.reset()
-    start = time.perf_counter()
+    previous = None
     try:
-        plan = planner.plan_from_scene(scene) if planner.requires_scene else planner.plan(scene.observation())
+        if config.version is MetricVersion.EPDMS_V2:  # extended comfort compares with the plan of 0.5 s ago
+            previous = planner.plan_from_scene(scene, CURRENT_INDEX - PREVIOUS_PLAN_STEPS).validate()
+        start = time.perf_counter()
+        plan = planner.plan_from_scene(scene)
         latency_ms = 1e3 * (time.perf_counter() - start)
         plan.validate()
     except Exception as error:  # noqa: BLE001 - any planner failure is a scored, listed failure
@@ -52,7 +55,8 @@ def evaluate_scene(scene: DriveScene, index: int, planner: planners.Planner, con
 
         states = simulate_plans(scene, plan.trajectory.poses[None])[0]
         scene = replace(scene, agents=reactive_agent_tracks(scene, states))
-    evaluation = score_plans(scene, plan.trajectory.poses[None], reference, config.version)
+    evaluation = score_plans(scene, plan.trajectory.poses[None], reference, config.version,
+                             previous_plans=None if previous is None else previous.trajectory.poses[None])
     return SceneResult.from_scores(index, meta.scene_id, meta.scenario_type.value, evaluation.scores, 0,
                                    latency_ms=latency_ms, plan=plan.trajectory.poses.copy(),
                                    simulated_xy=evaluation.states[0, :, :2].copy())

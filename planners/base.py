@@ -13,7 +13,16 @@ from typing import ClassVar
 
 import numpy as np
 
-from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation, DriveScene, Frame, Trajectory, ValidationError
+from scenes import (
+    CURRENT_INDEX,
+    NUM_PLAN_POSES,
+    PLAN_DT,
+    DriveObservation,
+    DriveScene,
+    Frame,
+    Trajectory,
+    ValidationError,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,8 +71,9 @@ class Planner(ABC):
         """Plan for many observations; learned planners override this to batch."""
         return [self.plan(observation) for observation in observations]
 
-    def plan_from_scene(self, scene: DriveScene) -> Plan:
-        """Oracles only: plan from the privileged scene. Others plan from its observation."""
+    def plan_from_scene(self, scene: DriveScene, at: int = CURRENT_INDEX) -> Plan:
+        """Plan at step `at` of a scene (default: now). Oracles read the privileged scene; others get only
+        `scene.observation(at)`."""
         if self.requires_scene:
             raise NotImplementedError(f"{type(self).__name__} requires the scene but does not use it")
-        return self.plan(scene.observation())
+        return self.plan(scene.observation(at))

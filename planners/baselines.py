@@ -6,7 +6,7 @@ import numpy as np
 
 from planners.base import Plan, Planner
 from planners.registry import register_planner
-from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation, DriveScene, Frame, Trajectory
+from scenes import CURRENT_INDEX, NUM_PLAN_POSES, PLAN_DT, DriveObservation, DriveScene, Frame, Trajectory
 
 
 @register_planner("constant-velocity")
@@ -29,5 +29,5 @@ class HumanPlanner(Planner):
     def plan(self, observation: DriveObservation) -> Plan:
         raise RuntimeError("the human planner is an oracle: call plan_from_scene(scene)")
 
-    def plan_from_scene(self, scene: DriveScene) -> Plan:
-        return Plan(scene.expert_plan())
+    def plan_from_scene(self, scene: DriveScene, at: int = CURRENT_INDEX) -> Plan:
+        return Plan(scene.expert_plan(at=at))

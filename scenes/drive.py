@@ -1,7 +1,9 @@
 """A driving scene (everything, privileged included) and the observation a planner may see.
 
-Timeline (NAVSIM sampling, 10 Hz underneath): index 0 is 1.5 s in the past, `CURRENT_INDEX` is now,
-and the last index is 5 s ahead (NAVSIM's TTC looks up agents until 4.9 s). Plans are 8 poses at 0.5 s.
+Timeline (NAVSIM sampling, 10 Hz underneath): index 0 is 2.0 s in the past, `CURRENT_INDEX` is now,
+and the last index is 5 s ahead (NAVSIM's TTC looks up agents until 4.9 s). A planner observes 1.5 s of
+history; the extra 0.5 s lets evaluation ask the planner for its plan 0.5 s earlier (NAVSIM v2's extended
+comfort compares consecutive plans). Plans are 8 poses at 0.5 s.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from scenes.geometry import points_to_local, poses_to_local
 from scenes.maps import MapLayers
 
 SIM_DT = 0.1  # [s]
-NUM_HISTORY_STEPS = 15  # 1.5 s before now, at SIM_DT
+NUM_HISTORY_STEPS = 20  # 2.0 s before now, at SIM_DT (stored)
+OBSERVED_HISTORY_STEPS = 15  # 1.5 s before the observed step (what a planner sees)
+PREVIOUS_PLAN_STEPS = 5  # 0.5 s: the earlier observation evaluation may ask for
 NUM_FUTURE_STEPS = 50  # 5.0 s after now, at SIM_DT
 CURRENT_INDEX = NUM_HISTORY_STEPS
 NUM_STEPS = NUM_HISTORY_STEPS + 1 + NUM_FUTURE_STEPS
@@ -125,9 +129,9 @@ class DriveObservation:
     """What a driving planner may see at the current time, in the ego rear-axle frame.
 
     Attributes:
-        ego_history: EgoState (CURRENT_INDEX + 1,); the last pose is (0, 0, 0).
+        ego_history: EgoState (OBSERVED_HISTORY_STEPS + 1,); the last pose is (0, 0, 0).
         ego_pose_global: (3,) the ego pose in the map frame, to put plans back on the map.
-        agents: AgentTracks (N, CURRENT_INDEX + 1) of agents present now, within OBSERVATION_RADIUS.
+        agents: AgentTracks (N, OBSERVED_HISTORY_STEPS + 1) of agents present now, within OBSERVATION_RADIUS.
         map: MapLayers within OBSERVATION_RADIUS.
         route: Route, centerline within OBSERVATION_RADIUS.
         command: DrivingCommand.
@@ -196,18 +200,21 @@ class DriveScene:
         """(3,) ego rear-axle pose now, map frame."""
         return self.ego.pose[CURRENT_INDEX]
 
-    def observation(self) -> DriveObservation:
-        """The planner's view: history only, ego frame, cropped to OBSERVATION_RADIUS."""
-        origin = self.current_pose
-        now = slice(0, CURRENT_INDEX + 1)
-        distance = np.linalg.norm(self.agents.xy[:, CURRENT_INDEX] - origin[:2], axis=-1)
-        present = self.agents.valid[:, CURRENT_INDEX] & (distance <= OBSERVATION_RADIUS)
+    def observation(self, at: int = CURRENT_INDEX) -> DriveObservation:
+        """The planner's view at step `at` (default: now): 1.5 s of history, ego frame, within
+        OBSERVATION_RADIUS. Evaluation may pass `at = CURRENT_INDEX - PREVIOUS_PLAN_STEPS`."""
+        if not OBSERVED_HISTORY_STEPS <= at <= CURRENT_INDEX:
+            raise ValueError(f"observation step {at} is outside [{OBSERVED_HISTORY_STEPS}, {CURRENT_INDEX}]")
+        origin = self.ego.pose[at]
+        now = slice(at - OBSERVED_HISTORY_STEPS, at + 1)
+        distance = np.linalg.norm(self.agents.xy[:, at] - origin[:2], axis=-1)
+        present = self.agents.valid[:, at] & (distance <= OBSERVATION_RADIUS)
         disk = shapely.Point(*origin[:2]).buffer(OBSERVATION_RADIUS)
         route_near = shapely.intersection(self.route.centerline, disk)
         if not isinstance(route_near, shapely.LineString) or route_near.is_empty:
             route_near = self.route.centerline  # multi-part or far route: keep it whole
         route_local = shapely.transform(route_near, lambda xy: points_to_local(xy, origin))
-        red_now = self.traffic_lights.lane_ids[self.traffic_lights.is_red[:, CURRENT_INDEX]]
+        red_now = self.traffic_lights.lane_ids[self.traffic_lights.is_red[:, at]]
         return DriveObservation(
             ego_history=self.ego.slice(now).to_local(origin),
             ego_pose_global=origin.copy(),
@@ -224,10 +231,12 @@ class DriveScene:
         """Privileged: the expert's states after now, (NUM_FUTURE_STEPS,), map frame."""
         return self.ego.slice(slice(CURRENT_INDEX + 1, None))
 
-    def expert_plan(self, num_poses: int = NUM_PLAN_POSES, dt: float = PLAN_DT) -> Trajectory:
-        """Privileged: the expert's future as `num_poses` poses every `dt` [s], ego frame."""
+    def expert_plan(self, num_poses: int = NUM_PLAN_POSES, dt: float = PLAN_DT, at: int = CURRENT_INDEX
+                    ) -> Trajectory:
+        """Privileged: the expert's trajectory after step `at` as `num_poses` poses every `dt` [s], in the
+        ego frame at `at`."""
         stride = round(dt / SIM_DT)
-        rows = CURRENT_INDEX + stride * np.arange(1, num_poses + 1)
+        rows = at + stride * np.arange(1, num_poses + 1)
         if rows[-1] >= NUM_STEPS:
             raise ValueError(f"{num_poses} poses at {dt} s run past the {NUM_FUTURE_STEPS * SIM_DT} s future")
-        return Trajectory(poses_to_local(self.ego.pose[rows], self.current_pose), dt, Frame.EGO)
+        return Trajectory(poses_to_local(self.ego.pose[rows], self.ego.pose[at]), dt, Frame.EGO)

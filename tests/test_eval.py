@@ -19,7 +19,7 @@ from eval.scoring import reference_states, score_plans, simulate_plans
 from planners import Plan, Planner, register_planner
 from planners.pdm.closed import PDMClosed
 from planners.pdm.scoring import MetricVersion
-from scenes import PLAN_DT, Frame, ScenarioType, Trajectory
+from scenes import CURRENT_INDEX, PLAN_DT, Frame, ScenarioType, Trajectory
 from scenes.store import finalize_dataset, write_shard
 from scenes.synthetic import generate_scene, scene_seed
 from tests.factories import straight_scene
@@ -34,7 +34,7 @@ class NaNPlanner(Planner):
 
     requires_scene = True
 
-    def plan_from_scene(self, scene):
+    def plan_from_scene(self, scene, at=CURRENT_INDEX):
         if scene.metadata.seed % 3 == 0:
             raise RuntimeError("planner crashed")
         poses = planners.load("constant-velocity").plan(scene.observation()).trajectory.poses.copy()

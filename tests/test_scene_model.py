@@ -7,8 +7,8 @@ import pytest
 import shapely
 
 from scenes import (
-    CURRENT_INDEX,
     NUM_PLAN_POSES,
+    OBSERVED_HISTORY_STEPS,
     DriveObservation,
     EgoState,
     Frame,
@@ -26,10 +26,10 @@ def test_hand_built_scene_validates():
 @pytest.mark.parametrize(
     ("field", "bad", "message"),
     [
-        ("pose", np.zeros((66, 2)), "EgoState.pose: shape (66, 2)"),
-        ("yaw_rate", np.zeros(65), "EgoState.yaw_rate: shape (65,)"),
-        ("velocity", np.full((66, 2), np.nan), "EgoState.velocity: 132 non-finite"),
-        ("steering", np.zeros(66, np.int64), "EgoState.steering: dtype int64"),
+        ("pose", np.zeros((71, 2)), "EgoState.pose: shape (71, 2)"),
+        ("yaw_rate", np.zeros(70), "EgoState.yaw_rate: shape (70,)"),
+        ("velocity", np.full((71, 2), np.nan), "EgoState.velocity: 142 non-finite"),
+        ("steering", np.zeros(71, np.int64), "EgoState.steering: dtype int64"),
     ],
 )
 def test_validate_rejects_bad_ego_arrays(field, bad, message):
@@ -61,7 +61,7 @@ def test_observation_is_in_the_ego_frame_and_crops():
     np.testing.assert_allclose(obs.ego_history.pose[0], [-15.0, 0.0, 0.0], atol=1e-12)
     # Pedestrian 9 is 300 m away; both cars are present now.
     assert obs.agents.track_ids.tolist() == [7, 8]
-    assert obs.agents.num_steps == CURRENT_INDEX + 1
+    assert obs.agents.num_steps == OBSERVED_HISTORY_STEPS + 1
     np.testing.assert_allclose(obs.agents.xy[0, -1], [30.0, 0.0])
     # The parked car appears at CURRENT_INDEX only: its earlier entries stay invalid zeros.
     assert not obs.agents.valid[1, :-1].any() and obs.agents.valid[1, -1]
@@ -75,8 +75,8 @@ def test_observation_exposes_no_privileged_field():
     assert names == {"ego_history", "ego_pose_global", "agents", "map", "route", "command", "red_lane_ids"}
     assert not hasattr(obs, "metadata") and not hasattr(obs, "expert_plan") and not hasattr(obs, "ego_future")
     # Nothing in the observation reaches past the current time step.
-    assert len(obs.ego_history) == CURRENT_INDEX + 1
-    assert obs.agents.xy.shape[1] == CURRENT_INDEX + 1
+    assert len(obs.ego_history) == OBSERVED_HISTORY_STEPS + 1
+    assert obs.agents.xy.shape[1] == OBSERVED_HISTORY_STEPS + 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         obs.map = scene.map  # type: ignore[misc]
 

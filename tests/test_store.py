@@ -18,7 +18,7 @@ import shapely
 import torch
 from torch.utils.data import DataLoader
 
-from scenes import NUM_STEPS, AgentTracks, DriveScene, TrafficLights
+from scenes import CURRENT_INDEX, NUM_STEPS, AgentTracks, DriveScene, TrafficLights
 from scenes.store import (
     STORE_SCHEMA_VERSION,
     DatasetError,
@@ -126,7 +126,7 @@ def test_episode_table_and_info(dataset, scenes):
     assert [(r["shard"], r["row"]) for r in rows] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0)]
     assert [r["scene_id"] for r in rows] == [s.metadata.scene_id for s in scenes]
     assert rows[1]["num_agents"] == 0 and rows[0]["num_agents"] == 3
-    speed = np.linalg.norm(scenes[2].ego.velocity[15])
+    speed = np.linalg.norm(scenes[2].ego.velocity[CURRENT_INDEX])
     assert rows[2]["ego_speed_now"] == pytest.approx(speed)
     assert rows[2]["ego_future_distance"] == pytest.approx(50.0, abs=3.0)
     assert data.indices(split="val").tolist() == [1, 3, 5]
@@ -137,7 +137,7 @@ def test_episode_table_and_info(dataset, scenes):
         "part": "shards",
         "kind": "tensor",
         "dtype": "float64",
-        "shape": [16, 3],
+        "shape": [CURRENT_INDEX + 1, 3],
         "unit": "m, m, rad",
         "privileged": False,
         "doc": "rear axle, map frame",
@@ -151,7 +151,7 @@ def test_episode_table_and_info(dataset, scenes):
         meta = pq.read_metadata(dataset / file).metadata
         assert meta[b"diffplan.store.schema_version"] == STORE_SCHEMA_VERSION.encode()
     assert pq.read_schema(dataset / "shards/00000.parquet").field("agents.xy.history").type == pa.list_(
-        pa.list_(pa.float64(), 32)
+        pa.list_(pa.float64(), (CURRENT_INDEX + 1) * 2)
     )
     assert pq.read_schema(dataset / "shards/00000.parquet").field("map.crosswalks").type == pa.list_(
         pa.binary()
@@ -269,7 +269,7 @@ def _other_file_version(root: Path) -> None:
             "/info.json: corrupt info.json (Expecting value: line 1 column 20 (char 19))",
         ),
         (_corrupt_shard, "/shards/00001.parquet", "/shards/00001.parquet: unreadable parquet ("),
-        (_other_version, "", ": schema version diffplan-store/0, this diffplan reads diffplan-store/1"),
+        (_other_version, "", ": schema version diffplan-store/0, this diffplan reads diffplan-store/2"),
         (
             _other_file_version,
             "/privileged/00002.parquet",
@@ -383,8 +383,9 @@ def test_nan_in_a_shard_is_named(tmp_path, dataset):
     table = pq.read_table(path)
     column = table.column("ego.pose.history").combine_chunks()
     values = column.flatten().to_numpy().copy()
-    values[48 + 5] = np.nan  # row 1
-    rebuilt = pa.FixedSizeListArray.from_arrays(pa.array(values), 48)
+    per_row = (CURRENT_INDEX + 1) * 3
+    values[per_row + 3 * CURRENT_INDEX - 1] = np.nan  # row 1, heading one step before now
+    rebuilt = pa.FixedSizeListArray.from_arrays(pa.array(values), per_row)
     table = table.set_column(table.column_names.index("ego.pose.history"), "ego.pose.history", rebuilt)
     pq.write_table(table.replace_schema_metadata(pq.read_schema(path).metadata), path)
     data = DriveDataset.open(root)

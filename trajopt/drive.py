@@ -71,26 +71,32 @@ class DriveExpert:
 
     def __init__(self, config: DriveExpertConfig = DriveExpertConfig()):
         self.config = config
-        self.problem = build(config.shape)
+        self.problem = build(config.shape, goal=False, stop=False)  # the common variant, built eagerly
         self._scenes: dict[int, tuple[DriveScene, dd.SceneData]] = {}
 
     def _data(self, scene: DriveScene) -> dd.SceneData:
-        hit = self._scenes.get(id(scene))
-        if hit is None or hit[0] is not scene:
+        # SceneData depends only on the route, the map and the traffic lights: scenes that share those objects
+        # (the same scene with another ego or agents) share it
+        parts = (scene.route, scene.map, scene.traffic_lights)
+        key = tuple(id(part) for part in parts)
+        hit = self._scenes.get(key)
+        if hit is None or any(a is not b for a, b in zip(hit[0], parts, strict=True)):
             if len(self._scenes) > 32:
                 self._scenes.clear()
-            hit = self._scenes[id(scene)] = (scene, dd.scene_data(scene))
+            hit = self._scenes[key] = (parts, dd.scene_data(scene))
         return hit[1]
 
     def solve(self, scene: DriveScene, target: DriveTarget, warm_start: TrajoptResult | None = None) -> TrajoptResult:
         start = time.perf_counter()
-        cfg, shape, pr = self.config, self.config.shape, self.problem
+        cfg, shape = self.config, self.config.shape
         n, dt, model = shape.horizon, shape.dt, MODELS[shape.model]
         data, x0 = self._data(scene), dd.initial_state(scene)
         params = _rule_params(target)
         stop = dd.stop_limits(scene, data, x0, n, dt, params["stop_before_line"]["d_stop"] + cfg.margin) \
             if "stop_before_line" in params else np.full(n + 1, INF)
         extra = max(params.get("safe_distance", {}).get("d_safe", 0.0), 0.0) + cfg.collision_margin
+        # rows whose bounds would all be (-inf, inf) are left out of the NLP (same feasible set)
+        pr = build(shape, goal="reach_goal" in params, stop=bool(np.isfinite(stop[1:]).any()))
         if warm_start is not None:
             states, controls = warm_start.states.copy(), warm_start.controls.copy()
             states[0] = x0
@@ -105,12 +111,26 @@ class DriveExpert:
                                         obstacles, stop)
             controls = model.controls_from_states(states, dt)
         iterations, passes = 0, 0
+        duals = None
+        if warm_start is not None and warm_start.info.get("problem") is pr:
+            duals = warm_start.info.get("duals")
         while True:
             s_ref = data.ref.project(states[:, :2])
-            values, lbx, ubx, lbg, ubg = self._setup(scene, data, target, params, x0, s_ref, obstacles, stop)
+            values, lbx, ubx, lbg, ubg = self._setup(pr, scene, data, target, params, x0, s_ref, obstacles, stop)
             w0 = np.concatenate([states.reshape(-1), controls.reshape(-1)])
-            sol = pr.solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg)
-            stats = pr.solver.stats()
+            if duals is not None:  # primal-dual warm start (a re-linearisation, or a warm_start of this NLP)
+                solver = pr.warm_solver
+                sol = solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg, lam_x0=duals[0],
+                             lam_g0=duals[1])
+            else:
+                solver = pr.solver
+                sol = solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg)
+            stats = solver.stats()
+            if solver is not pr.solver and not stats["success"]:  # a misleading warm start: start afresh
+                sol = pr.solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg)
+                iterations += int(stats.get("iter_count", 0))
+                stats = pr.solver.stats()
+            duals = (np.asarray(sol["lam_x"]).reshape(-1), np.asarray(sol["lam_g"]).reshape(-1))
             iterations += int(stats.get("iter_count", 0))
             w = np.asarray(sol["x"]).reshape(-1)
             states, controls = w[:4 * (n + 1)].reshape(n + 1, 4), w[4 * (n + 1):].reshape(n, 2)
@@ -124,11 +144,12 @@ class DriveExpert:
         status = classify(stats["return_status"], bool(stats["success"]), violation, rho)
         return TrajoptResult(status, states, controls, dt, iterations, 1e3 * (time.perf_counter() - start), rho,
                              params, stats["return_status"], violation,
-                             {"target": target, "passes": passes + 1, "obstacles": obstacles[2].tolist()})
+                             {"target": target, "passes": passes + 1, "obstacles": obstacles[2].tolist(),
+                              "problem": pr, "duals": duals})
 
-    def _setup(self, scene, data, target, params, x0, s_ref, obstacles, stop):
-        """Parameter values and variable / row bounds for one solve."""
-        cfg, shape, pr = self.config, self.config.shape, self.problem
+    def _setup(self, pr, scene, data, target, params, x0, s_ref, obstacles, stop):
+        """Parameter values and variable / row bounds for one solve of problem `pr`."""
+        cfg, shape = self.config, self.config.shape
         n, m = shape.horizon, cfg.margin
         xy, heading, kappa = data.ref.at(s_ref)
         heading = heading + 2 * np.pi * np.round((x0[2] - heading[0]) / (2 * np.pi))
@@ -172,7 +193,8 @@ class DriveExpert:
         corners = len(shape.corners)
         lbg[rows["road"]] = np.repeat(bounds[:, 0] + m, corners)
         ubg[rows["road"]] = np.repeat(np.maximum(bounds[:, 1] - m, bounds[:, 0] + m), corners)
-        ubg[rows["stop"]] = stop[1:] - s_ref[1:]
+        if rows["stop"].stop > rows["stop"].start:
+            ubg[rows["stop"]] = stop[1:] - s_ref[1:]
         if comfort:
             lbg[rows["rate"]], ubg[rows["rate"]] = -(comfort["w_max"] - m), comfort["w_max"] - m
         jerk = cfg.jerk_fraction * comfort["j_max"] if comfort else 30.0

@@ -21,7 +21,7 @@ heading cos / sin (M, N+1, 4), inflated half sizes (M, 2) [m], goal (2), r_goal,
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import casadi as ca
 import numpy as np
@@ -49,6 +49,9 @@ class Shape:
     tol: float = 1e-6
 
 
+WARM_OPTIONS = {"ipopt.warm_start_init_point": "yes", "ipopt.mu_init": 1e-4,
+                "ipopt.warm_start_bound_push": 1e-6, "ipopt.warm_start_slack_bound_push": 1e-6,
+                "ipopt.warm_start_mult_bound_push": 1e-6}
 ROWS = ("dyn", "lane", "head", "road", "stop", "rate", "jerk", "steer", "goal", "obs")
 
 
@@ -61,6 +64,15 @@ class Problem:
     rows: dict[str, slice]
     params: dict[str, tuple[slice, tuple[int, ...]]]
     num_w: int
+    nlp: dict = field(repr=False, default_factory=dict)
+    options: dict = field(repr=False, default_factory=dict)
+
+    @functools.cached_property
+    def warm_solver(self) -> ca.Function:
+        """The same NLP, started from a primal-dual point (IPOPT warm_start_init_point, small mu_init): for
+        re-solves close to a known solution. Built on first use."""
+        opts = {**self.options, **WARM_OPTIONS}
+        return ca.nlpsol(f"{self.solver.name()}_warm", "ipopt", self.nlp, opts)
 
     def pack(self, values: dict[str, np.ndarray]) -> np.ndarray:
         """Parameter vector from name -> array (shapes as in `params`)."""
@@ -78,9 +90,13 @@ def _local(px, py, rx, ry, ch, sh, kappa):
     return along, ch * dy - sh * dx - 0.5 * kappa * along**2
 
 
-@functools.lru_cache(maxsize=16)
-def build(shape: Shape) -> Problem:
-    """Build (once per shape) the parametric NLP and its IPOPT solver."""
+@functools.lru_cache(maxsize=32)
+def build(shape: Shape, goal: bool = True, stop: bool = True) -> Problem:
+    """Build (once per shape and row set) the parametric NLP and its IPOPT solver.
+
+    `goal` / `stop` include the goal / stop rows; without them the rows are absent (slice of length 0). A
+    solve whose rows would all be free (bounds -inf, inf) uses the variant without them: the feasible set is
+    the same, but the dense goal row (Hessian block over every position) no longer fills the KKT system."""
     model, n, m = MODELS[shape.model], shape.horizon, shape.obstacles
     w = dict(shape.weights)
     layout, offset = {}, 0
@@ -104,7 +120,7 @@ def build(shape: Shape) -> Problem:
     v_ref = par("v_ref")[0][0]
     obs, _ = par("obs")
     half, _ = par("half")
-    goal, _ = par("goal")
+    goal_xy, _ = par("goal")
     r_goal, shift = par("r_goal")[0][0], par("goal_shift")[0][0]
 
     x = ca.SX.sym("x", 4, n + 1)
@@ -118,7 +134,7 @@ def build(shape: Shape) -> Problem:
         xk = x[:, k]
         cos_h, sin_h = ca.cos(xk[2]), ca.sin(xk[2])
         along, lat = _local(xk[0], xk[1], rx, ry, ch, sh, kappa[k])
-        goal_terms.append(r_goal - ca.sqrt((xk[0] - goal[0]) ** 2 + (xk[1] - goal[1]) ** 2 + 1e-6))
+        goal_terms.append(r_goal - ca.sqrt((xk[0] - goal_xy[0]) ** 2 + (xk[1] - goal_xy[1]) ** 2 + 1e-6))
         if k == 0:
             continue
         rows["dyn"].append(xk - model.step(x[:, k - 1], u[:, k - 1], shape.dt))
@@ -128,7 +144,8 @@ def build(shape: Shape) -> Problem:
             px, py = xk[0] + ca_ * cos_h - cl * sin_h, xk[1] + ca_ * sin_h + cl * cos_h
             rows["road"].append(_local(px, py, rx, ry, ch, sh, kappa[k])[1])
         front = _local(xk[0] + shape.front * cos_h, xk[1] + shape.front * sin_h, rx, ry, ch, sh, kappa[k])[0]
-        rows["stop"].append(front)
+        if stop:
+            rows["stop"].append(front)
         rows["rate"].append(model.yaw_rate(xk[3], u[1, k - 1]))
         plane = m * (n + 1)
         for j in range(m):
@@ -137,7 +154,10 @@ def build(shape: Shape) -> Problem:
             for c in shape.ego_offsets:
                 dx, dy = xk[0] + c * cos_h - ox, xk[1] + c * sin_h - oy
                 qx, qy = (oc * dx + os_ * dy) / half[j], (oc * dy - os_ * dx) / half[j + m]
-                rows["obs"].append((qx**8 + qy**8 + 1e-12) ** 0.125 - 1.0)
+                qx2, qy2 = qx * qx, qy * qy
+                qx4, qy4 = qx2 * qx2, qy2 * qy2
+                # (qx^8 + qy^8 + 1e-12)^(1/8) by products and square roots (cheaper than pow and its derivatives)
+                rows["obs"].append(ca.sqrt(ca.sqrt(ca.sqrt(qx4 * qx4 + qy4 * qy4 + 1e-12))) - 1.0)
         cost += w["v"] * (xk[3] - v_ref) ** 2 + w["lat"] * (lat - lane_c[k]) ** 2
         cost += w["head"] * (xk[2] - ref_h[k]) ** 2
         if k == n:
@@ -150,7 +170,8 @@ def build(shape: Shape) -> Problem:
             rows["jerk"].append(jerk)
             rows["steer"].append(dsteer)
             cost += shape.dt * (w["jerk"] * jerk**2 + w["du1"] * dsteer**2)
-    rows["goal"].append(boltzmann_max(goal_terms, shape.goal_k, shift))
+    if goal:
+        rows["goal"].append(boltzmann_max(goal_terms, shape.goal_k, shift))
     g_parts, slices, start = [], {}, 0
     for name in ROWS:
         block = ca.vertcat(*rows[name]) if rows[name] else ca.SX(0, 1)
@@ -162,5 +183,5 @@ def build(shape: Shape) -> Problem:
     opts = {"expand": True, "print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
             "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol, "ipopt.linear_solver": "mumps",
             "ipopt.max_cpu_time": 5.0}
-    solver = ca.nlpsol(f"trajopt_{shape.model}_{n}", "ipopt", nlp, opts)
-    return Problem(shape, solver, slices, layout, int(wvec.shape[0]))
+    solver = ca.nlpsol(f"trajopt_{shape.model}_{n}_{int(goal)}{int(stop)}", "ipopt", nlp, opts)
+    return Problem(shape, solver, slices, layout, int(wvec.shape[0]), nlp, opts)

@@ -24,35 +24,39 @@ from scenes import (
 
 
 def constant_velocity_agents(observation: DriveObservation, radius: float = 100.0) -> AgentTracks:
-    """(N, NUM_STEPS) tracks in the ego frame: the observed history, then a constant-velocity future."""
+    """(N, NUM_STEPS) tracks in the ego frame: unobserved (invalid) early steps, the observed history ending at
+    CURRENT_INDEX, then a constant-velocity future."""
     agents = observation.agents
     now = agents.valid[:, -1] & (np.linalg.norm(agents.xy[:, -1], axis=-1) <= radius)
     agents = agents.select(now)
-    n = agents.num_agents
+    n, pad = agents.num_agents, CURRENT_INDEX + 1 - agents.num_steps
     t = SIM_DT * np.arange(1, NUM_FUTURE_STEPS + 1)
     future_xy = agents.xy[:, -1:, :] + t[None, :, None] * agents.velocity[:, -1:, :]
     return AgentTracks(
         track_ids=agents.track_ids,
         category=agents.category,
         size=agents.size,
-        xy=np.concatenate([agents.xy, future_xy], axis=1),
-        heading=np.concatenate([agents.heading, np.repeat(agents.heading[:, -1:], NUM_FUTURE_STEPS, 1)], 1),
-        velocity=np.concatenate([agents.velocity, np.repeat(agents.velocity[:, -1:], NUM_FUTURE_STEPS, 1)], 1),
-        valid=np.concatenate([agents.valid, np.ones((n, NUM_FUTURE_STEPS), bool)], axis=1),
+        xy=np.concatenate([np.zeros((n, pad, 2)), agents.xy, future_xy], axis=1),
+        heading=np.concatenate([np.zeros((n, pad)), agents.heading,
+                                np.repeat(agents.heading[:, -1:], NUM_FUTURE_STEPS, 1)], 1),
+        velocity=np.concatenate([np.zeros((n, pad, 2)), agents.velocity,
+                                 np.repeat(agents.velocity[:, -1:], NUM_FUTURE_STEPS, 1)], 1),
+        valid=np.concatenate([np.zeros((n, pad), bool), agents.valid, np.ones((n, NUM_FUTURE_STEPS), bool)], 1),
     )
 
 
 def forecast_scene(observation: DriveObservation, radius: float = 100.0) -> DriveScene:
     """A DriveScene in the ego frame whose future is PDM-Closed's forecast (not the truth).
 
-    The ego's future repeats its current state; only the scorer's map, route and agents are meaningful.
+    The observed history ends at CURRENT_INDEX (earlier steps repeat its first state) and the ego's future
+    repeats its current state; only the scorer's map, route and agents are meaningful.
     """
     history = observation.ego_history
-    pad = NUM_STEPS - len(history)
-    ego = EgoState(*(np.concatenate([field, np.repeat(field[-1:], pad, axis=0)], axis=0)
+    before, after = CURRENT_INDEX + 1 - len(history), NUM_STEPS - CURRENT_INDEX - 1
+    ego = EgoState(*(np.concatenate([np.repeat(field[:1], before, axis=0), field,
+                                     np.repeat(field[-1:], after, axis=0)], axis=0)
                      for field in (history.pose, history.velocity, history.acceleration, history.yaw_rate,
                                    history.steering)))
-    assert len(history) == CURRENT_INDEX + 1
     return DriveScene(
         metadata=SceneMetadata("pdm-forecast", 0, "test", ScenarioType.LOG, "pdm-forecast"),
         ego=ego,

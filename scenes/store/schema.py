@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from scenes.drive import CURRENT_INDEX, NUM_FUTURE_STEPS, NUM_HISTORY_STEPS, SIM_DT
 
-STORE_SCHEMA_VERSION = "diffplan-store/1"
+STORE_SCHEMA_VERSION = "diffplan-store/2"  # 2: 2.0 s of stored history (was 1.5 s)
 SCHEMA_KEY = b"diffplan.store.schema_version"
 PART_KEY = b"diffplan.store.part"
 SHARDS, PRIVILEGED = "shards", "privileged"

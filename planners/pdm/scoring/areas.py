@@ -14,7 +14,7 @@ import shapely
 
 from planners.pdm.states import StateIndex
 from scenes.agents import AgentCategory
-from scenes.drive import CURRENT_INDEX, DriveScene, Route
+from scenes.drive import CURRENT_INDEX, OBSERVED_HISTORY_STEPS, DriveScene, Route
 from scenes.ego import PACIFICA
 from scenes.maps import DrivableKind, MapLayers
 
@@ -159,9 +159,9 @@ class SceneGeometry:
 
 
 def _history_states(scene: DriveScene) -> np.ndarray:
-    """(CURRENT_INDEX, 11) logged ego states before now, rear axle, StateIndex layout."""
-    ego = scene.ego.slice(slice(0, CURRENT_INDEX))
-    out = np.zeros((CURRENT_INDEX, len(StateIndex)))
+    """(OBSERVED_HISTORY_STEPS, 11) logged ego states from -1.5 s to just before now, StateIndex layout."""
+    ego = scene.ego.slice(slice(CURRENT_INDEX - OBSERVED_HISTORY_STEPS, CURRENT_INDEX))
+    out = np.zeros((OBSERVED_HISTORY_STEPS, len(StateIndex)))
     out[:, StateIndex.X : StateIndex.HEADING + 1] = ego.pose
     out[:, StateIndex.VELOCITY_X : StateIndex.VELOCITY_Y + 1] = ego.velocity
     out[:, StateIndex.ACCELERATION_X : StateIndex.ACCELERATION_Y + 1] = ego.acceleration
