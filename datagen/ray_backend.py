@@ -6,24 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from datagen.job import DriveDatagenConfig, UnitReport, run_unit
+from scenes.ray_tasks import run_tasks
 
 
 def run_on_ray(root: str, config: DriveDatagenConfig, shards: list[int], address: str) -> Iterator[UnitReport]:
     """Yield each shard's report as its task finishes."""
-    import ray
-
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address == "local":
-            ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-        else:
-            ray.init(address=address, log_to_driver=False)
-    try:
-        task = ray.remote(run_unit)
-        pending = [task.remote(root, config, shard) for shard in shards]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
-    finally:
-        if started_here:
-            ray.shutdown()
+    for _, report in run_tasks(run_unit, [(root, config, shard) for shard in shards], address):
+        yield report

@@ -20,6 +20,7 @@ from eval.results import SceneResult
 from eval.scoring import reference_states, score_plans
 from planners.pdm.scoring import MetricVersion
 from scenes import CURRENT_INDEX, PREVIOUS_PLAN_STEPS, DriveScene
+from scenes.ray_tasks import run_tasks
 from scenes.store import DriveDataset
 
 
@@ -128,24 +129,10 @@ def evaluate_dataset(dataset: Path, config: EvalConfig, indices: list[int], work
 def _run_on_ray(dataset: str, chunks: list[list[int]], config: EvalConfig,
                 known: Callable[[list[int]], dict[str, tuple[str, np.ndarray]]], address: str,
                 on_progress: Callable[[int], None]) -> list[ChunkOutput]:
-    """One Ray task per chunk. `address` "local" starts a private loopback-only cluster for this run."""
-    import ray
-
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address == "local":
-            ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-        else:
-            ray.init(address=address, log_to_driver=False)
-    try:
-        task = ray.remote(evaluate_chunk)
-        pending = {task.remote(dataset, chunk, config, known(chunk)): len(chunk) for chunk in chunks}
-        outputs = []
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            outputs.append(ray.get(done[0]))
-            on_progress(pending.pop(done[0]))
-        return outputs
-    finally:
-        if started_here:
-            ray.shutdown()
+    """One Ray task per chunk (see `scenes.ray_tasks`)."""
+    outputs = []
+    for i, output in run_tasks(evaluate_chunk, [(dataset, chunk, config, known(chunk)) for chunk in chunks],
+                               address):
+        outputs.append(output)
+        on_progress(len(chunks[i]))
+    return outputs
