@@ -12,6 +12,8 @@ import numpy as np
 from eval.results import SceneResult, Summary
 
 TABLE_COLUMNS = (("NC", "nc"), ("DAC", "dac"), ("TTC", "ttc"), ("Comf", "comfort"), ("EP", "ep"))
+V2_TABLE_COLUMNS = (("NC", "nc"), ("DAC", "dac"), ("DDC", "ddc"), ("TLC", "tlc"), ("EP", "ep"), ("TTC", "ttc"),
+                    ("LK", "lk"), ("HC", "hc"), ("EC", "ec"))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -32,12 +34,14 @@ def write_csv(path: Path, results: list[SceneResult]) -> None:
 
 
 def markdown_table(rows: list[tuple[str, Summary]]) -> str:
-    """The DiffusionDrive paper's layout (NC, DAC, TTC, Comf, EP, PDMS), in percent."""
-    score_name = "EPDMS" if rows and rows[0][1].metric.startswith("epdms") else "PDMS"
-    head = "| Method | " + " | ".join(name for name, _ in TABLE_COLUMNS) + f" | {score_name} |"
-    lines = [head, "|" + "---|" * (len(TABLE_COLUMNS) + 2)]
+    """The DiffusionDrive paper's layout (NC, DAC, TTC, Comf, EP, PDMS), or NAVSIM v2's sub-metrics for
+    EPDMS, in percent."""
+    v2 = bool(rows) and rows[0][1].metric.startswith("epdms")
+    columns, score_name = (V2_TABLE_COLUMNS, "EPDMS") if v2 else (TABLE_COLUMNS, "PDMS")
+    head = "| Method | " + " | ".join(name for name, _ in columns) + f" | {score_name} |"
+    lines = [head, "|" + "---|" * (len(columns) + 2)]
     for method, summary in rows:
-        values = [getattr(summary, key) for _, key in TABLE_COLUMNS] + [summary.score]
+        values = [getattr(summary, key) for _, key in columns] + [summary.score]
         lines.append(f"| {method} | " + " | ".join(f"{100 * v:.1f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
 
