@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Annotated
 
@@ -77,7 +79,8 @@ def drive(
     for reason, count in summary.failures.items():
         table.add_row(f"failed: {reason}", f"{count} ({100 * count / max(summary.attempts, 1):.1f}%)")
     solve_ms = summary.mean_solve_ms
-    table.add_row("mean solve ms (this run)", "- (all shards were done)" if solve_ms != solve_ms else f"{solve_ms:.1f}")
+    table.add_row("mean solve ms (this run)", "- (all shards were done)" if math.isnan(solve_ms)
+                  else f"{solve_ms:.1f}")
     table.add_row("mean iterations", f"{summary.mean_iterations:.1f}")
     table.add_row("shards", str(summary.info.num_shards))
     console.print(table)
