@@ -26,6 +26,7 @@ from datagen.demos import build_demo
 from datagen.expert import EXPERTS, load_expert
 from scenes._cli import UserError
 from scenes.drive import SPLITS
+from scenes.jobfile import open_job_dir
 from scenes.store import DatasetInfo, completed_shards, finalize_dataset, write_shard
 from scenes.store.layout import atomic_write_bytes
 from scenes.synthetic import GENERATOR_VERSION, generate_scene, scene_seed
@@ -165,26 +166,10 @@ def _remove_leftovers(root: Path) -> None:
 
 
 def prepare(root: Path, config: DriveDatagenConfig, resume: bool) -> None:
-    """Create `root` with its job file, or check that a resumed job asks for the same thing."""
-    job = root / JOB_FILE
-    if root.exists() and not root.is_dir():
-        raise UserError(f"{root}: exists and is not a directory")
-    if root.exists() and any(root.iterdir()):
-        if not resume:
-            raise UserError(f"{root}: already exists and is not empty; pass --resume to continue it")
-        if not job.is_file():
-            raise UserError(f"{root}: not a `diffplan datagen drive` output (no {JOB_FILE}); cannot resume")
-        try:
-            previous = json.loads(job.read_text())
-        except json.JSONDecodeError as error:
-            raise UserError(f"{job}: corrupt job file ({error.msg})") from None
-        for key, value in asdict(config).items():
-            if previous.get(key) != value:
-                raise UserError(f"{root}: cannot resume, it was started with {key}={previous.get(key)!r}, "
-                                f"not {value!r}")
+    """Create `root` with its job file, or check that a resumed job asks for the same thing and clean up the
+    temporary files a killed run left."""
+    if open_job_dir(root, JOB_FILE, asdict(config), "diffplan datagen drive", resume):
         _remove_leftovers(root)
-        return
-    _write_json(job, asdict(config))
 
 
 def done_units(root: Path, config: DriveDatagenConfig) -> dict[int, UnitReport]:

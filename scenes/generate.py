@@ -6,8 +6,6 @@ bytes written depend only on the config, never on the number of workers or on in
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -15,6 +13,7 @@ from pathlib import Path
 
 from scenes._cli import UserError
 from scenes.drive import SPLITS, ScenarioType
+from scenes.jobfile import open_job_dir
 from scenes.store import DatasetInfo, completed_shards, finalize_dataset, write_shard
 from scenes.synthetic import GENERATOR_VERSION, SYNTHETIC_SCENARIOS, generate_scene, scene_seed
 
@@ -76,30 +75,6 @@ def generate_shard(root: Path, config: GenerateConfig, shard: int) -> int:
     return len(scenes)
 
 
-def _prepare(root: Path, config: GenerateConfig, resume: bool) -> None:
-    """Create `root` with its job file, or check that a resumed job asks for the same thing."""
-    job = root / JOB_FILE
-    if root.exists() and any(root.iterdir()):
-        if not resume:
-            raise UserError(f"{root}: already exists and is not empty; pass --resume to continue it")
-        if not job.is_file():
-            raise UserError(f"{root}: not a `diffplan scenes generate` output (no {JOB_FILE}); cannot resume")
-        try:
-            previous = json.loads(job.read_text())
-        except json.JSONDecodeError as error:
-            raise UserError(f"{job}: corrupt job file ({error.msg})") from None
-        defaults = asdict(GenerateConfig(n=config.n))  # fields added later default in older job files
-        for key, value in asdict(config).items():
-            before = previous.get(key, defaults[key])
-            if before != value:
-                raise UserError(f"{root}: cannot resume, it was started with {key}={before!r}, not {value!r}")
-        return
-    job.parent.mkdir(parents=True, exist_ok=True)
-    tmp = job.with_name(f".{job.name}.tmp")
-    tmp.write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, job)
-
-
 def generate_dataset(root: Path, config: GenerateConfig, workers: int = 1, resume: bool = False,
                      on_progress: Callable[[int], None] = lambda n: None) -> DatasetInfo:
     """Run the job; `on_progress(k)` is called as k more scenes are done (finished shards count at once)."""
@@ -107,7 +82,8 @@ def generate_dataset(root: Path, config: GenerateConfig, workers: int = 1, resum
     if workers < 1:
         raise UserError(f"--workers must be positive, got {workers}")
     root = Path(root)
-    _prepare(root, config, resume)
+    open_job_dir(root, JOB_FILE, asdict(config), "diffplan scenes generate", resume,
+                 defaults=asdict(GenerateConfig(n=config.n)))  # fields added later default in older job files
     done = completed_shards(root)
     on_progress(sum(len(config.shard_indices(s)) for s in done if s < config.num_shards))
     todo = [s for s in range(config.num_shards) if s not in done]

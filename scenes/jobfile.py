@@ -1,0 +1,44 @@
+"""The job file of a resumable dataset job: what the job was asked to do, checked again on --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from scenes._cli import UserError
+
+
+def open_job_dir(root: Path, job_file: str, config: Mapping[str, object], command: str, resume: bool,
+                 defaults: Mapping[str, object] | None = None) -> bool:
+    """Create `root` with `root/job_file` holding `config`, or check that a resumed job asks for the same.
+
+    Args:
+        command: the CLI command that writes such folders, for messages.
+        defaults: values of fields that older job files may lack.
+    Returns:
+        True when an existing job is resumed.
+    """
+    job = root / job_file
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root}: exists and is not a directory")
+    if root.exists() and any(root.iterdir()):
+        if not resume:
+            raise UserError(f"{root}: already exists and is not empty; pass --resume to continue it")
+        if not job.is_file():
+            raise UserError(f"{root}: not a `{command}` output (no {job_file}); cannot resume")
+        try:
+            previous = json.loads(job.read_text())
+        except json.JSONDecodeError as error:
+            raise UserError(f"{job}: corrupt job file ({error.msg})") from None
+        for key, value in config.items():
+            before = previous.get(key, (defaults or {}).get(key))
+            if before != value:
+                raise UserError(f"{root}: cannot resume, it was started with {key}={before!r}, not {value!r}")
+        return True
+    job.parent.mkdir(parents=True, exist_ok=True)
+    tmp = job.with_name(f".{job.name}.tmp")
+    tmp.write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, job)
+    return False
