@@ -15,6 +15,7 @@ No optimisation: iterations is the number of profile steps that hit a limit.
 from __future__ import annotations
 
 import enum
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -134,8 +135,13 @@ class FollowExpert:
                             1e3 * (time.perf_counter() - start), rho or {})
 
 
+@functools.lru_cache(maxsize=4)
 def load_expert(name: str, horizon: int) -> tuple[object, Callable]:
-    """(expert, sample_targets) of `name`: "follow" or "trajopt" (the CasADi solver in trajopt/)."""
+    """(expert, sample_targets) of `name`: "follow" or "trajopt" (the CasADi solver in trajopt/).
+
+    Cached per process: building the solvers takes about a second, and an expert only memoises pure work, so
+    every shard a worker runs reuses it without changing a result.
+    """
     if name == "follow":
         return FollowExpert(horizon), follow_targets
     if name == "trajopt":

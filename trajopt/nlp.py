@@ -181,7 +181,7 @@ def build(shape: Shape, goal: bool = True, stop: bool = True) -> Problem:
     wvec = ca.vertcat(ca.vec(x), ca.vec(u))
     nlp = {"x": wvec, "f": cost, "g": ca.vertcat(*g_parts), "p": p}
     opts = {"expand": True, "print_time": False, "show_eval_warnings": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
-            "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol, "ipopt.linear_solver": "mumps",
-            "ipopt.max_cpu_time": 5.0}
+            "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol, "ipopt.linear_solver": "mumps"}
+    # No CPU-time limit: a limit would make the outcome depend on the machine; max_iter bounds the work.
     solver = ca.nlpsol(f"trajopt_{shape.model}_{n}_{int(goal)}{int(stop)}", "ipopt", nlp, opts)
     return Problem(shape, solver, slices, layout, int(wvec.shape[0]), nlp, opts)
