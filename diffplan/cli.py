@@ -10,7 +10,7 @@ import typer
 from datagen.cli import app as datagen_app
 from diffplan.bench import BENCHMARKS
 from eval.cli import app as eval_app
-from planners.cli import anchors
+from planners.cli import anchors, train
 from scenes._cli import UserError, user_errors
 from scenes.cli import app as scenes_app
 from stl.cli import app as stl_app
@@ -27,6 +27,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(stl_app, name="stl")
 app.add_typer(datagen_app, name="datagen")
 app.command()(anchors)
+app.command()(train)
 
 
 @app.command()

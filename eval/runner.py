@@ -6,6 +6,7 @@ reference. A planner that raises, or returns NaN or a wrongly shaped plan, score
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -112,7 +113,8 @@ def evaluate_dataset(dataset: Path, config: EvalConfig, indices: list[int], work
             outputs.append(evaluate_chunk(str(dataset), chunk, config, known(chunk)))
             on_progress(len(chunk))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: a parent that already runs torch threads (learned planners) deadlocks forked children
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(evaluate_chunk, str(dataset), chunk, config, known(chunk)): len(chunk)
                        for chunk in chunks}
             for future in as_completed(futures):

@@ -41,3 +41,50 @@ def anchors(
             plot_anchors(result, plot)
     console.print(f"{k} anchors from {len(futures)} futures -> {out}; inertia {result.inertia:.1f} m^2; "
                   f"cluster sizes {result.counts.min()}..{result.counts.max()}")
+
+
+def train(
+    name: Annotated[str, typer.Argument(help="Learned planner to train, e.g. ego-mlp.")],
+    data: Annotated[Path, typer.Option(help="Dataset folder to train on (its train split by default).")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, lightning/last.ckpt and logs/ go here.")],
+    epochs: Annotated[int, typer.Option(help="Passes over the training scenes.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Scenes per optimiser step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (NAVSIM's EgoStatusMLP: 1e-4).")] = 1e-4,
+    split: Annotated[str, typer.Option(help="Dataset split to train on; 'all' for every scene.")] = "train",
+    devices: Annotated[str, typer.Option(help="Lightning devices: 'auto', a count, or ids such as '0,1'.")] = "auto",
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu, gpu.")] = "auto",
+    precision: Annotated[str, typer.Option(help="Lightning precision: 32-true, bf16-mixed, 16-mixed.")] = "32-true",
+    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    in_memory: Annotated[bool, typer.Option(help="Build all features once and keep them in memory.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/lightning/last.ckpt.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and workers.")] = 0,
+) -> None:
+    """Train a learned planner with Lightning and export a checkpoint that `--planner OUT/checkpoint` loads."""
+    from planners.registry import UnknownPlannerError, available_planners
+    from planners.training import TrainingError
+    from planners.training import train as run_training
+
+    with user_errors(DatasetError, UnknownPlannerError, TrainingError):
+        if name not in available_planners():
+            raise UserError(f"unknown planner {name!r}; expected one of {', '.join(available_planners())}")
+        if out.is_dir() and not resume and any(out.iterdir()):
+            raise UserError(f"--out {out} is not empty; pass --resume to continue it or choose a new folder")
+        folder = run_training(
+            name, data, out, epochs=epochs, batch_size=batch_size, lr=lr, devices=parse_devices(devices),
+            precision=precision, resume=resume, seed=seed, num_workers=num_workers,
+            split=None if split == "all" else split, accelerator=accelerator, progress=True, in_memory=in_memory,
+        )
+    console.print(f"{name} trained for {epochs} epoch(s) -> {folder}; metrics in {out / 'logs'}")
+
+
+def parse_devices(devices: str) -> int | str | list[int]:
+    """'auto' stays; '2' is a count; '0,1' lists device ids."""
+    text = devices.strip()
+    if text == "auto":
+        return text
+    try:
+        if "," in text:
+            return [int(part) for part in text.split(",") if part.strip()]
+        return int(text)
+    except ValueError:
+        raise UserError(f"--devices {devices!r}: expected 'auto', a count or ids such as '0,1'") from None

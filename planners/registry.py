@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
 from planners.base import Planner
 
 _REGISTRY: dict[str, Callable[[], Planner]] = {}
+# Planners whose module imports torch: registered on first use, so `import planners` stays light.
+_LAZY: dict[str, str] = {"ego-mlp": "planners.learned"}
 
 
 class UnknownPlannerError(ValueError):
@@ -28,16 +31,25 @@ def register_planner(name: str) -> Callable[[type[Planner]], type[Planner]]:
 
 
 def available_planners() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_LAZY))
+
+
+def planner_class(name: str) -> Callable[[], Planner] | None:
+    """What `register_planner` registered under `name` (importing lazy planners), or None."""
+    if name not in _REGISTRY and name in _LAZY:
+        importlib.import_module(_LAZY[name])
+    return _REGISTRY.get(name)
 
 
 def load(name_or_checkpoint: str | Path) -> Planner:
     """A planner by registered name, or from a checkpoint folder (safetensors + JSON config)."""
     key = str(name_or_checkpoint)
-    if key in _REGISTRY:
-        return _REGISTRY[key]()
+    factory = planner_class(key)
+    if factory is not None:
+        return factory()
     if Path(key).exists():
-        raise UnknownPlannerError(f"{key}: checkpoints are not supported yet (learned planners come with "
-                                  "DiffusionDrive, issue 6)")
+        from planners.checkpoint import load_checkpoint
+
+        return load_checkpoint(key)
     raise UnknownPlannerError(f"unknown planner {key!r}; expected a checkpoint path or one of "
                               f"{', '.join(available_planners())}")

@@ -1,0 +1,118 @@
+"""The contract between learned models, training and planning.
+
+A `PlanningModel` is a plain `nn.Module` (it never imports Lightning) that also says how to build its
+features (from the observation only) and targets (privileged), and how to score itself (`loss`).
+`LearnedPlanner` wraps one as a `Planner`: features -> forward -> a validated ego-frame `Plan`.
+Normalisers are registered buffers, so they travel with the weights in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import default_collate
+
+from planners.base import Plan, Planner
+from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation, DriveScene, Frame, Trajectory
+
+
+class Normaliser(nn.Module):
+    """x -> (x - mean) / std over the trailing `shape`; identity until `fit`. Buffers: mean, std."""
+
+    def __init__(self, shape: Sequence[int]):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(*shape))
+        self.register_buffer("std", torch.ones(*shape))
+
+    @torch.no_grad()
+    def fit(self, samples: torch.Tensor) -> None:
+        """Set mean and std from (N, *shape) samples; constant entries keep std 1."""
+        samples = samples.to(torch.float64)
+        std = samples.std(0, unbiased=False) if len(samples) > 1 else torch.ones_like(samples[0])
+        self.mean.copy_(samples.mean(0))
+        self.std.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.std + self.mean
+
+
+class ExpertPlanTarget:
+    """(DriveScene, DriveObservation) -> (8, 3) float32 expert plan: x, y [m], heading [rad], ego frame."""
+
+    def __init__(self, num_poses: int = NUM_PLAN_POSES, dt: float = PLAN_DT):
+        self.num_poses, self.dt = num_poses, dt
+
+    def __call__(self, scene: DriveScene, obs: DriveObservation) -> torch.Tensor:
+        return torch.from_numpy(scene.expert_plan(self.num_poses, self.dt).poses.astype(np.float32))
+
+
+class PlanningModel(nn.Module, ABC):
+    """A trainable planning model. Subclasses keep their constructor keyword arguments in `config`."""
+
+    config: dict[str, Any]
+
+    @abstractmethod
+    def feature_builder(self) -> Callable[[DriveObservation], Any]:
+        """A picklable callable: observation -> features (a tensor or NamedTuple of tensors), unbatched."""
+
+    def target_builder(self) -> Callable[[DriveScene, DriveObservation], Any]:
+        """A picklable callable: (scene, observation) -> targets, unbatched. Default: the expert plan."""
+        return ExpertPlanTarget()
+
+    @abstractmethod
+    def spec(self) -> dict[str, Any]:
+        """JSON description of features and targets (names, shapes, dtypes, units), kept in checkpoints."""
+
+    @abstractmethod
+    def forward(self, features: Any) -> torch.Tensor:
+        """Batched features -> (B, 8, 3) plans: x, y [m], heading [rad] in the ego frame."""
+
+    @abstractmethod
+    def loss(self, features: Any, targets: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss and scalar diagnostics for logging."""
+
+    def fit_normalisers(self, batches: Iterable[tuple[Any, Any]]) -> None:
+        """Set input/target normalisers from (features, targets) batches; default: nothing to fit."""
+
+
+class LearnedPlanner(Planner):
+    """Adapter: runs a `PlanningModel` on observations. Subclasses set `model_class`."""
+
+    model_class: ClassVar[type[PlanningModel]]
+
+    def __init__(self, model: PlanningModel | None = None, **hyperparameters: Any):
+        self.model = model if model is not None else self.model_class(**hyperparameters)
+        self.model.eval()
+        self._features = self.model.feature_builder()
+
+    def plan(self, observation: DriveObservation) -> Plan:
+        return self.plan_batch([observation])[0]
+
+    @torch.no_grad()
+    def plan_batch(self, observations: Sequence[DriveObservation]) -> list[Plan]:
+        if not observations:
+            return []
+        start = time.perf_counter()
+        device = next(self.model.parameters()).device
+        features = default_collate([self._features(obs) for obs in observations])
+        features = features.to(device) if isinstance(features, torch.Tensor) else type(features)(
+            *(f.to(device) for f in features))
+        self.model.eval()
+        poses = self.model(features).to(torch.float64).cpu().numpy()
+        poses[..., 2] = wrap_angle(poses[..., 2])
+        latency = 1e3 * (time.perf_counter() - start) / len(observations)
+        return [Plan(Trajectory(p, PLAN_DT, Frame.EGO), info={"latency_ms": latency}).validate() for p in poses]
+
+
+def wrap_angle(angle: np.ndarray) -> np.ndarray:
+    """Angles [rad] wrapped to [-pi, pi)."""
+    return (angle + np.pi) % (2 * np.pi) - np.pi

@@ -1,0 +1,121 @@
+"""Training learned planners with Lightning: a thin LightningModule and `train(...)`.
+
+The only module in `planners` that imports Lightning; models stay plain `nn.Module`s. A run folder holds
+    checkpoint/      the exported planner (model.safetensors + config.json), what `planners.load` reads
+    lightning/       last.ckpt, the full training state for `resume`
+    logs/version_N/  CSV metrics of run N (N > 0 after resuming), TensorBoard events if it is installed
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from planners.checkpoint import save_checkpoint
+from planners.learned import LearnedPlanner, PlanningModel
+from planners.registry import load
+from scenes.store.torch_dataset import SceneWindowDataset
+
+NORMALISER_SAMPLES = 4096  # scenes read to fit the normalisers
+
+
+class TrainingError(ValueError):
+    """Bad training input (not a learned planner, bad numbers, empty split, nothing to resume)."""
+
+
+class PlanningModule(L.LightningModule):
+    """Forwards to the model's `loss`; Adam at `lr` (NAVSIM's EgoStatusMLP: 1e-4)."""
+
+    def __init__(self, model: PlanningModel, lr: float = 1e-4):
+        super().__init__()
+        self.model, self.lr = model, lr
+
+    def forward(self, features: Any) -> torch.Tensor:
+        return self.model(features)
+
+    def training_step(self, batch: tuple[Any, Any], batch_idx: int) -> torch.Tensor:
+        features, targets = batch
+        loss, logs = self.model.loss(features, targets)
+        size = len(targets)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, on_epoch=True, batch_size=size)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self.lr)
+
+
+def train(
+    name: str,
+    data: Path | str,
+    out: Path | str,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-4,
+    devices: int | str = "auto",
+    precision: str = "32-true",
+    resume: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    split: str | None = "train",
+    accelerator: str = "auto",
+    progress: bool = False,
+    in_memory: bool = False,
+) -> Path:
+    """Train planner `name` on the scenes of dataset `data` (one split); returns `out`/checkpoint.
+
+    With `resume`, training continues from `out`/lightning/last.ckpt (model, optimiser, epoch). With
+    `in_memory`, features and targets are built once and kept (for small features such as ego-mlp's).
+    """
+    planner = load(name)
+    if not isinstance(planner, LearnedPlanner):
+        raise TrainingError(f"planner {name!r} is not a learned planner; it has nothing to train")
+    if epochs < 1 or batch_size < 1 or lr <= 0 or num_workers < 0:
+        raise TrainingError("epochs and batch size must be positive, lr > 0 and num_workers >= 0")
+    out = Path(out)
+    last = out / "lightning" / "last.ckpt"
+    if resume and not last.is_file():
+        raise TrainingError(f"resume: {last} does not exist")
+    L.seed_everything(seed, workers=True, verbose=False)
+    model = planner.model
+    dataset: Dataset = SceneWindowDataset(data, model.feature_builder(), model.target_builder(), split=split)
+    if len(dataset) == 0:
+        raise TrainingError(f"{data}: no scenes in split {split!r}")
+    if not resume:  # resuming restores the normalisers with the weights
+        sample = Subset(dataset, range(min(len(dataset), NORMALISER_SAMPLES)))
+        model.fit_normalisers(DataLoader(sample, batch_size=256, num_workers=num_workers))
+    if in_memory:
+        dataset = materialise(dataset, num_workers)
+        num_workers = 0
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
+                        persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
+    loggers: list[Any] = [L.pytorch.loggers.CSVLogger(out, name="logs")]  # a new logs/version_N per run
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(L.pytorch.loggers.TensorBoardLogger(out, name="logs", version=loggers[0].version))
+    saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "lightning", save_last=True, save_top_k=0)
+    try:
+        trainer = L.Trainer(
+            max_epochs=epochs, accelerator=accelerator, devices=devices, precision=precision, logger=loggers,
+            callbacks=[saver], deterministic=True, default_root_dir=out, enable_progress_bar=progress,
+            enable_model_summary=False, log_every_n_steps=max(1, min(50, len(loader))),
+        )
+    except (MisconfigurationException, ValueError, ImportError) as error:  # bad accelerator, devices or precision
+        raise TrainingError(str(error).splitlines()[0]) from None
+    model.train()
+    trainer.fit(PlanningModule(model, lr), loader, ckpt_path=last if resume else None)
+    planner.model = model.cpu().eval()
+    return save_checkpoint(planner, out / "checkpoint")
+
+
+def materialise(dataset: Dataset, num_workers: int) -> TensorDataset:
+    """All (features, targets) of a dataset whose items are a pair of tensors, built once."""
+    batches = list(DataLoader(dataset, batch_size=256, num_workers=num_workers))
+    if not all(isinstance(part, torch.Tensor) for batch in batches for part in batch):
+        raise TrainingError("in-memory training needs plain tensor features and targets")
+    return TensorDataset(*(torch.cat(parts) for parts in zip(*batches, strict=True)))

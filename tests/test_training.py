@@ -1,0 +1,192 @@
+"""Learned planners: the ego-status MLP overfits, checkpoints round-trip bitwise, bad folders fail clearly."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+import planners
+from planners.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from planners.cli import train as train_command
+from planners.learned import EgoMLPPlanner
+from planners.training import TrainingError, train
+from scenes import NUM_PLAN_POSES, PLAN_DT, Frame
+from scenes.store import DriveDataset, finalize_dataset, write_shard
+from scenes.synthetic import generate_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("learned") / "ds"
+    scenes = [generate_scene(seed, "train") for seed in range(8)]
+    write_shard(root, 0, scenes[:4])
+    write_shard(root, 1, scenes[4:])
+    finalize_dataset(root, {"generator": "test_training"}, 2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, dataset) -> Path:
+    out = tmp_path_factory.mktemp("learned") / "run"
+    folder = train("ego-mlp", dataset, out, epochs=150, batch_size=8, lr=1e-3, seed=0, in_memory=True)
+    assert folder == out / "checkpoint"
+    return out
+
+
+def epoch_losses(out: Path) -> list[float]:
+    """Per-epoch train loss over every run in `out` (resumed runs log to logs/version_1, ...)."""
+    versions = sorted((out / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    rows = [row for path in versions for row in csv.DictReader(path.open())]
+    return [float(row["train/loss_epoch"]) for row in rows if row["train/loss_epoch"]]
+
+
+def observations(dataset: Path) -> list:
+    data = DriveDataset.open(dataset, privileged=False)
+    return [data.observation(i) for i in range(len(data))]
+
+
+def test_mlp_overfits_eight_scenes(run, dataset):
+    losses = epoch_losses(run)
+    assert len(losses) == 150
+    assert losses[0] / losses[-1] > 10, (losses[0], losses[-1])
+    data = DriveDataset.open(dataset)
+    planner = planners.load(run / "checkpoint")
+    errors = [np.abs(planner.plan(data[i].observation()).trajectory.poses[:, :2]
+                     - data[i].expert_plan().poses[:, :2]).mean() for i in range(len(data))]
+    assert np.mean(errors) < 0.5  # [m]
+
+
+def test_checkpoint_round_trip_is_bitwise(run, dataset, tmp_path):
+    obs = observations(dataset)
+    for planner in (planners.load(run / "checkpoint"), EgoMLPPlanner()):
+        again = load_checkpoint(save_checkpoint(planner, tmp_path / "copy"))
+        for key, value in planner.model.state_dict().items():
+            assert value.dtype == again.model.state_dict()[key].dtype
+            assert np.array_equal(value.numpy(), again.model.state_dict()[key].numpy()), key
+        for a, b in zip(planner.plan_batch(obs), again.plan_batch(obs), strict=True):
+            assert np.array_equal(a.trajectory.poses, b.trajectory.poses)
+    config = json.loads((tmp_path / "copy" / "config.json").read_text())
+    assert config["planner"] == "ego-mlp" and config["model"] == {"hidden_dim": 512, "num_poses": 8}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_loaded_planner_plans_like_any_planner(run, dataset):
+    planner = planners.load(str(run / "checkpoint"))
+    assert isinstance(planner, EgoMLPPlanner) and planner.name == "ego-mlp" and not planner.requires_scene
+    obs = observations(dataset)
+    batch = planner.plan_batch(obs)
+    for o, batched in zip(obs, batch, strict=True):
+        plan = planner.plan(o).validate()
+        poses = plan.trajectory.poses
+        assert plan.trajectory.frame is Frame.EGO and plan.trajectory.dt == PLAN_DT
+        assert poses.shape == (NUM_PLAN_POSES, 3) and poses.dtype == np.float64
+        assert np.all((poses[:, 2] >= -np.pi) & (poses[:, 2] < np.pi))
+        np.testing.assert_allclose(batched.trajectory.poses, poses, atol=1e-4)
+        assert plan.info["latency_ms"] > 0
+
+
+def test_untrained_planner_by_name_is_valid(dataset):
+    assert "ego-mlp" in planners.available_planners()
+    planner = planners.load("ego-mlp")
+    planner.plan(observations(dataset)[0]).validate()
+
+
+def test_planners_import_stays_light():
+    code = "import sys, planners; planners.available_planners(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
+
+
+def broken(run: Path, tmp_path: Path, how: str) -> Path:
+    folder = tmp_path / how
+    save_checkpoint(planners.load(run / "checkpoint"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    if how == "no-weights":
+        (folder / "model.safetensors").unlink()
+    elif how == "no-config":
+        (folder / "config.json").unlink()
+    elif how == "bad-json":
+        (folder / "config.json").write_text("{")
+    elif how == "unknown-planner":
+        config["planner"] = "no-such-planner"
+    elif how == "not-learned":
+        config["planner"] = "constant-velocity"
+    elif how == "hidden-dim":
+        config["model"]["hidden_dim"] = 64
+    elif how == "renamed-weight":
+        state = load_file(folder / "model.safetensors")
+        state["mlp.9.weight"] = state.pop("mlp.6.weight")
+        save_file(state, folder / "model.safetensors")
+    elif how == "not-safetensors":
+        (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    if how in ("unknown-planner", "not-learned", "hidden-dim"):
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("how, message", [
+    ("no-weights", "model.safetensors is missing"),
+    ("no-config", "config.json is missing"),
+    ("bad-json", "unreadable"),
+    ("unknown-planner", "unknown learned planner 'no-such-planner'"),
+    ("not-learned", "unknown learned planner 'constant-velocity'"),
+    ("hidden-dim", r"mlp.0.weight has shape \(512, 8\) torch.float32, ego-mlp expects \(64, 8\)"),
+    ("renamed-weight", "missing \\['mlp.6.weight'\\]"),
+    ("not-safetensors", "unreadable"),
+])
+def test_bad_checkpoint_folder_fails_in_one_line(run, tmp_path, how, message):
+    folder = broken(run, tmp_path, how)
+    with pytest.raises(CheckpointError, match=message) as error:
+        planners.load(folder)
+    assert "\n" not in str(error.value)
+
+
+def test_load_of_missing_path_or_empty_folder(tmp_path):
+    with pytest.raises(planners.UnknownPlannerError, match="unknown planner"):
+        planners.load(tmp_path / "nothing-here")
+    with pytest.raises(CheckpointError, match="is missing"):
+        planners.load(tmp_path)
+
+
+def test_train_rejects_bad_input(dataset, tmp_path):
+    with pytest.raises(TrainingError, match="not a learned planner"):
+        train("constant-velocity", dataset, tmp_path / "a")
+    with pytest.raises(TrainingError, match="no scenes"):
+        train("ego-mlp", dataset, tmp_path / "b", split="val")
+    with pytest.raises(TrainingError, match="last.ckpt does not exist"):
+        train("ego-mlp", dataset, tmp_path / "c", resume=True)
+
+
+def test_cli_trains_resumes_and_reports_errors_in_one_line(dataset, tmp_path):
+    app = typer.Typer()
+    app.command()(train_command)
+    app.command("noop")(lambda: None)  # keep `train` a named sub-command
+    runner = CliRunner()
+    out = tmp_path / "cli-run"
+    common = ["--data", str(dataset), "--out", str(out), "--batch-size", "4", "--in-memory"]
+    result = runner.invoke(app, ["train", "ego-mlp", *common, "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert (out / "checkpoint" / "model.safetensors").is_file() and (out / "lightning" / "last.ckpt").is_file()
+    again = runner.invoke(app, ["train", "ego-mlp", *common, "--epochs", "1"])
+    assert again.exit_code == 2 and "not empty" in again.output
+    resumed = runner.invoke(app, ["train", "ego-mlp", *common, "--epochs", "2", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert len(epoch_losses(out)) == 2
+    for args, message in [
+        (["train", "no-such", *common], "unknown planner"),
+        (["train", "constant-velocity", "--data", str(dataset), "--out", str(tmp_path / "x")], "not a learned"),
+        (["train", "ego-mlp", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "y")], "missing"),
+        (["train", "ego-mlp", *common[:2], "--out", str(tmp_path / "z"), "--epochs", "0"], "must be positive"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output
