@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.results import SceneResult, Summary
+from scenes.store.layout import atomic_write_bytes
 
 TABLE_COLUMNS = (("NC", "nc"), ("DAC", "dac"), ("TTC", "ttc"), ("Comf", "comfort"), ("EP", "ep"))
 V2_TABLE_COLUMNS = (("NC", "nc"), ("DAC", "dac"), ("DDC", "ddc"), ("TLC", "tlc"), ("EP", "ep"), ("TTC", "ttc"),
@@ -17,9 +18,7 @@ V2_TABLE_COLUMNS = (("NC", "nc"), ("DAC", "dac"), ("DDC", "ddc"), ("TLC", "tlc")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode())
 
 
 def write_csv(path: Path, results: list[SceneResult]) -> None:

@@ -6,7 +6,7 @@ LQR + kinematic bicycle from the logged ego state -> PDM scorer against the refe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -108,8 +108,3 @@ def score_plans(
         scores = apply_human_filter(scores, human, config)
     compact = states[..., [StateIndex.X, StateIndex.Y, StateIndex.HEADING, StateIndex.VELOCITY_X]]
     return PlanEvaluation(scores=scores, states=compact, reference_states=reference)
-
-
-def with_version(scores: ProposalScores, version: MetricVersion) -> ProposalScores:
-    """`scores` relabelled (for reports that state their metric version)."""
-    return replace(scores, version=version)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from scenes._cli import UserError
+from scenes.store.layout import atomic_write_bytes
 
 
 def open_job_dir(root: Path, job_file: str, config: Mapping[str, object], command: str, resume: bool,
@@ -38,7 +38,5 @@ def open_job_dir(root: Path, job_file: str, config: Mapping[str, object], comman
                 raise UserError(f"{root}: cannot resume, it was started with {key}={before!r}, not {value!r}")
         return True
     job.parent.mkdir(parents=True, exist_ok=True)
-    tmp = job.with_name(f".{job.name}.tmp")
-    tmp.write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, job)
+    atomic_write_bytes(job, (json.dumps(dict(config), indent=2, sort_keys=True) + "\n").encode())
     return False
