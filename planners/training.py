@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from planners.checkpoint import save_checkpoint
 from planners.learned import LearnedPlanner, PlanningModel
 from planners.registry import load
-from scenes.store.torch_dataset import SceneWindowDataset
 
 NORMALISER_SAMPLES = 4096  # scenes read to fit the normalisers
 
@@ -32,9 +31,9 @@ class TrainingError(ValueError):
 class PlanningModule(L.LightningModule):
     """Forwards to the model's `loss`; Adam at `lr` (NAVSIM's EgoStatusMLP: 1e-4)."""
 
-    def __init__(self, model: PlanningModel, lr: float = 1e-4):
+    def __init__(self, model: PlanningModel, lr: float = 1e-4, total_steps: int = 1):
         super().__init__()
-        self.model, self.lr = model, lr
+        self.model, self.lr, self.total_steps = model, lr, total_steps
 
     def forward(self, features: Any) -> torch.Tensor:
         return self.model(features)
@@ -47,8 +46,11 @@ class PlanningModule(L.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, on_epoch=True, batch_size=size)
         return loss
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.model.parameters(), lr=self.lr)
+    def configure_optimizers(self) -> Any:
+        optimiser, scheduler = self.model.optimizer(self.lr, self.total_steps)
+        if scheduler is None:
+            return optimiser
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def train(
@@ -84,7 +86,7 @@ def train(
         raise TrainingError(f"resume: {last} does not exist")
     L.seed_everything(seed, workers=True, verbose=False)
     model = planner.model
-    dataset: Dataset = SceneWindowDataset(data, model.feature_builder(), model.target_builder(), split=split)
+    dataset: Dataset = model.training_dataset(data, split)
     if len(dataset) == 0:
         raise TrainingError(f"{data}: no scenes in split {split!r}")
     if not resume:  # resuming restores the normalisers with the weights
@@ -108,7 +110,7 @@ def train(
     except (MisconfigurationException, ValueError, ImportError) as error:  # bad accelerator, devices or precision
         raise TrainingError(str(error).splitlines()[0]) from None
     model.train()
-    trainer.fit(PlanningModule(model, lr), loader, ckpt_path=last if resume else None)
+    trainer.fit(PlanningModule(model, lr, epochs * len(loader)), loader, ckpt_path=last if resume else None)
     planner.model = model.cpu().eval()
     return save_checkpoint(planner, out / "checkpoint")
 

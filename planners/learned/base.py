@@ -83,6 +83,16 @@ class PlanningModel(nn.Module, ABC):
     def fit_normalisers(self, batches: Iterable[tuple[Any, Any]]) -> None:
         """Set input/target normalisers from (features, targets) batches; default: nothing to fit."""
 
+    def training_dataset(self, data: Any, split: str | None) -> Any:
+        """A torch Dataset of (features, targets) pairs from dataset folder `data`; default: driving scenes."""
+        from scenes.store.torch_dataset import SceneWindowDataset
+
+        return SceneWindowDataset(data, self.feature_builder(), self.target_builder(), split=split)
+
+    def optimizer(self, lr: float, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+        """(optimiser, per-step LR scheduler or None); default: Adam at `lr`, constant (NAVSIM)."""
+        return torch.optim.Adam(self.parameters(), lr=lr), None
+
 
 class LearnedPlanner(Planner):
     """Adapter: runs a `PlanningModel` on observations. Subclasses set `model_class`."""

@@ -1,0 +1,41 @@
+"""Navigation worlds for mobile robots: types, procedural worlds on MuJoCo, the privileged expert."""
+
+from scenes.nav.types import (
+    DEPTH_MAX,
+    DEPTH_MIN,
+    NAV_CAMERA_DT,
+    NAV_CONTROL_DT,
+    NAV_PLAN_DT,
+    NAV_PLAN_POSES,
+    NAVDP_ACTION_SCALE,
+    QUADRUPED,
+    ROBOTS,
+    WHEELED,
+    CameraSpec,
+    NavEpisode,
+    NavObservation,
+    NavTrainingSample,
+    NavWorldInterface,
+    RobotKind,
+    RobotProfile,
+)
+
+__all__ = [
+    "DEPTH_MAX",
+    "DEPTH_MIN",
+    "NAVDP_ACTION_SCALE",
+    "NAV_CAMERA_DT",
+    "NAV_CONTROL_DT",
+    "NAV_PLAN_DT",
+    "NAV_PLAN_POSES",
+    "QUADRUPED",
+    "ROBOTS",
+    "WHEELED",
+    "CameraSpec",
+    "NavEpisode",
+    "NavObservation",
+    "NavTrainingSample",
+    "NavWorldInterface",
+    "RobotKind",
+    "RobotProfile",
+]
