@@ -78,8 +78,8 @@ def _frenet(line: shapely.LineString, xy: np.ndarray) -> tuple[np.ndarray, np.nd
     return s.reshape(shape), offset.reshape(shape), heading.reshape(shape)
 
 
-def _lane_signals(scene: DriveScene, poses: np.ndarray) -> np.ndarray:
-    """(B, T, 6): d_c, h_c, d_l, h_l, d_r, h_r."""
+def _lane_signals(scene: DriveScene, poses: np.ndarray, neighbours: bool = True) -> np.ndarray:
+    """(B, T, 6): d_c, h_c, d_l, h_l, d_r, h_r; without `neighbours`, d_l .. h_r stay ABSENT / 0."""
     m = scene.map
     route_rows = [m.lane_index(lane) for lane in scene.route.lane_ids]
     xy, psi = poses[..., :2], poses[..., 2]
@@ -100,7 +100,7 @@ def _lane_signals(scene: DriveScene, poses: np.ndarray) -> np.ndarray:
         mask = nearest == row
         d_c, h_c = lane(row)
         out[mask, 0], out[mask, 1] = d_c[mask], h_c[mask]
-        if m.lane_is_connector[row]:
+        if m.lane_is_connector[row] or not neighbours:
             continue
         peers = np.flatnonzero((m.lane_roadblock_ids == m.lane_roadblock_ids[row]) & ~m.lane_is_connector)
         for col, sign in ((2, 1.0), (4, -1.0)):
@@ -149,11 +149,20 @@ def _agent_distance(scene: DriveScene, poses: np.ndarray, dt: float) -> np.ndarr
     centre = poses[..., :2] + PACIFICA.rear_axle_to_center * np.stack([np.cos(poses[..., 2]),
                                                                        np.sin(poses[..., 2])], -1)
     ego = box_corners(centre, poses[..., 2], PACIFICA.length, PACIFICA.width)  # (B, T, 4, 2)
-    other = box_corners(agents.xy[:, steps], agents.heading[:, steps], agents.size[:, None, 0],
-                        agents.size[:, None, 1])  # (N, T, 4, 2)
-    dist = _sat_distance(ego[:, None], other[None])  # (B, N, T)
-    dist = np.where(agents.valid[:, steps][None], dist, FAR)
-    return dist.min(axis=1)
+    valid = agents.valid[:, steps]  # (N, T)
+    # Box distance lies within centre distance -+ the two half diagonals: skip agents that cannot be nearest
+    centres = np.linalg.norm(agents.xy[:, steps][None] - centre[:, None], axis=-1)  # (B, N, T)
+    reach = 0.5 * np.hypot(PACIFICA.length, PACIFICA.width) + 0.5 * np.hypot(*agents.size.T)[None, :, None]
+    lower = np.where(valid[None], centres - reach, np.inf)
+    upper = np.where(valid[None], centres + reach, np.inf).min(axis=1, keepdims=True)
+    keep = (lower <= np.minimum(upper, FAR)).any(axis=(0, 2))
+    if not keep.any():
+        return np.full(poses.shape[:2], FAR)
+    other = box_corners(agents.xy[keep][:, steps], agents.heading[keep][:, steps], agents.size[keep, None, 0],
+                        agents.size[keep, None, 1])  # (N', T, 4, 2)
+    dist = _sat_distance(ego[:, None], other[None])  # (B, N', T)
+    dist = np.where(valid[keep][None], dist, FAR)
+    return np.minimum(dist.min(axis=1), FAR)
 
 
 def _stop_points(scene: DriveScene) -> list[tuple[float, np.ndarray]]:
@@ -200,27 +209,39 @@ def _goal(scene: DriveScene, horizon_s: float) -> np.ndarray:
     return np.asarray(line.interpolate(line.project(shapely.Point(scene.ego.pose[step, :2]))).coords[0])
 
 
-def signals_from_poses(scene: DriveScene, poses: np.ndarray, dt: float) -> Signals:
-    """Signals (B, T, D) of map-frame rear-axle poses (B, T, 3) [m, rad], state 0 = now, spaced dt [s]."""
+def signals_from_poses(scene: DriveScene, poses: np.ndarray, dt: float,
+                       names: Sequence[str] | None = None) -> Signals:
+    """Signals (B, T, D) of map-frame rear-axle poses (B, T, 3) [m, rad], state 0 = now, spaced dt [s].
+
+    `names` (default: all of SIGNAL_NAMES) picks the signals to compute, in SIGNAL_NAMES order; groups that no
+    picked signal needs (lanes, agents, stop points, goal) are not computed.
+    """
     poses = np.asarray(poses, dtype=np.float64)
     if poses.ndim != 3 or poses.shape[-1] != 3 or poses.shape[1] < 3:
         raise ValueError(f"poses must be (B, T >= 3, 3), got {poses.shape}")
-    step = np.linalg.norm(np.gradient(poses[..., :2], dt, axis=1, edge_order=2), axis=-1)
+    wanted = set(SIGNAL_NAMES if names is None else names)
+    if wanted - set(SIGNAL_NAMES):
+        raise ValueError(f"unknown signals {sorted(wanted - set(SIGNAL_NAMES))}; known: {SIGNAL_NAMES}")
+    columns: dict[str, np.ndarray] = {}
     velocity = np.gradient(poses[..., :2], dt, axis=1, edge_order=2)
     forward = (velocity * np.stack([np.cos(poses[..., 2]), np.sin(poses[..., 2])], -1)).sum(-1)
-    v = np.where(forward < 0, -step, step)
-    a = np.gradient(v, dt, axis=1, edge_order=2)
-    j = np.gradient(a, dt, axis=1, edge_order=2)
-    w = np.gradient(np.unwrap(poses[..., 2], axis=1), dt, axis=1, edge_order=2)
-    goal = _goal(scene, (poses.shape[1] - 1) * dt)
-    values = np.concatenate([
-        np.stack([v, a, j, w], -1),
-        _lane_signals(scene, poses),
-        _agent_distance(scene, poses, dt)[..., None],
-        _stop_signals(scene, poses, dt),
-        np.linalg.norm(poses[..., :2] - goal, axis=-1)[..., None],
-    ], axis=-1)
-    return Signals(SIGNAL_NAMES, values)
+    step = np.linalg.norm(velocity, axis=-1)
+    columns["v"] = np.where(forward < 0, -step, step)
+    columns["a"] = np.gradient(columns["v"], dt, axis=1, edge_order=2)
+    columns["j"] = np.gradient(columns["a"], dt, axis=1, edge_order=2)
+    columns["w"] = np.gradient(np.unwrap(poses[..., 2], axis=1), dt, axis=1, edge_order=2)
+    if wanted & set(SIGNAL_NAMES[4:10]):
+        columns.update(zip(SIGNAL_NAMES[4:10], np.moveaxis(
+            _lane_signals(scene, poses, neighbours=bool(wanted & set(SIGNAL_NAMES[6:10]))), -1, 0), strict=True))
+    if "s" in wanted:
+        columns["s"] = _agent_distance(scene, poses, dt)
+    if wanted & {"stop_dist", "red"}:
+        columns["stop_dist"], columns["red"] = np.moveaxis(_stop_signals(scene, poses, dt), -1, 0)
+    if "goal_dist" in wanted:
+        goal = _goal(scene, (poses.shape[1] - 1) * dt)
+        columns["goal_dist"] = np.linalg.norm(poses[..., :2] - goal, axis=-1)
+    picked = tuple(name for name in SIGNAL_NAMES if name in wanted)
+    return Signals(picked, np.stack([columns[name] for name in picked], axis=-1))
 
 
 def drive_signals(scene: DriveScene, trajectory: Trajectory | None = None,

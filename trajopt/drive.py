@@ -9,7 +9,7 @@ the exact robustness of `stl` on the solution's poses.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -22,11 +22,11 @@ from stl.signals import signals_from_poses
 from trajopt import drive_data as dd
 from trajopt.models import MODELS
 from trajopt.nlp import Shape, build
-from trajopt.reference import corridor
 from trajopt.result import TrajoptResult, classify
 
 INF = np.inf
 DEFAULT_RULES = ("speed_band", "lane_keeping", "safe_distance", "comfort")
+OBSTACLE_SLOTS = (2, 4, 8)  # NLP variants by obstacle-slot count (each is built once, on first use)
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class DriveExpertConfig:
     goal_eps: float = 0.05  # [m]
     guess: str = "expert"  # "expert" (privileged future when clear) or "route"
     relinearize: int = 2  # extra solves when the solution drifts > 0.5 m along the reference
+    obstacle_reach: float = 15.0  # [m] agents nearer the guess than this at the same step get a slot
 
 
 def _rule_params(target: DriveTarget) -> dict[str, dict[str, float]]:
@@ -60,10 +61,12 @@ def _rule_params(target: DriveTarget) -> dict[str, dict[str, float]]:
 def exact_robustness(scene: DriveScene, states: np.ndarray, dt: float,
                      params: dict[str, dict[str, float]]) -> dict[str, float]:
     """Rule -> exact robustness at t = 0 of map-frame states (N+1, >=3)."""
-    signals = signals_from_poses(scene, states[None, :, :3], dt)
     horizon = states.shape[0] - 1
-    return {name: float(np.asarray(robustness(RULES[name].formula(horizon), signals, t=0, mode=Mode.EXACT,
-                                              params=p)).reshape(-1)[0]) for name, p in params.items()}
+    formulas = {name: RULES[name].formula(horizon) for name in params}
+    needed = set().union(*(formula.signals() for formula in formulas.values()))
+    signals = signals_from_poses(scene, states[None, :, :3], dt, names=needed)
+    return {name: float(np.asarray(robustness(formula, signals, t=0, mode=Mode.EXACT, params=params[name]))
+                        .reshape(-1)[0]) for name, formula in formulas.items()}
 
 
 class DriveExpert:
@@ -71,7 +74,8 @@ class DriveExpert:
 
     def __init__(self, config: DriveExpertConfig = DriveExpertConfig()):
         self.config = config
-        self.problem = build(config.shape, goal=False, stop=False)  # the common variant, built eagerly
+        self.problem = build(replace(config.shape, obstacles=min(OBSTACLE_SLOTS[0], config.shape.obstacles)),
+                             goal=False, stop=False)  # the common variant, built eagerly
         self._scenes: dict[int, tuple[DriveScene, dd.SceneData]] = {}
 
     def _data(self, scene: DriveScene) -> dd.SceneData:
@@ -95,15 +99,20 @@ class DriveExpert:
         stop = dd.stop_limits(scene, data, x0, n, dt, params["stop_before_line"]["d_stop"] + cfg.margin) \
             if "stop_before_line" in params else np.full(n + 1, INF)
         extra = max(params.get("safe_distance", {}).get("d_safe", 0.0), 0.0) + cfg.collision_margin
-        # rows whose bounds would all be (-inf, inf) are left out of the NLP (same feasible set)
-        pr = build(shape, goal="reach_goal" in params, stop=bool(np.isfinite(stop[1:]).any()))
         if warm_start is not None:
             states, controls = warm_start.states.copy(), warm_start.controls.copy()
             states[0] = x0
         else:
             states = dd.expert_guess(scene, n, dt)
             states[0] = x0
-        obstacles = dd.select_obstacles(scene, states, dt, shape.obstacles, extra)
+        obstacles = dd.select_obstacles(scene, states, dt, shape.obstacles, extra, cfg.obstacle_reach)
+        # the smallest obstacle-slot count that holds them; rows whose bounds would all be (-inf, inf) are left
+        # out of the NLP (same feasible set)
+        slots = next((m for m in OBSTACLE_SLOTS if m >= len(obstacles[2])), shape.obstacles)
+        slots = min(slots, shape.obstacles)
+        obstacles = (obstacles[0][:slots], obstacles[1][:slots], obstacles[2])
+        pr = build(replace(shape, obstacles=slots), goal="reach_goal" in params,
+                   stop=bool(np.isfinite(stop[1:]).any()))
         if warm_start is None:
             lane_c = dd.lane_offsets(scene, data, data.ref.project(states[:, :2]), target.target_lane)
             if cfg.guess != "expert" or target.target_lane != 0 or _blocked(states, obstacles, stop, data):
@@ -189,7 +198,7 @@ class DriveExpert:
                 head = np.where(late, np.minimum(head, h), head)
         lbg[rows["lane"]], ubg[rows["lane"]] = lane_lo, lane_hi
         lbg[rows["head"]], ubg[rows["head"]] = -head, head
-        bounds = corridor(data.area, data.ref, s_ref[1:])
+        bounds = data.corridor(s_ref[1:])
         corners = len(shape.corners)
         lbg[rows["road"]] = np.repeat(bounds[:, 0] + m, corners)
         ubg[rows["road"]] = np.repeat(np.maximum(bounds[:, 1] - m, bounds[:, 0] + m), corners)

@@ -13,7 +13,7 @@ from scenes.drive import CURRENT_INDEX, NUM_STEPS, SIM_DT, DriveScene
 from scenes.ego import PACIFICA
 from stl.signals import STOP_SLACK, _goal, _stop_points
 from trajopt.models import Model
-from trajopt.reference import Reference, neighbour_offsets
+from trajopt.reference import Reference, StationCorridor, neighbour_offsets
 
 EGO_RADIUS = float(np.hypot(PACIFICA.length / 6.0, PACIFICA.width / 2.0))  # [m], 3 discs cover the box
 FAR_AWAY = 1.0e4  # [m] padding for absent obstacles
@@ -26,10 +26,12 @@ class SceneData:
     ref: Reference
     area: object  # shapely drivable area
     stops: list  # (route arc length [m], red (NUM_STEPS,) bool)
+    corridor: StationCorridor  # drivable lateral bounds along the reference
 
 
 def scene_data(scene: DriveScene) -> SceneData:
-    return SceneData(Reference.from_line(scene.route.centerline), scene.map.drivable_area(), _stop_points(scene))
+    ref, area = Reference.from_line(scene.route.centerline), scene.map.drivable_area()
+    return SceneData(ref, area, _stop_points(scene), StationCorridor(area, ref))
 
 
 def agent_steps(n: int, dt: float) -> np.ndarray:

@@ -8,10 +8,12 @@ point r with unit tangent t, normal n and curvature kappa [1/m]:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from scipy.spatial import cKDTree
 
 PRE, POST, STEP = 30.0, 150.0, 0.5  # [m]
 
@@ -45,11 +47,26 @@ class Reference:
         kappa = np.convolve(np.pad(kappa, 4, mode="edge"), kernel, mode="valid")
         return cls(s, xy, heading, kappa, shapely.LineString(xy))
 
+    @functools.cached_property
+    def _tree(self) -> cKDTree:
+        return cKDTree(self.xy)
+
     def project(self, xy: np.ndarray) -> np.ndarray:
-        """Arc length s [m] of the nearest reference point of points (..., 2)."""
+        """Arc length s [m] of the nearest reference point of points (..., 2): the nearest vertex (0.5 m apart)
+        refined on its two segments, which is the polyline's nearest point wherever the route does not fold
+        back within the point's distance."""
         flat = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        s = shapely.line_locate_point(self.line, shapely.points(flat)) - PRE
-        return s.reshape(np.shape(xy)[:-1])
+        _, vertex = self._tree.query(flat)
+        best_s, best_d = self.s[vertex], np.linalg.norm(flat - self.xy[vertex], axis=-1)
+        for first in (vertex - 1, vertex):
+            first = np.clip(first, 0, len(self.s) - 2)
+            a, seg = self.xy[first], self.xy[first + 1] - self.xy[first]
+            u = np.clip(((flat - a) * seg).sum(-1) / np.maximum((seg * seg).sum(-1), 1e-12), 0.0, 1.0)
+            d = np.linalg.norm(flat - a - u[:, None] * seg, axis=-1)
+            closer = d < best_d
+            best_s = np.where(closer, self.s[first] + u * (self.s[first + 1] - self.s[first]), best_s)
+            best_d = np.minimum(d, best_d)
+        return best_s.reshape(np.shape(xy)[:-1])
 
     def at(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Point (..., 2) [m], heading (...,) [rad] and curvature (...,) [1/m] at arc lengths s."""
@@ -108,3 +125,23 @@ def corridor(area: shapely.Geometry, ref: Reference, s: np.ndarray, reach: float
             if lat.min() <= 1e-6 and lat.max() >= -1e-6:
                 out[k] = (min(lat.min(), -1.0), max(lat.max(), 1.0))
     return out
+
+
+class StationCorridor:
+    """`corridor` at the reference's vertices (0.5 m apart), computed on first use and kept; between vertices
+    the narrower of the two neighbouring corridors (a conservative bound)."""
+
+    def __init__(self, area: shapely.Geometry, ref: Reference, reach: float = 12.0):
+        self.area, self.ref, self.reach = area, ref, reach
+        self._bounds = np.full((len(ref.s), 2), np.nan)
+
+    def __call__(self, s: np.ndarray) -> np.ndarray:
+        """(K, 2) lateral bounds [m] (right, left) at arc lengths s (K,)."""
+        s = np.clip(np.asarray(s, dtype=np.float64), self.ref.s[0], self.ref.s[-1])
+        lower = np.clip(np.searchsorted(self.ref.s, s, side="right") - 1, 0, len(self.ref.s) - 2)
+        stations = np.concatenate([lower, lower + 1])
+        missing = np.unique(stations[np.isnan(self._bounds[stations, 0])])
+        if len(missing):
+            self._bounds[missing] = corridor(self.area, self.ref, self.ref.s[missing], self.reach)
+        a, b = self._bounds[lower], self._bounds[lower + 1]
+        return np.stack([np.maximum(a[:, 0], b[:, 0]), np.minimum(a[:, 1], b[:, 1])], -1)
