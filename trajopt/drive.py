@@ -78,6 +78,14 @@ class DriveExpert:
                              goal=False, stop=False)  # the common variant, built eagerly
         self._scenes: dict[int, tuple[DriveScene, dd.SceneData]] = {}
 
+    def prebuild(self, goal: bool = False) -> None:
+        """Build every NLP variant a solve may pick (obstacle slots x stop rows; goal rows if `goal`) now, so
+        timed work does not pay for a first build (about a second each)."""
+        for slots in OBSTACLE_SLOTS:
+            if slots <= self.config.shape.obstacles:
+                for stop in (False, True):
+                    build(replace(self.config.shape, obstacles=slots), goal=goal, stop=stop)
+
     def _data(self, scene: DriveScene) -> dd.SceneData:
         # SceneData depends only on the route, the map and the traffic lights: scenes that share those objects
         # (the same scene with another ego or agents) share it
