@@ -85,5 +85,68 @@ def drive(
     console.print(table)
 
 
+@app.command()
+def nav(
+    out: Annotated[Path, typer.Option(help="Dataset folder to create (or to continue with --resume).")],
+    n: Annotated[int, typer.Option(help="Number of expert trajectories (PointNav episodes).")] = 100,
+    robot: Annotated[str, typer.Option(help="Robot profile: wheeled or quadruped.")] = "wheeled",
+    seed: Annotated[int, typer.Option(help="Dataset seed: world seeds, episode draws and negatives.")] = 0,
+    world_kind: Annotated[str, typer.Option(
+        help="World kinds to cycle through, comma-separated: rooms, cluttered, passages, or 'mixed' (all).")
+    ] = "mixed",
+    camera: Annotated[str, typer.Option(help="Depth camera WIDTHxHEIGHT in pixels, 64..640 each.")] = "160x120",
+    shard_size: Annotated[int, typer.Option(help="Trajectories per shard (the unit of work).")] = 8,
+    episodes_per_world: Annotated[int, typer.Option(help="Trajectories sampled in each generated world.")] = 4,
+    workers: Annotated[int, typer.Option(help="Worker processes (ignored with --ray).")] = 1,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Ray cluster address, or 'local' for a private loopback cluster.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted job; finished shards are kept.")] = False,
+) -> None:
+    """Roll out the privileged navigation expert in procedural MuJoCo worlds: depth frames, point goals,
+    24-step futures and NavDP critic targets, into a Parquet nav dataset.
+
+    Same options, same bytes: whatever --workers / --ray, and however often the job was interrupted.
+    """
+    import time
+
+    from datagen.nav import NavDatagenConfig, NavUnitReport, run_nav_datagen
+    from scenes.nav.generator import WORLD_KINDS
+
+    with user_errors(DatasetError):
+        kinds = WORLD_KINDS if world_kind == "mixed" else tuple(k.strip() for k in world_kind.split(",") if k.strip())
+        config = NavDatagenConfig(n=n, robot=robot, seed=seed, world_kinds=kinds, camera=camera,
+                                  shard_size=shard_size, episodes_per_world=episodes_per_world).validate()
+        if ray is None and workers < 1:
+            raise UserError(f"--workers must be positive, got {workers}")
+        failures: dict[str, int] = {}
+        frames = [0]
+        start = time.perf_counter()
+        with progress_bar("trajectories") as bar:
+            task = bar.add_task("rolling out", total=config.n)
+
+            def progress(report: NavUnitReport) -> None:
+                for key, count in report.failures.items():
+                    failures[key] = failures.get(key, 0) + count
+                frames[0] += report.frames
+                bar.update(task, advance=report.episodes, description=f"rolling out ({frames[0]} frames)")
+
+            summary = run_nav_datagen(out, config, workers=workers, ray_address=ray, resume=resume,
+                                      on_progress=progress)
+        elapsed = time.perf_counter() - start
+    table = Table(title=f"datagen nav -> {out}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("trajectories", str(summary.trajectories))
+    table.add_row("frames", str(summary.frames))
+    table.add_row("episode attempts", str(summary.attempts))
+    for reason, count in summary.failures.items():
+        table.add_row(f"failed: {reason}", str(count))
+    table.add_row("world kinds", ", ".join(f"{k} {v}" for k, v in summary.info["world_kinds"].items()))
+    new = summary.new_trajectories
+    table.add_row("trajectories/s (this run)", f"{new / elapsed:.2f}" if new else "- (all shards were done)")
+    table.add_row("shards", str(summary.info["num_shards"]))
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()

@@ -117,3 +117,24 @@ def bench_datagen(seconds: float) -> dict[str, float]:
 
 BENCHMARKS["trajopt"] = bench_trajopt
 BENCHMARKS["datagen"] = bench_datagen
+
+
+def bench_planner(seconds: float) -> dict:
+    """Batch-1 CPU latency (one thread) of DiffusionDrive, the 20-step diffusion policy, regression and
+    ego-mlp on the same encoder, and the ratio diffusion-policy / DiffusionDrive (goal >= 8)."""
+    from planners.bench import bench_planners
+
+    return bench_planners(seconds)
+
+
+BENCHMARKS["planner"] = bench_planner
+
+
+def bench_navgen(seconds: float) -> dict[str, float]:
+    """Nav expert trajectories (with their depth frames) per second on one core, end to end."""
+    from datagen.bench import bench_navgen as run
+
+    return run(seconds)
+
+
+BENCHMARKS["navgen"] = bench_navgen

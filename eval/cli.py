@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 import planners
+from eval.pointnav.cli import pointnav
 from eval.report import markdown_table, save_worst_bevs, write_run
 from eval.results import Summary, summarize
 from eval.runner import EvalConfig, evaluate_dataset
@@ -17,6 +18,7 @@ from scenes._cli import UserError, output_console, progress_bar, user_errors
 from scenes.store import DatasetError, DriveDataset
 
 app = typer.Typer(help="Closed-loop evaluation.", no_args_is_help=True, add_completion=False)
+app.command()(pointnav)
 console = output_console()
 METRICS = {"pdms": MetricVersion.PDMS_V1, "epdms": MetricVersion.EPDMS_V2}
 
@@ -40,6 +42,7 @@ def navsim(
         help="Leave failed scenes out of the mean, as NAVSIM silently does (for comparison only).")] = False,
     worst: Annotated[int, typer.Option(help="BEV pictures of this many worst scenes (with --out).")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the summary.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of stochastic (diffusion) planners, reset at every scene.")] = 0,
 ) -> None:
     """Score a planner in closed loop with NAVSIM's PDM Score (v1.1) or EPDMS (v2).
 
@@ -57,7 +60,7 @@ def navsim(
         planners.load(planner)  # fail early on an unknown planner
         data = DriveDataset.open(scenes)
         indices = list(range(len(data) if limit is None else min(limit, len(data))))
-        config = EvalConfig(planner=planner, version=METRICS[metric], reactive_agents=reactive)
+        config = EvalConfig(planner=planner, version=METRICS[metric], reactive_agents=reactive, seed=seed)
         with progress_bar("scenes") as bar:
             task = bar.add_task(f"eval {planner}", total=len(indices))
             results = evaluate_dataset(scenes, config, indices, workers=workers, ray_address=ray,
@@ -65,7 +68,7 @@ def navsim(
         summary = summarize(results, config.version, drop_failed)
         oracle = planners.load(planner).requires_scene
         if out is not None:
-            extra = {"oracle": oracle, "reactive_agents": reactive, "dataset": str(scenes)}
+            extra = {"oracle": oracle, "reactive_agents": reactive, "dataset": str(scenes), "seed": seed}
             write_run(out, planner, results, summary, extra)
             if worst > 0:
                 save_worst_bevs(out, data, results, worst)

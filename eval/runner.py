@@ -32,6 +32,7 @@ class EvalConfig:
     planner: str
     version: MetricVersion = MetricVersion.PDMS_V1
     reactive_agents: bool = False  # NAVSIM v2-style IDM agents instead of log replay
+    seed: int = 0  # seed of stochastic planners (diffusion); reset per scene, so plans do not depend on order
 
 
 def evaluate_scene(scene: DriveScene, index: int, planner: planners.Planner, config: EvalConfig,
@@ -75,6 +76,8 @@ def evaluate_chunk(dataset: str, indices: list[int], config: EvalConfig,
     """Evaluate the scenes `indices` of `dataset`; `cached` holds known references by scene id."""
     data = DriveDataset.open(dataset)
     planner = planners.load(config.planner)
+    if hasattr(planner, "seed"):
+        planner.seed = config.seed
     cache = ReferenceCache(cached)
     results, fresh = [], {}
     for index in indices:

@@ -1,11 +1,14 @@
-"""Learned-planner checkpoints: a folder with `model.safetensors` and `config.json`.
+"""Learned-planner checkpoints: a folder with `model.safetensors` and `config.json`, or one file.
 
     model.safetensors  every weight and normaliser buffer (the model's state_dict), on CPU
     config.json        {"format", "planner", "model" (constructor hyperparameters), "spec" (features and
                         targets), "diffplan_version"}
 
-`save_checkpoint` writes a temporary sibling folder and renames it into place, so a reader never sees a
-half-written checkpoint.
+A single-file checkpoint `NAME.safetensors` (`export_single_file`) holds the same weights and the same
+config JSON under the safetensors metadata key "diffplan_config". `load_checkpoint` reads either.
+
+`save_checkpoint` writes a temporary sibling folder and renames it into place, and `export_single_file` a
+temporary sibling file, so a reader never sees a half-written checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from planners.registry import UnknownPlannerError, planner_class
 FORMAT = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+METADATA_KEY = "diffplan_config"  # single-file checkpoints: the config JSON in the safetensors metadata
 
 
 class CheckpointError(UnknownPlannerError):
@@ -41,15 +45,8 @@ def save_checkpoint(planner: Planner, folder: Path | str) -> Path:
     """Write `planner` (a LearnedPlanner) to `folder`, replacing any checkpoint there. Returns the folder."""
     from safetensors.torch import save_file
 
-    from planners.learned import LearnedPlanner
-
-    if not isinstance(planner, LearnedPlanner):
-        raise CheckpointError(f"planner {planner.name!r} has no weights to save")
     folder = Path(folder)
-    model = planner.model
-    config = {"format": FORMAT, "planner": planner.name, "model": model.config, "spec": model.spec(),
-              "diffplan_version": diffplan_version()}
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    config, state = checkpoint_contents(planner)
     folder.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     temp.chmod(0o755)
@@ -69,6 +66,69 @@ def save_checkpoint(planner: Planner, folder: Path | str) -> Path:
     return folder
 
 
+def checkpoint_contents(planner: Planner) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, CPU state_dict) of a LearnedPlanner."""
+    from planners.learned import LearnedPlanner
+
+    if not isinstance(planner, LearnedPlanner):
+        raise CheckpointError(f"planner {planner.name!r} has no weights to save")
+    model = planner.model
+    config = {"format": FORMAT, "planner": planner.name, "model": model.config, "spec": model.spec(),
+              "diffplan_version": diffplan_version()}
+    state = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
+    return config, state
+
+
+def export_single_file(planner: Planner, path: Path | str) -> Path:
+    """Write `planner` (a LearnedPlanner) as one `.safetensors` file, the config JSON in its metadata.
+    Replaces `path` atomically; returns it."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: a single-file checkpoint must end in .safetensors")
+    config, state = checkpoint_contents(planner)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(state, str(temp), metadata={"planner": planner.name, METADATA_KEY: json.dumps(config, sort_keys=True)})
+        temp.chmod(0o644)
+        os.replace(temp, path)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    return path
+
+
+def read_single_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, state_dict) of a single-file checkpoint; CheckpointError with one line otherwise."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is no dict)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: unreadable ({str(error).splitlines()[0] if str(error) else error})") from None
+    if METADATA_KEY not in metadata:
+        raise CheckpointError(f"{path}: not a diffplan checkpoint (no {METADATA_KEY!r} in its metadata)")
+    try:
+        config = json.loads(metadata[METADATA_KEY])
+    except ValueError as error:
+        raise CheckpointError(f"{path}: unreadable config metadata ({error})") from None
+    return check_config(config, path), state
+
+
+def check_config(config: Any, where: Path) -> dict[str, Any]:
+    if not isinstance(config, dict) or not {"format", "planner", "model"} <= set(config):
+        raise CheckpointError(f"{where}: expected config keys format, planner, model")
+    if config["format"] != FORMAT:
+        raise CheckpointError(f"{where}: checkpoint format {config['format']}, this diffplan reads {FORMAT}")
+    return config
+
+
 def read_config(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: not a checkpoint folder")
@@ -81,21 +141,33 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder / CONFIG}: unreadable ({error})") from None
     if not isinstance(config, dict) or not {"format", "planner", "model"} <= set(config):
         raise CheckpointError(f"{folder / CONFIG}: expected keys format, planner, model")
-    if config["format"] != FORMAT:
-        raise CheckpointError(f"{folder}: checkpoint format {config['format']}, this diffplan reads {FORMAT}")
-    return config
+    return check_config(config, folder)
 
 
-def load_checkpoint(folder: Path | str) -> Planner:
-    """The planner saved in `folder`, on CPU, in eval mode. Raises CheckpointError with one line."""
-    import torch
+def load_checkpoint(path: Path | str) -> Planner:
+    """The planner saved in checkpoint folder or single `.safetensors` file `path`, on CPU, in eval mode.
+    Raises CheckpointError with one line."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    folder = Path(path)
+    if folder.suffix == ".safetensors" and not folder.is_dir():
+        config, state = read_single_file(folder)
+        return build_planner(config, state, folder)
+    config = read_config(folder)
+    try:
+        state = load_file(str(folder / WEIGHTS))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{folder / WEIGHTS}: unreadable ({error})") from None
+    return build_planner(config, state, folder)
+
+
+def build_planner(config: dict[str, Any], state: dict[str, Any], folder: Path) -> Planner:
+    """The planner a checked config names, with weights `state`; CheckpointError if they do not fit."""
+    import torch
+
     from planners.learned import LearnedPlanner
 
-    folder = Path(folder)
-    config = read_config(folder)
     name = config["planner"]
     cls = planner_class(name)
     if cls is None or not issubclass(cls, LearnedPlanner):
@@ -106,10 +178,6 @@ def load_checkpoint(folder: Path | str) -> Planner:
         raise CheckpointError(f"{folder}: bad hyperparameters for {name}: {error}") from None
     if config.get("spec") != planner.model.spec():
         raise CheckpointError(f"{folder}: its feature/target spec differs from this diffplan's {name}")
-    try:
-        state = load_file(str(folder / WEIGHTS))
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{folder / WEIGHTS}: unreadable ({error})") from None
     expected = planner.model.state_dict()
     missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or extra:

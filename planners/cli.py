@@ -44,20 +44,25 @@ def anchors(
 
 
 def train(
-    name: Annotated[str, typer.Argument(help="Learned planner to train, e.g. ego-mlp.")],
+    name: Annotated[str, typer.Argument(help="Learned planner to train, e.g. ego-mlp, diffusiondrive.")],
     data: Annotated[Path, typer.Option(help="Dataset folder to train on (its train split by default).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, lightning/last.ckpt and logs/ go here.")],
     epochs: Annotated[int, typer.Option(help="Passes over the training scenes.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Scenes per optimiser step.")] = 64,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (NAVSIM's EgoStatusMLP: 1e-4).")] = 1e-4,
+    lr: Annotated[float | None, typer.Option(
+        help="Learning rate; default: the model's (ego-mlp 1e-4, DiffusionDrive and its baselines 6e-4).")] = None,
     split: Annotated[str, typer.Option(help="Dataset split to train on; 'all' for every scene.")] = "train",
     devices: Annotated[str, typer.Option(help="Lightning devices: 'auto', a count, or ids such as '0,1'.")] = "auto",
+    num_nodes: Annotated[int, typer.Option(help="Lightning num_nodes (multi-node DDP).")] = 1,
+    strategy: Annotated[str, typer.Option(help="Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...")] = "auto",
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: auto, cpu, gpu.")] = "auto",
     precision: Annotated[str, typer.Option(help="Lightning precision: 32-true, bf16-mixed, 16-mixed.")] = "32-true",
     num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
     in_memory: Annotated[bool, typer.Option(help="Build all features once and keep them in memory.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/lightning/last.ckpt.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and workers.")] = 0,
+    export: Annotated[Path | None, typer.Option(
+        help="Also write the trained planner as one NAME.safetensors file (weights + config metadata).")] = None,
 ) -> None:
     """Train a learned planner with Lightning and export a checkpoint that `--planner OUT/checkpoint` loads."""
     from planners.registry import UnknownPlannerError, available_planners
@@ -69,12 +74,20 @@ def train(
             raise UserError(f"unknown planner {name!r}; expected one of {', '.join(available_planners())}")
         if out.is_dir() and not resume and any(out.iterdir()):
             raise UserError(f"--out {out} is not empty; pass --resume to continue it or choose a new folder")
+        if export is not None and export.suffix != ".safetensors":
+            raise UserError(f"--export {export}: expected a .safetensors file")
         folder = run_training(
             name, data, out, epochs=epochs, batch_size=batch_size, lr=lr, devices=parse_devices(devices),
             precision=precision, resume=resume, seed=seed, num_workers=num_workers,
             split=None if split == "all" else split, accelerator=accelerator, progress=True, in_memory=in_memory,
+            num_nodes=num_nodes, strategy=strategy,
         )
-    console.print(f"{name} trained for {epochs} epoch(s) -> {folder}; metrics in {out / 'logs'}")
+        if export is not None:
+            from planners.checkpoint import export_single_file, load_checkpoint
+
+            export_single_file(load_checkpoint(folder), export)
+    console.print(f"{name} trained for {epochs} epoch(s) -> {folder}; metrics in {out / 'logs'}"
+                  + (f"; exported {export}" if export is not None else ""))
 
 
 def parse_devices(devices: str) -> int | str | list[int]:

@@ -10,7 +10,11 @@ from planners.base import Planner
 
 _REGISTRY: dict[str, Callable[[], Planner]] = {}
 # Planners whose module imports torch: registered on first use, so `import planners` stays light.
-_LAZY: dict[str, str] = {"ego-mlp": "planners.learned"}
+_LAZY: dict[str, str] = {"ego-mlp": "planners.learned", "diffusiondrive": "planners.learned",
+                         "diffusion-policy": "planners.learned", "regression": "planners.learned",
+                         "navdp": "planners.navdp",
+                         "expert": "planners.nav_baselines", "go-to-goal": "planners.nav_baselines",
+                         "dwa": "planners.nav_baselines"}
 
 
 class UnknownPlannerError(ValueError):
@@ -42,12 +46,13 @@ def planner_class(name: str) -> Callable[[], Planner] | None:
 
 
 def load(name_or_checkpoint: str | Path) -> Planner:
-    """A planner by registered name, or from a checkpoint folder (safetensors + JSON config)."""
+    """A planner by registered name, or from a checkpoint: a folder (safetensors + JSON config) or a single
+    NAME.safetensors file (the config in its metadata)."""
     key = str(name_or_checkpoint)
     factory = planner_class(key)
     if factory is not None:
         return factory()
-    if Path(key).exists():
+    if Path(key).exists() or key.endswith(".safetensors"):
         from planners.checkpoint import load_checkpoint
 
         return load_checkpoint(key)

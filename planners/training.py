@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from planners.checkpoint import save_checkpoint
 from planners.learned import LearnedPlanner, PlanningModel
@@ -29,7 +29,7 @@ class TrainingError(ValueError):
 
 
 class PlanningModule(L.LightningModule):
-    """Forwards to the model's `loss`; Adam at `lr` (NAVSIM's EgoStatusMLP: 1e-4)."""
+    """Forwards to the model's `loss`; the optimiser and schedule come from the model's `optimizer` hook."""
 
     def __init__(self, model: PlanningModel, lr: float = 1e-4, total_steps: int = 1):
         super().__init__()
@@ -47,7 +47,10 @@ class PlanningModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> Any:
-        optimiser, scheduler = self.model.optimizer(self.lr, self.total_steps)
+        total_steps = self.total_steps
+        if self._trainer is not None:  # optimiser steps of the whole run, per process (DDP shards the data)
+            total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        optimiser, scheduler = self.model.optimizer(self.lr, total_steps)
         if scheduler is None:
             return optimiser
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -59,7 +62,7 @@ def train(
     out: Path | str,
     epochs: int = 10,
     batch_size: int = 64,
-    lr: float = 1e-4,
+    lr: float | None = 1e-4,
     devices: int | str = "auto",
     precision: str = "32-true",
     resume: bool = False,
@@ -69,17 +72,23 @@ def train(
     accelerator: str = "auto",
     progress: bool = False,
     in_memory: bool = False,
+    num_nodes: int = 1,
+    strategy: str = "auto",
 ) -> Path:
     """Train planner `name` on the scenes of dataset `data` (one split); returns `out`/checkpoint.
 
     With `resume`, training continues from `out`/lightning/last.ckpt (model, optimiser, epoch). With
-    `in_memory`, features and targets are built once and kept (for small features such as ego-mlp's).
+    `in_memory`, features and targets are built once and kept (tensors or NamedTuples of tensors).
+    `lr=None` takes the model's `default_lr` (e.g. DiffusionDrive's 6e-4), else 1e-4. `devices`,
+    `num_nodes`, `strategy` (e.g. "ddp") and `precision` (e.g. "bf16-mixed") go to Lightning's Trainer.
     """
     planner = load(name)
     if not isinstance(planner, LearnedPlanner):
         raise TrainingError(f"planner {name!r} is not a learned planner; it has nothing to train")
-    if epochs < 1 or batch_size < 1 or lr <= 0 or num_workers < 0:
-        raise TrainingError("epochs and batch size must be positive, lr > 0 and num_workers >= 0")
+    if lr is None:
+        lr = float(getattr(planner.model, "default_lr", 1e-4))
+    if epochs < 1 or batch_size < 1 or lr <= 0 or num_workers < 0 or num_nodes < 1:
+        raise TrainingError("epochs, batch size and num_nodes must be positive, lr > 0 and num_workers >= 0")
     out = Path(out)
     last = out / "lightning" / "last.ckpt"
     if resume and not last.is_file():
@@ -92,18 +101,21 @@ def train(
     if not resume:  # resuming restores the normalisers with the weights
         sample = Subset(dataset, range(min(len(dataset), NORMALISER_SAMPLES)))
         model.fit_normalisers(DataLoader(sample, batch_size=256, num_workers=num_workers))
+    collate = None
     if in_memory:
         dataset = materialise(dataset, num_workers)
-        num_workers = 0
+        num_workers, collate = 0, TensorTreeDataset.collate
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                        persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
+                        persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed),
+                        collate_fn=collate)
     loggers: list[Any] = [L.pytorch.loggers.CSVLogger(out, name="logs")]  # a new logs/version_N per run
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(L.pytorch.loggers.TensorBoardLogger(out, name="logs", version=loggers[0].version))
     saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "lightning", save_last=True, save_top_k=0)
     try:
         trainer = L.Trainer(
-            max_epochs=epochs, accelerator=accelerator, devices=devices, precision=precision, logger=loggers,
+            max_epochs=epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+            precision=precision, logger=loggers,
             callbacks=[saver], deterministic=True, default_root_dir=out, enable_progress_bar=progress,
             enable_model_summary=False, log_every_n_steps=max(1, min(50, len(loader))),
         )
@@ -115,9 +127,59 @@ def train(
     return save_checkpoint(planner, out / "checkpoint")
 
 
-def materialise(dataset: Dataset, num_workers: int) -> TensorDataset:
-    """All (features, targets) of a dataset whose items are a pair of tensors, built once."""
+def materialise(dataset: Dataset, num_workers: int) -> TensorTreeDataset:
+    """All items of a dataset, built once: items are tensors or (named) tuples of them, nested."""
     batches = list(DataLoader(dataset, batch_size=256, num_workers=num_workers))
-    if not all(isinstance(part, torch.Tensor) for batch in batches for part in batch):
-        raise TrainingError("in-memory training needs plain tensor features and targets")
-    return TensorDataset(*(torch.cat(parts) for parts in zip(*batches, strict=True)))
+    try:
+        return TensorTreeDataset(concatenate(batches))
+    except TypeError:
+        raise TrainingError("in-memory training needs features and targets made of tensors and (named) tuples "
+                            "of tensors") from None
+
+
+def concatenate(batches: list[Any]) -> Any:
+    """Batches of one structure (tensor, tuple or NamedTuple of them, nested) joined along dim 0."""
+    first = batches[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(batches)
+    if isinstance(first, tuple):
+        parts = [concatenate([batch[i] for batch in batches]) for i in range(len(first))]
+        return type(first)(*parts) if hasattr(first, "_fields") else tuple(parts)
+    raise TypeError(f"cannot materialise a {type(first).__name__}")
+
+
+def select(tree: Any, index: Any) -> Any:
+    """`tree` (tensor or nested (named) tuples of tensors) indexed along dim 0."""
+    if isinstance(tree, torch.Tensor):
+        return tree[index]
+    parts = [select(part, index) for part in tree]
+    return type(tree)(*parts) if hasattr(tree, "_fields") else tuple(parts)
+
+
+class TensorTreeDataset(Dataset):
+    """Items of a materialised dataset: `tree` holds every item stacked along dim 0.
+
+    `__getitems__` slices a whole batch at once (no per-item collation); use `collate` as the DataLoader's
+    `collate_fn` with it.
+    """
+
+    def __init__(self, tree: Any):
+        self.tree = tree
+        leaf = tree
+        while not isinstance(leaf, torch.Tensor):
+            leaf = leaf[0]
+        self.length = len(leaf)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> Any:
+        return select(self.tree, i)
+
+    def __getitems__(self, indices: list[int]) -> Any:
+        return select(self.tree, torch.as_tensor(indices, dtype=torch.long))
+
+    @staticmethod
+    def collate(batch: Any) -> Any:
+        """The batch `__getitems__` already built."""
+        return batch

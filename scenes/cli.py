@@ -78,3 +78,63 @@ def stats(dataset: DatasetArg) -> None:
         rows = dataset_stats(data.episodes)
     splits = ", ".join(sorted(set(data.episodes.column("split").to_pylist())))
     console.print(stats_table(rows, f"{dataset}: {len(data)} scenes, split {splits}"))
+
+
+@app.command("show-nav")
+def show_nav(
+    source: Annotated[str, typer.Argument(
+        help="A world id (e.g. cluttered-123) or a nav dataset folder (`diffplan datagen nav`).")],
+    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("nav.png"),
+    episode: Annotated[int, typer.Option(help="Episode index (dataset) or episode seed (world id).")] = 0,
+    robot: Annotated[str, typer.Option(help="Robot profile for a world id: wheeled or quadruped.")] = "wheeled",
+    depth: Annotated[bool, typer.Option(help="Also draw the depth image at the start (needs MuJoCo).")] = False,
+) -> None:
+    """Draw a navigation world from above: obstacles, start, goal and the expert's path.
+
+    For a world id, an episode is sampled with Habitat's rules (seed --episode) and the expert plans it;
+    for a dataset, episode --episode is drawn with the poses the expert drove.
+    """
+    import numpy as np
+
+    from scenes._cli import UserError
+    from scenes.nav.generator import world_from_id
+    from scenes.nav.render import save_nav_picture
+    from scenes.nav.types import ROBOTS
+
+    with user_errors(DatasetError):
+        path = poses = None
+        if Path(source).is_dir():
+            from scenes.store.nav import NavDataset
+
+            data = NavDataset.open(source)
+            episodes = data.episodes()
+            if not 0 <= episode < len(episodes):
+                raise UserError(f"{source}: --episode {episode} is out of range ({len(episodes)} episodes)")
+            chosen = episodes[episode]
+            profile = ROBOTS[chosen.robot]
+            world = world_from_id(chosen.world_id)
+            poses = data.episode_poses(episode)
+        else:
+            if robot not in ROBOTS:
+                raise UserError(f"unknown robot {robot!r}; expected one of {', '.join(ROBOTS)}")
+            try:
+                world = world_from_id(source)
+            except ValueError as error:
+                raise UserError(f"{source}: neither a dataset folder nor a world id ({error})") from None
+            from scenes.nav.episodes import sample_episode
+            from scenes.nav.expert import expert_path
+            from scenes.nav.mujoco_world import MujocoNavWorld
+
+            profile = ROBOTS[robot]
+            chosen = sample_episode(MujocoNavWorld(world), profile, np.random.default_rng(episode), f"seed{episode}")
+            if chosen is not None:
+                path = expert_path(MujocoNavWorld(world), chosen.start[:2], chosen.goal, profile)
+        image = None
+        if depth and chosen is not None:
+            from scenes.nav.mujoco_world import MujocoNavWorld
+            from scenes.nav.types import CameraSpec
+
+            with MujocoNavWorld(world) as sim:
+                image = sim.render_depth(chosen.start, CameraSpec())
+        save_nav_picture(world, profile, out, chosen, path, poses, image)
+    console.print(f"{world.world_id} ({profile.name}) -> {out}")

@@ -95,14 +95,34 @@ class PlanningModel(nn.Module, ABC):
 
 
 class LearnedPlanner(Planner):
-    """Adapter: runs a `PlanningModel` on observations. Subclasses set `model_class`."""
+    """Adapter: runs a `PlanningModel` on observations. Subclasses set `model_class`.
+
+    A model with a `propose(features, generator=...)` method (multi-modal, stochastic) returns
+    (best, candidates, scores); the plan then carries all candidates and their scores. The generator is
+    seeded with `seed` and restarted by `reset()` (called at the start of every evaluated scene).
+    """
 
     model_class: ClassVar[type[PlanningModel]]
 
-    def __init__(self, model: PlanningModel | None = None, **hyperparameters: Any):
+    def __init__(self, model: PlanningModel | None = None, seed: int = 0, **hyperparameters: Any):
         self.model = model if model is not None else self.model_class(**hyperparameters)
         self.model.eval()
         self._features = self.model.feature_builder()
+        self.seed = seed
+
+    @property
+    def seed(self) -> int:
+        """Seed of the generator that stochastic models (diffusion) draw their noise from; setting it, or
+        `reset()`, restarts the generator, so the same seed and calls give the same plans."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._seed = int(value)
+        self.reset()
+
+    def reset(self) -> None:
+        self._generator = torch.Generator().manual_seed(self._seed)
 
     def plan(self, observation: DriveObservation) -> Plan:
         return self.plan_batch([observation])[0]
@@ -117,10 +137,24 @@ class LearnedPlanner(Planner):
         features = features.to(device) if isinstance(features, torch.Tensor) else type(features)(
             *(f.to(device) for f in features))
         self.model.eval()
-        poses = self.model(features).to(torch.float64).cpu().numpy()
-        poses[..., 2] = wrap_angle(poses[..., 2])
+        propose = getattr(self.model, "propose", None)
+        if propose is None:
+            poses, candidates, scores = self.model(features), None, None
+        else:  # multi-modal models: (best (B, T, 3), candidates (B, K, T, 3), scores (B, K))
+            poses, candidates, scores = propose(features, generator=self._generator)
+            candidates, scores = as_numpy(candidates), scores.to(torch.float64).cpu().numpy()
+        poses = as_numpy(poses)
         latency = 1e3 * (time.perf_counter() - start) / len(observations)
-        return [Plan(Trajectory(p, PLAN_DT, Frame.EGO), info={"latency_ms": latency}).validate() for p in poses]
+        return [Plan(Trajectory(p, PLAN_DT, Frame.EGO), info={"latency_ms": latency},
+                     candidates=None if candidates is None else candidates[i],
+                     scores=None if scores is None else scores[i]).validate() for i, p in enumerate(poses)]
+
+
+def as_numpy(poses: torch.Tensor) -> np.ndarray:
+    """(..., 3) poses as float64 numpy with headings wrapped to [-pi, pi)."""
+    out = poses.to(torch.float64).cpu().numpy()
+    out[..., 2] = wrap_angle(out[..., 2])
+    return out
 
 
 def wrap_angle(angle: np.ndarray) -> np.ndarray:

@@ -13,6 +13,15 @@ Default features (ego rear-axle frame at now, x forward, y left; A = max_agents,
     route (P, 2) float32 [m]: the route centerline resampled every `route_spacing` [m] (default 2 m, so
         62 m for P = 32) from the ego's projection onto it; route_mask (P,) False past the route's end.
     command (4,) float32 one-hot (left, straight, right, unknown).
+Map polylines (`MapPolylineBuilder`, used by the vector planners; M = max_polylines, Q = points):
+    map_points (M, Q, 4) float32: x, y [m] and the unit direction dx, dy of each point, along the element
+        (lane centerlines in driving direction). Every element within `radius` of the ego is cut into
+        pieces of at most `segment_length` [m], each resampled to Q evenly spaced points; the M pieces
+        nearest the ego come first (ties by element order); zeros where padded.
+    map_attributes (M, 8) float32: kind one-hot (lane centerline, road edge, stop line, crosswalk), on the
+        route, intersection connector, red light now (lanes only), speed limit [m/s] (lanes only, else 0).
+    map_mask (M,) bool.
+    Road edges are the boundary rings of the drivable area (the union of the drivable polygons).
 Default targets:
     plan (8, 3) float32: the expert's x, y [m], heading [rad] at 0.5 s .. 4 s.
     agents_future (A, 50, 2) float32 [m]: future centres of the feature agents, in the same order;
@@ -21,6 +30,7 @@ Default targets:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -112,6 +122,109 @@ class ObservationFeatureBuilder:
         distance = start + self.route_spacing * np.arange(self.route_points)
         points = shapely.get_coordinates(shapely.line_interpolate_point(line, distance))
         return points, distance <= line.length + 1e-9
+
+
+class MapKind(enum.IntEnum):
+    """Kinds of map polyline, in `map_attributes` one-hot order."""
+
+    LANE = 0
+    ROAD_EDGE = 1
+    STOP_LINE = 2
+    CROSSWALK = 3
+
+
+MAP_ATTRIBUTES = ("lane", "road_edge", "stop_line", "crosswalk", "on_route", "connector", "red", "speed_limit")
+MAX_POLYLINES = 64
+POLYLINE_POINTS = 10
+SEGMENT_LENGTH = 20.0  # [m]
+MAP_RADIUS = 60.0  # [m]
+
+
+class MapPolylines(NamedTuple):
+    map_points: torch.Tensor  # (M, Q, 4)
+    map_attributes: torch.Tensor  # (M, 8)
+    map_mask: torch.Tensor  # (M,) bool
+
+
+class MapPolylineBuilder:
+    """DriveObservation -> MapPolylines: lanes, road edges, stop lines and crosswalks near the ego as
+    fixed-size polylines (see the module docstring for shapes and units)."""
+
+    def __init__(
+        self,
+        max_polylines: int = MAX_POLYLINES,
+        points: int = POLYLINE_POINTS,
+        segment_length: float = SEGMENT_LENGTH,
+        radius: float = MAP_RADIUS,
+    ):
+        if max_polylines < 1 or points < 2 or segment_length <= 0 or radius <= 0:
+            raise ValueError("max_polylines >= 1, points >= 2, segment_length > 0 and radius > 0 are required")
+        self.max_polylines, self.points = max_polylines, points
+        self.segment_length, self.radius = segment_length, radius
+
+    def elements(self, obs: DriveObservation) -> tuple[np.ndarray, np.ndarray]:
+        """(E,) LineStrings of every map element and their (E, 8) attributes, before cutting."""
+        m = obs.map
+        route, red = set(obs.route.lane_ids), set(obs.red_lane_ids.tolist())
+        lines, rows = [], []
+
+        def add(geometries: Any, kind: MapKind, extra: tuple[float, float, float, float] = (0, 0, 0, 0)) -> None:
+            for line in geometries:
+                lines.append(line)
+                rows.append([float(kind == k) for k in MapKind] + list(extra))
+
+        for i, lane_id in enumerate(m.lane_ids.tolist()):
+            add([m.lane_centerlines[i]], MapKind.LANE, (float(lane_id in route), float(m.lane_is_connector[i]),
+                                                        float(lane_id in red), float(m.lane_speed_limits[i])))
+        if len(m.drivable_polygons):
+            add(_rings(m.drivable_area()), MapKind.ROAD_EDGE)
+        add(m.stop_lines, MapKind.STOP_LINE)
+        add([ring for polygon in m.crosswalks for ring in _rings(polygon)], MapKind.CROSSWALK)
+        return np.array(lines, dtype=object), np.array(rows, np.float64).reshape(-1, len(MAP_ATTRIBUTES))
+
+    def __call__(self, obs: DriveObservation) -> MapPolylines:
+        m_max, q = self.max_polylines, self.points
+        points = np.zeros((m_max, q, 4))
+        attributes = np.zeros((m_max, len(MAP_ATTRIBUTES)))
+        mask = np.zeros(m_max, bool)
+        lines, rows = self.elements(obs)
+        if len(lines):
+            disk = shapely.Point(0.0, 0.0).buffer(self.radius)
+            parts, owner = shapely.get_parts(shapely.intersection(lines, disk), return_index=True)
+            keep = (shapely.get_type_id(parts) == 1) & (shapely.length(parts) > 1e-6)  # LineStrings only
+            parts, owner = parts[keep], owner[keep]
+            length = shapely.length(parts)
+            pieces = np.maximum(1, np.ceil(length / self.segment_length - 1e-9)).astype(int)
+            part = np.repeat(np.arange(len(parts)), pieces)
+            k = np.arange(len(part)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+            piece_length = (length / pieces)[part]
+            start = k * piece_length
+            distance = start[:, None] + piece_length[:, None] * np.linspace(0.0, 1.0, q)[None, :]
+            xy = shapely.get_coordinates(shapely.line_interpolate_point(
+                np.repeat(parts[part], q), distance.ravel())).reshape(-1, q, 2)
+            direction = np.diff(xy, axis=1)
+            direction = np.concatenate([direction, direction[:, -1:]], axis=1)
+            direction /= np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-9)
+            nearest = np.linalg.norm(xy, axis=-1).min(axis=1)
+            order = np.lexsort((np.arange(len(part)), nearest))[:m_max]
+            n = len(order)
+            points[:n] = np.concatenate([xy, direction], axis=-1)[order]
+            attributes[:n] = rows[owner[part[order]]]
+            mask[:n] = True
+        return MapPolylines(
+            map_points=torch.from_numpy(points.astype(np.float32)),
+            map_attributes=torch.from_numpy(attributes.astype(np.float32)),
+            map_mask=torch.from_numpy(mask),
+        )
+
+
+def _rings(polygon: shapely.Geometry) -> list[shapely.LineString]:
+    """Exterior and interior rings of a Polygon or MultiPolygon, as LineStrings."""
+    rings = []
+    for part in shapely.get_parts(polygon):
+        rings.append(shapely.LineString(part.exterior.coords))
+        rings.extend(shapely.LineString(ring.coords) for ring in part.interiors)
+    return rings
 
 
 class SceneTargetBuilder:

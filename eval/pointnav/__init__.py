@@ -1,0 +1,1 @@
+"""Closed-loop PointNav evaluation of navigation planners with habitat-lab's metrics."""

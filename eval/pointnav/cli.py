@@ -1,0 +1,94 @@
+"""`diffplan eval pointnav`: closed-loop PointNav with habitat-lab's metrics (mounted by eval.cli)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import planners
+from eval.pointnav.benchmark import BENCHMARKS, benchmark_path, load_benchmark
+from eval.pointnav.episodes import read_episodes
+from eval.pointnav.report import markdown_table, save_failure_pictures, write_run
+from eval.pointnav.results import summarize
+from eval.pointnav.runner import PointNavConfig, WorldCache, evaluate_episodes
+from scenes._cli import UserError, output_console, progress_bar, user_errors
+from scenes.nav import ROBOTS
+from scenes.nav.control import TRACKERS
+
+console = output_console()
+
+
+def pointnav(
+    planner: Annotated[str, typer.Option(help="Planner name (expert, go-to-goal, dwa, navdp, ...) or checkpoint "
+                                              "folder.")],
+    episodes: Annotated[str, typer.Option(help=f"PointNav-v1 episode file (.json.gz) or a benchmark: "
+                                               f"{', '.join(BENCHMARKS)} (generated and cached on first use).")],
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first K episodes.")] = None,
+    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Run folder for episodes.csv, summary.json, table.md and "
+                                                  "failures/*.png.")] = None,
+    robot: Annotated[str | None, typer.Option(help="wheeled or quadruped (default: each episode's robot).")] = None,
+    tracker: Annotated[str, typer.Option(help="mpc (NavDP's) or pure-pursuit.")] = "mpc",
+    seed: Annotated[int, typer.Option(help="Seed for stochastic planners (per episode: seed and index).")] = 0,
+    failures: Annotated[int, typer.Option(help="Top-down pictures of this many failed episodes (with --out).")
+                        ] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the summary.")] = False,
+    no_critic: Annotated[bool, typer.Option("--no-critic", help="NavDP ablation: execute a random sample "
+                                                                "instead of the critic's best.")] = False,
+) -> None:
+    """Drive each episode in closed loop and score it as habitat-lab's PointNav: success (STOP within 0.2 m),
+    SPL, SoftSPL, collisions; plus NavDP's success (within 1 m at the end).
+
+    Every 0.3 s the planner sees depth and the goal in the robot frame; the tracker follows its plan at 10 Hz on
+    a unicycle; moves into obstacles are refused and counted. STOP is a command below 0.025 m/s and 1 deg/s.
+    Episodes end on STOP, after 120 s, or when stuck (< 0.1 m in 9 s).
+    """
+    with user_errors(planners.UnknownPlannerError):
+        if workers < 1:
+            raise UserError(f"--workers must be positive, got {workers}")
+        if limit is not None and limit < 1:
+            raise UserError(f"--limit must be positive, got {limit}")
+        if robot is not None and robot not in ROBOTS:
+            raise UserError(f"unknown --robot {robot!r}; expected one of {', '.join(ROBOTS)}")
+        if tracker not in TRACKERS:
+            raise UserError(f"unknown --tracker {tracker!r}; expected one of {', '.join(TRACKERS)}")
+        loaded = planners.load(planner)  # fail early on an unknown planner
+        if no_critic and not hasattr(loaded, "use_critic"):
+            raise UserError(f"--no-critic: planner {planner!r} has no critic (it is for navdp)")
+        if episodes in BENCHMARKS:
+            if not benchmark_path(episodes, robot or "wheeled").is_file():
+                console.print(f"generating {episodes} into {benchmark_path(episodes, robot or 'wheeled')} ...",
+                              highlight=False)
+            items = load_benchmark(episodes, robot or "wheeled")
+        elif episodes.endswith((".json", ".json.gz")) or Path(episodes).exists():
+            items = read_episodes(Path(episodes))
+        else:
+            raise UserError(f"--episodes {episodes!r}: neither a .json.gz episode file nor one of "
+                            f"{', '.join(BENCHMARKS)}")
+        items = items[:limit] if limit is not None else items
+        config = PointNavConfig(planner=planner, tracker=tracker, robot=robot, seed=seed, use_critic=not no_critic)
+        with progress_bar("episodes") as bar:
+            task = bar.add_task(f"pointnav {planner}", total=len(items))
+            results = evaluate_episodes(items, config, workers=workers, on_progress=lambda k: bar.advance(task, k))
+        summary = summarize(results)
+        oracle = bool(getattr(loaded, "requires_world", False))
+        if out is not None:
+            extra = {"oracle": oracle, "episodes": episodes, "tracker": tracker, "robot": robot, "seed": seed}
+            write_run(out, planner, results, summary, extra)
+            if failures > 0:
+                worlds = WorldCache(config.worlds)
+                save_failure_pictures(out, items, results, worlds.get,
+                                      lambda e: ROBOTS[robot or e.robot], failures)
+    label = f"{planner} (privileged oracle)" if oracle else planner
+    console.print(markdown_table([(label, summary)]), highlight=False)
+    console.print(f"pointnav: {summary.n_episodes} episodes, {summary.n_failed} failed; terminations "
+                  + ", ".join(f"{k} {v}" for k, v in summary.terminations.items())
+                  + (f"; outputs in {out}" if out else ""), highlight=False)
+    for result in results:
+        if result.failed:
+            console.print(f"[red]failed[/] {result.episode_id}: {result.error}", highlight=False)
+    if as_json:
+        print(json.dumps(summary.as_json()))

@@ -1,0 +1,158 @@
+"""One closed-loop PointNav episode: depth -> planner -> tracker -> unicycle -> collision check, habitat metrics.
+
+Timeline (control step dt = NAV_CONTROL_DT = 0.1 s):
+    every `plan_every` = 3 steps (0.3 s, the InternNav real-robot client's planning period and the nearest
+    multiple of 0.1 s not below NAV_PLAN_DT): render depth at the pose, NavObservation with the goal in the robot
+    frame -> planner.plan (plan_privileged for oracles) -> plan to the world frame;
+    every step: tracker (v, omega) on the latest plan -> unicycle_step -> world.collides on the new position;
+    a move that would collide keeps the old position (the yaw still turns; the enclosing disc does not
+    care) and counts one collision, as habitat-sim's try_step refuses it.
+
+STOP: habitat-lab's VelocityAction semantics. A commanded (v, omega) below (0.025 m/s, 1 deg/s) is STOP, which
+ends the episode; habitat success needs STOP within 0.2 m (geodesic) of the goal. Trackers command rest when
+the plan's end is reached, so a planner stops by returning a plan that ends where the robot is.
+Other terminations: timeout (120 s, NavDP's limit) and stuck (less than 0.1 m of movement over 30 planning
+steps = 9 s, longer than a 180 deg turn in place at 0.5 rad/s).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from eval.pointnav.metrics import (
+    NAVDP_SUCCESS_DISTANCE,
+    SUCCESS_DISTANCE,
+    habitat_success,
+    navdp_success,
+    soft_spl,
+    spl,
+    travelled_length,
+)
+from eval.pointnav.results import EpisodeResult
+from planners.nav_base import NavPlanner, validate_nav_plan
+from scenes.geometry import points_to_local
+from scenes.nav import NAV_CONTROL_DT, CameraSpec, NavEpisode, NavObservation, NavWorldInterface, RobotProfile
+from scenes.nav.control import Tracker, clip_control, plan_to_world, unicycle_step
+
+STOP_SPEED = 0.025  # [m/s] habitat-lab VelocityAction: below this and STOP_YAW_RATE the command is STOP
+STOP_YAW_RATE = math.radians(1.0)  # [rad/s]
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How an episode is run.
+
+    Attributes:
+        camera: the depth camera. plan_every: control steps per planning step. max_time_s: timeout [s].
+        stuck_plans, stuck_distance: stuck if the robot moved less than stuck_distance [m] over stuck_plans
+            planning steps. success_distance, navdp_success_distance: [m].
+    """
+
+    camera: CameraSpec = field(default_factory=CameraSpec)
+    dt: float = NAV_CONTROL_DT
+    plan_every: int = 3
+    max_time_s: float = 120.0
+    stuck_plans: int = 30
+    stuck_distance: float = 0.1
+    success_distance: float = SUCCESS_DISTANCE
+    navdp_success_distance: float = NAVDP_SUCCESS_DISTANCE
+
+
+def is_stop(control: np.ndarray) -> bool:
+    """Habitat's VelocityAction: a command below (0.025 m/s, 1 deg/s) is STOP."""
+    return abs(control[0]) < STOP_SPEED and abs(control[1]) < STOP_YAW_RATE
+
+
+def observe(world: NavWorldInterface, pose: np.ndarray, goal: np.ndarray, velocity: np.ndarray,
+            camera: CameraSpec, time_s: float) -> NavObservation:
+    """What the planner sees at `pose`: depth and the goal (x forward, y left, yaw 0) in the robot frame."""
+    local = points_to_local(goal, pose)
+    return NavObservation(depth=np.asarray(world.render_depth(pose, camera), dtype=np.float32),
+                          goal=np.array([local[0], local[1], 0.0], dtype=np.float32),
+                          velocity=np.asarray(velocity, dtype=np.float32), camera=camera, time_s=time_s)
+
+
+def try_step(world: NavWorldInterface, pose: np.ndarray, control: np.ndarray, robot: RobotProfile, dt: float
+             ) -> tuple[np.ndarray, bool]:
+    """(next pose (3,), collided): the unicycle step, or only its turn when the new position collides."""
+    moved = unicycle_step(pose, control, dt)
+    if np.allclose(moved[:2], pose[:2]) or not bool(np.asarray(world.collides(moved[None, :2], robot))[0]):
+        return moved, False
+    return np.array([pose[0], pose[1], moved[2]]), True
+
+
+def run_episode(world: NavWorldInterface, episode: NavEpisode, planner: NavPlanner, tracker: Tracker,
+                robot: RobotProfile, config: LoopConfig = LoopConfig(), index: int = 0,
+                on_plan: Callable[[np.ndarray], None] | None = None) -> EpisodeResult:
+    """Drive one episode in closed loop and score it with habitat-lab's metrics (see the module docstring)."""
+    planner.reset()
+    tracker.reset()
+    pose = np.asarray(episode.start, dtype=np.float64).copy()
+    goal = np.asarray(episode.goal, dtype=np.float64)
+    start_distance = float(world.geodesic_distance(pose[:2], goal, robot))
+    if not (math.isfinite(start_distance) and start_distance > 0):
+        return EpisodeResult(index=index, episode_id=episode.episode_id, world_id=episode.world_id,
+                             termination="error", error=f"the goal is unreachable from the start for {robot.name}",
+                             start_distance=start_distance, positions=pose[None, :2].copy())
+    positions, plan_positions = [pose[:2].copy()], []
+    velocity = np.zeros(2)
+    path = np.repeat(pose[None, :2], 2, axis=0)
+    collisions, latencies, termination, error = 0, [], "timeout", ""
+    steps = round(config.max_time_s / config.dt)
+    step = 0
+    for step in range(steps):
+        if step % config.plan_every == 0:
+            plan_positions.append(pose[:2].copy())
+            back = config.stuck_plans
+            if len(plan_positions) > back and np.linalg.norm(plan_positions[-1] - plan_positions[-1 - back]) \
+                    < config.stuck_distance:
+                termination = "stuck"
+                break
+            observation = observe(world, pose, goal, velocity, config.camera, step * config.dt)
+            started = time.perf_counter()
+            try:
+                if planner.requires_world:
+                    plan = planner.plan_privileged(observation, world, pose.copy(), goal.copy(), robot)
+                else:
+                    plan = planner.plan(observation)
+                validate_nav_plan(plan)
+                if not np.isfinite(plan.trajectory.poses).all():
+                    raise ValueError("the plan has non-finite poses")
+            except Exception as exception:  # noqa: BLE001 - any planner failure ends the episode as a failure
+                termination, error = "error", f"{type(exception).__name__}: {exception}".splitlines()[0]
+                break
+            latencies.append(1e3 * (time.perf_counter() - started))
+            path = plan_to_world(plan.trajectory.poses, pose)
+            if on_plan is not None:
+                on_plan(path)
+        control = clip_control(tracker.control(pose, path), robot)
+        if is_stop(control):
+            termination = "stop"
+            break
+        pose, collided = try_step(world, pose, control, robot, config.dt)
+        collisions += int(collided)
+        velocity = control
+        positions.append(pose[:2].copy())
+    else:
+        step = steps
+    positions = np.array(positions)
+    final_distance = float(world.geodesic_distance(pose[:2], goal, robot))
+    final_euclidean = float(np.linalg.norm(pose[:2] - goal))
+    length = travelled_length(positions)
+    success = habitat_success(termination == "stop", final_distance, config.success_distance)
+    return EpisodeResult(
+        index=index, episode_id=episode.episode_id, world_id=episode.world_id, termination=termination,
+        error=error, success=success if not error else 0.0,
+        success_navdp=navdp_success(final_euclidean, config.navdp_success_distance) if not error else 0.0,
+        spl=spl(success, start_distance, length) if not error else 0.0,
+        soft_spl=soft_spl(start_distance, final_distance, length) if math.isfinite(final_distance) and not error
+        else 0.0,
+        collisions=collisions, time_s=step * config.dt, start_distance=start_distance,
+        final_distance=final_distance, final_euclidean=final_euclidean, path_length=length,
+        n_plans=len(latencies), latency_ms=float(np.mean(latencies)) if latencies else math.nan,
+        positions=positions)

@@ -1,0 +1,144 @@
+"""The `navdp` NavPlanner: sample 16 trajectories, rank them with the critic, apply NavDP's inference rules.
+
+Plans follow closed-loop evaluation's convention (eval/pointnav, planners/nav_baselines): waypoints that all
+sit at the robot mean STOP (the tracker rests, which ends the episode); waypoints beside the robot make the
+tracker turn on the spot. Rules (NavDP's point-goal agent, adapted to that convention; `select_trajectory`):
+1. stop: the goal is within `stop_radius` [m] (habitat's 0.2 m): every pose at the origin;
+2. the critic's best candidate is chosen (a seeded random one with `use_critic=False`, the ablation);
+3. rotate in place (critic only): the best value is below `stop_threshold` (NavDP: -3.0): NavDP puts every
+   waypoint at x = 0, y = sign(mean y of the best); here they sit SIDEWAYS_OFFSET beside the robot;
+4. turn in place: the chosen trajectory ends closer than 0.5 m to the robot. NavDP zeroes its x, y (keeping
+   the headings); a plan at the robot would be STOP here, so the waypoints go beside the robot on the side of
+   its final heading (of the goal when that heading is 0). Within 0.5 m of the goal, where the expert's
+   short trajectories are the final approach, the trajectory is executed as it is.
+Candidates and scores in the Plan are the raw samples (headings wrapped) and their critic values.
+Sampling is seeded (LearnedPlanner): a torch.Generator restarted from `seed` at construction, on `reset()`
+and when `seed` is set, so the same seed and the same calls give identical plans.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate
+
+from planners.base import Plan
+from planners.learned.base import LearnedPlanner, wrap_angle
+from planners.nav_base import NavPlanner, validate_nav_plan
+from planners.navdp.data import NavDPFeatures
+from planners.navdp.model import NavDPModel
+from planners.registry import register_planner
+from scenes import Frame, Trajectory
+from scenes.nav import NAV_PLAN_DT, NavObservation
+
+TURN_IN_PLACE_RADIUS = 0.5  # [m] NavDP: trajectories ending closer than this turn in place
+SIDEWAYS_OFFSET = 0.5  # [m] turn-in-place waypoints beside the robot (as planners.nav_baselines)
+
+
+@dataclass(frozen=True)
+class InferenceRules:
+    """NavDP's post-processing settings.
+
+    Attributes:
+        use_critic: rank by the critic; False picks a random candidate (ablation) and skips rule 3.
+        stop_threshold: below this best critic value the robot rotates in place (NavDP eval default -3.0).
+        stop_radius: goal distance [m] under which the plan is STOP (habitat-lab's success distance).
+    """
+
+    use_critic: bool = True
+    stop_threshold: float = -3.0
+    stop_radius: float = 0.2
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What `select_trajectory` chose: poses (P, 3) robot frame, yaw wrapped; index of the chosen candidate
+    (-1 when stopped); rule flags for Plan.info."""
+
+    poses: np.ndarray
+    index: int
+    info: dict[str, float]
+
+
+def sideways_plan(side: float, num_poses: int) -> np.ndarray:
+    """(num_poses, 3) waypoints SIDEWAYS_OFFSET to the left (side > 0) or right, facing them: turn on the spot."""
+    direction = 1.0 if side >= 0 else -1.0
+    return np.tile([0.0, direction * SIDEWAYS_OFFSET, direction * math.pi / 2], (num_poses, 1))
+
+
+def select_trajectory(candidates: np.ndarray, values: np.ndarray, goal: np.ndarray, rules: InferenceRules,
+                      random_index: int = 0) -> Selection:
+    """Apply the module's rules to (N, P, 3) robot-frame candidate poses with (N,) critic values and a (3,)
+    goal; `random_index` is the candidate chosen when `rules.use_critic` is False."""
+    num_poses = candidates.shape[1]
+    info = {"stopped": 0.0, "rotated": 0.0, "turned_in_place": 0.0, "best_value": float(np.max(values))}
+    goal_distance = float(np.linalg.norm(goal[:2]))
+    if goal_distance < rules.stop_radius:
+        info["stopped"] = 1.0
+        return Selection(np.zeros((num_poses, 3)), -1, info)
+    index = int(np.argmax(values)) if rules.use_critic else int(random_index)
+    poses = np.array(candidates[index], dtype=np.float64)
+    if rules.use_critic and values[index] < rules.stop_threshold:
+        info["rotated"] = 1.0
+        return Selection(sideways_plan(poses[:, 1].mean(), num_poses), index, info)
+    if np.linalg.norm(poses[-1, :2]) < TURN_IN_PLACE_RADIUS and goal_distance >= TURN_IN_PLACE_RADIUS:
+        info["turned_in_place"] = 1.0
+        final_yaw = float(wrap_angle(poses[-1, 2]))
+        return Selection(sideways_plan(final_yaw if abs(final_yaw) > 1e-3 else goal[1], num_poses), index, info)
+    poses[:, 2] = wrap_angle(poses[:, 2])
+    return Selection(poses, index, info)
+
+
+@register_planner("navdp")
+class NavDPPlanner(LearnedPlanner, NavPlanner):
+    """NavDP (depth + point goal -> 16 sampled trajectories, critic-ranked). `load("navdp")` is untrained;
+    train with `diffplan train navdp --data NAV_DATASET`. Settings after construction: `num_samples`, `rules`
+    (InferenceRules), `seed`; `use_critic` is a shortcut into `rules`."""
+
+    model_class = NavDPModel
+
+    def __init__(self, model: NavDPModel | None = None, *, num_samples: int = 16, seed: int = 0,
+                 rules: InferenceRules = InferenceRules(), **hyperparameters: Any):
+        super().__init__(model, seed=seed, **hyperparameters)
+        self.num_samples, self.rules = num_samples, rules
+
+    @property
+    def use_critic(self) -> bool:
+        return self.rules.use_critic
+
+    @use_critic.setter
+    def use_critic(self, value: bool) -> None:
+        self.rules = replace(self.rules, use_critic=bool(value))
+
+    def plan(self, observation: NavObservation) -> Plan:  # type: ignore[override]
+        return self.plan_batch([observation])[0]
+
+    @torch.no_grad()
+    def plan_batch(self, observations: Sequence[NavObservation]) -> list[Plan]:  # type: ignore[override]
+        if not observations:
+            return []
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be positive, got {self.num_samples}")
+        start = time.perf_counter()
+        device = next(self.model.parameters()).device
+        features = default_collate([self._features(obs) for obs in observations])
+        features = NavDPFeatures(*(part.to(device) for part in features))
+        self.model.eval()
+        _, candidates, values = self.model.propose(features, self._generator, self.num_samples)
+        candidates, values = candidates.double().cpu().numpy(), values.double().cpu().numpy()
+        picks = torch.randint(0, values.shape[1], (len(observations),), generator=self._generator).tolist()
+        latency = 1e3 * (time.perf_counter() - start) / len(observations)
+        plans = []
+        for obs, candidate, value, pick in zip(observations, candidates, values, picks, strict=True):
+            chosen = select_trajectory(candidate, value, np.asarray(obs.goal, dtype=np.float64), self.rules, pick)
+            candidate[..., 2] = wrap_angle(candidate[..., 2])
+            plan = Plan(Trajectory(chosen.poses, NAV_PLAN_DT, Frame.EGO), candidates=candidate, scores=value,
+                        info={"latency_ms": latency, "index": float(chosen.index), **chosen.info})
+            plans.append(validate_nav_plan(plan))
+        return plans

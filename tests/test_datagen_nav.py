@@ -1,0 +1,175 @@
+"""`diffplan datagen nav`: deterministic bytes across workers and Ray, resume, the nav store and reader."""
+
+import hashlib
+import json
+import os
+import shutil
+import time
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from datagen.cli import app
+from datagen.nav import NavDatagenConfig, run_nav_datagen
+from scenes.cli import app as scenes_app
+from scenes.nav import NAV_PLAN_POSES, NavTrainingSample, world_from_id
+from scenes.nav.generator import HELD_OUT_WORLD_SEED
+from scenes.store import DatasetError
+from scenes.store.nav import NAV_SCHEMA_VERSION, NavDataset
+
+SMALL = NavDatagenConfig(n=4, seed=3, camera="64x64", shard_size=2, episodes_per_world=2)
+
+
+def dataset_hash(root) -> str:
+    """sha256 over every file's relative path and bytes, sorted by path."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nav") / "one"
+    summary = run_nav_datagen(root, SMALL, workers=1)
+    assert summary.trajectories == SMALL.n and not summary.failures
+    return root, dataset_hash(root)
+
+
+def test_two_workers_write_the_same_bytes(small, tmp_path):
+    _, expected = small
+    run_nav_datagen(tmp_path / "two", SMALL, workers=2)
+    assert dataset_hash(tmp_path / "two") == expected
+
+
+def test_resume_after_deleted_and_partial_shards(small, tmp_path):
+    root, expected = small
+    copy = tmp_path / "resumed"
+    shutil.copytree(root, copy)
+    (copy / "info.json").unlink()
+    (copy / "shards" / "00001.parquet").unlink()  # shard 1 incomplete: redone
+    (copy / "meta" / "datagen" / "unit-00000.json").unlink()  # shard 0 not marked done: redone
+    (copy / "privileged" / "00000.parquet.tmp-1-2").write_bytes(b"half a write")  # a killed write's leftover
+    summary = run_nav_datagen(copy, SMALL, resume=True)
+    assert dataset_hash(copy) == expected
+    assert not summary.reports[0].resumed and summary.trajectories == SMALL.n
+
+
+def test_resume_refuses_another_config(small):
+    root, _ = small
+    result = CliRunner().invoke(app, ["nav", "--out", str(root), "--n", "5", "--seed", "3", "--camera", "64x64",
+                                      "--shard-size", "2", "--episodes-per-world", "2", "--resume"])
+    assert result.exit_code == 2 and "n=4" in result.output
+    result = CliRunner().invoke(app, ["nav", "--out", str(root), "--n", "4"])
+    assert result.exit_code == 2 and "--resume" in result.output
+
+
+@pytest.mark.slow
+def test_ray_local_backend_writes_the_same_bytes(small, tmp_path):
+    ray = pytest.importorskip("ray")
+    _, expected = small
+    try:
+        run_nav_datagen(tmp_path / "ray", SMALL, ray_address="local")
+        assert not ray.is_initialized()
+    finally:
+        ray.shutdown()
+    assert dataset_hash(tmp_path / "ray") == expected
+
+
+def test_reader_gives_training_samples(small):
+    root, _ = small
+    data = NavDataset.open(root)
+    info = json.loads((root / "info.json").read_text())
+    assert info["schema_version"] == NAV_SCHEMA_VERSION and info["camera"]["width"] == 64
+    assert info["fields"]["shards/depth"]["unit"] == "0.1 mm" and info["fields"]["shards/depth"]["shape"] == [64, 64]
+    assert len(data) == info["num_frames"] == sum(len(data.frames(e)) for e in range(SMALL.n))
+    episodes = data.episodes()
+    assert [e.episode_id for e in episodes] == [f"3-{i:07d}" for i in range(SMALL.n)]
+    for e, episode in enumerate(episodes):
+        frames = data.frames(e)
+        first, last = data[frames[0]], data[frames[-1]]
+        assert isinstance(first, NavTrainingSample) and first.validate() is first
+        assert first.future.shape == (NAV_PLAN_POSES, 3) and first.observation.depth.shape == (64, 64)
+        assert first.observation.depth.dtype == np.float32 and first.observation.depth.max() <= 5.0
+        assert first.observation.time_s == 0.0 and np.allclose(first.observation.velocity, 0.0)
+        np.testing.assert_allclose(data.privileged_frame(frames[0])["pose"], episode.start)
+        assert np.linalg.norm(last.observation.goal[:2]) < 0.2
+        assert world_from_id(episode.world_id).world_id == episode.world_id
+        assert int(episode.world_id.rsplit("-", 1)[1]) < HELD_OUT_WORLD_SEED  # never an evaluation world
+        poses = data.episode_poses(e)
+        assert poses.shape == (len(frames), 3)
+    # Depth is stored to 0.1 mm: the rendered frame at the start comes back within 0.05 mm.
+    from scenes.nav.mujoco_world import MujocoNavWorld
+
+    with MujocoNavWorld(world_from_id(episodes[0].world_id)) as sim:
+        rendered = sim.render_depth(episodes[0].start, data.camera)
+    assert np.abs(data[0].observation.depth - rendered).max() <= 0.5e-4 + 1e-6
+    with pytest.raises(IndexError):
+        data[len(data)]
+    blind = NavDataset.open(root, privileged=False)
+    assert blind.observation(3).depth.shape == (64, 64)
+    with pytest.raises(DatasetError, match="privileged"):
+        blind[3]
+
+
+def test_reader_refuses_foreign_or_incomplete_folders(small, tmp_path):
+    root, _ = small
+    with pytest.raises(DatasetError, match="no such"):
+        NavDataset.open(tmp_path / "missing")
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    info = json.loads((copy / "info.json").read_text())
+    (copy / "info.json").write_text(json.dumps({**info, "schema_version": "diffplan-nav-store/0"}))
+    with pytest.raises(DatasetError, match="schema version"):
+        NavDataset.open(copy)
+    (copy / "info.json").write_text(json.dumps(info))
+    (copy / "privileged" / "00001.parquet").unlink()
+    with pytest.raises(DatasetError, match="missing"):
+        NavDataset.open(copy)
+    assert len(NavDataset.open(copy, privileged=False)) == info["num_frames"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--n", "0"], "--n must be a positive"),
+    (["--robot", "tall"], "unknown robot"),
+    (["--world-kind", "forest"], "unknown world kind"),
+    (["--camera", "32x32"], "64..640"),
+    (["--camera", "big"], "WIDTHxHEIGHT"),
+    (["--workers", "0"], "--workers must be positive"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["nav", "--out", str(tmp_path / "x"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_writes_a_quadruped_dataset_and_a_picture(tmp_path):
+    out = tmp_path / "quad"
+    result = CliRunner().invoke(app, ["nav", "--out", str(out), "--n", "2", "--robot", "quadruped",
+                                      "--world-kind", "cluttered", "--camera", "64x64"])
+    assert result.exit_code == 0, result.output
+    assert "trajectories" in result.output and "trajectories/s" in result.output
+    data = NavDataset.open(out)
+    assert {e.robot for e in data.episodes()} == {"quadruped"}
+    assert all(e.world_id.startswith("cluttered-") for e in data.episodes())
+    picture = tmp_path / "nav.png"
+    result = CliRunner().invoke(scenes_app, ["show-nav", str(out), "--out", str(picture), "--episode", "1"])
+    assert result.exit_code == 0, result.output
+    assert picture.stat().st_size > 10_000
+    result = CliRunner().invoke(scenes_app, ["show-nav", "rooms-3", "--out", str(tmp_path / "w.png"), "--depth"])
+    assert result.exit_code == 0 and (tmp_path / "w.png").stat().st_size > 10_000
+    result = CliRunner().invoke(scenes_app, ["show-nav", "nowhere-3", "--out", str(tmp_path / "n.png")])
+    assert result.exit_code == 2 and "world id" in result.output
+
+
+def test_bench_navgen_reports_its_figures():
+    from datagen.bench import bench_navgen
+
+    start = time.perf_counter()
+    figures = bench_navgen(seconds=0.01, camera="64x64")
+    assert figures["trajectories_per_s_per_core"] > 0 and figures["frames_per_s_per_core"] > 0
+    assert time.perf_counter() - start < 120
