@@ -4,6 +4,7 @@ from scenes.nav.generator import NAV_GENERATOR_VERSION, WORLD_KINDS, generate_wo
 from scenes.nav.types import (
     DEPTH_MAX,
     DEPTH_MIN,
+    DEPTH_SCALE,
     NAV_CAMERA_DT,
     NAV_CONTROL_DT,
     NAV_PLAN_DT,
@@ -25,6 +26,7 @@ from scenes.nav.world import NavWorld, ObstacleKind, make_world
 __all__ = [
     "DEPTH_MAX",
     "DEPTH_MIN",
+    "DEPTH_SCALE",
     "NAVDP_ACTION_SCALE",
     "NAV_CAMERA_DT",
     "NAV_CONTROL_DT",

@@ -18,10 +18,16 @@ from scipy.spatial import cKDTree
 from scenes._checks import ShapeChecker
 from scenes.geometry import wrap_angle
 from scenes.nav import control
-from scenes.nav.critic import AUGMENT_MAX_YAW, critic_from_distances, crop_obstacles, rotate_future
+from scenes.nav.critic import (
+    AUGMENT_MAX_YAW,
+    NO_OBSTACLE_VALUE,
+    critic_from_distances,
+    crop_obstacles,
+    rotate_future,
+)
 from scenes.nav.grid import path_length
 from scenes.nav.mujoco_world import MujocoNavWorld
-from scenes.nav.types import NAV_CAMERA_DT, NAV_PLAN_POSES, CameraSpec, NavEpisode, RobotProfile
+from scenes.nav.types import DEPTH_SCALE, NAV_CAMERA_DT, NAV_PLAN_POSES, CameraSpec, NavEpisode, RobotProfile
 
 EXPERT_DT = 0.125  # [s] roll-out step of the tracker; divides NAV_CAMERA_DT
 COMFORT = 0.3  # [m] string pulling keeps this much ESDF beyond the traversable minimum where the path had it
@@ -29,7 +35,6 @@ SMOOTH_MARGIN = 0.05  # [m] the smoothed path keeps clearance >= robot radius + 
 SMOOTHING = (0.02, 0.004, 0.0008)  # smoothing-spline lambdas tried in turn [m^3]
 LOOKAHEADS = (0.5, 0.3)  # [m] pure-pursuit look-ahead distances tried in turn
 GOAL_TOLERANCE = 0.2  # [m] a roll-out that ends farther from the goal failed (Habitat's success radius)
-DEPTH_SCALE = 10000.0  # stored depth unit: 0.1 mm (NavDP's PNG convention)
 
 
 def smooth_path(path: np.ndarray, world: MujocoNavWorld, robot: RobotProfile, spacing: float = 0.1) -> np.ndarray:
@@ -167,8 +172,8 @@ def record_demo(world: MujocoNavWorld, episode: NavEpisode, robot: RobotProfile,
     yaw = rng.uniform(-AUGMENT_MAX_YAW, AUGMENT_MAX_YAW, count)
     augmented = rotate_future(future, yaw)
     obstacles = crop_obstacles(world.obstacle_points(robot), frames[:, :2])
-    critic = np.full(count, 2.0)
-    augmented_critic = np.full(count, 2.0)
+    critic = np.full(count, NO_OBSTACLE_VALUE)
+    augmented_critic = np.full(count, NO_OBSTACLE_VALUE)
     if len(obstacles):
         tree = cKDTree(obstacles)
         for values, local in ((critic, future), (augmented_critic, augmented)):

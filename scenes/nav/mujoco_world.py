@@ -236,8 +236,11 @@ class MujocoNavWorld:
             mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
             self._context.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
             self._scene = mujoco.MjvScene(self._model, maxgeom=len(self.primitives) + 8)
-            self._scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = True  # flat colours: no lighting work
-            self._scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = True
+            flags = mujoco.mjtRndFlag
+            for flag, on in ((flags.mjRND_SEGMENT, True), (flags.mjRND_IDCOLOR, True),  # flat colours, no lights
+                             (flags.mjRND_SKYBOX, False), (flags.mjRND_REFLECTION, False),
+                             (flags.mjRND_SHADOW, False), (flags.mjRND_HAZE, False)):
+                self._scene.flags[flag] = on
             self._option, self._camera = mujoco.MjvOption(), mujoco.MjvCamera()
             self._camera.type, self._camera.fixedcamid = mujoco.mjtCamera.mjCAMERA_FIXED, 0
         return mujoco

@@ -22,6 +22,7 @@ NAV_CONTROL_DT = 0.1  # [s] closed-loop control and simulation step (NavDP's MPC
 NAV_CAMERA_DT = 0.25  # [s] between recorded depth frames in demonstrations (the planning rate)
 NAVDP_ACTION_SCALE = 4.0  # NavDP labels are consecutive waypoint deltas x 4, clipped to [-1, 1]
 DEPTH_MIN, DEPTH_MAX = 0.1, 5.0  # [m] NavDP's valid depth range; outside it depth is 0 (invalid)
+DEPTH_SCALE = 10000.0  # stored depth = round(m x DEPTH_SCALE) as uint16, i.e. 0.1 mm (NavDP's depth PNGs)
 
 
 class RobotKind(enum.Enum):

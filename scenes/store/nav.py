@@ -28,6 +28,7 @@ from scenes._checks import ValidationError
 from scenes.nav.types import (
     DEPTH_MAX,
     DEPTH_MIN,
+    DEPTH_SCALE,
     NAV_CAMERA_DT,
     NAV_PLAN_DT,
     NAV_PLAN_POSES,
@@ -48,7 +49,6 @@ from scenes.store.layout import (
     shard_path,
 )
 from scenes.store.nav_schema import (
-    DEPTH_SCALE,
     EPISODE_FIELDS,
     FRAME_FIELDS,
     NAV_SCHEMA_VERSION,
@@ -236,7 +236,7 @@ class NavDataset:
         self.cache_size = max(1, cache_size)
 
     @classmethod
-    def open(cls, root: Path | str, privileged: bool = True, cache_size: int = 8) -> NavDataset:
+    def open(cls, root: Path | str, privileged: bool = True, cache_size: int = 32) -> NavDataset:
         """Open and check a dataset (info.json, episodes.parquet, every shard's footer); DatasetError names
         the path when something is missing, corrupt, incomplete or of another schema version."""
         root = Path(root)
