@@ -18,7 +18,7 @@ import numpy as np
 import planners
 from eval.pointnav.loop import LoopConfig, run_episode
 from eval.pointnav.results import EpisodeResult
-from scenes.nav import ROBOTS, NavEpisode, NavWorldInterface
+from scenes.nav import ROBOTS, NavEpisode, NavWorldInterface, RobotProfile
 from scenes.nav.control import make_tracker
 
 HABITAT_SCENE_SUFFIXES = (".glb", ".ply", ".obj", ".gltf")
@@ -99,7 +99,7 @@ def evaluate_chunk(episodes: list[tuple[int, NavEpisode]], config: PointNavConfi
         robot = ROBOTS[config.robot or episode.robot]
         if robot.name not in trackers:
             trackers[robot.name] = make_tracker(config.tracker, robot)
-        if hasattr(planner, "robot"):  # rule-based baselines size their collision corridor by the robot
+        if isinstance(getattr(planner, "robot", None), RobotProfile):  # the rule-based baselines' footprint
             planner.robot = robot
         _seed_everything(config.seed, index)
         results.append(run_episode(worlds.get(episode.world_id), episode, planner, trackers[robot.name], robot,
