@@ -183,7 +183,9 @@ class DWAPlanner(NavPlanner):
         self._frames = [*self._frames[-(self.memory_frames - 1):], points_to_global(seen, self._odom)]
         local = points_to_local(np.vstack(self._frames), self._odom)
         local = local[np.linalg.norm(local, axis=1) < 3.0]
-        return np.unique(np.round(local / 0.05), axis=0) * 0.05
+        cells = np.round(local / 0.05).astype(np.int64)
+        _, first = np.unique(cells[:, 0] * 1_000_003 + cells[:, 1], return_index=True)
+        return cells[first] * 0.05
 
     def plan(self, observation: NavObservation) -> Plan:
         goal = observation.goal[:2].astype(np.float64)

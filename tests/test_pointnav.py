@@ -288,11 +288,13 @@ def test_dwa_drives_around_a_box():
 
 @pytest.mark.slow
 def test_results_do_not_depend_on_the_number_of_workers():
-    episodes = [episode("box", [0.0, 0.0, 0.0], [6.0, 0.0], "a"), episode("open", [0.0, 0.0, 2.0], [4.0, 2.0], "b"),
-                episode("box", [6.0, 1.5, 3.0], [0.0, -1.5], "c")]
-    config = PointNavConfig(planner="dwa", tracker="mpc", worlds="tests.test_pointnav:fake_world")
+    episodes = [episode("open", [0.0, 0.0, 2.0], [3.0, 1.0], "a"), episode("box", [1.0, 0.3, 0.0], [4.5, 0.0], "b")]
+    config = PointNavConfig(planner="dwa", tracker="pure-pursuit", worlds="tests.test_pointnav:fake_world",
+                            loop=LoopConfig(camera=CameraSpec(64, 64, 79.0, 0.4), max_time_s=30.0))
     one = evaluate_episodes(episodes, config, workers=1, chunk_size=1)
     two = evaluate_episodes(episodes, config, workers=2, chunk_size=1)
+    assert [r.episode_id for r in two] == ["a", "b"] and one[0].n_plans > 5
+
     def rows(results):
         return [{k: v for k, v in r.csv_row().items() if k != "latency_ms"} for r in results]
 

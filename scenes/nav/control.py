@@ -153,7 +153,8 @@ class MPCTracker:
     The NLP is built once with the start pose and the references as parameters; every solve warm-starts from
     the previous solution shifted by one step. References are points on the path ahead of the robot, one
     every `MPC_REFERENCE_EVERY` steps (at steps 3, 6, ..., 15), spaced by the distance covered at `speed`
-    [m/s] in those steps and clamped to the path's end (so the robot stops there).
+    [m/s] in those steps and clamped to the path's end (so the robot stops there). The robot turns in place
+    while the last reference is behind it (where v = omega = 0 would be a stationary point of the NLP).
     """
 
     def __init__(self, robot: RobotProfile, speed: float | None = None, horizon: int = MPC_HORIZON,
@@ -183,7 +184,7 @@ class MPCTracker:
         self._solver = casadi.nlpsol("navdp_mpc", "ipopt", nlp, options)
         self._lower = np.tile([0.0, -robot.omega_max], horizon)
         self._upper = np.tile([robot.v_max, robot.omega_max], horizon)
-        self._guess = np.zeros(2 * horizon)
+        self.reset()
 
     def reset(self) -> None:
         self._guess = np.zeros(2 * self.horizon)
