@@ -76,8 +76,12 @@ class WorldCache:
         return self.worlds[world_id]
 
 
+def _episode_seed(seed: int, index: int) -> int:
+    return (seed * 1_000_003 + index) % 2**32
+
+
 def _seed_everything(seed: int, index: int) -> None:
-    value = (seed * 1_000_003 + index) % 2**32
+    value = _episode_seed(seed, index)
     random.seed(value)
     np.random.seed(value)
     try:
@@ -102,6 +106,8 @@ def evaluate_chunk(episodes: list[tuple[int, NavEpisode]], config: PointNavConfi
         if isinstance(getattr(planner, "robot", None), RobotProfile):  # the rule-based baselines' footprint
             planner.robot = robot
         _seed_everything(config.seed, index)
+        if hasattr(planner, "seed"):  # stochastic learned planners draw from their own generator, reset per episode
+            planner.seed = _episode_seed(config.seed, index)
         results.append(run_episode(worlds.get(episode.world_id), episode, planner, trackers[robot.name], robot,
                                    config.loop, index=index))
     return results
