@@ -10,6 +10,8 @@ import typer
 
 import planners
 from eval.pointnav.cli import pointnav
+from eval.pointnav.report import markdown_table as pointnav_table
+from eval.pointnav.results import PointNavSummary
 from eval.report import markdown_table, save_worst_bevs, write_run
 from eval.results import Summary, summarize
 from eval.runner import EvalConfig, evaluate_dataset
@@ -84,28 +86,57 @@ def navsim(
 
 
 @app.command()
-def table(runs: Annotated[list[Path], typer.Argument(help="Run folders written by `diffplan eval navsim --out`.")]
-          ) -> None:
-    """One Markdown table (NC, DAC, TTC, Comf, EP, PDMS in percent) of several evaluation runs."""
-    rows = []
+def table(runs: Annotated[list[Path], typer.Argument(
+        help="Run folders written by `diffplan eval navsim --out` or `diffplan eval pointnav --out`.")]) -> None:
+    """One Markdown table of several evaluation runs of one kind: NAVSIM runs (NC, DAC, TTC, Comf, EP, PDMS in
+    percent) or PointNav runs (success, NavDP's 1 m success, SPL, SoftSPL in percent, collisions/episode)."""
     with user_errors():
-        for run in runs:
-            path = run / "summary.json"
-            try:
-                body = json.loads(path.read_text())
-                fields = {name: body[name] for name in ("metric", "n_scenes", "n_failed", "nc", "dac", "ddc", "ttc",
-                                                        "ep")}
-                summary = Summary(**fields, dropped_failed=False, tlc=body.get("tlc", 1.0), comfort=body["c"],
-                                  lk=body.get("lk", 1.0), hc=body.get("hc", 1.0), ec=body.get("ec", 1.0),
-                                  score=body.get("pdms", body.get("epdms")))
-            except FileNotFoundError:
-                raise UserError(f"{path}: not found (is {run} an eval run folder?)") from None
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise UserError(f"{path}: not a diffplan eval summary ({error})") from None
-            label = body.get("planner", run.name) + (" (oracle)" if body.get("oracle") else "")
-            rows.append((label, summary))
+        bodies = [_read_summary(run) for run in runs]
+        kinds = {"pointnav" if "spl" in body else "navsim" for body in bodies}
+        if len(kinds) > 1:
+            raise UserError("cannot mix NAVSIM and PointNav runs in one table")
+        labels = [body.get("planner", run.name) + (" (oracle)" if body.get("oracle") else "")
+                  for run, body in zip(runs, bodies, strict=True)]
+        if kinds == {"pointnav"}:
+            rows = [(label, _pointnav_summary(run, body)) for run, label, body in zip(runs, labels, bodies,
+                                                                                     strict=True)]
+            console.print(pointnav_table(rows), highlight=False)
+            return
+        rows = [(label, _navsim_summary(run, body)) for run, label, body in zip(runs, labels, bodies, strict=True)]
         if len({summary.metric for _, summary in rows}) > 1:
             raise UserError("the runs use different metrics: " + ", ".join(s.metric for _, s in rows))
     console.print(markdown_table(rows), highlight=False)
     console.print(f"{rows[0][1].metric}, " + ", ".join(f"{label}: {s.n_scenes} scenes" for label, s in rows),
                   highlight=False, soft_wrap=True)
+
+
+def _read_summary(run: Path) -> dict:
+    path = run / "summary.json"
+    try:
+        body = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found (is {run} an eval run folder?)") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: not a diffplan eval summary ({error})") from None
+    if not isinstance(body, dict):
+        raise UserError(f"{path}: not a diffplan eval summary (not a JSON object)")
+    return body
+
+
+def _navsim_summary(run: Path, body: dict) -> Summary:
+    try:
+        fields = {name: body[name] for name in ("metric", "n_scenes", "n_failed", "nc", "dac", "ddc", "ttc", "ep")}
+        return Summary(**fields, dropped_failed=False, tlc=body.get("tlc", 1.0), comfort=body["c"],
+                       lk=body.get("lk", 1.0), hc=body.get("hc", 1.0), ec=body.get("ec", 1.0),
+                       score=body.get("pdms", body.get("epdms")))
+    except (KeyError, TypeError) as error:
+        raise UserError(f"{run / 'summary.json'}: not a diffplan eval summary (missing {error})") from None
+
+
+def _pointnav_summary(run: Path, body: dict) -> PointNavSummary:
+    try:
+        return PointNavSummary(**{name: body[name] for name in (
+            "n_episodes", "n_failed", "success", "success_navdp", "spl", "soft_spl", "collisions_per_episode",
+            "mean_time_s", "terminations")})
+    except (KeyError, TypeError) as error:
+        raise UserError(f"{run / 'summary.json'}: not a PointNav summary (missing {error})") from None
