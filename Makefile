@@ -7,11 +7,12 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 DEV_EXTRAS := dev,nav,ros2,ray,nuscenes
 DEMO_DIR   ?= demo_out
 
-.PHONY: demo test lint clean-demo help
+.PHONY: demo demo-train test lint clean-demo help
 
 help:
 	@echo "make demo   set up .venv and run the main job end to end on synthetic data"
 	@echo "make test   set up .venv with the dev extras and run the test suite"
+	@echo "make demo-train  retrain checkpoints/diffusiondrive-synth.safetensors on CPU (about 1.5 h)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "diffplan needs Python >= 3.11"'
@@ -25,10 +26,18 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PIP) install -e '.[$(DEV_EXTRAS)]'
 	@touch $@ $(VENV)/.installed-core
 
-DEMO_EVAL_SCENES ?= 100
-DEMO_PLANNERS    := constant-velocity pdm-closed human
+$(VENV)/.installed-demo: pyproject.toml | $(PY)
+	$(PIP) install -e '.[nav]'
+	@touch $@ $(VENV)/.installed-core
 
-demo: $(VENV)/.installed-core
+DEMO_EVAL_SCENES   ?= 100
+DEMO_NAV_EPISODES  ?= 10
+# name=planner pairs; learned planners load the small checkpoints shipped in checkpoints/ (`make demo-train`)
+DEMO_DRIVE_PLANNERS := constant-velocity=constant-velocity ego-mlp=checkpoints/ego-mlp-synth.safetensors \
+	pdm-closed=pdm-closed diffusiondrive=checkpoints/diffusiondrive-synth.safetensors human=human
+DEMO_NAV_PLANNERS   := expert=expert go-to-goal=go-to-goal dwa=dwa navdp=checkpoints/navdp-synth.safetensors
+
+demo: $(VENV)/.installed-demo
 	$(VENV)/bin/diffplan datagen drive --n 12 --demos-per-scene 2 --shard-size 6 --workers 2 \
 		--out $(DEMO_DIR)/expert-train --resume
 	$(VENV)/bin/diffplan scenes show $(DEMO_DIR)/expert-train --index 1 --out $(DEMO_DIR)/expert-bev.png
@@ -37,11 +46,33 @@ demo: $(VENV)/.installed-core
 	$(VENV)/bin/diffplan scenes show $(DEMO_DIR)/drive-train --index 0 --out $(DEMO_DIR)/bev.png
 	$(VENV)/bin/diffplan scenes stats $(DEMO_DIR)/drive-train
 	$(VENV)/bin/diffplan scenes generate --benchmark navtest-synth --workers 2 --out $(DEMO_DIR)/navtest-synth --resume
-	for planner in $(DEMO_PLANNERS); do \
-		$(VENV)/bin/diffplan eval navsim --planner $$planner --scenes $(DEMO_DIR)/navtest-synth \
-			--limit $(DEMO_EVAL_SCENES) --workers 2 --out $(DEMO_DIR)/runs/$$planner --worst 3 || exit 1; \
+	for pair in $(DEMO_DRIVE_PLANNERS); do \
+		$(VENV)/bin/diffplan eval navsim --planner $${pair#*=} --scenes $(DEMO_DIR)/navtest-synth \
+			--limit $(DEMO_EVAL_SCENES) --workers 2 --out $(DEMO_DIR)/runs/$${pair%%=*} --worst 3 || exit 1; \
 	done
-	$(VENV)/bin/diffplan eval table $(addprefix $(DEMO_DIR)/runs/,$(DEMO_PLANNERS))
+	$(VENV)/bin/diffplan datagen nav --n 8 --shard-size 4 --workers 2 --out $(DEMO_DIR)/nav-train --resume
+	$(VENV)/bin/diffplan scenes show-nav $(DEMO_DIR)/nav-train --depth --out $(DEMO_DIR)/nav-world.png
+	for pair in $(DEMO_NAV_PLANNERS); do \
+		$(VENV)/bin/diffplan eval pointnav --planner $${pair#*=} --episodes pointnav-synth \
+			--limit $(DEMO_NAV_EPISODES) --workers 2 --out $(DEMO_DIR)/nav-runs/$${pair%%=*} || exit 1; \
+	done
+	$(VENV)/bin/diffplan eval table $(foreach pair,$(DEMO_DRIVE_PLANNERS),$(DEMO_DIR)/runs/$(firstword $(subst =, ,$(pair))))
+	$(VENV)/bin/diffplan eval table $(foreach pair,$(DEMO_NAV_PLANNERS),$(DEMO_DIR)/nav-runs/$(firstword $(subst =, ,$(pair))))
+
+# checkpoints/diffusiondrive-synth.safetensors: DiffusionDrive trained on CPU (one thread) on 10,000 synthetic
+# training scenes; about 40 min of data generation and 40 min of training on one core.
+DEMO_TRAIN_SCENES ?= 10000
+DEMO_TRAIN_EPOCHS ?= 6
+DEMO_TRAIN_DATA   ?= $(DEMO_DIR)/drive-train-$(DEMO_TRAIN_SCENES)
+DEMO_CHECKPOINT   ?= checkpoints/diffusiondrive-synth.safetensors
+
+demo-train: $(VENV)/.installed-core
+	$(VENV)/bin/diffplan scenes generate --n $(DEMO_TRAIN_SCENES) --split train --seed 0 --shard-size 500 \
+		--workers 2 --out $(DEMO_TRAIN_DATA) --resume
+	rm -rf $(DEMO_DIR)/runs/train-diffusiondrive
+	OMP_NUM_THREADS=1 $(VENV)/bin/diffplan train diffusiondrive --data $(DEMO_TRAIN_DATA) \
+		--out $(DEMO_DIR)/runs/train-diffusiondrive --epochs $(DEMO_TRAIN_EPOCHS) --batch-size 32 --in-memory \
+		--accelerator cpu --devices 1 --seed 0 --export $(DEMO_CHECKPOINT)
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
