@@ -1,7 +1,8 @@
-"""`diffplan anchors`: k-means trajectory anchors for anchor-based diffusion planners."""
+"""`diffplan anchors` (k-means trajectory anchors for anchor-based diffusion planners) and `diffplan train`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +64,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and workers.")] = 0,
     export: Annotated[Path | None, typer.Option(
         help="Also write the trained planner as one NAME.safetensors file (weights + config metadata).")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", help="A model hyperparameter KEY=VALUE, repeatable (e.g. --model d_model=64 --model "
+        "num_layers=3); VALUE is read as JSON, else as a string. Default: the model's defaults.")] = None,
 ) -> None:
     """Train a learned planner with Lightning and export a checkpoint that `--planner OUT/checkpoint` loads."""
     from planners.registry import UnknownPlannerError, available_planners
@@ -76,11 +80,12 @@ def train(
             raise UserError(f"--out {out} is not empty; pass --resume to continue it or choose a new folder")
         if export is not None and export.suffix != ".safetensors":
             raise UserError(f"--export {export}: expected a .safetensors file")
+        hyperparameters = parse_hyperparameters(model or [])
         folder = run_training(
             name, data, out, epochs=epochs, batch_size=batch_size, lr=lr, devices=parse_devices(devices),
             precision=precision, resume=resume, seed=seed, num_workers=num_workers,
             split=None if split == "all" else split, accelerator=accelerator, progress=True, in_memory=in_memory,
-            num_nodes=num_nodes, strategy=strategy,
+            num_nodes=num_nodes, strategy=strategy, hyperparameters=hyperparameters,
         )
         if export is not None:
             from planners.checkpoint import export_single_file, load_checkpoint
@@ -88,6 +93,20 @@ def train(
             export_single_file(load_checkpoint(folder), export)
     console.print(f"{name} trained for {epochs} epoch(s) -> {folder}; metrics in {out / 'logs'}"
                   + (f"; exported {export}" if export is not None else ""))
+
+
+def parse_hyperparameters(items: list[str]) -> dict[str, object]:
+    """["d_model=64", "encoder=vit"] -> {"d_model": 64, "encoder": "vit"}; UserError on a malformed item."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UserError(f"--model {item!r}: expected KEY=VALUE, e.g. d_model=64")
+        try:
+            out[key.strip()] = json.loads(text)
+        except ValueError:
+            out[key.strip()] = text
+    return out
 
 
 def parse_devices(devices: str) -> int | str | list[int]:

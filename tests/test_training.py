@@ -190,3 +190,20 @@ def test_cli_trains_resumes_and_reports_errors_in_one_line(dataset, tmp_path):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output
+
+
+def test_cli_model_hyperparameters_reach_the_checkpoint(dataset, tmp_path):
+    app = typer.Typer()
+    app.command()(train_command)
+    app.command("noop")(lambda: None)
+    runner = CliRunner()
+    common = ["--data", str(dataset), "--batch-size", "4", "--in-memory", "--epochs", "1"]
+    result = runner.invoke(app, ["train", "ego-mlp", *common, "--out", str(tmp_path / "a"), "--model",
+                                 "hidden_dim=16"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "a" / "checkpoint" / "config.json").read_text())
+    assert config["model"]["hidden_dim"] == 16
+    assert planners.load(tmp_path / "a" / "checkpoint").model.mlp[0].out_features == 16
+    for value, message in [("hidden=16", "unexpected keyword"), ("16", "expected KEY=VALUE")]:
+        result = runner.invoke(app, ["train", "ego-mlp", *common, "--out", str(tmp_path / value), "--model", value])
+        assert result.exit_code == 2 and message in result.output, result.output
