@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from planners.checkpoint import save_checkpoint
 from planners.learned import LearnedPlanner, PlanningModel
-from planners.registry import load
+from planners.registry import load, planner_class
 
 NORMALISER_SAMPLES = 4096  # scenes read to fit the normalisers
 
@@ -74,6 +74,7 @@ def train(
     in_memory: bool = False,
     num_nodes: int = 1,
     strategy: str = "auto",
+    hyperparameters: dict[str, Any] | None = None,
 ) -> Path:
     """Train planner `name` on the scenes of dataset `data` (one split); returns `out`/checkpoint.
 
@@ -82,7 +83,7 @@ def train(
     `lr=None` takes the model's `default_lr` (e.g. DiffusionDrive's 6e-4), else 1e-4. `devices`,
     `num_nodes`, `strategy` (e.g. "ddp") and `precision` (e.g. "bf16-mixed") go to Lightning's Trainer.
     """
-    planner = load(name)
+    planner = load(name) if not hyperparameters else _build(name, hyperparameters)
     if not isinstance(planner, LearnedPlanner):
         raise TrainingError(f"planner {name!r} is not a learned planner; it has nothing to train")
     if lr is None:
@@ -100,7 +101,10 @@ def train(
         raise TrainingError(f"{data}: no scenes in split {split!r}")
     if not resume:  # resuming restores the normalisers with the weights
         sample = Subset(dataset, range(min(len(dataset), NORMALISER_SAMPLES)))
-        model.fit_normalisers(DataLoader(sample, batch_size=256, num_workers=num_workers))
+        try:
+            model.fit_normalisers(DataLoader(sample, batch_size=256, num_workers=num_workers))
+        except ValueError as error:  # e.g. fewer scenes than anchors, a bad anchors file
+            raise TrainingError(str(error).splitlines()[0]) from None
     collate = None
     if in_memory:
         dataset = materialise(dataset, num_workers)
@@ -127,6 +131,17 @@ def train(
     return save_checkpoint(planner, out / "checkpoint")
 
 
+def _build(name: str, hyperparameters: dict[str, Any]) -> LearnedPlanner:
+    """Planner `name` built with model hyperparameters (the model's constructor keywords)."""
+    cls = planner_class(name)
+    if cls is None or not isinstance(cls, type) or not issubclass(cls, LearnedPlanner):
+        raise TrainingError(f"planner {name!r} is not a learned planner; it has no model hyperparameters")
+    try:
+        return cls(**hyperparameters)
+    except (TypeError, ValueError) as error:
+        raise TrainingError(f"{name}: bad model hyperparameters {hyperparameters}: {error}") from None
+
+
 def materialise(dataset: Dataset, num_workers: int) -> TensorTreeDataset:
     """All items of a dataset, built once: items are tensors or (named) tuples of them, nested."""
     batches = list(DataLoader(dataset, batch_size=256, num_workers=num_workers))
@@ -142,7 +157,7 @@ def concatenate(batches: list[Any]) -> Any:
     first = batches[0]
     if isinstance(first, torch.Tensor):
         return torch.cat(batches)
-    if isinstance(first, tuple):
+    if isinstance(first, (tuple, list)):  # default_collate turns an item's (features, targets) into a list
         parts = [concatenate([batch[i] for batch in batches]) for i in range(len(first))]
         return type(first)(*parts) if hasattr(first, "_fields") else tuple(parts)
     raise TypeError(f"cannot materialise a {type(first).__name__}")
