@@ -6,7 +6,9 @@ by adding an entry. Figures per planner:
                      median over repeated calls; what DiffusionDrive's FPS figures measure
     plan_latency_ms  `planner.plan(observation)` end to end, feature building included
 Weights are untrained: latency does not depend on them. `ratio_dp_over_dd` is the vanilla 20-step diffusion
-policy's network latency over DiffusionDrive's (2 truncated steps, 20 modes); the goal is >= 8.
+policy's network latency over DiffusionDrive's (2 truncated steps, 20 modes); the goal is >= 8. The
+diffusion policy's denoiser has 8 layers (Diffusion Policy's default); `ratio_dp_2_layers_over_dd` gives
+the ratio with a 2-layer denoiser, as deep as DiffusionDrive's cascade.
 """
 
 from __future__ import annotations
@@ -103,10 +105,17 @@ def bench_planners(seconds: float, cases: dict[str, Callable[[], tuple[Planner, 
             planner, observation = build()
             latency[name] = round(median_ms(network_call(planner, observation), seconds / 2), 3)
             plan_latency[name] = round(median_ms(partial(planner.plan, observation), seconds / 2), 3)
+        if cases is PLANNER_CASES:  # the same ratio with the diffusion policy as deep as DiffusionDrive's decoder
+            from planners.learned import DiffusionPolicyPlanner
+
+            shallow = DiffusionPolicyPlanner(decoder_layers=2)
+            equal_depth = median_ms(network_call(shallow, drive_observation()), seconds / 2)
     finally:
         torch.set_num_threads(previous)
     figures: dict[str, Any] = {"latency_ms": latency, "plan_latency_ms": plan_latency, "torch_threads": THREADS,
                                "batch_size": 1, "device": "cpu"}
     if "diffusiondrive" in latency and "diffusion-policy" in latency:
         figures["ratio_dp_over_dd"] = round(latency["diffusion-policy"] / latency["diffusiondrive"], 2)
+    if cases is PLANNER_CASES:
+        figures["ratio_dp_2_layers_over_dd"] = round(equal_depth / latency["diffusiondrive"], 2)
     return figures

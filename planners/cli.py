@@ -85,12 +85,8 @@ def train(
             name, data, out, epochs=epochs, batch_size=batch_size, lr=lr, devices=parse_devices(devices),
             precision=precision, resume=resume, seed=seed, num_workers=num_workers,
             split=None if split == "all" else split, accelerator=accelerator, progress=True, in_memory=in_memory,
-            num_nodes=num_nodes, strategy=strategy, hyperparameters=hyperparameters,
+            num_nodes=num_nodes, strategy=strategy, hyperparameters=hyperparameters, export=export,
         )
-        if export is not None:
-            from planners.checkpoint import export_single_file, load_checkpoint
-
-            export_single_file(load_checkpoint(folder), export)
     console.print(f"{name} trained for {epochs} epoch(s) -> {folder}; metrics in {out / 'logs'}"
                   + (f"; exported {export}" if export is not None else ""))
 

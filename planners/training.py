@@ -17,7 +17,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from planners.checkpoint import save_checkpoint
+from planners.checkpoint import export_single_file, save_checkpoint
 from planners.learned import LearnedPlanner, PlanningModel
 from planners.registry import load, planner_class
 
@@ -75,6 +75,7 @@ def train(
     num_nodes: int = 1,
     strategy: str = "auto",
     hyperparameters: dict[str, Any] | None = None,
+    export: Path | str | None = None,
 ) -> Path:
     """Train planner `name` on the scenes of dataset `data` (one split); returns `out`/checkpoint.
 
@@ -82,6 +83,8 @@ def train(
     `in_memory`, features and targets are built once and kept (tensors or NamedTuples of tensors).
     `lr=None` takes the model's `default_lr` (e.g. DiffusionDrive's 6e-4), else 1e-4. `devices`,
     `num_nodes`, `strategy` (e.g. "ddp") and `precision` (e.g. "bf16-mixed") go to Lightning's Trainer.
+    With `export`, the planner is also written as one `.safetensors` file there. Under DDP only global
+    rank 0 writes; the other ranks wait for it.
     """
     planner = load(name) if not hyperparameters else _build(name, hyperparameters)
     if not isinstance(planner, LearnedPlanner):
@@ -128,7 +131,13 @@ def train(
     model.train()
     trainer.fit(PlanningModule(model, lr, epochs * len(loader)), loader, ckpt_path=last if resume else None)
     planner.model = model.cpu().eval()
-    return save_checkpoint(planner, out / "checkpoint")
+    folder = out / "checkpoint"
+    if trainer.is_global_zero:
+        save_checkpoint(planner, folder)
+        if export is not None:
+            export_single_file(planner, export)
+    trainer.strategy.barrier("diffplan-checkpoint")
+    return folder
 
 
 def _build(name: str, hyperparameters: dict[str, Any]) -> LearnedPlanner:
