@@ -38,6 +38,8 @@ def batch(scenes):
 @pytest.fixture(scope="module")
 def trained(batch):
     """The overfitting run: a TINY model with 6 modes, 600 full-batch AdamW steps (the model's schedule)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread is faster, and immune to a busy machine's other cores
     torch.manual_seed(0)
     planner = DiffusionDrivePlanner(**TINY, num_modes=6)
     model = planner.model
@@ -53,6 +55,7 @@ def trained(batch):
         optimiser.step()
         scheduler.step()
     model.eval()
+    torch.set_num_threads(threads)
     return planner
 
 

@@ -62,6 +62,8 @@ def test_diffusion_policy_is_seeded_and_samples_from_pure_noise(scenes):
 
 @pytest.mark.parametrize("cls", [RegressionPlanner, DiffusionPolicyPlanner])
 def test_baselines_learn(scenes, cls):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     model = cls(**TINY).model
     features = default_collate([model.feature_builder()(scene.observation()) for scene in scenes[:8]])
@@ -76,6 +78,7 @@ def test_baselines_learn(scenes, cls):
         optimiser.step()
         scheduler.step()
         losses.append(float(loss))
+    torch.set_num_threads(threads)
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-10:])
 
 
