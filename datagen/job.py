@@ -187,6 +187,14 @@ def done_units(root: Path, config: DriveDatagenConfig) -> dict[int, UnitReport]:
     return out
 
 
+def total_failures(reports) -> dict[str, int]:
+    """Failures by reason summed over unit reports (each with a `failures` dict), sorted by reason."""
+    total: Counter[str] = Counter()
+    for report in reports:
+        total.update(report.failures)
+    return dict(sorted(total.items()))
+
+
 @dataclass
 class JobSummary:
     info: DatasetInfo
@@ -206,10 +214,7 @@ class JobSummary:
 
     @property
     def failures(self) -> dict[str, int]:
-        total: Counter[str] = Counter()
-        for r in self.reports:
-            total.update(r.failures)
-        return dict(sorted(total.items()))
+        return total_failures(self.reports)
 
     @property
     def mean_solve_ms(self) -> float:

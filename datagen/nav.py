@@ -17,7 +17,6 @@ import json
 import multiprocessing
 import os
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.job import JOB_FILE, UNIT_DIR, total_failures
 from scenes._cli import UserError
 from scenes.jobfile import open_job_dir
 from scenes.nav.generator import NAV_GENERATOR_VERSION, WORLD_KINDS, generate_world, training_world_seed
@@ -32,8 +32,6 @@ from scenes.nav.types import ROBOTS, CameraSpec
 from scenes.store.layout import atomic_write_bytes, completed_shards
 from scenes.store.nav import finalize_nav_dataset, write_nav_shard
 
-JOB_FILE = "meta/job.json"
-UNIT_DIR = "meta/datagen"
 MAX_ATTEMPTS = 5  # episode draws per episode index before it counts as failed
 
 
@@ -212,10 +210,7 @@ class NavJobSummary:
 
     @property
     def failures(self) -> dict[str, int]:
-        total: Counter[str] = Counter()
-        for r in self.reports:
-            total.update(r.failures)
-        return dict(sorted(total.items()))
+        return total_failures(self.reports)
 
     @property
     def new_trajectories(self) -> int:

@@ -53,12 +53,12 @@ from scenes.store.nav_schema import (
     FRAME_FIELDS,
     NAV_SCHEMA_VERSION,
     ROW_GROUP,
-    SCHEMA_KEY,
     episode_schema,
     field_descriptions,
     part_schema,
 )
 from scenes.store.schema import PRIVILEGED, SHARDS
+from scenes.store.writer import check_file_version, read_parquet
 
 
 def _column(values: Sequence, kind: pa.DataType) -> pa.Array:
@@ -132,23 +132,6 @@ def write_nav_shard(root: Path, shard: int, demos: Sequence, camera: CameraSpec,
     _write(shard_path(root, META, shard), _table(episodes, episode_schema(False)))
 
 
-def _read(path: Path, **kwargs) -> pa.Table:
-    try:
-        table = pq.read_table(path, **kwargs)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: missing") from None
-    except (OSError, pa.ArrowException) as error:
-        raise DatasetError(f"{path}: unreadable parquet ({first_line(error)})") from None
-    _check_version(path, table.schema.metadata)
-    return table
-
-
-def _check_version(path: Path, metadata: dict | None) -> None:
-    version = (metadata or {}).get(SCHEMA_KEY, b"").decode(errors="replace")
-    if version != NAV_SCHEMA_VERSION:
-        raise DatasetError(f"{path}: schema version {version or '(none)'}, this diffplan reads {NAV_SCHEMA_VERSION}")
-
-
 def _footer(path: Path) -> pq.FileMetaData:
     try:
         footer = pq.read_metadata(path)
@@ -156,7 +139,7 @@ def _footer(path: Path) -> pq.FileMetaData:
         raise DatasetError(f"{path}: missing") from None
     except (OSError, pa.ArrowException) as error:
         raise DatasetError(f"{path}: unreadable parquet ({first_line(error)})") from None
-    _check_version(path, footer.metadata)
+    check_file_version(path, footer.metadata, NAV_SCHEMA_VERSION)
     return footer
 
 
@@ -176,7 +159,7 @@ def finalize_nav_dataset(root: Path, generator_config: dict, num_shards: int, ca
                            f"{', '.join(map(str, missing[:10]))}")
     tables, frames = [], []
     for shard in range(num_shards):
-        table = _read(shard_path(root, META, shard))
+        table = read_parquet(shard_path(root, META, shard), version=NAV_SCHEMA_VERSION)
         rows = int(np.sum(table.column("num_frames").to_numpy())) if table.num_rows else 0
         for part in (SHARDS, PRIVILEGED):
             footer = _footer(shard_path(root, part, shard))
@@ -252,7 +235,7 @@ class NavDataset:
         if not isinstance(info, dict) or info.get("schema_version") != NAV_SCHEMA_VERSION:
             version = info.get("schema_version") if isinstance(info, dict) else None
             raise DatasetError(f"{root}: schema version {version}, this diffplan reads {NAV_SCHEMA_VERSION}")
-        episodes = _read(root / EPISODES)
+        episodes = read_parquet(root / EPISODES, version=NAV_SCHEMA_VERSION)
         if episodes.num_rows != info["num_episodes"]:
             raise DatasetError(f"{root / EPISODES}: {episodes.num_rows} rows, info.json lists {info['num_episodes']}")
         parts = (SHARDS, PRIVILEGED) if privileged else (SHARDS,)

@@ -11,10 +11,9 @@ import math
 import pyarrow as pa
 
 from scenes.nav.types import NAV_PLAN_DT, NAV_PLAN_POSES, CameraSpec
-from scenes.store.schema import PRIVILEGED, SHARDS
+from scenes.store.schema import PART_KEY, PRIVILEGED, SCHEMA_KEY, SHARDS
 
 NAV_SCHEMA_VERSION = "diffplan-nav-store/1"
-SCHEMA_KEY = b"diffplan.store.schema_version"
 ROW_GROUP = 16  # frames per Parquet row group (the unit of random access: ~0.6 MB of depth at 160 x 120)
 P = NAV_PLAN_POSES
 
@@ -67,7 +66,7 @@ def _arrow_type(shape: tuple, value: pa.DataType, camera: CameraSpec) -> pa.Data
 def _schema(fields: dict, camera: CameraSpec, part: str, skip: tuple = ()) -> pa.Schema:
     return pa.schema([pa.field(n, _arrow_type(s, t, camera), nullable=False)
                       for n, (s, t, _, _) in fields.items() if n not in skip],
-                     metadata={SCHEMA_KEY: NAV_SCHEMA_VERSION.encode(), b"diffplan.store.part": part.encode()})
+                     metadata={SCHEMA_KEY: NAV_SCHEMA_VERSION.encode(), PART_KEY: part.encode()})
 
 
 def part_schema(part: str, camera: CameraSpec) -> pa.Schema:

@@ -109,24 +109,22 @@ def write_shard(root: Path, shard_index: int, scenes: Sequence[DriveScene],
     atomic_write_parquet(shard_path(root, META, shard_index), episodes)
 
 
-def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """Read a store parquet file; DatasetError naming the file when unreadable or of another schema."""
+def read_parquet(path: Path, columns: list[str] | None = None, version: str = STORE_SCHEMA_VERSION) -> pa.Table:
+    """Read a store parquet file; DatasetError naming the file when unreadable or of another schema `version`."""
     try:
         table = pq.read_table(path, columns=columns)
     except FileNotFoundError:
         raise DatasetError(f"{path}: missing") from None
     except (OSError, pa.ArrowException) as error:
         raise DatasetError(f"{path}: unreadable parquet ({first_line(error)})") from None
-    check_file_version(path, table.schema.metadata)
+    check_file_version(path, table.schema.metadata, version)
     return table
 
 
-def check_file_version(path: Path, metadata: dict | None) -> None:
+def check_file_version(path: Path, metadata: dict | None, expected: str = STORE_SCHEMA_VERSION) -> None:
     version = (metadata or {}).get(SCHEMA_KEY, b"").decode(errors="replace")
-    if version != STORE_SCHEMA_VERSION:
-        raise DatasetError(
-            f"{path}: schema version {version or '(none)'}, this diffplan reads {STORE_SCHEMA_VERSION}"
-        )
+    if version != expected:
+        raise DatasetError(f"{path}: schema version {version or '(none)'}, this diffplan reads {expected}")
 
 
 def finalize_dataset(root: Path, generator_config: dict, num_shards: int) -> DatasetInfo:
