@@ -152,24 +152,46 @@ def _build(name: str, hyperparameters: dict[str, Any]) -> LearnedPlanner:
 
 
 def materialise(dataset: Dataset, num_workers: int) -> TensorTreeDataset:
-    """All items of a dataset, built once: items are tensors or (named) tuples of them, nested."""
-    batches = list(DataLoader(dataset, batch_size=256, num_workers=num_workers))
-    try:
-        return TensorTreeDataset(concatenate(batches))
-    except TypeError:
-        raise TrainingError("in-memory training needs features and targets made of tensors and (named) tuples "
-                            "of tensors") from None
+    """All items of a dataset, built once: items are tensors or (named) tuples of them, nested.
+
+    The first batch fixes every leaf's shape and dtype; the full tensors are allocated then and filled batch by
+    batch, so memory peaks at the dataset's size plus one batch.
+    """
+    total, filled, tree = len(dataset), 0, None
+    for batch in DataLoader(dataset, batch_size=256, num_workers=num_workers):
+        try:
+            if tree is None:
+                tree = allocate_like(batch, total)
+            filled = fill(tree, batch, filled)
+        except TypeError:
+            raise TrainingError("in-memory training needs features and targets made of tensors and (named) "
+                                "tuples of tensors") from None
+    if tree is None or filled != total:
+        raise TrainingError(f"in-memory training: the dataset gave {filled} items, it has {total}")
+    return TensorTreeDataset(tree)
 
 
-def concatenate(batches: list[Any]) -> Any:
-    """Batches of one structure (tensor, tuple or NamedTuple of them, nested) joined along dim 0."""
-    first = batches[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(batches)
-    if isinstance(first, (tuple, list)):  # default_collate turns an item's (features, targets) into a list
-        parts = [concatenate([batch[i] for batch in batches]) for i in range(len(first))]
-        return type(first)(*parts) if hasattr(first, "_fields") else tuple(parts)
-    raise TypeError(f"cannot materialise a {type(first).__name__}")
+def allocate_like(batch: Any, total: int) -> Any:
+    """Empty tensors for `total` items shaped as `batch`'s leaves (tensors or nested (named) tuples)."""
+    if isinstance(batch, torch.Tensor):
+        return torch.empty((total, *batch.shape[1:]), dtype=batch.dtype)
+    if isinstance(batch, (tuple, list)):  # default_collate turns an item's (features, targets) into a list
+        parts = [allocate_like(part, total) for part in batch]
+        return type(batch)(*parts) if hasattr(batch, "_fields") else tuple(parts)
+    raise TypeError(f"cannot materialise a {type(batch).__name__}")
+
+
+def fill(tree: Any, batch: Any, start: int) -> int:
+    """Copy `batch` into `tree` from item `start`; returns the next free item."""
+    if isinstance(tree, torch.Tensor):
+        if not isinstance(batch, torch.Tensor):
+            raise TypeError(f"cannot materialise a {type(batch).__name__}")
+        tree[start:start + len(batch)] = batch
+        return start + len(batch)
+    ends = {fill(part, item, start) for part, item in zip(tree, batch, strict=True)}
+    if len(ends) != 1:
+        raise TypeError("items whose parts have different lengths")
+    return ends.pop()
 
 
 def select(tree: Any, index: Any) -> Any:

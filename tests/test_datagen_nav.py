@@ -115,6 +115,26 @@ def test_reader_gives_training_samples(small):
         blind[3]
 
 
+def test_reader_follows_each_files_row_groups(small, tmp_path):
+    """Shards rewritten with another row-group size (an older writer's 64, or 5) read the same frames."""
+    import pyarrow.parquet as pq
+
+    root, _ = small
+    expected = NavDataset.open(root)
+    for size in (64, 5):
+        copy = tmp_path / f"groups-{size}"
+        shutil.copytree(root, copy)
+        for path in [*copy.glob("shards/*.parquet"), *copy.glob("privileged/*.parquet")]:
+            table = pq.read_table(path)
+            pq.write_table(table, path, row_group_size=size)
+            assert pq.ParquetFile(path).metadata.num_row_groups == -(-table.num_rows // size)
+        data = NavDataset.open(copy)
+        for i in range(len(data)):
+            got, want = data[i], expected[i]
+            assert np.array_equal(got.observation.depth, want.observation.depth)
+            assert np.array_equal(got.future, want.future) and got.critic_target == want.critic_target
+
+
 def test_reader_refuses_foreign_or_incomplete_folders(small, tmp_path):
     root, _ = small
     with pytest.raises(DatasetError, match="no such"):

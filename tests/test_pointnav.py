@@ -11,7 +11,7 @@ from scipy.sparse.csgraph import dijkstra
 from typer.testing import CliRunner
 
 from eval.pointnav.episodes import episode_to_habitat, read_episodes, write_episodes
-from eval.pointnav.loop import LoopConfig, run_episode
+from eval.pointnav.loop import SLIDE_MARGIN, LoopConfig, run_episode, try_step
 from eval.pointnav.metrics import habitat_success, navdp_success, soft_spl, spl, travelled_length
 from eval.pointnav.runner import PointNavConfig, evaluate_episodes
 from planners.base import Plan
@@ -267,6 +267,21 @@ def test_a_planner_that_drives_into_a_wall_collides_and_does_not_pass():
     assert result.success == 0.0 and result.spl == 0.0 and result.success_navdp == 0.0
     d0, d_t, length = result.start_distance, result.final_distance, result.path_length
     assert d_t < d0 and result.soft_spl == pytest.approx((1 - d_t / d0) * d0 / max(d0, length), rel=1e-12)
+
+
+def test_a_move_into_a_wall_slides_along_it_as_habitat_allow_sliding():
+    wall = WORLDS["wall"]  # its near face is x = 3.0
+    start = np.array([3.0 - WHEELED.radius - 0.01, 0.0, math.pi / 4])
+    control = np.array([0.5, 0.0])  # 0.05 m along 45 deg in 0.1 s: into the wall
+    slid, collided = try_step(wall, start, control, WHEELED, 0.1)
+    assert collided
+    assert slid[0] == pytest.approx(3.0 - WHEELED.radius - SLIDE_MARGIN, abs=1e-6)  # against the face
+    assert slid[1] == pytest.approx(0.05 * math.sqrt(0.5), abs=1e-9)  # the tangential part is kept
+    assert slid[2] == pytest.approx(math.pi / 4)
+    refused, collided = try_step(wall, start, control, WHEELED, 0.1, allow_sliding=False)
+    assert collided and np.array_equal(refused[:2], start[:2])
+    free, collided = try_step(wall, np.array([0.0, 0.0, math.pi / 4]), control, WHEELED, 0.1)
+    assert not collided and free[:2] == pytest.approx([0.05 * math.sqrt(0.5)] * 2, abs=1e-12)
 
 
 def test_go_to_goal_stops_before_a_wall_and_reaches_an_open_goal():

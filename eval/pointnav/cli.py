@@ -11,6 +11,7 @@ import typer
 import planners
 from eval.pointnav.benchmark import BENCHMARKS, benchmark_path, load_benchmark
 from eval.pointnav.episodes import read_episodes
+from eval.pointnav.loop import LoopConfig
 from eval.pointnav.report import markdown_table, save_failure_pictures, write_run
 from eval.pointnav.results import summarize
 from eval.pointnav.runner import PointNavConfig, WorldCache, evaluate_episodes
@@ -38,12 +39,15 @@ def pointnav(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the summary.")] = False,
     no_critic: Annotated[bool, typer.Option("--no-critic", help="NavDP ablation: execute a random sample "
                                                                 "instead of the critic's best.")] = False,
+    sliding: Annotated[bool, typer.Option(help="Moves into obstacles slide along them (habitat-lab's default "
+                                               "allow_sliding); --no-sliding stops them.")] = True,
 ) -> None:
     """Drive each episode in closed loop and score it as habitat-lab's PointNav: success (STOP within 0.2 m),
     SPL, SoftSPL, collisions; plus NavDP's success (within 1 m at the end).
 
     Every 0.3 s the planner sees depth and the goal in the robot frame; the tracker follows its plan at 10 Hz on
-    a unicycle; moves into obstacles are refused and counted. STOP is a command below 0.025 m/s and 1 deg/s.
+    a unicycle; moves into obstacles count as collisions and slide along them (habitat's allow_sliding).
+    STOP is a command below 0.025 m/s and 1 deg/s.
     Episodes end on STOP, after 120 s, or when stuck (< 0.1 m in 9 s).
     """
     with user_errors(planners.UnknownPlannerError):
@@ -69,14 +73,16 @@ def pointnav(
             raise UserError(f"--episodes {episodes!r}: neither a .json.gz episode file nor one of "
                             f"{', '.join(BENCHMARKS)}")
         items = items[:limit] if limit is not None else items
-        config = PointNavConfig(planner=planner, tracker=tracker, robot=robot, seed=seed, use_critic=not no_critic)
+        config = PointNavConfig(planner=planner, tracker=tracker, robot=robot, seed=seed, use_critic=not no_critic,
+                                loop=LoopConfig(allow_sliding=sliding))
         with progress_bar("episodes") as bar:
             task = bar.add_task(f"pointnav {planner}", total=len(items))
             results = evaluate_episodes(items, config, workers=workers, on_progress=lambda k: bar.advance(task, k))
         summary = summarize(results)
         oracle = bool(getattr(loaded, "requires_world", False))
         if out is not None:
-            extra = {"oracle": oracle, "episodes": episodes, "tracker": tracker, "robot": robot, "seed": seed}
+            extra = {"oracle": oracle, "episodes": episodes, "tracker": tracker, "robot": robot, "seed": seed,
+                     "sliding": sliding}
             write_run(out, planner, results, summary, extra)
             if failures > 0:
                 worlds = WorldCache(config.worlds)

@@ -4,9 +4,11 @@ Timeline (control step dt = NAV_CONTROL_DT = 0.1 s):
     every `plan_every` = 3 steps (0.3 s, the InternNav real-robot client's planning period and the nearest
     multiple of 0.1 s not below NAV_PLAN_DT): render depth at the pose, NavObservation with the goal in the robot
     frame -> planner.plan (plan_privileged for oracles) -> plan to the world frame;
-    every step: tracker (v, omega) on the latest plan -> unicycle_step -> world.collides on the new position;
-    a move that would collide keeps the old position (the yaw still turns; the enclosing disc does not
-    care) and counts one collision, as habitat-sim's try_step refuses it.
+    every step: tracker (v, omega) on the latest plan -> unicycle_step -> world.collides on the new position.
+    A move that would collide counts one collision and, as habitat-sim's `step_filter` with habitat-lab's
+    default `allow_sliding: True`, ends at the nearest free position to its target (the disc slides along the
+    obstacle); where that fails (corners) or `allow_sliding` is False, the position stays (the yaw still
+    turns: the enclosing disc does not care).
 
 STOP: habitat-lab's VelocityAction semantics. A commanded (v, omega) below (0.025 m/s, 1 deg/s) is STOP, which
 ends the episode; habitat success needs STOP within 0.2 m (geodesic) of the goal. Trackers command rest when
@@ -51,6 +53,7 @@ class LoopConfig:
         camera: the depth camera. plan_every: control steps per planning step. max_time_s: timeout [s].
         stuck_plans, stuck_distance: stuck if the robot moved less than stuck_distance [m] over stuck_plans
             planning steps. success_distance, navdp_success_distance: [m].
+        allow_sliding: colliding moves slide along the obstacle (habitat-lab's default) instead of stopping.
     """
 
     camera: CameraSpec = field(default_factory=CameraSpec)
@@ -61,6 +64,7 @@ class LoopConfig:
     stuck_distance: float = 0.1
     success_distance: float = SUCCESS_DISTANCE
     navdp_success_distance: float = NAVDP_SUCCESS_DISTANCE
+    allow_sliding: bool = True
 
 
 def is_stop(control: np.ndarray) -> bool:
@@ -77,13 +81,37 @@ def observe(world: NavWorldInterface, pose: np.ndarray, goal: np.ndarray, veloci
                           velocity=np.asarray(velocity, dtype=np.float32), camera=camera, time_s=time_s)
 
 
-def try_step(world: NavWorldInterface, pose: np.ndarray, control: np.ndarray, robot: RobotProfile, dt: float
-             ) -> tuple[np.ndarray, bool]:
-    """(next pose (3,), collided): the unicycle step, or only its turn when the new position collides."""
+SLIDE_STEP = 1e-3  # [m] finite-difference step of the clearance gradient
+SLIDE_MARGIN = 1e-4  # [m] a slid position keeps this much more than the robot's radius
+
+
+def slide(world: NavWorldInterface, start: np.ndarray, target: np.ndarray, robot: RobotProfile) -> np.ndarray:
+    """(2,) the free position nearest `target` (2,) [m], reached by pushing it out of the obstacle along the
+    clearance gradient (habitat-sim's navmesh `try_step`); `start` (2,) when that position collides or is
+    farther from `start` than `target` is."""
+    offsets = SLIDE_STEP * np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    around = np.asarray(world.clearance(target[None, :] + offsets, robot), dtype=np.float64)
+    gradient = np.array([around[0] - around[1], around[2] - around[3]])
+    norm = float(np.linalg.norm(gradient))
+    if norm < 1e-9:
+        return start
+    depth = robot.radius + SLIDE_MARGIN - float(np.asarray(world.clearance(target[None, :], robot))[0])
+    slid = target + max(depth, 0.0) * gradient / norm
+    if np.linalg.norm(slid - start) > np.linalg.norm(target - start) + 1e-9 or \
+            bool(np.asarray(world.collides(slid[None, :], robot))[0]):
+        return start
+    return slid
+
+
+def try_step(world: NavWorldInterface, pose: np.ndarray, control: np.ndarray, robot: RobotProfile, dt: float,
+             allow_sliding: bool = True) -> tuple[np.ndarray, bool]:
+    """(next pose (3,), collided): the unicycle step; when its position collides, the slid position
+    (`allow_sliding`) or the old one, with the new yaw."""
     moved = unicycle_step(pose, control, dt)
     if np.allclose(moved[:2], pose[:2]) or not bool(np.asarray(world.collides(moved[None, :2], robot))[0]):
         return moved, False
-    return np.array([pose[0], pose[1], moved[2]]), True
+    position = slide(world, pose[:2], moved[:2], robot) if allow_sliding else pose[:2]
+    return np.array([position[0], position[1], moved[2]]), True
 
 
 def run_episode(world: NavWorldInterface, episode: NavEpisode, planner: NavPlanner, tracker: Tracker,
@@ -134,7 +162,7 @@ def run_episode(world: NavWorldInterface, episode: NavEpisode, planner: NavPlann
         if is_stop(control):
             termination = "stop"
             break
-        pose, collided = try_step(world, pose, control, robot, config.dt)
+        pose, collided = try_step(world, pose, control, robot, config.dt, config.allow_sliding)
         collisions += int(collided)
         velocity = control
         positions.append(pose[:2].copy())

@@ -201,6 +201,20 @@ def finalize_nav_dataset(root: Path, generator_config: dict, num_shards: int, ca
     return info
 
 
+def _decode(table: pa.Table) -> dict[str, np.ndarray | list]:
+    """Columns of a row group as numpy arrays (fixed-size lists as (rows, size)) or lists (strings, bytes)."""
+    decoded: dict[str, np.ndarray | list] = {}
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        if isinstance(column.type, pa.FixedSizeListType):
+            decoded[name] = column.flatten().to_numpy().reshape(len(column), -1)
+        elif pa.types.is_string(column.type) or pa.types.is_binary(column.type):
+            decoded[name] = column.to_pylist()
+        else:
+            decoded[name] = column.to_numpy()
+    return decoded
+
+
 class NavDataset:
     """A finalized navigation dataset; `ds[i]` is frame i as a NavTrainingSample (frames of one episode are
     consecutive; `episodes()` and `frames(e)` map between episodes and frames).
@@ -216,6 +230,7 @@ class NavDataset:
         self._shard_start = np.concatenate([[0], np.cumsum(info["shard_frames"])]).astype(np.int64)
         self._first = episodes.column("frame_index").to_numpy().astype(np.int64)
         self._cache: OrderedDict[tuple[str, int, int], dict[str, np.ndarray]] = OrderedDict()
+        self._group_starts: dict[tuple[str, int], np.ndarray] = {}  # first row of each row group, per file
         self.cache_size = max(1, cache_size)
 
     @classmethod
@@ -266,28 +281,26 @@ class NavDataset:
         return shard, index - int(self._shard_start[shard])
 
     def _group(self, part: str, shard: int, row: int) -> tuple[dict[str, np.ndarray], int]:
-        group = row // ROW_GROUP
-        key = (part, shard, group)
-        if key not in self._cache:
-            path = shard_path(self.root, part, shard)
-            try:
+        """(decoded columns of the row group holding `row`, the row's index in it); row groups are located from
+        the file's own metadata, so files written with any row-group size read alike."""
+        path = shard_path(self.root, part, shard)
+        try:
+            if (part, shard) not in self._group_starts:
+                meta = pq.ParquetFile(path).metadata
+                sizes = [meta.row_group(k).num_rows for k in range(meta.num_row_groups)]
+                self._group_starts[(part, shard)] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            starts = self._group_starts[(part, shard)]
+            group = int(np.searchsorted(starts, row, side="right") - 1)
+            key = (part, shard, group)
+            if key not in self._cache:
                 table = pq.ParquetFile(path).read_row_group(group)
-            except (OSError, pa.ArrowException) as error:
-                raise DatasetError(f"{path}: unreadable parquet ({first_line(error)})") from None
-            decoded = {}
-            for name in table.column_names:
-                column = table.column(name).combine_chunks()
-                if isinstance(column.type, pa.FixedSizeListType):
-                    decoded[name] = column.flatten().to_numpy().reshape(len(column), -1)
-                elif pa.types.is_string(column.type) or pa.types.is_binary(column.type):
-                    decoded[name] = column.to_pylist()
-                else:
-                    decoded[name] = column.to_numpy()
-            self._cache[key] = decoded
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+                self._cache[key] = _decode(table)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        except (OSError, pa.ArrowException) as error:
+            raise DatasetError(f"{path}: unreadable parquet ({first_line(error)})") from None
         self._cache.move_to_end(key)
-        return self._cache[key], row % ROW_GROUP
+        return self._cache[key], row - int(starts[group])
 
     def observation(self, i: int) -> NavObservation:
         """What the planner saw at frame `i` (reads shards/ only)."""
