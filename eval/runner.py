@@ -6,16 +6,16 @@ reference. A planner that raises, or returns NaN or a wrongly shaped plan, score
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 import planners
+from eval.pool import worker_pool
 from eval.reference import ReferenceCache, scene_hash
 from eval.results import SceneResult
 from eval.scoring import reference_states, score_plans
@@ -116,8 +116,7 @@ def evaluate_dataset(dataset: Path, config: EvalConfig, indices: list[int], work
             outputs.append(evaluate_chunk(str(dataset), chunk, config, known(chunk)))
             on_progress(len(chunk))
     else:
-        # spawn, not fork: a parent that already runs torch threads (learned planners) deadlocks forked children
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with worker_pool(workers) as pool:
             futures = {pool.submit(evaluate_chunk, str(dataset), chunk, config, known(chunk)): len(chunk)
                        for chunk in chunks}
             for future in as_completed(futures):

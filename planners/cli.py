@@ -49,6 +49,10 @@ def train(
     data: Annotated[Path, typer.Option(help="Dataset folder to train on (its train split by default).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, lightning/last.ckpt and logs/ go here.")],
     epochs: Annotated[int, typer.Option(help="Passes over the training scenes.")] = 10,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimiser steps (before --epochs "
+                                                       "ends).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this much training time [min] (a CPU "
+                                                           "budget; not reproducible across machines).")] = None,
     batch_size: Annotated[int, typer.Option(help="Scenes per optimiser step.")] = 64,
     lr: Annotated[float | None, typer.Option(
         help="Learning rate; default: the model's (ego-mlp 1e-4, DiffusionDrive and its baselines 6e-4).")] = None,
@@ -80,14 +84,19 @@ def train(
             raise UserError(f"--out {out} is not empty; pass --resume to continue it or choose a new folder")
         if export is not None and export.suffix != ".safetensors":
             raise UserError(f"--export {export}: expected a .safetensors file")
+        if max_steps is not None and max_steps < 1 or max_minutes is not None and max_minutes <= 0:
+            raise UserError("--max-steps and --max-minutes must be positive")
         hyperparameters = parse_hyperparameters(model or [])
         folder = run_training(
             name, data, out, epochs=epochs, batch_size=batch_size, lr=lr, devices=parse_devices(devices),
             precision=precision, resume=resume, seed=seed, num_workers=num_workers,
             split=None if split == "all" else split, accelerator=accelerator, progress=True, in_memory=in_memory,
             num_nodes=num_nodes, strategy=strategy, hyperparameters=hyperparameters, export=export,
+            max_steps=max_steps, max_minutes=max_minutes,
         )
-    console.print(f"{name} trained for {epochs} epoch(s) -> {folder}; metrics in {out / 'logs'}"
+    limits = [f"{epochs} epoch(s)"] + ([f"at most {max_steps} steps"] if max_steps else []) \
+        + ([f"at most {max_minutes:g} min"] if max_minutes else [])
+    console.print(f"{name} trained for {', '.join(limits)} -> {folder}; metrics in {out / 'logs'}"
                   + (f"; exported {export}" if export is not None else ""))
 
 

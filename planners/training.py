@@ -8,6 +8,7 @@ The only module in `planners` that imports Lightning; models stay plain `nn.Modu
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,8 @@ def train(
     strategy: str = "auto",
     hyperparameters: dict[str, Any] | None = None,
     export: Path | str | None = None,
+    max_steps: int | None = None,
+    max_minutes: float | None = None,
 ) -> Path:
     """Train planner `name` on the scenes of dataset `data` (one split); returns `out`/checkpoint.
 
@@ -83,6 +86,7 @@ def train(
     `in_memory`, features and targets are built once and kept (tensors or NamedTuples of tensors).
     `lr=None` takes the model's `default_lr` (e.g. DiffusionDrive's 6e-4), else 1e-4. `devices`,
     `num_nodes`, `strategy` (e.g. "ddp") and `precision` (e.g. "bf16-mixed") go to Lightning's Trainer.
+    `max_steps` and `max_minutes` end training early (optimiser steps; wall-clock minutes of fitting).
     With `export`, the planner is also written as one `.safetensors` file there. Under DDP only global
     rank 0 writes; the other ranks wait for it.
     """
@@ -121,7 +125,8 @@ def train(
     saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "lightning", save_last=True, save_top_k=0)
     try:
         trainer = L.Trainer(
-            max_epochs=epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+            max_epochs=epochs, max_steps=max_steps or -1,
+            max_time=datetime.timedelta(minutes=max_minutes) if max_minutes else None, accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
             precision=precision, logger=loggers,
             callbacks=[saver], deterministic=True, default_root_dir=out, enable_progress_bar=progress,
             enable_model_summary=False, log_every_n_steps=max(1, min(50, len(loader))),
@@ -129,7 +134,8 @@ def train(
     except (MisconfigurationException, ValueError, ImportError) as error:  # bad accelerator, devices or precision
         raise TrainingError(str(error).splitlines()[0]) from None
     model.train()
-    trainer.fit(PlanningModule(model, lr, epochs * len(loader)), loader, ckpt_path=last if resume else None)
+    total_steps = min(epochs * len(loader), max_steps or epochs * len(loader))
+    trainer.fit(PlanningModule(model, lr, total_steps), loader, ckpt_path=last if resume else None)
     planner.model = model.cpu().eval()
     folder = out / "checkpoint"
     if trainer.is_global_zero:

@@ -207,3 +207,20 @@ def test_cli_model_hyperparameters_reach_the_checkpoint(dataset, tmp_path):
     for value, message in [("hidden=16", "unexpected keyword"), ("16", "expected KEY=VALUE")]:
         result = runner.invoke(app, ["train", "ego-mlp", *common, "--out", str(tmp_path / value), "--model", value])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_cli_max_steps_ends_training_early(dataset, tmp_path):
+    app = typer.Typer()
+    app.command()(train_command)
+    app.command("noop")(lambda: None)
+    runner = CliRunner()
+    out = tmp_path / "short"
+    result = runner.invoke(app, ["train", "ego-mlp", "--data", str(dataset), "--out", str(out), "--batch-size", "2",
+                                 "--in-memory", "--epochs", "5", "--max-steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert "at most 3 steps" in result.output
+    rows = list(csv.DictReader(next((out / "logs").glob("version_*/metrics.csv")).open()))
+    assert [(row["epoch"], row["step"]) for row in rows] == [("0", "2")]  # 3 steps of the 4 in epoch 0
+    bad = runner.invoke(app, ["train", "ego-mlp", "--data", str(dataset), "--out", str(tmp_path / "b"),
+                              "--max-minutes", "0"])
+    assert bad.exit_code == 2 and "must be positive" in bad.output

@@ -7,10 +7,9 @@ numpy and torch from (seed, episode index), so results do not depend on the numb
 from __future__ import annotations
 
 import importlib
-import multiprocessing
 import random
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 import planners
 from eval.pointnav.loop import LoopConfig, run_episode
 from eval.pointnav.results import EpisodeResult
+from eval.pool import worker_pool
 from scenes.nav import ROBOTS, NavEpisode, NavWorldInterface, RobotProfile
 from scenes.nav.control import make_tracker
 
@@ -128,8 +128,7 @@ def evaluate_episodes(episodes: list[NavEpisode], config: PointNavConfig, worker
             results.extend(evaluate_chunk(chunk, config))
             on_progress(len(chunk))
     else:
-        # spawn, not fork: a parent that already runs torch threads (learned planners) deadlocks forked children
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with worker_pool(workers) as pool:
             futures = {pool.submit(evaluate_chunk, chunk, config): len(chunk) for chunk in chunks}
             for future in as_completed(futures):
                 results.extend(future.result())
