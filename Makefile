@@ -12,7 +12,7 @@ DEMO_DIR   ?= demo_out
 help:
 	@echo "make demo   set up .venv and run the main job end to end on synthetic data"
 	@echo "make test   set up .venv with the dev extras and run the test suite"
-	@echo "make demo-train  retrain checkpoints/diffusiondrive-synth and navdp-synth on CPU (about 3 h)"
+	@echo "make demo-train  retrain checkpoints/diffusiondrive-synth and navdp-synth on CPU (about 2.5 h)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "diffplan needs Python >= 3.11"'
@@ -59,7 +59,7 @@ demo: $(VENV)/.installed-demo
 	$(VENV)/bin/diffplan eval table $(foreach pair,$(DEMO_DRIVE_PLANNERS),$(DEMO_DIR)/runs/$(firstword $(subst =, ,$(pair))))
 	$(VENV)/bin/diffplan eval table $(foreach pair,$(DEMO_NAV_PLANNERS),$(DEMO_DIR)/nav-runs/$(firstword $(subst =, ,$(pair))))
 
-# `make demo-train` regenerates both shipped checkpoints (about 3 h on 2 CPU cores; each part alone with
+# `make demo-train` regenerates both shipped checkpoints (about 2.5 h on 2 CPU cores; each part alone with
 # `make demo-train-drive` or `make demo-train-nav`).
 # checkpoints/diffusiondrive-synth.safetensors: DiffusionDrive trained on CPU (one thread) on 20,000 synthetic
 # training scenes, 14 epochs at batch 32 (8,750 steps).
@@ -68,9 +68,8 @@ DEMO_TRAIN_EPOCHS ?= 14
 DEMO_TRAIN_DATA   ?= $(DEMO_DIR)/drive-train-$(DEMO_TRAIN_SCENES)
 DEMO_CHECKPOINT   ?= checkpoints/diffusiondrive-synth.safetensors
 # checkpoints/navdp-synth.safetensors: NavDP (d 64, 3 layers, CNN depth encoder, no dropout) trained on CPU (one
-# thread) on 5,000 expert trajectories (538k frames) for DEMO_NAV_TRAIN_STEPS steps at batch 32, lr 2e-4.
+# thread) on 5,000 expert trajectories (538,376 frames): one epoch at batch 32 (16,825 steps, 46 min), lr 2e-4.
 DEMO_NAV_TRAIN_EPISODES ?= 5000
-DEMO_NAV_TRAIN_STEPS    ?= 7000
 DEMO_NAV_TRAIN_DATA     ?= $(DEMO_DIR)/nav-train-$(DEMO_NAV_TRAIN_EPISODES)
 DEMO_NAV_CHECKPOINT     ?= checkpoints/navdp-synth.safetensors
 
@@ -89,7 +88,7 @@ demo-train-nav: $(VENV)/.installed-demo
 		--out $(DEMO_NAV_TRAIN_DATA) --resume
 	rm -rf $(DEMO_DIR)/runs/train-navdp
 	OMP_NUM_THREADS=1 $(VENV)/bin/diffplan train navdp --data $(DEMO_NAV_TRAIN_DATA) \
-		--out $(DEMO_DIR)/runs/train-navdp --epochs 1 --max-steps $(DEMO_NAV_TRAIN_STEPS) --batch-size 32 \
+		--out $(DEMO_DIR)/runs/train-navdp --epochs 1 --batch-size 32 \
 		--lr 2e-4 --in-memory --num-workers 2 --accelerator cpu --devices 1 --seed 0 \
 		--model d_model=64 --model num_layers=3 --model num_heads=4 --model cnn_width=16 --model dropout=0.0 \
 		--export $(DEMO_NAV_CHECKPOINT)

@@ -297,8 +297,11 @@ def test_short_trajectories_turn_in_place():
     assert longer.info["turned_in_place"] == 0.0 and longer.trajectory.poses[-1, 0] == pytest.approx(0.504)
     no_turn = scripted_plan([straight(0.02)], [1.0], goal=(3.0, -1.0, 0.0))  # no heading change: goal's side
     np.testing.assert_allclose(no_turn.trajectory.poses[0], RIGHT)
-    approach = scripted_plan([straight(0.015)], [1.0], goal=(0.4, 0.0, 0.0))  # final approach: kept
-    assert approach.info["turned_in_place"] == 0.0 and approach.trajectory.poses[-1, 0] == pytest.approx(0.36)
+    for goal_x in (0.4, 0.95):  # the final approach, within NavDP's 1 m arrival distance: kept
+        approach = scripted_plan([straight(0.015)], [1.0], goal=(goal_x, 0.0, 0.0))
+        assert approach.info["turned_in_place"] == 0.0 and approach.trajectory.poses[-1, 0] == pytest.approx(0.36)
+    farther = scripted_plan([straight(0.015)], [1.0], goal=(1.05, 0.0, 0.0))
+    assert farther.info["turned_in_place"] == 1.0
 
 
 def test_low_values_rotate_in_place_towards_the_mean_lateral_side():

@@ -9,8 +9,10 @@ tracker turn on the spot. Rules (NavDP's point-goal agent, adapted to that conve
    waypoint at x = 0, y = sign(mean y of the best); here they sit SIDEWAYS_OFFSET beside the robot;
 4. turn in place: the chosen trajectory ends closer than 0.5 m to the robot. NavDP zeroes its x, y (keeping
    the headings); a plan at the robot would be STOP here, so the waypoints go beside the robot on the side of
-   its final heading (of the goal when that heading is 0). Within 0.5 m of the goal, where the expert's
-   short trajectories are the final approach, the trajectory is executed as it is.
+   its final heading (of the goal when that heading is 0). Within `approach_radius` (1 m) of the goal the
+   trajectory is executed as it is: NavDP's own episodes end at 1 m, so its rule never acts closer, while
+   habitat's STOP needs the final approach to 0.2 m, where the expert's trajectories are short (turning in
+   place there left the robot spinning 0.5-0.8 m from the goal until the stuck rule ended the episode).
 Candidates and scores in the Plan are the raw samples (headings wrapped) and their critic values.
 Sampling is seeded (LearnedPlanner): a torch.Generator restarted from `seed` at construction, on `reset()`
 and when `seed` is set, so the same seed and the same calls give identical plans.
@@ -49,11 +51,14 @@ class InferenceRules:
         use_critic: rank by the critic; False picks a random candidate (ablation) and skips rule 3.
         stop_threshold: below this best critic value the robot rotates in place (NavDP eval default -3.0).
         stop_radius: goal distance [m] under which the plan is STOP (habitat-lab's success distance).
+        approach_radius: goal distance [m] under which short trajectories are driven, not turned in place
+            (NavDP's arrival distance).
     """
 
     use_critic: bool = True
     stop_threshold: float = -3.0
     stop_radius: float = 0.2
+    approach_radius: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def select_trajectory(candidates: np.ndarray, values: np.ndarray, goal: np.ndarr
     if rules.use_critic and values[index] < rules.stop_threshold:
         info["rotated"] = 1.0
         return Selection(sideways_plan(poses[:, 1].mean(), num_poses), index, info)
-    if np.linalg.norm(poses[-1, :2]) < TURN_IN_PLACE_RADIUS and goal_distance >= TURN_IN_PLACE_RADIUS:
+    if np.linalg.norm(poses[-1, :2]) < TURN_IN_PLACE_RADIUS and goal_distance >= rules.approach_radius:
         info["turned_in_place"] = 1.0
         final_yaw = float(wrap_angle(poses[-1, 2]))
         return Selection(sideways_plan(final_yaw if abs(final_yaw) > 1e-3 else goal[1], num_poses), index, info)
