@@ -297,11 +297,27 @@ def test_short_trajectories_turn_in_place():
     assert longer.info["turned_in_place"] == 0.0 and longer.trajectory.poses[-1, 0] == pytest.approx(0.504)
     no_turn = scripted_plan([straight(0.02)], [1.0], goal=(3.0, -1.0, 0.0))  # no heading change: goal's side
     np.testing.assert_allclose(no_turn.trajectory.poses[0], RIGHT)
-    for goal_x in (0.4, 0.95):  # the final approach, within NavDP's 1 m arrival distance: kept
-        approach = scripted_plan([straight(0.015)], [1.0], goal=(goal_x, 0.0, 0.0))
-        assert approach.info["turned_in_place"] == 0.0 and approach.trajectory.poses[-1, 0] == pytest.approx(0.36)
     farther = scripted_plan([straight(0.015)], [1.0], goal=(1.05, 0.0, 0.0))
-    assert farther.info["turned_in_place"] == 1.0
+    assert farther.info["turned_in_place"] == 1.0 and farther.info["approached"] == 0.0
+
+
+def test_the_final_approach_follows_the_trajectory_then_goes_straight_to_the_goal():
+    # within 1 m: a 0.36 m straight sample (24 x 0.015 m), goal at (0.76, 0.3): the path (0,0) -> (0.36,0) -> goal
+    # is 0.36 + 0.5 = 0.86 m long, resampled at 24 equal steps of 0.86 / 24 m, ending at the goal
+    plan = scripted_plan([straight(0.015)], [1.0], goal=(0.76, 0.3, 0.0))
+    assert plan.info["approached"] == 1.0 and plan.info["turned_in_place"] == 0.0
+    poses, step = plan.trajectory.poses, 0.86 / NAV_PLAN_POSES
+    np.testing.assert_allclose(poses[-1, :2], [0.76, 0.3], atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(np.diff(np.vstack([[0, 0], poses[:, :2]]), axis=0), axis=1)[:10],
+                               step, atol=1e-12)  # equal arc lengths on the first leg
+    on_first = poses[:, 0] <= 0.36 + 1e-12
+    np.testing.assert_allclose(poses[on_first, 1], 0.0, atol=1e-12)
+    np.testing.assert_allclose(poses[on_first, 2], 0.0, atol=1e-12)
+    np.testing.assert_allclose(poses[-1, 2], math.atan2(0.3, 0.4), atol=1e-12)
+    # a 1.2 m trajectory past the goal at 0.57 m: cut at its waypoint nearest the goal (0.55 m), then to the goal
+    past = scripted_plan([straight(0.05)], [1.0], goal=(0.57, 0.0, 0.0))
+    np.testing.assert_allclose(past.trajectory.poses[-1], [0.57, 0.0, 0.0], atol=1e-6)
+    assert past.trajectory.poses[:, 0].max() == pytest.approx(0.57, abs=1e-6)
 
 
 def test_low_values_rotate_in_place_towards_the_mean_lateral_side():

@@ -9,10 +9,12 @@ tracker turn on the spot. Rules (NavDP's point-goal agent, adapted to that conve
    waypoint at x = 0, y = sign(mean y of the best); here they sit SIDEWAYS_OFFSET beside the robot;
 4. turn in place: the chosen trajectory ends closer than 0.5 m to the robot. NavDP zeroes its x, y (keeping
    the headings); a plan at the robot would be STOP here, so the waypoints go beside the robot on the side of
-   its final heading (of the goal when that heading is 0). Within `approach_radius` (1 m) of the goal the
-   trajectory is executed as it is: NavDP's own episodes end at 1 m, so its rule never acts closer, while
-   habitat's STOP needs the final approach to 0.2 m, where the expert's trajectories are short (turning in
-   place there left the robot spinning 0.5-0.8 m from the goal until the stuck rule ended the episode).
+   its final heading (of the goal when that heading is 0);
+5. final approach: within `approach_radius` (1 m, NavDP's arrival distance) of the goal, rule 4 is off and the
+   chosen trajectory is followed up to its waypoint nearest the goal, then straight to the goal
+   (`approach_goal`). NavDP has no STOP and its own episodes end at 1 m, so its rules never act closer;
+   habitat's STOP needs the last 0.2 m. Without this, turning in place left the robot spinning 0.5-0.8 m
+   from the goal, and trajectories that end short of it made the tracker rest there (a premature STOP).
 Candidates and scores in the Plan are the raw samples (headings wrapped) and their critic values.
 Sampling is seeded (LearnedPlanner): a torch.Generator restarted from `seed` at construction, on `reset()`
 and when `seed` is set, so the same seed and the same calls give identical plans.
@@ -51,8 +53,8 @@ class InferenceRules:
         use_critic: rank by the critic; False picks a random candidate (ablation) and skips rule 3.
         stop_threshold: below this best critic value the robot rotates in place (NavDP eval default -3.0).
         stop_radius: goal distance [m] under which the plan is STOP (habitat-lab's success distance).
-        approach_radius: goal distance [m] under which short trajectories are driven, not turned in place
-            (NavDP's arrival distance).
+        approach_radius: goal distance [m] under which the final approach (rule 5) replaces rule 4 (NavDP's
+            arrival distance; 0 turns rule 5 off).
     """
 
     use_critic: bool = True
@@ -77,12 +79,35 @@ def sideways_plan(side: float, num_poses: int) -> np.ndarray:
     return np.tile([0.0, direction * SIDEWAYS_OFFSET, direction * math.pi / 2], (num_poses, 1))
 
 
+def approach_goal(poses: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """(P, 3) robot-frame poses -> (P, 3): the path from the robot along `poses` to the waypoint nearest the
+    (2,) goal [m], then straight to the goal, resampled at P equal arc lengths; yaw along the path."""
+    num_poses = len(poses)
+    path = np.vstack([np.zeros((1, 2)), poses[:, :2]])
+    nearest = int(np.argmin(np.linalg.norm(path - goal, axis=1)))
+    points = np.vstack([path[: nearest + 1], goal])
+    steps = np.diff(points, axis=0)
+    lengths = np.linalg.norm(steps, axis=1)
+    keep = lengths > 1e-9
+    steps, lengths = steps[keep], lengths[keep]
+    if not len(lengths):  # the goal is at the robot
+        return np.zeros((num_poses, 3))
+    ends = np.cumsum(lengths)
+    arc = np.linspace(ends[-1] / num_poses, ends[-1], num_poses)
+    segment = np.minimum(np.searchsorted(ends, arc - 1e-12), len(lengths) - 1)
+    along = (arc - (ends[segment] - lengths[segment])) / lengths[segment]
+    xy = points[:-1][keep][segment] + along[:, None] * steps[segment]
+    yaw = np.arctan2(steps[segment, 1], steps[segment, 0])
+    return np.column_stack([xy, yaw])
+
+
 def select_trajectory(candidates: np.ndarray, values: np.ndarray, goal: np.ndarray, rules: InferenceRules,
                       random_index: int = 0) -> Selection:
     """Apply the module's rules to (N, P, 3) robot-frame candidate poses with (N,) critic values and a (3,)
     goal; `random_index` is the candidate chosen when `rules.use_critic` is False."""
     num_poses = candidates.shape[1]
-    info = {"stopped": 0.0, "rotated": 0.0, "turned_in_place": 0.0, "best_value": float(np.max(values))}
+    info = {"stopped": 0.0, "rotated": 0.0, "turned_in_place": 0.0, "approached": 0.0,
+            "best_value": float(np.max(values))}
     goal_distance = float(np.linalg.norm(goal[:2]))
     if goal_distance < rules.stop_radius:
         info["stopped"] = 1.0
@@ -92,7 +117,10 @@ def select_trajectory(candidates: np.ndarray, values: np.ndarray, goal: np.ndarr
     if rules.use_critic and values[index] < rules.stop_threshold:
         info["rotated"] = 1.0
         return Selection(sideways_plan(poses[:, 1].mean(), num_poses), index, info)
-    if np.linalg.norm(poses[-1, :2]) < TURN_IN_PLACE_RADIUS and goal_distance >= rules.approach_radius:
+    if goal_distance < rules.approach_radius:
+        info["approached"] = 1.0
+        return Selection(approach_goal(poses, np.asarray(goal[:2], dtype=np.float64)), index, info)
+    if np.linalg.norm(poses[-1, :2]) < TURN_IN_PLACE_RADIUS:
         info["turned_in_place"] = 1.0
         final_yaw = float(wrap_angle(poses[-1, 2]))
         return Selection(sideways_plan(final_yaw if abs(final_yaw) > 1e-3 else goal[1], num_poses), index, info)
