@@ -82,13 +82,13 @@ def pointnav(
         oracle = bool(getattr(loaded, "requires_world", False))
         if out is not None:
             extra = {"oracle": oracle, "episodes": episodes, "tracker": tracker, "robot": robot, "seed": seed,
-                     "sliding": sliding}
+                     "sliding": sliding, "no_critic": no_critic}
             write_run(out, planner, results, summary, extra)
             if failures > 0:
                 worlds = WorldCache(config.worlds)
                 save_failure_pictures(out, items, results, worlds.get,
                                       lambda e: ROBOTS[robot or e.robot], failures)
-    label = f"{planner} (privileged oracle)" if oracle else planner
+    label = f"{planner} (privileged oracle)" if oracle else planner + (" (no critic)" if no_critic else "")
     console.print(markdown_table([(label, summary)]), highlight=False)
     console.print(f"pointnav: {summary.n_episodes} episodes, {summary.n_failed} failed; terminations "
                   + ", ".join(f"{k} {v}" for k, v in summary.terminations.items())
