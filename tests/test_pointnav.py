@@ -372,3 +372,25 @@ def test_habitat_world_geodesics_depth_and_collisions():
     assert depth.shape == (CameraSpec().height, CameraSpec().width) and depth.max() <= 5.0
     outside = np.array([world.bounds[2] + 5.0, world.bounds[3] + 5.0])
     assert world.collides(outside[None], WHEELED)[0]
+
+
+def test_eval_table_combines_pointnav_runs_and_labels_them(tmp_path):
+    from eval.cli import app as eval_app
+
+    def run(name: str, success: float, **extra) -> str:
+        body = {"planner": name, "n_episodes": 4, "n_failed": 0, "success": success, "success_navdp": 1.0,
+                "spl": 0.5, "soft_spl": 0.625, "collisions_per_episode": 2.5, "mean_time_s": 10.0,
+                "terminations": {"stop": 4, "timeout": 0, "stuck": 0, "error": 0}, **extra}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(body))
+        return str(tmp_path / name)
+
+    runs = [run("navdp", 0.75), run("navdp-ablation", 0.5, no_critic=True), run("expert", 1.0, oracle=True)]
+    result = CliRunner().invoke(eval_app, ["table", *runs])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("| ")]
+    assert lines[1] == "| navdp | 4 | 75.0 | 100.0 | 50.0 | 62.5 | 2.50 |"
+    assert lines[2].startswith("| navdp-ablation (no critic) | 4 | 50.0 |")
+    assert lines[3].startswith("| expert (oracle) | 4 | 100.0 |")
+    bad = CliRunner().invoke(eval_app, ["table", str(tmp_path / "missing")])
+    assert bad.exit_code == 2 and "not found" in bad.output
