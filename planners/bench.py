@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,8 +48,12 @@ PLANNER_CASES: dict[str, Callable[[], tuple[Planner, Any]]] = {
 }
 
 
-def navdp_case() -> tuple[Planner, Any]:
-    """NavDP (16 samples x 10 steps + critic) on a default-camera depth frame: a box 1.5 m ahead on the left."""
+SHIPPED_NAVDP = Path(__file__).resolve().parents[1] / "checkpoints" / "navdp-synth.safetensors"
+
+
+def navdp_case(planner: str | Path = "navdp") -> tuple[Planner, Any]:
+    """NavDP (16 samples x 10 steps + critic) on a default-camera depth frame: a box 1.5 m ahead on the left.
+    `planner`: "navdp" (the default size, d 128 and 4 layers, untrained) or a checkpoint."""
     import numpy as np
 
     from scenes.nav import CameraSpec, NavObservation
@@ -57,10 +62,12 @@ def navdp_case() -> tuple[Planner, Any]:
     depth = np.full((camera.height, camera.width), 4.0, np.float32)
     depth[:, : camera.width // 2] = 1.5
     observation = NavObservation(depth, np.array([4.0, 1.0, 0.0], np.float32), np.zeros(2, np.float32), camera)
-    return load("navdp"), observation.validate()
+    return load(planner), observation.validate()
 
 
 PLANNER_CASES["navdp"] = navdp_case
+if SHIPPED_NAVDP.is_file():  # the shipped small model (d 64, 3 layers), in a source checkout
+    PLANNER_CASES["navdp-synth"] = lambda: navdp_case(SHIPPED_NAVDP)
 
 
 def median_ms(call: Callable[[], Any], seconds: float, min_calls: int = 5) -> float:

@@ -133,3 +133,13 @@ def test_bench_planner_reports_latency_and_ratio():
     assert figures["torch_threads"] == 1 and figures["ratio_dp_over_dd"] > 1
     assert all(v > 0 for v in figures["plan_latency_ms"].values())
     assert DiffusionPolicyModel().sampling_steps == 20
+
+
+def test_bench_planner_includes_the_shipped_navdp_checkpoint():
+    from planners.bench import PLANNER_CASES, SHIPPED_NAVDP
+
+    assert SHIPPED_NAVDP.is_file() and {"navdp", "navdp-synth"} <= set(PLANNER_CASES)
+    planner, _ = PLANNER_CASES["navdp-synth"]()
+    assert planner.model.config["d_model"] == 64 and planner.model.config["num_layers"] == 3
+    figures = bench_planners(0.01, {"navdp-synth": PLANNER_CASES["navdp-synth"]})
+    assert figures["latency_ms"]["navdp-synth"] > 0
