@@ -89,13 +89,13 @@ def slide(world: NavWorldInterface, start: np.ndarray, target: np.ndarray, robot
     """(2,) the free position nearest `target` (2,) [m], reached by pushing it out of the obstacle along the
     clearance gradient (habitat-sim's navmesh `try_step`); `start` (2,) when that position collides or is
     farther from `start` than `target` is."""
-    offsets = SLIDE_STEP * np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
-    around = np.asarray(world.clearance(target[None, :] + offsets, robot), dtype=np.float64)
-    gradient = np.array([around[0] - around[1], around[2] - around[3]])
+    offsets = SLIDE_STEP * np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    here, east, west, north, south = np.asarray(world.clearance(target[None, :] + offsets, robot), np.float64)
+    gradient = np.array([east - west, north - south])
     norm = float(np.linalg.norm(gradient))
     if norm < 1e-9:
         return start
-    depth = robot.radius + SLIDE_MARGIN - float(np.asarray(world.clearance(target[None, :], robot))[0])
+    depth = robot.radius + SLIDE_MARGIN - here
     slid = target + max(depth, 0.0) * gradient / norm
     if np.linalg.norm(slid - start) > np.linalg.norm(target - start) + 1e-9 or \
             bool(np.asarray(world.collides(slid[None, :], robot))[0]):

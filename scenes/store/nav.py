@@ -223,14 +223,15 @@ class NavDataset:
         root, info (info.json as a dict), camera, episode_table (pyarrow, one row per episode).
     """
 
-    def __init__(self, root: Path, info: dict, episodes: pa.Table, privileged: bool, cache_size: int):
+    def __init__(self, root: Path, info: dict, episodes: pa.Table, privileged: bool, cache_size: int,
+                 group_starts: dict[tuple[str, int], np.ndarray]):
         self.root, self.info, self.episode_table, self.privileged = Path(root), info, episodes, privileged
         cam = info["camera"]
         self.camera = CameraSpec(cam["width"], cam["height"], cam["hfov_deg"], cam["mount_height"])
         self._shard_start = np.concatenate([[0], np.cumsum(info["shard_frames"])]).astype(np.int64)
         self._first = episodes.column("frame_index").to_numpy().astype(np.int64)
         self._cache: OrderedDict[tuple[str, int, int], dict[str, np.ndarray]] = OrderedDict()
-        self._group_starts: dict[tuple[str, int], np.ndarray] = {}  # first row of each row group, per file
+        self._group_starts = group_starts  # (part, shard) -> first row of each row group, from the footers
         self.cache_size = max(1, cache_size)
 
     @classmethod
@@ -254,13 +255,16 @@ class NavDataset:
         if episodes.num_rows != info["num_episodes"]:
             raise DatasetError(f"{root / EPISODES}: {episodes.num_rows} rows, info.json lists {info['num_episodes']}")
         parts = (SHARDS, PRIVILEGED) if privileged else (SHARDS,)
+        group_starts = {}
         for shard, frames in enumerate(info["shard_frames"]):
             for part in parts:
                 footer = _footer(shard_path(root, part, shard))
                 if footer.num_rows != frames:
                     raise DatasetError(f"{shard_path(root, part, shard)}: {footer.num_rows} rows, info.json "
                                        f"lists {frames}")
-        return cls(root, info, episodes, privileged, cache_size)
+                sizes = [footer.row_group(k).num_rows for k in range(footer.num_row_groups)]
+                group_starts[(part, shard)] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        return cls(root, info, episodes, privileged, cache_size, group_starts)
 
     def __len__(self) -> int:
         return int(self.info["num_frames"])
@@ -281,24 +285,19 @@ class NavDataset:
         return shard, index - int(self._shard_start[shard])
 
     def _group(self, part: str, shard: int, row: int) -> tuple[dict[str, np.ndarray], int]:
-        """(decoded columns of the row group holding `row`, the row's index in it); row groups are located from
-        the file's own metadata, so files written with any row-group size read alike."""
-        path = shard_path(self.root, part, shard)
-        try:
-            if (part, shard) not in self._group_starts:
-                meta = pq.ParquetFile(path).metadata
-                sizes = [meta.row_group(k).num_rows for k in range(meta.num_row_groups)]
-                self._group_starts[(part, shard)] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-            starts = self._group_starts[(part, shard)]
-            group = int(np.searchsorted(starts, row, side="right") - 1)
-            key = (part, shard, group)
-            if key not in self._cache:
-                table = pq.ParquetFile(path).read_row_group(group)
-                self._cache[key] = _decode(table)
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-        except (OSError, pa.ArrowException) as error:
-            raise DatasetError(f"{path}: unreadable parquet ({first_line(error)})") from None
+        """(decoded columns of the row group holding `row`, the row's index in it); row groups are located
+        from each file's own footer, so files written with any row-group size read alike."""
+        starts = self._group_starts[(part, shard)]
+        group = int(np.searchsorted(starts, row, side="right") - 1)
+        key = (part, shard, group)
+        if key not in self._cache:
+            path = shard_path(self.root, part, shard)
+            try:
+                self._cache[key] = _decode(pq.ParquetFile(path).read_row_group(group))
+            except (OSError, pa.ArrowException) as error:
+                raise DatasetError(f"{path}: unreadable parquet ({first_line(error)})") from None
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         self._cache.move_to_end(key)
         return self._cache[key], row - int(starts[group])
 
