@@ -1,4 +1,4 @@
-"""Hand-built scenes with known geometry, for tests (waymax `test_utils` style)."""
+"""Hand-built scenes with known geometry (waymax `test_utils` style) and a full-batch fit, for tests."""
 
 from __future__ import annotations
 
@@ -104,3 +104,19 @@ def straight_scene(seed: int = 0, split: str = "train") -> DriveScene:
         command=DrivingCommand.STRAIGHT,
         traffic_lights=lights,
     )
+
+
+def fit_full_batch(model, features, targets, optimiser, steps: int, scheduler=None) -> list[float]:
+    """`steps` optimiser steps of `model.loss(features, targets)` on one fixed batch, in train mode (a
+    `scheduler`, if given, steps after each); returns the loss of every step."""
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss, _ = model.loss(features, targets)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if scheduler is not None:
+            scheduler.step()
+        losses.append(float(loss))
+    return losses

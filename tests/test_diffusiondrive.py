@@ -17,6 +17,7 @@ from planners.learned import diffusiondrive as dd
 from planners.learned.diffusion import truncated_timesteps
 from planners.learned.vector import normalise_xy
 from scenes.synthetic import generate_scene
+from tests.factories import fit_full_batch
 
 TINY = {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "max_agents": 8, "max_polylines": 16}
 
@@ -47,13 +48,7 @@ def trained(batch):
     model.fit_normalisers([(features, plans)])
     steps = 600
     optimiser, scheduler = model.optimizer(3e-3, steps)
-    model.train()
-    for _ in range(steps):
-        loss, _ = model.loss(features, plans)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        scheduler.step()
+    fit_full_batch(model, features, plans, optimiser, steps, scheduler)
     model.eval()
     torch.set_num_threads(threads)
     return planner

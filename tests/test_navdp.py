@@ -25,6 +25,7 @@ from planners.navdp import (
 )
 from planners.registry import load
 from scenes.nav import NAV_PLAN_DT, NAV_PLAN_POSES, CameraSpec, NavObservation, NavTrainingSample
+from tests.factories import fit_full_batch
 
 CAMERA = CameraSpec(width=64, height=64)
 TINY = {"d_model": 32, "num_layers": 2, "num_heads": 2, "dropout": 0.0, "image_size": 32, "cnn_width": 8,
@@ -181,13 +182,7 @@ def trained():
     samples = obstacle_samples()
     features, targets = batch_of(samples, model)
     before = fixed_noise_mse(model, features, targets.actions), median_final_errors(NavDPPlanner(model), samples)
-    optimiser = torch.optim.Adam(model.parameters(), lr=5e-3)
-    model.train()
-    for _ in range(300):
-        loss, _ = model.loss(features, targets)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    fit_full_batch(model, features, targets, torch.optim.Adam(model.parameters(), lr=5e-3), 300)
     model.eval()
     yield model, samples, features, targets, before
     torch.set_num_threads(threads)
@@ -302,19 +297,19 @@ def test_short_trajectories_turn_in_place():
 
 
 def test_the_final_approach_follows_the_trajectory_then_goes_straight_to_the_goal():
-    # within 1 m: a 0.36 m straight sample (24 x 0.015 m), goal at (0.76, 0.3): the path (0,0) -> (0.36,0) -> goal
-    # is 0.36 + 0.5 = 0.86 m long, resampled at 24 equal steps of 0.86 / 24 m, ending at the goal
+    # within 1 m: a 0.36 m straight sample (24 x 0.015 m), goal at (0.76, 0.3): the path (0,0) -> (0.36,0)
+    # -> goal is 0.36 + 0.5 = 0.86 m long, resampled at 24 equal steps of 0.86 / 24 m, ending at the goal
     plan = scripted_plan([straight(0.015)], [1.0], goal=(0.76, 0.3, 0.0))
     assert plan.info["approached"] == 1.0 and plan.info["turned_in_place"] == 0.0
     poses, step = plan.trajectory.poses, 0.86 / NAV_PLAN_POSES
     np.testing.assert_allclose(poses[-1, :2], [0.76, 0.3], atol=1e-12)
-    np.testing.assert_allclose(np.linalg.norm(np.diff(np.vstack([[0, 0], poses[:, :2]]), axis=0), axis=1)[:10],
-                               step, atol=1e-12)  # equal arc lengths on the first leg
+    steps = np.linalg.norm(np.diff(np.vstack([[0, 0], poses[:, :2]]), axis=0), axis=1)
+    np.testing.assert_allclose(steps[:10], step, atol=1e-12)  # equal arc lengths on the first leg
     on_first = poses[:, 0] <= 0.36 + 1e-12
     np.testing.assert_allclose(poses[on_first, 1], 0.0, atol=1e-12)
     np.testing.assert_allclose(poses[on_first, 2], 0.0, atol=1e-12)
     np.testing.assert_allclose(poses[-1, 2], math.atan2(0.3, 0.4), atol=1e-12)
-    # a 1.2 m trajectory past the goal at 0.57 m: cut at its waypoint nearest the goal (0.55 m), then to the goal
+    # a 1.2 m trajectory past the goal at 0.57 m: cut at its waypoint nearest the goal (0.55 m), then to it
     past = scripted_plan([straight(0.05)], [1.0], goal=(0.57, 0.0, 0.0))
     np.testing.assert_allclose(past.trajectory.poses[-1], [0.57, 0.0, 0.0], atol=1e-6)
     assert past.trajectory.poses[:, 0].max() == pytest.approx(0.57, abs=1e-6)

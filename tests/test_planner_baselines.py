@@ -18,6 +18,7 @@ from planners.training import materialise
 from scenes.store import finalize_dataset, write_shard
 from scenes.store.torch_dataset import MapPolylineBuilder
 from scenes.synthetic import generate_scene
+from tests.factories import fit_full_batch
 
 TINY = {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "max_agents": 8, "max_polylines": 16}
 
@@ -69,15 +70,7 @@ def test_baselines_learn(scenes, cls):
     features = default_collate([model.feature_builder()(scene.observation()) for scene in scenes[:8]])
     plans = torch.stack([torch.from_numpy(s.expert_plan().poses.astype(np.float32)) for s in scenes[:8]])
     optimiser, scheduler = model.optimizer(3e-3, 150)
-    model.train()
-    losses = []
-    for _ in range(150):
-        loss, _ = model.loss(features, plans)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        scheduler.step()
-        losses.append(float(loss))
+    losses = fit_full_batch(model, features, plans, optimiser, 150, scheduler)
     torch.set_num_threads(threads)
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-10:])
 
