@@ -96,7 +96,8 @@ def table(runs: Annotated[list[Path], typer.Argument(
         if len(kinds) > 1:
             raise UserError("cannot mix NAVSIM and PointNav runs in one table")
         labels = [body.get("planner", run.name) + (" (oracle)" if body.get("oracle") else "")
-                  + (" (no critic)" if body.get("no_critic") else "") for run, body in zip(runs, bodies, strict=True)]
+                  + (" (no critic)" if body.get("no_critic") else "")
+                  for run, body in zip(runs, bodies, strict=True)]
         if kinds == {"pointnav"}:
             rows = [(label, _pointnav_summary(run, body)) for run, label, body in zip(runs, labels, bodies,
                                                                                      strict=True)]

@@ -8,7 +8,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 
 def share_cores(threads: int) -> None:
-    """Worker initializer: torch uses `threads` intra-op threads (workers x threads <= cores, no oversubscription)."""
+    """Worker initializer: torch uses `threads` intra-op threads (workers x threads <= cores: no
+    oversubscription)."""
     import torch
 
     torch.set_num_threads(threads)

@@ -49,10 +49,11 @@ def train(
     data: Annotated[Path, typer.Option(help="Dataset folder to train on (its train split by default).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, lightning/last.ckpt and logs/ go here.")],
     epochs: Annotated[int, typer.Option(help="Passes over the training scenes.")] = 10,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimiser steps (before --epochs "
-                                                       "ends).")] = None,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop after this much training time [min] (a CPU "
-                                                           "budget; not reproducible across machines).")] = None,
+    max_steps: Annotated[int | None, typer.Option(
+        help="Stop after this many optimiser steps (before --epochs ends).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(
+        help="Stop after this much training time [min] (a CPU budget; not reproducible across "
+             "machines).")] = None,
     batch_size: Annotated[int, typer.Option(help="Scenes per optimiser step.")] = 64,
     lr: Annotated[float | None, typer.Option(
         help="Learning rate; default: the model's (ego-mlp 1e-4, DiffusionDrive and its baselines 6e-4).")] = None,

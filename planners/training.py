@@ -126,7 +126,8 @@ def train(
     try:
         trainer = L.Trainer(
             max_epochs=epochs, max_steps=max_steps or -1,
-            max_time=datetime.timedelta(minutes=max_minutes) if max_minutes else None, accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+            max_time=datetime.timedelta(minutes=max_minutes) if max_minutes else None,
+            accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
             precision=precision, logger=loggers,
             callbacks=[saver], deterministic=True, default_root_dir=out, enable_progress_bar=progress,
             enable_model_summary=False, log_every_n_steps=max(1, min(50, len(loader))),
@@ -160,8 +161,8 @@ def _build(name: str, hyperparameters: dict[str, Any]) -> LearnedPlanner:
 def materialise(dataset: Dataset, num_workers: int) -> TensorTreeDataset:
     """All items of a dataset, built once: items are tensors or (named) tuples of them, nested.
 
-    The first batch fixes every leaf's shape and dtype; the full tensors are allocated then and filled batch by
-    batch, so memory peaks at the dataset's size plus one batch.
+    The first batch fixes every leaf's shape and dtype; the full tensors are allocated then and filled
+    batch by batch, so memory peaks at the dataset's size plus one batch.
     """
     total, filled, tree = len(dataset), 0, None
     for batch in DataLoader(dataset, batch_size=256, num_workers=num_workers):

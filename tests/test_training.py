@@ -215,8 +215,8 @@ def test_cli_max_steps_ends_training_early(dataset, tmp_path):
     app.command("noop")(lambda: None)
     runner = CliRunner()
     out = tmp_path / "short"
-    result = runner.invoke(app, ["train", "ego-mlp", "--data", str(dataset), "--out", str(out), "--batch-size", "2",
-                                 "--in-memory", "--epochs", "5", "--max-steps", "3"])
+    result = runner.invoke(app, ["train", "ego-mlp", "--data", str(dataset), "--out", str(out),
+                                 "--batch-size", "2", "--in-memory", "--epochs", "5", "--max-steps", "3"])
     assert result.exit_code == 0, result.output
     assert "at most 3 steps" in result.output
     rows = list(csv.DictReader(next((out / "logs").glob("version_*/metrics.csv")).open()))

@@ -73,8 +73,8 @@ def pointnav(
             raise UserError(f"--episodes {episodes!r}: neither a .json.gz episode file nor one of "
                             f"{', '.join(BENCHMARKS)}")
         items = items[:limit] if limit is not None else items
-        config = PointNavConfig(planner=planner, tracker=tracker, robot=robot, seed=seed, use_critic=not no_critic,
-                                loop=LoopConfig(allow_sliding=sliding))
+        config = PointNavConfig(planner=planner, tracker=tracker, robot=robot, seed=seed,
+                                use_critic=not no_critic, loop=LoopConfig(allow_sliding=sliding))
         with progress_bar("episodes") as bar:
             task = bar.add_task(f"pointnav {planner}", total=len(items))
             results = evaluate_episodes(items, config, workers=workers, on_progress=lambda k: bar.advance(task, k))
