@@ -51,14 +51,22 @@ class Walkers:
         self.walking |= go
         self.u = self.u + np.where(self.walking, self.speed * dt, 0.0)
 
-    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Centre xy (K, 2) [m], heading (K,) [rad] and velocity (K, 2) [m/s] now."""
+    def state(self, u: np.ndarray | None = None, walking: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centre xy (..., K, 2) [m], heading (..., K) [rad] and velocity (..., K, 2) [m/s] at progress u
+        (..., K) [m] and walking flags (..., K); now when not given."""
+        u = self.u if u is None else u
+        walking = self.walking if walking is None else walking
         length = self.length[self.crossing]
-        cross = np.minimum(self.u, length)
-        beyond = np.maximum(self.u - length, 0.0)
+        cross = np.minimum(u, length)
+        beyond = np.maximum(u - length, 0.0)
         side = np.stack([-self.across[:, 1], self.across[:, 0]], axis=-1)
-        xy = (self.origin + self.across * cross[:, None] + self.along * beyond[:, None]
+        xy = (self.origin + self.across * cross[..., None] + self.along * beyond[..., None]
               + side * self.jitter[:, None])
-        direction = np.where((self.u < length)[:, None], self.across, self.along)
-        velocity = direction * np.where(self.walking, self.speed, 0.0)[:, None]
-        return xy, np.arctan2(direction[:, 1], direction[:, 0]), velocity
+        forward = u < length
+        direction = np.where(forward[..., None], self.across, self.along)
+        velocity = direction * np.where(walking, self.speed, 0.0)[..., None]
+        # each row of `direction` is a row of `across` or `along`: their headings, taken once
+        heading = np.where(forward, np.arctan2(self.across[:, 1], self.across[:, 0]),
+                           np.arctan2(self.along[:, 1], self.along[:, 0]))
+        return xy, heading, velocity

@@ -31,7 +31,12 @@ B_MERGE = 2.5  # [m/s^2] a yielding vehicle merges only if the vehicle behind ne
 
 def idm(v, v0, gap, dv, a, b, T, s0):
     """IDM acceleration [m/s^2]: speed v, desired v0 [m/s], gap [m] (inf: free), approach rate dv [m/s]."""
-    s_star = s0 + np.maximum(0.0, v * T + v * dv / (2.0 * np.sqrt(a * b)))
+    return _idm(v, v0, gap, dv, a, 2.0 * np.sqrt(a * b), T, s0)
+
+
+def _idm(v, v0, gap, dv, a, denom, T, s0):
+    """`idm` with its 2 sqrt(a b) [m/s^2] given as `denom` (precomputed once per vehicle)."""
+    s_star = s0 + np.maximum(0.0, v * T + v * dv / denom)
     inter = np.where(np.isfinite(gap), (s_star / np.maximum(gap, 0.05)) ** 2, 0.0)
     return a * (1.0 - (v / np.maximum(v0, 0.1)) ** 4 - inter)
 
@@ -53,6 +58,33 @@ class Fleet:
         self.done = np.zeros(len(rows), bool)
 
 
+class _Live:
+    """Constants of the live vehicles idx (n,) and of their paths' table rows, gathered once and reused
+    while neither idx nor the ego's path changes: IDM parameters (n,), lane starts / rows (n, K), lane
+    offsets (n, L + 1), signal and yield stations (n,), crosswalk entries (n, C)."""
+
+    def __init__(self, sim: Simulation, idx: np.ndarray):
+        tab, f, w = sim.tab, sim.f, sim.w
+        p = f.path[idx]
+        self.key = (idx.tobytes(), int(f.path[0]))
+        self.n = n = len(idx)
+        self.ar = np.arange(n)
+        self.ego = bool(idx[0] == 0)
+        self.half, self.a, self.T, self.s0 = f.half[idx], f.a[idx], f.T[idx], f.s0[idx]
+        self.denom = sim.idm_denom[idx]
+        self.factor, self.cap, self.static = f.factor[idx], f.cap[idx], f.static[idx]
+        self.moves = ~self.static
+        self.start, self.lanes, self.offset = tab.start[p], tab.lanes[p], tab.offset[p]
+        self.vbase = p * tab.vmax.shape[1]
+        self.light, self.stop_s, self.end = tab.light[p], tab.stop_s[p], tab.length[p] - 0.5
+        self.yield_s = tab.yield_s[p]
+        if w.count:
+            self.cw_id, self.cw_in, self.cw_u = tab.cw_id[p], tab.cw_in[p], tab.cw_u[p]
+            self.cw_on = self.cw_id >= 0
+            self.cw_out = tab.cw_out[p] + 0.5
+            self.same = self.cw_id[..., None] == w.crossing[None, None, :]  # (n, C, W)
+
+
 class Simulation:
     """Runs T_SIM steps; records path, station, speed, activity per step and the ego's lateral offset."""
 
@@ -71,10 +103,27 @@ class Simulation:
         self.ego_dd = np.zeros(T_SIM)  # d offset / d station
         self.ped_state = [np.zeros((T_SIM, walkers.count, 2)), np.zeros((T_SIM, walkers.count)),
                           np.zeros((T_SIM, walkers.count, 2))]
+        self.ped_u = np.zeros((T_SIM, walkers.count))  # pedestrian progress [m] per step
+        self.ped_walking = np.zeros((T_SIM, walkers.count), bool)
         self.lc: dict | None = None
         self.lane_changed = False
         self.ego_a = 0.0  # [m/s^2] the ego's last commanded acceleration
         self.ego_emergency = 0  # steps on which the ego braked beyond its comfort limits
+        # per-scene constants of the step
+        self.sentinel = len(table.lane_len) - 1
+        self.idm_denom = 2.0 * np.sqrt(fleet.a * fleet.b)  # (N,) [m/s^2]
+        self.has_yield = bool(np.isfinite(table.yield_pt).any())
+        self.has_partner = bool((table.partner != self.sentinel).any())
+        self.has_pred = table.pred != self.sentinel  # (L + 1,)
+        self.pred_len = table.lane_len[table.pred]  # (L + 1,) [m]
+        self.partner_len = table.lane_len[table.partner]  # (L + 1,) [m]
+        self.vmax_flat = table.vmax.ravel()
+        self.ped_sign = np.where(walkers.side == 0, 1.0, -1.0)  # (W,)
+        if red is not None:  # (K + 1, T) red now or within AMBER_STEPS; row K (light -1) never red
+            last = red.shape[1] - 1
+            soon = red | red[:, np.minimum(np.arange(red.shape[1]) + AMBER_STEPS, last)]
+            self.red_soon = np.concatenate([soon, np.zeros((1, red.shape[1]), bool)])
+        self.live: _Live | None = None
 
     def run(self) -> None:
         f = self.f
@@ -82,6 +131,8 @@ class Simulation:
         for k in range(T_SIM):
             self._record(k)
             self._step(k)
+        if self.w.count:
+            self.ped_state = list(self.w.state(self.ped_u, self.ped_walking))
 
     def _record(self, k: int) -> None:
         f = self.f
@@ -90,74 +141,92 @@ class Simulation:
             x = (f.s[0] - self.lc["s0"]) / self.lc["D"]
             self.ego_d[k] = self.lc["d0"] * (1.0 - pl.smoothstep(x))
             self.ego_dd[k] = -self.lc["d0"] * pl.smoothstep_slope(x) / self.lc["D"]
-        if self.w.count == 0:
-            return
-        xy, h, v = self.w.state()
-        self.ped_state[0][k], self.ped_state[1][k], self.ped_state[2][k] = xy, h, v
+        if self.w.count:
+            self.ped_u[k], self.ped_walking[k] = self.w.u, self.w.walking
 
-    def _registrations(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Lanes (n, 4) and lane stations (n, 4) where each live vehicle is seen by others; kind 2 = merge."""
-        tab, f = self.tab, self.f
-        row, s_in = tab.locate(f.path[idx], f.s[idx])
-        sentinel = len(tab.lane_len) - 1
-        lanes = np.full((len(idx), 4), sentinel)
-        st = np.zeros((len(idx), 4))
-        lanes[:, 0], st[:, 0] = row, s_in
-        pred = tab.pred[row]
-        near = (s_in < 15.0) & (pred != sentinel)
-        lanes[:, 1] = np.where(near, pred, sentinel)
-        st[:, 1] = np.where(near, tab.lane_len[pred] + s_in, 0.0)
-        part = tab.partner[row]
-        lanes[:, 2] = part
-        st[:, 2] = np.where(part != sentinel, tab.lane_len[part] - (tab.lane_len[row] - s_in), 0.0)
-        if self.lc is not None and idx[0] == 0 and (f.s[0] - self.lc["s0"]) < 0.6 * self.lc["D"]:
-            s_old = f.s[0] - self.lc["s0"] + self.lc["s_old"]
-            r_old, s_in_old = tab.locate(np.array([self.lc["old"]]), np.array([s_old]))
-            lanes[0, 3], st[0, 3] = r_old[0], s_in_old[0]
-        return lanes, st, row
+    def _registrations(self, c: _Live, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Lanes (n, R) and lane stations (n, R) where each live vehicle is seen by others, R <= 4: its own
+        lane, the merge partner lane (column `slot`, -1 if no lane has one), the predecessor lane near a
+        lane start, the ego's old lane early in a lane change; columns that would hold only the sentinel
+        are left out. Also the own lane rows (n,)."""
+        tab, sentinel = self.tab, self.sentinel
+        k = (c.start <= s[:, None]).sum(1) - 1
+        np.maximum(k, 0, out=k)
+        row = c.lanes[c.ar, k]
+        s_in = s - c.start[c.ar, k]
+        lanes, st, slot = [row], [s_in], -1
+        if self.has_partner:
+            part = tab.partner[row]
+            slot = len(lanes)
+            lanes.append(part)
+            st.append(np.where(part != sentinel, self.partner_len[row] - (tab.lane_len[row] - s_in), 0.0))
+        near = (s_in < 15.0) & self.has_pred[row]
+        if near.any():
+            lanes.append(np.where(near, tab.pred[row], sentinel))
+            st.append(np.where(near, self.pred_len[row] + s_in, 0.0))
+        lc = self.lc
+        if lc is not None and c.ego and (s[0] - lc["s0"]) < 0.6 * lc["D"]:
+            s_old = s[0] - lc["s0"] + lc["s_old"]
+            r_old, s_in_old = tab.locate(np.array([lc["old"]]), np.array([s_old]))
+            old_lane, old_st = np.full(c.n, sentinel), np.zeros(c.n)
+            old_lane[0], old_st[0] = r_old[0], s_in_old[0]
+            lanes.append(old_lane)
+            st.append(old_st)
+        return np.stack(lanes, 1), np.stack(st, 1), row, slot
 
     def _step(self, k: int) -> None:
         tab, f = self.tab, self.f
         idx = np.flatnonzero((f.active | (f.spawn <= k)) & ~f.done)
         if idx.size == 0:
             return
-        lanes, st, row = self._registrations(idx)
-        on_yield = np.isfinite(tab.yield_pt[row])
-        s_in = st[:, 0]
-        committed = ~on_yield | (s_in + f.half[idx] >= tab.yield_pt[row])
-        act = f.active[idx]
-        half = f.half[idx]
-        ds = tab.offset[f.path[idx]][:, lanes]  # (n, n, 4) station of vehicle j (registration r) on i's path
+        c = self.live
+        if c is None or c.key != (idx.tobytes(), int(f.path[0])):
+            c = self.live = _Live(self, idx)
+        s, v, act = f.s[idx], f.v[idx], f.active[idx]
+        half = c.half
+        lanes, st, row, slot = self._registrations(c, s)
+        if self.has_yield:
+            y_pt = tab.yield_pt[row]
+            on_yield = np.isfinite(y_pt)
+            committed = ~on_yield | (st[:, 0] + half >= y_pt)
+        ds = c.offset[:, lanes]  # (n, n, R) station of vehicle j (registration r) on i's path
         ds += st[None]
-        ds -= f.s[idx, None, None]
-        bad = ~(ds > 0)  # NaN (not on the path) and behind
-        bad |= ~act[None, :, None]
-        bad[np.arange(len(idx)), np.arange(len(idx))] = True
-        bad[:, :, 2] |= ~(committed[None, :] | on_yield[:, None])
-        gap = np.where(bad, np.inf, ds).min(2) - half[None, :] - half[:, None]
+        ds -= s[:, None, None]
+        ahead = np.where(ds > 0, ds, np.inf)  # NaN (not on the path) and behind: inf
+        if self.has_yield:
+            ahead[:, :, slot][~(committed[None, :] | on_yield[:, None])] = np.inf
+        gap = ahead.min(2)
+        gap -= half[None, :]
+        gap -= half[:, None]
+        if not act.all():
+            gap[:, ~act] = np.inf
+        gap[c.ar, c.ar] = np.inf
         lead = np.argmin(gap, axis=1)
-        g_lead = gap[np.arange(len(idx)), lead]
-        v, v_lead = f.v[idx], f.v[idx][lead]
-        vmax = tab.vmax[f.path[idx], np.clip(f.s[idx].astype(np.int64), 0, tab.vmax.shape[1] - 1)]
-        v0 = np.minimum(vmax * f.factor[idx], f.cap[idx])
-        s0 = np.where((idx == 0) & f.static[idx][lead] & np.isfinite(g_lead), EGO_STATIC_GAP, f.s0[idx])
-        acc = idm(v, v0, g_lead, v - v_lead, f.a[idx], f.b[idx], f.T[idx], s0)
-        front = f.s[idx] + f.half[idx]
-        stop = np.full(len(idx), np.inf)
-        li = tab.light[f.path[idx]]
+        g_lead = gap[c.ar, lead]
+        v_lead = v[lead]
+        cell = s.astype(np.int64)
+        vmax = self.vmax_flat[c.vbase + np.minimum(np.maximum(cell, 0), tab.vmax.shape[1] - 1)]
+        v0 = np.minimum(vmax * c.factor, c.cap)
+        s0 = c.s0
+        if c.ego and c.static[lead[0]] and math.isfinite(g_lead[0]):
+            s0 = s0.copy()
+            s0[0] = EGO_STATIC_GAP
+        acc = _idm(v, v0, g_lead, v - v_lead, c.a, c.denom, c.T, s0)
+        front = s + half
+        stop = np.full(c.n, np.inf)
         if self.red is not None:
-            red_now = np.where(li >= 0, self.red[li, k] | self.red[li, min(k + AMBER_STEPS, self.red.shape[1] - 1)],
-                               False)
-            dist = tab.stop_s[f.path[idx]] - front
-            ok = dist - 0.5 > v**2 / (2 * B_STOP)
-            if idx[0] == 0 and li[0] >= 0 and not self.red[li[0], k]:
-                ok[0] = dist[0] - 0.5 > v[0] ** 2 / (2 * EGO_B_COMF * 0.85)  # amber: the ego stops comfortably or goes
-            stop = np.where(red_now & (dist > 0.3) & ok, dist - 0.5, stop)
+            red_now = self.red_soon[c.light, k]
+            if red_now.any():
+                li = c.light
+                dist = c.stop_s - front
+                ok = dist - 0.5 > v**2 / (2 * B_STOP)
+                if c.ego and li[0] >= 0 and not self.red[li[0], k]:
+                    ok[0] = dist[0] - 0.5 > v[0] ** 2 / (2 * EGO_B_COMF * 0.85)  # amber: stop comfortably or go
+                stop = np.where(red_now & (dist > 0.3) & ok, dist - 0.5, stop)
         # merge yielding: wait at the yield point unless the priority lane has a gap
-        wait = on_yield & ~committed
-        if wait.any():
-            conflict = (lanes[None, :, 2] != len(tab.lane_len) - 1) & ~on_yield[None, :] & act[None, :]
-            dsm = ds[:, :, 2]
+        if self.has_yield and (wait := on_yield & ~committed).any():
+            conflict = (lanes[None, :, slot] != self.sentinel) & ~on_yield[None, :] & act[None, :]
+            dsm = ds[:, :, slot]
             back = 7.0 + 0.8 * v[None, :] + 1.5 * np.maximum(v[None, :] - v[:, None], 0.0)
             fwd = 6.0 + 0.3 * v[:, None]
             close = conflict & np.isfinite(dsm) & (dsm > -back) & (dsm < fwd)
@@ -165,21 +234,25 @@ class Simulation:
             behind = conflict & (dsm <= -back) & (dsm > -150.0) & wait[:, None]
             if behind.any():
                 i, j = np.nonzero(behind)
-                need = idm(v[j], v[j] + 1.0, np.maximum(-dsm[i, j] - half[i] - half[j], 0.5), v[j] - v[i],
-                           f.a[idx[j]], f.b[idx[j]], f.T[idx[j]], f.s0[idx[j]])
+                need = _idm(v[j], v[j] + 1.0, np.maximum(-dsm[i, j] - half[i] - half[j], 0.5), v[j] - v[i],
+                            c.a[j], c.denom[j], c.T[j], c.s0[j])
                 close[i[need < -B_MERGE], j[need < -B_MERGE]] = True
             bad = close.any(1) & wait
-            dist = tab.yield_s[f.path[idx]] - front
+            dist = c.yield_s - front
             stop = np.where(bad & (dist > -0.5), np.minimum(stop, np.maximum(dist, 0.0)), stop)
         t_now = (k - WARMUP - CURRENT_INDEX) * SIM_DT
-        stop = np.minimum(stop, self._crosswalk_stops(idx, front, v, t_now))
-        ego = idx[0] == 0 and act[0]
+        if self.w.count:
+            cross = self._crosswalk_stops(c, front, v, t_now)
+            if cross is not None:
+                stop = np.minimum(stop, cross)
+        ego = c.ego and act[0]
         if ego:
-            v0[0] = min(v0[0], self._ego_speed_cap(float(front[0]), bool(committed[0]), t_now))
+            committed0 = bool(committed[0]) if self.has_yield else True
+            v0[0] = min(v0[0], self._ego_speed_cap(float(front[0]), committed0, t_now))
             acc[0] = idm1(float(v[0]), float(v0[0]), float(g_lead[0]), float(v[0] - v_lead[0]), float(f.a[0]),
                           float(f.b[0]), float(f.T[0]), float(s0[0]))
-        acc = np.minimum(acc, idm(v, v0, stop, v, f.a[idx], f.b[idx], f.T[idx], 1.0))
-        acc = np.clip(acc, -MAX_DECEL, f.a[idx])
+        acc = np.minimum(acc, _idm(v, v0, stop, v, c.a, c.denom, c.T, 1.0))
+        acc = np.minimum(np.maximum(acc, -MAX_DECEL), c.a)
         if ego:
             acc[0] = self._ego_command(float(acc[0]), float(v[0]), float(g_lead[0]), float(v_lead[0]),
                                        float(stop[0]))
@@ -188,18 +261,23 @@ class Simulation:
         if pend.any():
             room = g_lead > np.maximum(10.0, 1.2 * v)
             f.active[idx[pend & room]] = True
-        if self.lane_change and idx[0] == 0 and self.lc is None:
-            self._try_lane_change(idx, lanes, st, lead, g_lead, v0)
-        moving = f.active[idx] & ~f.static[idx] & act
+        if self.lane_change and c.ego and self.lc is None and self._try_lane_change(idx, lanes, st, lead,
+                                                                                    g_lead, v0):
+            s = f.s[idx]
+            c = self.live = _Live(self, idx)
+        moving = act & c.moves
         v_new = np.maximum(v + acc * SIM_DT, 0.0)
-        f.s[idx] = np.where(moving, f.s[idx] + 0.5 * (v + v_new) * SIM_DT, f.s[idx])
-        f.v[idx] = np.where(moving, v_new, f.v[idx])
-        gone = f.s[idx] > tab.length[f.path[idx]] - 0.5
-        f.active[idx[gone]] = False
-        f.done[idx[gone]] = True
+        s_new = np.where(moving, s + 0.5 * (v + v_new) * SIM_DT, s)
+        f.s[idx] = s_new
+        f.v[idx] = np.where(moving, v_new, v)
+        gone = s_new > c.end
+        if gone.any():
+            f.active[idx[gone]] = False
+            f.done[idx[gone]] = True
         if self.lc is not None and f.s[0] - self.lc["s0"] >= self.lc["D"]:
             self.lc = None
-        self._walk(k, idx, front, v)
+        if self.w.count:
+            self._walk(k, idx, c, front, v)
 
     def _ego_speed_cap(self, front: float, committed: bool, t: float) -> float:
         """Desired speed [m/s] that lets the ego stop comfortably at an uncommitted yield point, or at a
@@ -240,52 +318,53 @@ class Simulation:
         self.ego_a = float(a)
         return float(a)
 
-    def _crosswalk_stops(self, idx: np.ndarray, front: np.ndarray, v: np.ndarray, t: float) -> np.ndarray:
-        tab = self.tab
-        if self.w.count == 0:
-            return np.full(len(idx), np.inf)
-        peds = self.w.positions_from_a()
-        p = self.f.path[idx]
-        cid, u = tab.cw_id[p], tab.cw_u[p]  # (n, C)
-        near = np.abs(peds[None, None, :] - u[..., None]) < 4.5
-        same = cid[..., None] == self.w.crossing[None, None, :]
-        blocked = (same & near).any(-1) & (cid >= 0)
-        waiting = (same & self.w.ready(t)[None, None, :]).any(-1) & (cid >= 0)  # zebra: yield to waiting
-        dist = tab.cw_in[p] - front[:, None]
+    def _crosswalk_stops(self, c: _Live, front: np.ndarray, v: np.ndarray, t: float) -> np.ndarray | None:
+        """Distance [m] (n,) at which each live vehicle stops for a crosswalk (inf: none); None when no
+        pedestrian is on a crossing or waiting to cross (no vehicle stops)."""
+        w = self.w
+        peds = w.positions_from_a()
+        ready = w.ready(t)
+        on = ~np.isnan(peds)
+        if not (on.any() or ready.any()):
+            return None
+        near = np.abs(peds[None, None, :] - c.cw_u[..., None]) < 4.5
+        blocked = (c.same & near).any(-1) & c.cw_on
+        waiting = (c.same & ready[None, None, :]).any(-1) & c.cw_on  # zebra: yield to waiting
+        dist = c.cw_in - front[:, None]
         can = (blocked & (dist > -0.5) & (dist - 1.5 > v[:, None] ** 2 / (2 * 7.0))) | (
             waiting & (dist - 1.5 > v[:, None] ** 2 / (2 * 3.0)))
-        if idx[0] == 0:  # the ego also yields to pedestrians walking towards its lane, while it can stop gently
-            ahead = (u[0][:, None] - peds[None, :]) * np.where(self.w.side == 0, 1.0, -1.0)[None, :]
-            coming = (same[0] & (ahead > -4.5) & (ahead < 12.0)).any(-1) & (cid[0] >= 0)
+        if c.ego:  # the ego also yields to pedestrians walking towards its lane, while it can stop gently
+            ahead = (c.cw_u[0][:, None] - peds[None, :]) * self.ped_sign[None, :]
+            coming = (c.same[0] & (ahead > -4.5) & (ahead < 12.0)).any(-1) & c.cw_on[0]
             can[0] |= coming & (dist[0] > -0.5) & (dist[0] - 1.5 > v[0] ** 2 / (2 * EGO_B_COMF * 0.85))
         return np.where(can, np.maximum(dist - 1.5, 0.0), np.inf).min(1)
 
-    def _walk(self, k: int, idx: np.ndarray, front: np.ndarray, v: np.ndarray) -> None:
-        if self.w.count == 0:
-            return
-        tab = self.tab
-        p = self.f.path[idx]
-        dist = tab.cw_in[p] - front[:, None]
-        rear = front - 2 * self.f.half[idx]
-        live = self.f.active[idx][:, None] & (tab.cw_id[p] >= 0)
-        coming = (dist > 0) & (dist < v[:, None] ** 2 / (2 * 2.5) + 5.0) & (v[:, None] > 0.5)
-        on = (dist <= 0) & (rear[:, None] < tab.cw_out[p] + 0.5)
-        hit = live & (coming | on)
-        unsafe = np.zeros(len(self.w.crossings), bool)
-        unsafe[tab.cw_id[p][hit]] = True
+    def _walk(self, k: int, idx: np.ndarray, c: _Live, front: np.ndarray, v: np.ndarray) -> None:
+        """Advances the pedestrians; a crossing is unsafe while a live vehicle is on it or about to be."""
+        w = self.w
+        unsafe = np.zeros(len(w.crossings), bool)
         green = True if self.ped_green is None else bool(self.ped_green[min(k, len(self.ped_green) - 1)])
         t = (k - WARMUP - CURRENT_INDEX) * SIM_DT
-        self.w.step(t, SIM_DT, unsafe, green)
+        if green and w.ready(t).any():  # else nobody can start crossing and `unsafe` does not matter
+            dist = c.cw_in - front[:, None]
+            rear = front - 2 * c.half
+            live = self.f.active[idx][:, None] & c.cw_on
+            coming = (dist > 0) & (dist < v[:, None] ** 2 / (2 * 2.5) + 5.0) & (v[:, None] > 0.5)
+            on = (dist <= 0) & (rear[:, None] < c.cw_out)
+            hit = live & (coming | on)
+            unsafe[c.cw_id[hit]] = True
+        w.step(t, SIM_DT, unsafe, green)
 
-    def _try_lane_change(self, idx, lanes, st, lead, g_lead, v0) -> None:
+    def _try_lane_change(self, idx, lanes, st, lead, g_lead, v0) -> bool:
+        """Moves the ego onto a neighbour path when blocked and a gap allows; True if it did."""
         f, tab = self.f, self.tab
         j = lead[0]
         if not np.isfinite(g_lead[0]) or g_lead[0] > 60.0:
-            return
+            return False
         blocker_static = bool(f.static[idx[j]])
         slow = f.v[idx[j]] < 0.7 * v0[0] and g_lead[0] < 40.0
         if not (blocker_static or slow):
-            return
+            return False
         ve = f.v[0]
         for side in self.side_order:
             target = self.neighbours.get(int(f.path[0]), (None, None))[side]
@@ -320,4 +399,4 @@ class Simulation:
                        "s_old": float(f.s[0])}
             f.path[0], f.s[0] = target, s_t[0]
             self.lane_changed = True
-            return
+            return True
