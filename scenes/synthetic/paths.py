@@ -90,7 +90,14 @@ class PathTable:
             cost = vlim**2 + 2 * B_ANTICIPATE * grid
             best = np.minimum.accumulate(cost[::-1])[::-1]
             self.vmax[p] = np.sqrt(np.maximum(best - 2 * B_ANTICIPATE * grid, 0.25))
+        self._segments: dict[int, tuple] = {}
         self._crosswalks(lay, lines)
+
+    def segments(self, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`polyline.segments` of path p's 1 m samples (cached)."""
+        if p not in self._segments:
+            self._segments[p] = pl.segments(self.xy[p, : int(np.ceil(self.length[p])) + 1])
+        return self._segments[p]
 
     def _crosswalks(self, lay: Layout, lines: list[np.ndarray]) -> None:
         p_count = len(lines)
@@ -101,12 +108,15 @@ class PathTable:
         if not lay.crossings:
             return
         strings = roads.lines(lines)
+        segs: dict[int, tuple] = {}
         for c, cross in enumerate(lay.crossings):
             hits = shapely.intersection(strings, cross.polygon)
             across = (cross.b - cross.a) / np.linalg.norm(cross.b - cross.a)
             for p in np.flatnonzero(~shapely.is_empty(hits)):
                 pts = shapely.get_coordinates(hits[p])
-                st, _ = pl.project(pts, lines[p])
+                if p not in segs:
+                    segs[p] = pl.segments(lines[p])
+                st, _ = pl.project(pts, None, segs[p])
                 slot = np.argmax(self.cw_id[p] < 0)
                 if self.cw_id[p, slot] >= 0:
                     continue

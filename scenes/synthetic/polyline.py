@@ -90,18 +90,26 @@ def concat(lines: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
-def project(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Station [m] and signed lateral distance [m] (left +) of points (K, 2) on the polyline (M, 2)."""
+def segments(line: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Of the polyline (M, 2): segment starts (M - 1, 2), segment vectors (M - 1, 2), squared segment
+    lengths (M - 1,) [m^2] (at least 1e-12) and point stations (M,) [m]; what `project` needs."""
     a, b = line[:-1], line[1:]
     ab = b - a
-    seg_len2 = np.maximum((ab**2).sum(-1), 1e-12)
+    return a, ab, np.maximum((ab**2).sum(-1), 1e-12), arc_length(line)
+
+
+def project(points: np.ndarray, line: np.ndarray | None,
+            segs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Station [m] and signed lateral distance [m] (left +) of points (K, 2) on the polyline (M, 2);
+    `segs`, the line's `segments`, may be given instead of the line when it is projected on often."""
+    a, ab, seg_len2, s = segments(line) if segs is None else segs
     ap = points[:, None, :] - a[None]
     t = np.clip((ap * ab[None]).sum(-1) / seg_len2[None], 0.0, 1.0)
     foot = a[None] + t[..., None] * ab[None]
     dist2 = ((points[:, None, :] - foot) ** 2).sum(-1)
     k = np.argmin(dist2, axis=1)
     rows = np.arange(len(points))
-    s = arc_length(line)
     station = s[k] + t[rows, k] * np.sqrt(seg_len2[k])
     cross = ab[k, 0] * ap[rows, k, 1] - ab[k, 1] * ap[rows, k, 0]
     lateral = np.sign(cross) * np.sqrt(dist2[rows, k])

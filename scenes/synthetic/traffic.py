@@ -172,7 +172,12 @@ class Simulation:
             old_lane[0], old_st[0] = r_old[0], s_in_old[0]
             lanes.append(old_lane)
             st.append(old_st)
-        return np.stack(lanes, 1), np.stack(st, 1), row, slot
+        if len(lanes) == 1:
+            return row[:, None], s_in[:, None], row, slot
+        lanes_out, st_out = np.empty((c.n, len(lanes)), np.int64), np.empty((c.n, len(lanes)))
+        for r, (lane, station) in enumerate(zip(lanes, st)):
+            lanes_out[:, r], st_out[:, r] = lane, station
+        return lanes_out, st_out, row, slot
 
     def _step(self, k: int) -> None:
         tab, f = self.tab, self.f
@@ -189,13 +194,19 @@ class Simulation:
             y_pt = tab.yield_pt[row]
             on_yield = np.isfinite(y_pt)
             committed = ~on_yield | (st[:, 0] + half >= y_pt)
-        ds = c.offset[:, lanes]  # (n, n, R) station of vehicle j (registration r) on i's path
-        ds += st[None]
-        ds -= s[:, None, None]
-        ahead = np.where(ds > 0, ds, np.inf)  # NaN (not on the path) and behind: inf
-        if self.has_yield:
-            ahead[:, :, slot][~(committed[None, :] | on_yield[:, None])] = np.inf
-        gap = ahead.min(2)
+        if lanes.shape[1] == 1:  # (n, n) station of vehicle j on i's path
+            ds = c.offset[:, row]
+            ds += st[:, 0]
+            ds -= s[:, None]
+            gap = np.where(ds > 0, ds, np.inf)  # NaN (not on the path) and behind: inf
+        else:
+            ds = c.offset[:, lanes]  # (n, n, R) station of vehicle j (registration r) on i's path
+            ds += st[None]
+            ds -= s[:, None, None]
+            ahead = np.where(ds > 0, ds, np.inf)
+            if self.has_yield:
+                ahead[:, :, slot][~(committed[None, :] | on_yield[:, None])] = np.inf
+            gap = ahead.min(2)
         gap -= half[None, :]
         gap -= half[:, None]
         if not act.all():
@@ -251,7 +262,10 @@ class Simulation:
             v0[0] = min(v0[0], self._ego_speed_cap(float(front[0]), committed0, t_now))
             acc[0] = idm1(float(v[0]), float(v0[0]), float(g_lead[0]), float(v[0] - v_lead[0]), float(f.a[0]),
                           float(f.b[0]), float(f.T[0]), float(s0[0]))
-        acc = np.minimum(acc, _idm(v, v0, stop, v, c.a, c.denom, c.T, 1.0))
+        if np.isfinite(stop).any():
+            acc = np.minimum(acc, _idm(v, v0, stop, v, c.a, c.denom, c.T, 1.0))
+        elif ego:  # free road (the IDM's interaction term is 0): only the ego's capped v0 can lower acc
+            acc[:1] = np.minimum(acc[:1], c.a[:1] * (1.0 - (v[:1] / np.maximum(v0[:1], 0.1)) ** 4))
         acc = np.minimum(np.maximum(acc, -MAX_DECEL), c.a)
         if ego:
             acc[0] = self._ego_command(float(acc[0]), float(v[0]), float(g_lead[0]), float(v_lead[0]),
@@ -371,8 +385,7 @@ class Simulation:
             if target is None:
                 continue
             here, _, _ = tab.sample(np.array([f.path[0]]), np.array([f.s[0]]))
-            n_t = int(np.ceil(tab.length[target])) + 1
-            s_t, d0 = pl.project(here, tab.xy[target, :n_t])
+            s_t, d0 = pl.project(here, None, tab.segments(target))
             ds = tab.offset[target][lanes] + st - s_t[0]
             ds[0] = np.nan
             gaps = np.abs(ds) - f.half[0] - f.half[idx][:, None]
