@@ -22,7 +22,7 @@ A trajectory of T states starts at the current time (state 0 = the ego now) and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import shapely
@@ -62,13 +62,113 @@ def _global_states(scene: DriveScene, trajectory: Trajectory, dt: float | None) 
     return out, float(dt)
 
 
-def _frenet(line: shapely.LineString, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Arc length s [m], signed lateral offset [m] (left +) and lane heading [rad] of points (..., 2)."""
+_CACHE: dict[tuple, tuple[tuple, object]] = {}
+
+
+def _cached(kind: str, parts: tuple, build: Callable[[], object], *extra) -> object:
+    """build() memoised on the identity of `parts` (scene objects, taken as immutable) and `extra` values."""
+    key = (kind, *(id(part) for part in parts), *extra)
+    hit = _CACHE.get(key)
+    if hit is None or any(a is not b for a, b in zip(hit[0], parts, strict=True)):
+        if len(_CACHE) > 512:
+            _CACHE.clear()
+        hit = _CACHE[key] = (parts, build())
+    return hit[1]
+
+
+class _Polyline:
+    """Segment arrays (S,) of a LineString, for projections that repeat GEOS's arithmetic step by step.
+
+    Attributes: x0, y0 / x1, y1 segment ends [m]; dx, dy = end - start [m]; len2 [m^2] and length [m] of each
+    segment (1 where it has none, `point`); start (S + 1,) [m] arc length at each vertex (running sum, as GEOS
+    sums); lo, hi (2, S) [m] segment bounding boxes; every (every `STRIDE`-th vertex and the last, 2, V').
+    """
+
+    CHUNK = 1 << 16  # points x segments per block, to bound memory on large batches
+    STRIDE = 4
+
+    def __init__(self, line: shapely.LineString):
+        xy = shapely.get_coordinates(line)
+        self.x0, self.y0, self.x1, self.y1 = xy[:-1, 0], xy[:-1, 1], xy[1:, 0], xy[1:, 1]
+        self.dx, self.dy = self.x1 - self.x0, self.y1 - self.y0
+        len2 = self.dx * self.dx + self.dy * self.dy
+        length = np.sqrt(len2)
+        self.start = np.concatenate([[0.0], np.cumsum(length)])
+        self.point = len2 == 0.0
+        self.len2, self.length = np.where(self.point, 1.0, len2), np.where(self.point, 1.0, length)
+        self.lo, self.hi = np.minimum(xy[:-1], xy[1:]).T, np.maximum(xy[:-1], xy[1:]).T
+        self.every = np.concatenate([xy[::self.STRIDE], xy[-1:]]).T
+
+    @staticmethod
+    def of(line: shapely.LineString) -> _Polyline:
+        return _cached("polyline", (line,), lambda: _Polyline(line))
+
+    def nearest(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distance [m] from points (P, 2) to the line and the first nearest segment (P,), as GEOS finds them."""
+        rows = max(1, self.CHUNK // len(self.x0))
+        if len(xy) <= rows:
+            return self._nearest(xy)
+        parts = [self._nearest(xy[lo:lo + rows]) for lo in range(0, len(xy), rows)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _nearest(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seg = None
+        if len(self.x0) > 2 * self.STRIDE:
+            # Each point is within `reach` of some vertex, so of the line: a segment whose box is further than
+            # that from the points' box is nobody's nearest (a small margin covers rounding)
+            vx, vy = xy[:, :1] - self.every[0], xy[:, 1:] - self.every[1]
+            reach2 = (vx * vx + vy * vy).min(axis=1).max() * (1.0 + 1e-9) + 1e-9
+            gap = np.maximum(np.maximum(self.lo - xy.max(axis=0)[:, None], xy.min(axis=0)[:, None] - self.hi), 0.0)
+            seg = np.flatnonzero(gap[0] * gap[0] + gap[1] * gap[1] <= reach2)
+        d = self._segment_distance(xy, seg)
+        i = np.argmin(d, axis=1)
+        dist = d[np.arange(len(xy)), i]
+        return dist, (i if seg is None else seg[i])
+
+    def _segment_distance(self, xy: np.ndarray, seg: np.ndarray | None) -> np.ndarray:
+        """(P, S') point-to-segment distances [m] (GEOS Distance::pointToSegment) to segments `seg` (S',)."""
+        x0, y0, x1, y1, dx, dy, len2, length, point = (a if seg is None else a[seg] for a in (
+            self.x0, self.y0, self.x1, self.y1, self.dx, self.dy, self.len2, self.length, self.point))
+        px, py = xy[:, :1], xy[:, 1:]
+        rx, ry = px - x0, py - y0
+        bx, by = px - x1, py - y1
+        r = (rx * dx + ry * dy) / len2
+        out = np.where(r >= 1.0, np.sqrt(bx * bx + by * by), np.abs((rx * dy - ry * dx) / len2) * length)
+        return np.where((r <= 0.0) | point, np.sqrt(rx * rx + ry * ry), out)
+
+    def locate(self, xy: np.ndarray, seg: np.ndarray) -> np.ndarray:
+        """Arc length [m] of points (P, 2) on their nearest segments `seg` (P,) (GEOS LengthIndexedLine.project)."""
+        x0, y0, x1, y1 = self.x0[seg], self.y0[seg], self.x1[seg], self.y1[seg]
+        px, py = xy[:, 0], xy[:, 1]
+        r = ((px - x0) * self.dx[seg] + (py - y0) * self.dy[seg]) / self.len2[seg]
+        r = np.where((px == x0) & (py == y0), 0.0, np.where((px == x1) & (py == y1), 1.0, r))
+        start, length = self.start[seg], self.length[seg]
+        return np.where(r <= 0.0, start, np.where(r <= 1.0, start + r * length, start + length))
+
+    def interpolate(self, s: np.ndarray) -> np.ndarray:
+        """Points (P, 2) [m] at arc lengths s (P,) [m] (GEOS LengthIndexedLine.extractPoint, s >= 0)."""
+        last = len(self.x0) - 1
+        seg = np.searchsorted(self.start[1:], s, side="right")
+        beyond = seg > last
+        seg = np.minimum(seg, last)
+        frac = np.where(beyond, 1.0, (s - self.start[seg]) / self.length[seg])
+        x = np.where(frac >= 1.0, self.x1[seg], self.dx[seg] * frac + self.x0[seg])
+        y = np.where(frac >= 1.0, self.y1[seg], self.dy[seg] * frac + self.y0[seg])
+        at_start = (frac <= 0.0) | (s <= 0.0)
+        return np.stack([np.where(at_start, self.x0[seg], x), np.where(at_start, self.y0[seg], y)], -1)
+
+
+def _frenet(line: shapely.LineString, xy: np.ndarray,
+            nearest: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arc length s [m], signed lateral offset [m] (left +) and lane heading [rad] of points (..., 2).
+
+    `nearest`: the line's (distance, segment) for the flattened points when already known.
+    """
+    poly = _Polyline.of(line)
     flat = xy.reshape(-1, 2)
-    s = shapely.line_locate_point(line, shapely.points(flat))
-    ahead = shapely.get_coordinates(shapely.line_interpolate_point(line, np.minimum(s + 0.5, line.length)))
-    behind = shapely.get_coordinates(shapely.line_interpolate_point(line, np.maximum(s - 0.5, 0.0)))
-    foot = shapely.get_coordinates(shapely.line_interpolate_point(line, s))
+    s = poly.locate(flat, (nearest or poly.nearest(flat))[1])
+    ahead, behind, foot = np.split(poly.interpolate(
+        np.concatenate([np.minimum(s + 0.5, poly.start[-1]), np.maximum(s - 0.5, 0.0), s])), 3)
     tangent = ahead - behind
     tangent /= np.maximum(np.linalg.norm(tangent, axis=-1, keepdims=True), 1e-9)
     rel = flat - foot
@@ -78,21 +178,29 @@ def _frenet(line: shapely.LineString, xy: np.ndarray) -> tuple[np.ndarray, np.nd
     return s.reshape(shape), offset.reshape(shape), heading.reshape(shape)
 
 
+def _arc_length(line: shapely.LineString, xy: np.ndarray) -> np.ndarray:
+    """Arc length s [m] of points (..., 2) on `line` (its nearest point's)."""
+    poly = _Polyline.of(line)
+    flat = xy.reshape(-1, 2)
+    return poly.locate(flat, poly.nearest(flat)[1]).reshape(xy.shape[:-1])
+
+
 def _lane_signals(scene: DriveScene, poses: np.ndarray, neighbours: bool = True) -> np.ndarray:
     """(B, T, 6): d_c, h_c, d_l, h_l, d_r, h_r; without `neighbours`, d_l .. h_r stay ABSENT / 0."""
     m = scene.map
-    route_rows = [m.lane_index(lane) for lane in scene.route.lane_ids]
+    route_rows = _cached("route_rows", (m, scene.route), lambda: [m.lane_index(lane) for lane in scene.route.lane_ids])
     xy, psi = poses[..., :2], poses[..., 2]
+    flat = xy.reshape(-1, 2)
     frenet = {}
+    near = {row: _Polyline.of(m.lane_centerlines[row]).nearest(flat) for row in dict.fromkeys(route_rows)}
 
     def lane(row: int) -> tuple[np.ndarray, np.ndarray]:
         if row not in frenet:
-            _, offset, heading = _frenet(m.lane_centerlines[row], xy)
+            _, offset, heading = _frenet(m.lane_centerlines[row], xy, near.get(row))
             frenet[row] = (offset, wrap_angle(psi - heading))
         return frenet[row]
 
-    points = shapely.points(xy.reshape(-1, 2))
-    dist = np.stack([shapely.distance(m.lane_centerlines[r], points) for r in route_rows])
+    dist = np.stack([near[r][0] for r in route_rows])
     nearest = np.asarray(route_rows)[np.argmin(dist, axis=0)].reshape(xy.shape[:-1])
     out = np.zeros((*xy.shape[:-1], 6))
     out[..., 2] = out[..., 4] = ABSENT
@@ -116,23 +224,50 @@ def _lane_signals(scene: DriveScene, poses: np.ndarray, neighbours: bool = True)
 
 
 def _sat_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distance [m] between convex quads a, b (..., 4, 2); minus the penetration depth when they overlap."""
-    def point_edge(p: np.ndarray, q: np.ndarray) -> np.ndarray:  # points of p to edges of q
-        e0, e1 = q[..., None, :, :], np.roll(q, -1, axis=-2)[..., None, :, :]
-        pp = p[..., :, None, :]
-        seg = e1 - e0
-        u = np.clip(((pp - e0) * seg).sum(-1) / np.maximum((seg * seg).sum(-1), 1e-12), 0.0, 1.0)
-        return np.linalg.norm(pp - (e0 + u[..., None] * seg), axis=-1).min(axis=(-1, -2))
+    """Distance [m] between boxes (parallelograms) a, b (..., 4, 2); minus the penetration depth when they overlap.
 
+    The distance is the smallest corner-to-edge distance either way; the depth the smallest overlap of the two
+    boxes' projections on the normals of their first two edges (separating axes), evaluated only for pairs whose
+    bounding circles (about the corners' mean) come within `_SAT_MARGIN` of each other.
+    """
     a, b = np.broadcast_arrays(a, b)
-    gap = np.minimum(point_edge(a, b), point_edge(b, a))
-    edges = np.concatenate([a[..., 1:3, :] - a[..., 0:2, :], b[..., 1:3, :] - b[..., 0:2, :]], axis=-2)
-    axes = np.stack([-edges[..., 1], edges[..., 0]], -1)
-    axes /= np.linalg.norm(axes, axis=-1, keepdims=True)
-    pa, pb = a @ np.swapaxes(axes, -1, -2), b @ np.swapaxes(axes, -1, -2)  # (..., 4 corners, 4 axes)
-    overlap = np.minimum(pa.max(-2), pb.max(-2)) - np.maximum(pa.min(-2), pb.min(-2))
-    depth = overlap.min(-1)
-    return np.where(depth > 0, -depth, gap)
+    shape = a.shape[:-2]
+    a, b = a.reshape(-1, 4, 2), b.reshape(-1, 4, 2)
+    num = len(a)
+    corners = np.ascontiguousarray(np.concatenate([a, b]).transpose(2, 1, 0))  # (2 xy, 4 corners, 2P): a then b
+    px, py = corners
+    qx, qy = np.roll(px, num, axis=1), np.roll(py, num, axis=1)  # the other box of each pair
+    sq = _corner_edge_sq(px, py, qx, qy)
+    out = np.sqrt(np.minimum(sq[:num], sq[num:]))
+    cx, cy = (px[0] + px[1] + px[2] + px[3]) / 4.0, (py[0] + py[1] + py[2] + py[3]) / 4.0
+    radius = np.sqrt(((px - cx) ** 2 + (py - cy) ** 2).max(axis=0))
+    near = np.hypot(cx[:num] - cx[num:], cy[:num] - cy[num:]) <= radius[:num] + radius[num:] + _SAT_MARGIN
+    if near.any():
+        a, b = a[near], b[near]
+        edges = np.concatenate([a[..., 1:3, :] - a[..., 0:2, :], b[..., 1:3, :] - b[..., 0:2, :]], axis=-2)
+        axes = np.stack([-edges[..., 1], edges[..., 0]], -1)
+        axes /= np.linalg.norm(axes, axis=-1, keepdims=True)
+        pa, pb = a @ np.swapaxes(axes, -1, -2), b @ np.swapaxes(axes, -1, -2)  # (P', 4 corners, 4 axes)
+        overlap = np.minimum(pa.max(-2), pb.max(-2)) - np.maximum(pa.min(-2), pb.min(-2))
+        depth = overlap.min(-1)
+        out[near] = np.where(depth > 0, -depth, out[near])
+    return out.reshape(shape)
+
+
+_SAT_MARGIN = 1e-3  # [m] boxes whose bounding circles are further apart cannot overlap: skip the axis test
+
+
+def _corner_edge_sq(px: np.ndarray, py: np.ndarray, qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
+    """Smallest squared distance [m^2] from the corners p (4, M) of M boxes to the edges of boxes q (4, M)."""
+    x0, y0 = qx[None], qy[None]  # edge k runs from corner k to corner k + 1
+    sx, sy = qx[_NEXT][None] - x0, qy[_NEXT][None] - y0
+    rx, ry = px[:, None] - x0, py[:, None] - y0  # (4 corners, 4 edges, M)
+    u = np.minimum(np.maximum((rx * sx + ry * sy) / np.maximum(sx * sx + sy * sy, 1e-12), 0.0), 1.0)
+    fx, fy = px[:, None] - (x0 + u * sx), py[:, None] - (y0 + u * sy)
+    return (fx * fx + fy * fy).reshape(16, -1).min(axis=0)
+
+
+_NEXT = np.array([1, 2, 3, 0])
 
 
 def _agent_steps(num: int, dt: float) -> np.ndarray:
@@ -140,29 +275,44 @@ def _agent_steps(num: int, dt: float) -> np.ndarray:
     return np.minimum(CURRENT_INDEX + np.rint(np.arange(num) * dt / SIM_DT).astype(int), NUM_STEPS - 1)
 
 
+def _agent_boxes(scene: DriveScene, num: int, dt: float) -> tuple[np.ndarray, ...]:
+    """Agents at each state's step: valid (N, T), centre (N, T, 2) [m], corners (N, T, 4, 2) [m], reach (N,) [m].
+
+    reach: half the ego's diagonal plus half the agent's, so that box distance >= centre distance - reach.
+    """
+    agents = scene.agents
+
+    def build():
+        steps = _agent_steps(num, dt)
+        corners = box_corners(agents.xy[:, steps], agents.heading[:, steps], agents.size[:, None, 0],
+                              agents.size[:, None, 1])
+        reach = 0.5 * np.hypot(PACIFICA.length, PACIFICA.width) + 0.5 * np.hypot(*agents.size.T)
+        return agents.valid[:, steps], np.ascontiguousarray(agents.xy[:, steps]), corners, reach
+
+    return _cached("agents", (agents,), build, num, float(dt))
+
+
 def _agent_distance(scene: DriveScene, poses: np.ndarray, dt: float) -> np.ndarray:
     """(B, T) s [m]."""
-    agents = scene.agents
-    steps = _agent_steps(poses.shape[1], dt)
-    if agents.num_agents == 0:
+    if scene.agents.num_agents == 0:
         return np.full(poses.shape[:2], FAR)
-    centre = poses[..., :2] + PACIFICA.rear_axle_to_center * np.stack([np.cos(poses[..., 2]),
-                                                                       np.sin(poses[..., 2])], -1)
-    ego = box_corners(centre, poses[..., 2], PACIFICA.length, PACIFICA.width)  # (B, T, 4, 2)
-    valid = agents.valid[:, steps]  # (N, T)
-    # Box distance lies within centre distance -+ the two half diagonals: skip agents that cannot be nearest
-    centres = np.linalg.norm(agents.xy[:, steps][None] - centre[:, None], axis=-1)  # (B, N, T)
-    reach = 0.5 * np.hypot(PACIFICA.length, PACIFICA.width) + 0.5 * np.hypot(*agents.size.T)[None, :, None]
-    lower = np.where(valid[None], centres - reach, np.inf)
-    upper = np.where(valid[None], centres + reach, np.inf).min(axis=1, keepdims=True)
-    keep = (lower <= np.minimum(upper, FAR)).any(axis=(0, 2))
-    if not keep.any():
-        return np.full(poses.shape[:2], FAR)
-    other = box_corners(agents.xy[keep][:, steps], agents.heading[keep][:, steps], agents.size[keep, None, 0],
-                        agents.size[keep, None, 1])  # (N', T, 4, 2)
-    dist = _sat_distance(ego[:, None], other[None])  # (B, N', T)
-    dist = np.where(valid[keep][None], dist, FAR)
-    return np.minimum(dist.min(axis=1), FAR)
+    valid, xy, other, reach = _agent_boxes(scene, poses.shape[1], dt)
+    heading = np.stack([np.cos(poses[..., 2]), np.sin(poses[..., 2])], -1)
+    centre = poses[..., :2] + PACIFICA.rear_axle_to_center * heading
+    # Box distance lies within centre distance -+ the two half diagonals: only (agent, state) pairs whose lower
+    # bound is below every agent's upper bound at that state (and below FAR) can be the nearest
+    rel = xy[None] - centre[:, None]  # (B, N, T, 2)
+    centres = np.sqrt(rel[..., 0] * rel[..., 0] + rel[..., 1] * rel[..., 1])
+    lower = np.where(valid[None], centres - reach[None, :, None], np.inf)
+    upper = np.where(valid[None], centres + reach[None, :, None], np.inf).min(axis=1, keepdims=True)
+    b, t, n = np.nonzero(np.swapaxes(lower <= np.minimum(upper, FAR), 1, 2))  # grouped by (b, t)
+    out = np.full(poses.shape[:2], FAR)
+    if len(b):
+        ego = box_corners(centre[b, t], poses[b, t, 2], PACIFICA.length, PACIFICA.width)  # (P, 4, 2)
+        dist = _sat_distance(ego, other[n, t])
+        first = np.flatnonzero(np.r_[True, (b[1:] != b[:-1]) | (t[1:] != t[:-1])])
+        out[b[first], t[first]] = np.minimum(np.minimum.reduceat(dist, first), FAR)
+    return out
 
 
 def _stop_points(scene: DriveScene) -> list[tuple[float, np.ndarray]]:
@@ -190,11 +340,12 @@ def _stop_signals(scene: DriveScene, poses: np.ndarray, dt: float) -> np.ndarray
     """(B, T, 2): stop_dist [m], red [0/1]."""
     front = poses[..., :2] + PACIFICA.rear_axle_to_front * np.stack([np.cos(poses[..., 2]),
                                                                      np.sin(poses[..., 2])], -1)
-    s_front = _frenet(scene.route.centerline, front)[0]  # (B, T)
+    s_front = _arc_length(scene.route.centerline, front)  # (B, T)
     steps = _agent_steps(poses.shape[1], dt)
     out = np.zeros((*poses.shape[:2], 2))
     out[..., 0] = FAR
-    for s_stop, red in _stop_points(scene):
+    stops = _cached("stops", (scene.route, scene.map, scene.traffic_lights), lambda: _stop_points(scene))
+    for s_stop, red in stops:
         ahead = s_stop > s_front[:, :1] - STOP_SLACK  # (B, 1)
         active = ahead & red[steps][None]
         out[..., 0] = np.where(active, np.minimum(out[..., 0], s_stop - s_front), out[..., 0])
@@ -207,6 +358,24 @@ def _goal(scene: DriveScene, horizon_s: float) -> np.ndarray:
     step = min(CURRENT_INDEX + round(horizon_s / SIM_DT), NUM_STEPS - 1)
     line = scene.route.centerline
     return np.asarray(line.interpolate(line.project(shapely.Point(scene.ego.pose[step, :2]))).coords[0])
+
+
+def _rate(f: np.ndarray, dt: float) -> np.ndarray:
+    """Time derivative of (B, T) samples spaced dt [s]: np.gradient(f, dt, axis=1, edge_order=2), same arithmetic."""
+    out = np.empty_like(f)
+    out[:, 1:-1] = (f[:, 2:] - f[:, :-2]) / (2.0 * dt)
+    out[:, 0] = -1.5 / dt * f[:, 0] + 2.0 / dt * f[:, 1] + -0.5 / dt * f[:, 2]
+    out[:, -1] = 0.5 / dt * f[:, -3] + -2.0 / dt * f[:, -2] + 1.5 / dt * f[:, -1]
+    return out
+
+
+def _unwrap(angle: np.ndarray) -> np.ndarray:
+    """np.unwrap(angle, axis=1) of (B, T) angles [rad]; a shortcut when no step reaches pi."""
+    if (np.abs(angle[:, 1:] - angle[:, :-1]) < np.pi).all():
+        out = angle.copy()
+        out[:, 1:] += 0.0  # what np.unwrap adds: a zero correction
+        return out
+    return np.unwrap(angle, axis=1)
 
 
 def signals_from_poses(scene: DriveScene, poses: np.ndarray, dt: float,
@@ -223,13 +392,14 @@ def signals_from_poses(scene: DriveScene, poses: np.ndarray, dt: float,
     if wanted - set(SIGNAL_NAMES):
         raise ValueError(f"unknown signals {sorted(wanted - set(SIGNAL_NAMES))}; known: {SIGNAL_NAMES}")
     columns: dict[str, np.ndarray] = {}
-    velocity = np.gradient(poses[..., :2], dt, axis=1, edge_order=2)
-    forward = (velocity * np.stack([np.cos(poses[..., 2]), np.sin(poses[..., 2])], -1)).sum(-1)
-    step = np.linalg.norm(velocity, axis=-1)
-    columns["v"] = np.where(forward < 0, -step, step)
-    columns["a"] = np.gradient(columns["v"], dt, axis=1, edge_order=2)
-    columns["j"] = np.gradient(columns["a"], dt, axis=1, edge_order=2)
-    columns["w"] = np.gradient(np.unwrap(poses[..., 2], axis=1), dt, axis=1, edge_order=2)
+    if wanted & {"v", "a", "j"}:
+        vx, vy = _rate(poses[..., 0], dt), _rate(poses[..., 1], dt)
+        step = np.sqrt(vx * vx + vy * vy)
+        columns["v"] = np.where(vx * np.cos(poses[..., 2]) + vy * np.sin(poses[..., 2]) < 0, -step, step)
+        columns["a"] = _rate(columns["v"], dt)
+        columns["j"] = _rate(columns["a"], dt)
+    if "w" in wanted:
+        columns["w"] = _rate(_unwrap(poses[..., 2]), dt)
     if wanted & set(SIGNAL_NAMES[4:10]):
         columns.update(zip(SIGNAL_NAMES[4:10], np.moveaxis(
             _lane_signals(scene, poses, neighbours=bool(wanted & set(SIGNAL_NAMES[6:10]))), -1, 0), strict=True))
@@ -238,7 +408,8 @@ def signals_from_poses(scene: DriveScene, poses: np.ndarray, dt: float,
     if wanted & {"stop_dist", "red"}:
         columns["stop_dist"], columns["red"] = np.moveaxis(_stop_signals(scene, poses, dt), -1, 0)
     if "goal_dist" in wanted:
-        goal = _goal(scene, (poses.shape[1] - 1) * dt)
+        horizon = (poses.shape[1] - 1) * dt
+        goal = _cached("goal", (scene.ego, scene.route), lambda: _goal(scene, horizon), horizon)
         columns["goal_dist"] = np.linalg.norm(poses[..., :2] - goal, axis=-1)
     picked = tuple(name for name in SIGNAL_NAMES if name in wanted)
     return Signals(picked, np.stack([columns[name] for name in picked], axis=-1))
