@@ -12,6 +12,7 @@ from scenes import CURRENT_INDEX, NUM_STEPS, PACIFICA, AgentCategory, AgentTrack
 from scenes.geometry import box_corners
 from scenes.synthetic import generate_scene
 from tests.factories import constant_speed_ego, straight_scene
+from trajopt import drive_data as dd
 from trajopt.drive import DriveExpert, DriveTarget, demo_poses, sample_targets
 from trajopt.models import BICYCLE
 from trajopt.result import TrajoptStatus
@@ -128,3 +129,21 @@ def test_synthetic_success_rate(expert):
     rate = float(np.mean(outcomes))
     print(f"trajopt synthetic success rate: {rate:.2f} over {len(outcomes)} solves")
     assert rate >= 0.8
+
+
+def test_obstacles_get_slots_only_at_the_steps_they_come_near():
+    # ego rear axle at x = k [m] at step k, centre 1.461 m ahead; bounding radii 2.8314 (ego) + 2.4622 (4.5 x 2 m)
+    # A at (20, 0): gap |k - 18.539| - 5.2936 < reach 4 + clearance 0.6 for k = 9..28
+    # B at (20, 7): sqrt((k - 18.539)^2 + 49) - 5.2936 < 4.6 for k = 12..25, farther than A there
+    scene = replace(straight_scene(), agents=_static_agents([(20.0, 0.0), (20.0, 7.0)]))
+    path = np.column_stack([np.arange(41.0), np.zeros(41), np.zeros(41)])
+    chosen = dd.select_obstacles(scene, [path], 0.1, slots=4, clearance=0.6, reach=4.0)
+    k = np.arange(41)
+    a_steps, b_steps = (k >= 9) & (k <= 28), (k >= 12) & (k <= 25)
+    np.testing.assert_array_equal(chosen.ids[0], np.where(a_steps, 0, -1))
+    np.testing.assert_array_equal(chosen.ids[1], np.where(b_steps, 1, -1))
+    assert (chosen.ids[2:] == -1).all() and chosen.needed == 2 and chosen.agents.tolist() == [0, 1]
+    np.testing.assert_allclose(chosen.boxes[1, b_steps], np.tile([20.0, 7.0, 1.0, 0.0], (b_steps.sum(), 1)))
+    assert (chosen.boxes[1, ~b_steps, 0] >= dd.FAR_AWAY).all()
+    np.testing.assert_allclose(chosen.half[0, a_steps], np.tile([2.25, 1.0], (20, 1)) + dd.EGO_RADIUS + 0.6)
+    assert chosen.covers(chosen.first(1)) and not chosen.first(1).covers(chosen)

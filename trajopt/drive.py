@@ -26,6 +26,7 @@ from trajopt.result import TrajoptResult, classify
 
 INF = np.inf
 DEFAULT_RULES = ("speed_band", "lane_keeping", "safe_distance", "comfort")
+GUESS_REACH = 10.0  # [m] obstacle_reach for the route guess
 OBSTACLE_SLOTS = (2, 4, 8)  # NLP variants by obstacle-slot count (each is built once, on first use)
 
 
@@ -51,7 +52,8 @@ class DriveExpertConfig:
     goal_eps: float = 0.05  # [m]
     guess: str = "expert"  # "expert" (privileged future when clear) or "route"
     relinearize: int = 2  # extra solves when the solution drifts > 0.5 m along the reference
-    obstacle_reach: float = 15.0  # [m] agents nearer the guess than this at the same step get a slot
+    obstacle_reach: float = 4.0  # [m] an agent gets a slot at the steps where its bounding circle comes this
+    # near (+ the clearance) to the ego's on the guess or a solution
 
 
 def _rule_params(target: DriveTarget) -> dict[str, dict[str, float]]:
@@ -107,26 +109,28 @@ class DriveExpert:
         stop = dd.stop_limits(scene, data, x0, n, dt, params["stop_before_line"]["d_stop"] + cfg.margin) \
             if "stop_before_line" in params else np.full(n + 1, INF)
         extra = max(params.get("safe_distance", {}).get("d_safe", 0.0), 0.0) + cfg.collision_margin
+
+        def select(paths: list[np.ndarray], reach: float = cfg.obstacle_reach) -> dd.Obstacles:
+            return dd.select_obstacles(scene, paths, dt, shape.obstacles, extra, reach)
+
         if warm_start is not None:
             states, controls = warm_start.states.copy(), warm_start.controls.copy()
             states[0] = x0
         else:
             states = dd.expert_guess(scene, n, dt)
             states[0] = x0
-        obstacles = dd.select_obstacles(scene, states, dt, shape.obstacles, extra, cfg.obstacle_reach)
-        # the smallest obstacle-slot count that holds them; rows whose bounds would all be (-inf, inf) are left
-        # out of the NLP (same feasible set)
-        slots = next((m for m in OBSTACLE_SLOTS if m >= len(obstacles[2])), shape.obstacles)
-        slots = min(slots, shape.obstacles)
-        obstacles = (obstacles[0][:slots], obstacles[1][:slots], obstacles[2])
-        pr = build(replace(shape, obstacles=slots), goal="reach_goal" in params,
-                   stop=bool(np.isfinite(stop[1:]).any()))
+        obstacles = select([states])
         if warm_start is None:
             lane_c = dd.lane_offsets(scene, data, data.ref.project(states[:, :2]), target.target_lane)
             if cfg.guess != "expert" or target.target_lane != 0 or _blocked(states, obstacles, stop, data):
-                states = dd.route_guess(scene, data, model, x0, n, dt, target.reference_speed, lane_c,
-                                        obstacles, stop)
+                # the guess brakes for agents near its own path, which may be in another lane: look wider
+                route = dd.route_guess(scene, data, model, x0, n, dt, target.reference_speed, lane_c,
+                                       select([states], GUESS_REACH), stop)
+                obstacles = select([states, route])
+                states = route
             controls = model.controls_from_states(states, dt)
+        pr, obstacles = self._problem(obstacles, params, stop)
+        guess = states, controls
         iterations, passes = 0, 0
         duals = None
         if warm_start is not None and warm_start.info.get("problem") is pr:
@@ -152,17 +156,32 @@ class DriveExpert:
             w = np.asarray(sol["x"]).reshape(-1)
             states, controls = w[:4 * (n + 1)].reshape(n + 1, 4), w[4 * (n + 1):].reshape(n, 2)
             drift = np.abs(data.ref.project(states[:, :2]) - s_ref).max()
-            if passes >= cfg.relinearize or drift < 0.5 or not stats["success"]:
+            needed = select([states])
+            covered = obstacles.covers(needed)
+            if passes >= cfg.relinearize or (drift < 0.5 and covered) or not stats["success"]:
                 break
             passes += 1
+            if not covered:  # the solution came near agents that held no slot there: add them, start again
+                pr, obstacles = self._problem(select([guess[0], states]), params, stop)
+                (states, controls), duals = guess, None
         g = np.asarray(sol["g"]).reshape(-1)
         violation = float(max(0.0, (lbg - g).max(), (g - ubg).max(), (lbx - w).max(), (w - ubx).max()))
         rho = exact_robustness(scene, states, dt, params)
         status = classify(stats["return_status"], bool(stats["success"]), violation, rho)
         return TrajoptResult(status, states, controls, dt, iterations, 1e3 * (time.perf_counter() - start), rho,
                              params, stats["return_status"], violation,
-                             {"target": target, "passes": passes + 1, "obstacles": obstacles[2].tolist(),
+                             {"target": target, "passes": passes + 1, "obstacles": obstacles.agents.tolist(),
                               "problem": pr, "duals": duals})
+
+    def _problem(self, obstacles: dd.Obstacles, params: dict, stop: np.ndarray):
+        """The NLP variant for these obstacles and rules, and the obstacles cut to its slot count: the smallest
+        slot count that holds the busiest step; rows whose bounds would all be (-inf, inf) are left out (same
+        feasible set)."""
+        shape = self.config.shape
+        slots = min(next((m for m in OBSTACLE_SLOTS if m >= obstacles.needed), shape.obstacles), shape.obstacles)
+        pr = build(replace(shape, obstacles=slots), goal="reach_goal" in params,
+                   stop=bool(np.isfinite(stop[1:]).any()))
+        return pr, obstacles.first(slots)
 
     def _setup(self, pr, scene, data, target, params, x0, s_ref, obstacles, stop):
         """Parameter values and variable / row bounds for one solve of problem `pr`."""
@@ -175,7 +194,7 @@ class DriveExpert:
         r_goal = params.get("reach_goal", {}).get("r_goal", 0.0) - m
         shift = max(r_goal - np.linalg.norm(xy - goal, axis=-1).min(), r_goal - 30.0)
         values = {"ref_xy": xy, "ref_h": heading, "kappa": kappa, "lane_c": lane_c, "v_ref": target.reference_speed,
-                  "obs": obstacles[0], "half": obstacles[1], "goal": goal, "r_goal": r_goal, "goal_shift": shift}
+                  "obs": obstacles.boxes, "half": obstacles.half, "goal": goal, "r_goal": r_goal, "goal_shift": shift}
         model = MODELS[shape.model]
         v_lo, v_hi, a_lo, a_hi = 0.0, 40.0, model.control_lower[0], model.control_upper[0]
         if "speed_band" in params:
@@ -224,14 +243,14 @@ class DriveExpert:
         return values, lbx, ubx, lbg, ubg
 
 
-def _blocked(states: np.ndarray, obstacles, stop: np.ndarray, data: dd.SceneData) -> bool:
+def _blocked(states: np.ndarray, obstacles: dd.Obstacles, stop: np.ndarray, data: dd.SceneData) -> bool:
     """Whether a guess's discs hit an obstacle slot or pass an active stop limit."""
-    boxes, half, _ = obstacles
+    boxes, half = obstacles.boxes, obstacles.half
     heading = states[:, 2]
     for c in Shape().ego_offsets:
         d = states[:, :2] + c * np.stack([np.cos(heading), np.sin(heading)], -1) - boxes[..., :2]
-        qx = (boxes[..., 2] * d[..., 0] + boxes[..., 3] * d[..., 1]) / half[:, :1]
-        qy = (boxes[..., 2] * d[..., 1] - boxes[..., 3] * d[..., 0]) / half[:, 1:]
+        qx = (boxes[..., 2] * d[..., 0] + boxes[..., 3] * d[..., 1]) / half[..., 0]
+        qy = (boxes[..., 2] * d[..., 1] - boxes[..., 3] * d[..., 0]) / half[..., 1]
         if ((qx**8 + qy**8)[:, 1:] < 1.0).any():
             return True
     front = states[:, :2] + PACIFICA.rear_axle_to_front * np.stack([np.cos(heading), np.sin(heading)], -1)

@@ -16,6 +16,7 @@ from trajopt.models import Model
 from trajopt.reference import Reference, StationCorridor, neighbour_offsets
 
 EGO_RADIUS = float(np.hypot(PACIFICA.length / 6.0, PACIFICA.width / 2.0))  # [m], 3 discs cover the box
+EGO_HALF_DIAGONAL = float(np.hypot(PACIFICA.length, PACIFICA.width) / 2.0)  # [m] bounding circle of the box
 FAR_AWAY = 1.0e4  # [m] padding for absent obstacles
 
 
@@ -65,31 +66,80 @@ def lane_offsets(scene: DriveScene, data: SceneData, s: np.ndarray, target_lane:
     return np.interp(np.arange(len(s)), np.flatnonzero(valid), off[valid])
 
 
-def select_obstacles(scene: DriveScene, path: np.ndarray, dt: float, slots: int, clearance: float,
-                     reach: float = 40.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest agents to `path` (n+1, >=2): per slot and step centre x, y and heading cos, sin (M, n+1, 4),
-    half sizes (M, 2) [m] inflated by the ego disc radius + `clearance`, and the selected agent indices.
-    Absent slots and steps sit FAR_AWAY."""
-    n = len(path) - 1
+@dataclass(frozen=True, eq=False)
+class Obstacles:
+    """Agents given obstacle slots, chosen per step (slot j at step k holds the j-th nearest agent then).
+
+    Attributes:
+        boxes: (M, n+1, 4) centre x, y [m] and heading cos, sin per slot and step; empty slots sit FAR_AWAY.
+        half: (M, n+1, 2) half length, width [m] inflated by the ego disc radius + clearance (1 when empty).
+        ids: (M, n+1) agent index held by each slot at each step, -1 when empty.
+        needed: slots the busiest step needs (when more than M, only the M nearest are kept there).
+    """
+
+    boxes: np.ndarray
+    half: np.ndarray
+    ids: np.ndarray
+    needed: int
+
+    @property
+    def present(self) -> np.ndarray:
+        """(M, n+1) bool: the slot holds an agent at that step."""
+        return self.ids >= 0
+
+    @property
+    def agents(self) -> np.ndarray:
+        """(K,) sorted indices of the agents that hold a slot at some step."""
+        return np.unique(self.ids[self.ids >= 0])
+
+    def first(self, slots: int) -> Obstacles:
+        """The nearest `slots` slots of every step."""
+        return Obstacles(self.boxes[:slots], self.half[:slots], self.ids[:slots], self.needed)
+
+    def covers(self, other: Obstacles) -> bool:
+        """Whether every agent that holds a slot of `other` at a step also holds one of these then."""
+        held = (other.ids[:, None, :] == self.ids[None, :, :]).any(1)  # (M', n+1)
+        return bool((held | (other.ids < 0)).all())
+
+
+def select_obstacles(scene: DriveScene, paths: list[np.ndarray], dt: float, slots: int, clearance: float,
+                     reach: float = 4.0) -> Obstacles:
+    """Per step, the agents whose bounding circle comes within `reach` [m] of the ego's on any of `paths`
+    ((n+1, >=3) rear-axle poses, same n), nearest first, in at most `slots` slots.
+
+    An agent far from every path at a step needs no constraint there: slots are shared between agents over
+    time, so the NLP has rows for the busiest step only, not for every agent near the path at some time."""
+    n = len(paths[0]) - 1
     agents, steps = scene.agents, agent_steps(n, dt)
     boxes = np.zeros((slots, n + 1, 4))
     boxes[..., 0] = FAR_AWAY * (1 + np.arange(slots))[:, None]
     boxes[..., 2] = 1.0
-    half = np.ones((slots, 2))
+    half = np.ones((slots, n + 1, 2))
+    ids = np.full((slots, n + 1), -1)
     if agents.num_agents == 0:
-        return boxes, half, np.zeros(0, int)
+        return Obstacles(boxes, half, ids, 0)
     xy, heading, valid = agents.xy[:, steps], agents.heading[:, steps], agents.valid[:, steps]
-    dist = np.where(valid, np.linalg.norm(xy - path[None, :, :2], axis=-1), np.inf).min(1)
-    order = [i for i in np.argsort(dist) if dist[i] < reach][:slots]
-    for slot, i in enumerate(order):
-        box = np.concatenate([xy[i], np.cos(heading[i])[:, None], np.sin(heading[i])[:, None]], -1)
-        boxes[slot] = np.where(valid[i][:, None], box, boxes[slot])
-        half[slot] = agents.size[i] / 2.0 + EGO_RADIUS + clearance
-    return boxes, half, np.asarray(order, int)
+    gap = np.full(valid.shape, np.inf)  # (A, n+1) centre distance minus both bounding radii [m]
+    for path in paths:
+        centre = path[:, :2] + PACIFICA.rear_axle_to_center * np.stack([np.cos(path[:, 2]), np.sin(path[:, 2])], -1)
+        gap = np.minimum(gap, np.linalg.norm(xy - centre[None], axis=-1))
+    gap = gap - EGO_HALF_DIAGONAL - 0.5 * np.hypot(agents.size[:, :1], agents.size[:, 1:])
+    gap = np.where(valid, gap, np.inf)
+    near = gap < reach + clearance
+    order = np.argsort(np.where(near, gap, np.inf), axis=0, kind="stable")[:slots]  # (M', n+1) agent ids
+    taken = np.take_along_axis(near, order, axis=0)  # (M', n+1)
+    k = np.broadcast_to(np.arange(n + 1), order.shape)
+    box = np.stack([xy[order, k, 0], xy[order, k, 1], np.cos(heading[order, k]), np.sin(heading[order, k])], -1)
+    size = agents.size[order] / 2.0 + EGO_RADIUS + clearance  # (M', n+1, 2)
+    used = len(order)
+    boxes[:used] = np.where(taken[..., None], box, boxes[:used])
+    half[:used] = np.where(taken[..., None], size, half[:used])
+    ids[:used] = np.where(taken, order, -1)
+    return Obstacles(boxes, half, ids, int(near.sum(0).max()))
 
 
 def route_guess(scene: DriveScene, data: SceneData, model: Model, x0: np.ndarray, n: int, dt: float,
-                v_ref: float, lane_c: np.ndarray, obstacles: tuple,
+                v_ref: float, lane_c: np.ndarray, obstacles: Obstacles,
                 stop_limit: np.ndarray) -> np.ndarray:
     """(n+1, 4) a guess along the reference: lateral blend to the target lane, speed towards v_ref, braking
     (<= 4 m/s^2) before obstacles near the path and active stop limits."""
@@ -98,15 +148,14 @@ def route_guess(scene: DriveScene, data: SceneData, model: Model, x0: np.ndarray
     t = np.arange(n + 1) / max(0.6 * n, 1.0)
     blend = np.clip(t, 0, 1) ** 2 * (3 - 2 * np.clip(t, 0, 1))
     lat = e0[0] + (lane_c - e0[0]) * blend
-    boxes, half, order = obstacles
-    boxes, half = boxes[:len(order)], half[:len(order)]
+    boxes, half, present = obstacles.boxes, obstacles.half, obstacles.present
     s_obs, e_obs = ref.frenet(boxes[..., :2].reshape(-1, 2))
-    s_obs, e_obs = s_obs.reshape(boxes.shape[:2]), e_obs.reshape(boxes.shape[:2])  # (M', n+1)
+    s_obs, e_obs = s_obs.reshape(boxes.shape[:2]), e_obs.reshape(boxes.shape[:2])  # (M, n+1)
     s, v = [s0[0]], [x0[3]]
     for k in range(1, n + 1):
         vk = v[-1] + np.clip(v_ref - v[-1], -3.0 * dt, 2.0 * dt)
-        near = np.abs(e_obs[:, k] - lat[k]) < half[:, 1]
-        ahead = np.where(near & (s_obs[:, k] > s[-1]), s_obs[:, k] - half[:, 0] - 3.5, np.inf)
+        near = present[:, k] & (np.abs(e_obs[:, k] - lat[k]) < half[:, k, 1])
+        ahead = np.where(near & (s_obs[:, k] > s[-1]), s_obs[:, k] - half[:, k, 0] - 3.5, np.inf)
         gap = min(ahead.min(initial=np.inf), stop_limit[k] - PACIFICA.rear_axle_to_front) - s[-1]
         vk = max(0.0, min(vk, np.sqrt(2 * 4.0 * max(gap, 0.0)), v[-1] + 3.0 * dt))
         vk = max(vk, v[-1] - 6.0 * dt)
