@@ -104,7 +104,9 @@ class _Ops:
     def window(self, x, start: int, size: int, n: int):
         """(B, n, size) with out[:, t, j] = x[:, t + start + j]."""
         x = x[:, start : start + n + size - 1]
-        return x.unfold(1, size, 1) if self.torch else sliding_window_view(x, size, axis=1)
+        if self.torch:
+            return x.unfold(1, size, 1)
+        return x[:, None] if n == 1 else sliding_window_view(x, size, axis=1)  # one window: just a view
 
     def stack(self, xs):
         return self.T.stack(xs, dim=-1) if self.torch else np.stack(xs, axis=-1)
@@ -145,33 +147,65 @@ class _Ops:
         return -lcse / self.tau
 
 
-def _trace(node: Formula, y, index: Mapping[str, int], ops: _Ops):
-    """Robustness of `node` at every step where it is defined: (B, T - node.horizon)."""
-    n = y.shape[1] - node.horizon
-    if isinstance(node, LinearPredicate):
+def _trace(node: Formula, y, index: Mapping[str, int], ops: _Ops, horizons: dict[int, int] | None = None):
+    """Robustness of `node` at every step where it is defined: (B, T - node.horizon).
+
+    `horizons` memoises node.horizon by node identity over one evaluation (it is recursive).
+    """
+    kind = _KINDS.get(type(node)) or _kind(node)
+    if kind == "linear":
         out = None
         for name, c in node.terms:
             term = c * y[:, :, index[name]]
             out = term if out is None else out + term
         return out - node.bound
-    if isinstance(node, NonlinearPredicate):
+    if kind == "nonlinear":
         return node.function(y[:, :, [index[name] for name in node.inputs]]) - node.bound
-    if isinstance(node, Not):
-        return -_trace(node.arg, y, index, ops)
-    if isinstance(node, And | Or):
-        parts = ops.stack([_trace(arg, y, index, ops)[:, :n] for arg in node.args])
-        return ops.min(parts) if isinstance(node, And) else ops.max(parts)
-    if isinstance(node, Always | Eventually):
-        w = ops.window(_trace(node.arg, y, index, ops), node.start, node.end - node.start + 1, n)
-        return ops.min(w) if isinstance(node, Always) else ops.max(w)
-    if isinstance(node, Until):
-        return _until(node, y, index, ops, n)
+    if horizons is None:
+        horizons = {}
+    if kind == "not":
+        return -_trace(node.arg, y, index, ops, horizons)
+    n = y.shape[1] - _horizon(node, horizons)
+    if kind in ("and", "or"):
+        parts = ops.stack([_trace(arg, y, index, ops, horizons)[:, :n] for arg in node.args])
+        return ops.min(parts) if kind == "and" else ops.max(parts)
+    if kind in ("always", "eventually"):
+        w = ops.window(_trace(node.arg, y, index, ops, horizons), node.start, node.end - node.start + 1, n)
+        return ops.min(w) if kind == "always" else ops.max(w)
+    return _until(node, y, index, ops, n, horizons)
+
+
+_KINDS: dict[type, str] = {LinearPredicate: "linear", NonlinearPredicate: "nonlinear", Not: "not", And: "and",
+                           Or: "or", Always: "always", Eventually: "eventually", Until: "until"}
+
+
+def _kind(node: Formula) -> str:
+    """The _KINDS key of a node of a subclass of the node types."""
+    for cls, kind in _KINDS.items():
+        if isinstance(node, cls):
+            return kind
     raise FormulaError(f"{node}: unsupported node {type(node).__name__}")
 
 
-def _until(node: Until, y, index, ops: _Ops, n: int):
+def _horizon(node: Formula, memo: dict[int, int]) -> int:
+    """node.horizon, memoised by node identity in `memo`."""
+    key = id(node)
+    if key not in memo:
+        kind = _KINDS.get(type(node))
+        if kind in ("always", "eventually"):
+            memo[key] = node.end + _horizon(node.arg, memo)
+        elif kind == "until":
+            memo[key] = node.end + max(_horizon(node.left, memo), _horizon(node.right, memo))
+        elif kind in ("not", "and", "or"):
+            memo[key] = max(_horizon(child, memo) for child in node.children())
+        else:  # predicates, and subclasses that may define their own horizon
+            memo[key] = node.horizon
+    return memo[key]
+
+
+def _until(node: Until, y, index, ops: _Ops, n: int, horizons: dict[int, int]):
     """max over k in [a, b] of min(right(t + k), min left[t + s0, t + k)), s0 = 0 (textbook) or a (stlpy)."""
-    left, right = _trace(node.left, y, index, ops), _trace(node.right, y, index, ops)
+    left, right = _trace(node.left, y, index, ops, horizons), _trace(node.right, y, index, ops, horizons)
     a, b = node.start, node.end
     s0 = 0 if node.semantics is UntilSemantics.TEXTBOOK else a
     r = ops.window(right, a, b - a + 1, n)  # r[..., j] = right(t + a + j)
@@ -226,14 +260,15 @@ def robustness(
         if not np.issubdtype(values.dtype, np.floating):
             values = values.astype(np.float64)
     ops = _Ops(torch_mode, mode is Mode.SMOOTH, temperature, max_kind)
-    steps, h = values.shape[1], formula.horizon
+    horizons: dict[int, int] = {}
+    steps, h = values.shape[1], _horizon(formula, horizons)
     if t is None:
         if steps - h <= 0:
             raise FormulaError(f"{formula}: window past the end: horizon {h} needs more than {steps} steps")
-        return _trace(formula, values, {n: i for i, n in enumerate(signals.names)}, ops)
+        return _trace(formula, values, {n: i for i, n in enumerate(signals.names)}, ops, horizons)
     if not isinstance(t, int | np.integer) or t < 0 or t + h >= steps:
         raise FormulaError(
             f"{formula}: window past the end: t + horizon = {t} + {h} needs T > {t + h}, signals have {steps}"
         )
     window = values[:, t : t + h + 1]
-    return _trace(formula, window, {n: i for i, n in enumerate(signals.names)}, ops)[:, 0]
+    return _trace(formula, window, {n: i for i, n in enumerate(signals.names)}, ops, horizons)[:, 0]

@@ -227,34 +227,38 @@ def _sat_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance [m] between boxes (parallelograms) a, b (..., 4, 2); minus the penetration depth when they overlap.
 
     The distance is the smallest corner-to-edge distance either way; the depth the smallest overlap of the two
-    boxes' projections on the normals of their first two edges (separating axes), evaluated only for pairs whose
-    bounding circles (about the corners' mean) come within `_SAT_MARGIN` of each other.
+    boxes' projections on the normals of their first two edges (separating axes).
     """
     a, b = np.broadcast_arrays(a, b)
     shape = a.shape[:-2]
-    a, b = a.reshape(-1, 4, 2), b.reshape(-1, 4, 2)
-    num = len(a)
-    corners = np.ascontiguousarray(np.concatenate([a, b]).transpose(2, 1, 0))  # (2 xy, 4 corners, 2P): a then b
-    px, py = corners
-    qx, qy = np.roll(px, num, axis=1), np.roll(py, num, axis=1)  # the other box of each pair
+    a, b = (x.reshape(-1, 4, 2).transpose(2, 1, 0) for x in (a, b))  # (2 xy, 4 corners, M)
+    return _box_distance(a[0], a[1], b[0], b[1]).reshape(shape)
+
+
+def _box_distance(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """`_sat_distance` (M,) [m] of boxes with corners x, y (4, M) [m]; the axis test only runs for pairs whose
+    bounding circles (about the corners' mean) come within `_SAT_MARGIN`: others cannot overlap."""
+    num = ax.shape[1]
+    px, py = np.concatenate([ax, bx], axis=1), np.concatenate([ay, by], axis=1)  # a's corners, then b's
+    qx, qy = np.concatenate([bx, ax], axis=1), np.concatenate([by, ay], axis=1)  # the other box of each pair
     sq = _corner_edge_sq(px, py, qx, qy)
     out = np.sqrt(np.minimum(sq[:num], sq[num:]))
     cx, cy = (px[0] + px[1] + px[2] + px[3]) / 4.0, (py[0] + py[1] + py[2] + py[3]) / 4.0
     radius = np.sqrt(((px - cx) ** 2 + (py - cy) ** 2).max(axis=0))
     near = np.hypot(cx[:num] - cx[num:], cy[:num] - cy[num:]) <= radius[:num] + radius[num:] + _SAT_MARGIN
     if near.any():
-        a, b = a[near], b[near]
+        a, b = np.stack([ax[:, near].T, ay[:, near].T], -1), np.stack([bx[:, near].T, by[:, near].T], -1)
         edges = np.concatenate([a[..., 1:3, :] - a[..., 0:2, :], b[..., 1:3, :] - b[..., 0:2, :]], axis=-2)
         axes = np.stack([-edges[..., 1], edges[..., 0]], -1)
         axes /= np.linalg.norm(axes, axis=-1, keepdims=True)
-        pa, pb = a @ np.swapaxes(axes, -1, -2), b @ np.swapaxes(axes, -1, -2)  # (P', 4 corners, 4 axes)
+        pa, pb = a @ np.swapaxes(axes, -1, -2), b @ np.swapaxes(axes, -1, -2)  # (M', 4 corners, 4 axes)
         overlap = np.minimum(pa.max(-2), pb.max(-2)) - np.maximum(pa.min(-2), pb.min(-2))
         depth = overlap.min(-1)
         out[near] = np.where(depth > 0, -depth, out[near])
-    return out.reshape(shape)
+    return out
 
 
-_SAT_MARGIN = 1e-3  # [m] boxes whose bounding circles are further apart cannot overlap: skip the axis test
+_SAT_MARGIN = 1e-3  # [m]
 
 
 def _corner_edge_sq(px: np.ndarray, py: np.ndarray, qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
@@ -276,18 +280,17 @@ def _agent_steps(num: int, dt: float) -> np.ndarray:
 
 
 def _agent_boxes(scene: DriveScene, num: int, dt: float) -> tuple[np.ndarray, ...]:
-    """Agents at each state's step: valid (N, T), centre (N, T, 2) [m], corners (N, T, 4, 2) [m], reach (N,) [m].
-
-    reach: half the ego's diagonal plus half the agent's, so that box distance >= centre distance - reach.
-    """
+    """Agents at each state's step: valid (N, T), centre (2, N, T) [m], corners (2 xy, 4, N, T) [m], and the
+    radii (N,) [m] of the circles about the centre that hold (outer) and that fit in (inner) the box."""
     agents = scene.agents
 
     def build():
         steps = _agent_steps(num, dt)
         corners = box_corners(agents.xy[:, steps], agents.heading[:, steps], agents.size[:, None, 0],
                               agents.size[:, None, 1])
-        reach = 0.5 * np.hypot(PACIFICA.length, PACIFICA.width) + 0.5 * np.hypot(*agents.size.T)
-        return agents.valid[:, steps], np.ascontiguousarray(agents.xy[:, steps]), corners, reach
+        outer, inner = 0.5 * np.hypot(*agents.size.T), 0.5 * agents.size.min(axis=1)
+        return (agents.valid[:, steps], np.ascontiguousarray(np.moveaxis(agents.xy[:, steps], -1, 0)),
+                np.ascontiguousarray(np.moveaxis(corners, (-1, -2), (0, 1))), outer, inner)
 
     return _cached("agents", (agents,), build, num, float(dt))
 
@@ -296,23 +299,34 @@ def _agent_distance(scene: DriveScene, poses: np.ndarray, dt: float) -> np.ndarr
     """(B, T) s [m]."""
     if scene.agents.num_agents == 0:
         return np.full(poses.shape[:2], FAR)
-    valid, xy, other, reach = _agent_boxes(scene, poses.shape[1], dt)
-    heading = np.stack([np.cos(poses[..., 2]), np.sin(poses[..., 2])], -1)
-    centre = poses[..., :2] + PACIFICA.rear_axle_to_center * heading
-    # Box distance lies within centre distance -+ the two half diagonals: only (agent, state) pairs whose lower
-    # bound is below every agent's upper bound at that state (and below FAR) can be the nearest
-    rel = xy[None] - centre[:, None]  # (B, N, T, 2)
-    centres = np.sqrt(rel[..., 0] * rel[..., 0] + rel[..., 1] * rel[..., 1])
-    lower = np.where(valid[None], centres - reach[None, :, None], np.inf)
-    upper = np.where(valid[None], centres + reach[None, :, None], np.inf).min(axis=1, keepdims=True)
-    b, t, n = np.nonzero(np.swapaxes(lower <= np.minimum(upper, FAR), 1, 2))  # grouped by (b, t)
+    valid, xy, other, outer, inner = _agent_boxes(scene, poses.shape[1], dt)
+    cos, sin = np.cos(poses[..., 2]), np.sin(poses[..., 2])
+    cx = poses[..., 0] + PACIFICA.rear_axle_to_center * cos
+    cy = poses[..., 1] + PACIFICA.rear_axle_to_center * sin
+    # Box distance lies between centre distance - the two outer radii and centre distance - the two inner ones
+    # (also when the boxes overlap): only (agent, state) pairs whose lower bound is below the least upper bound
+    # at that state (or below 0: they may overlap) can be the nearest. The margin covers rounding.
+    rx, ry = xy[0][None] - cx[:, None], xy[1][None] - cy[:, None]  # (B, N, T)
+    centres = np.sqrt(rx * rx + ry * ry)
+    lower = np.where(valid[None], centres - (_EGO_OUTER + outer)[None, :, None], np.inf)
+    upper = np.where(valid[None], centres - (_EGO_INNER + inner)[None, :, None], np.inf).min(axis=1, keepdims=True)
+    keep = lower <= np.minimum(np.maximum(upper, 0.0) + 1e-6, FAR)
+    b, t, n = np.nonzero(np.swapaxes(keep, 1, 2))  # grouped by state (b, t)
     out = np.full(poses.shape[:2], FAR)
     if len(b):
-        ego = box_corners(centre[b, t], poses[b, t, 2], PACIFICA.length, PACIFICA.width)  # (P, 4, 2)
-        dist = _sat_distance(ego, other[n, t])
+        c, s = cos[b, t], sin[b, t]  # the ego's corners as scenes.geometry.box_corners computes them
+        ex = _EGO_X[:, None] * c - _EGO_Y[:, None] * s + cx[b, t]
+        ey = _EGO_X[:, None] * s + _EGO_Y[:, None] * c + cy[b, t]
+        dist = _box_distance(ex, ey, other[0][:, n, t], other[1][:, n, t])
         first = np.flatnonzero(np.r_[True, (b[1:] != b[:-1]) | (t[1:] != t[:-1])])
         out[b[first], t[first]] = np.minimum(np.minimum.reduceat(dist, first), FAR)
     return out
+
+
+_EGO_X = np.array([1.0, -1.0, -1.0, 1.0]) * (PACIFICA.length / 2.0)  # [m] corners in the box frame, as
+_EGO_Y = np.array([1.0, 1.0, -1.0, -1.0]) * (PACIFICA.width / 2.0)  # box_corners orders them
+_EGO_OUTER = 0.5 * np.hypot(PACIFICA.length, PACIFICA.width)  # [m]
+_EGO_INNER = 0.5 * min(PACIFICA.length, PACIFICA.width)  # [m]
 
 
 def _stop_points(scene: DriveScene) -> list[tuple[float, np.ndarray]]:
