@@ -167,7 +167,18 @@ def _trace(node: Formula, y, index: Mapping[str, int], ops: _Ops, horizons: dict
         return -_trace(node.arg, y, index, ops, horizons)
     n = y.shape[1] - _horizon(node, horizons)
     if kind in ("and", "or"):
-        parts = ops.stack([_trace(arg, y, index, ops, horizons)[:, :n] for arg in node.args])
+        if all(type(arg) is LinearPredicate and len(arg.terms) == 1 for arg in node.args):
+            # c_i * y_i - bound_i of every operand at once, as (B, n, k): the same numbers as stacking them
+            columns = [index[arg.terms[0][0]] for arg in node.args]
+            scale = [arg.terms[0][1] for arg in node.args]
+            bound = [arg.bound for arg in node.args]
+            if ops.torch:
+                scale, bound = (ops.T.tensor(v, dtype=y.dtype, device=y.device) for v in (scale, bound))
+            else:
+                scale, bound = np.array(scale, dtype=y.dtype), np.array(bound, dtype=y.dtype)
+            parts = scale * y[:, :n][:, :, columns] - bound
+        else:
+            parts = ops.stack([_trace(arg, y, index, ops, horizons)[:, :n] for arg in node.args])
         return ops.min(parts) if kind == "and" else ops.max(parts)
     if kind in ("always", "eventually"):
         w = ops.window(_trace(node.arg, y, index, ops, horizons), node.start, node.end - node.start + 1, n)

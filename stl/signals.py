@@ -62,17 +62,19 @@ def _global_states(scene: DriveScene, trajectory: Trajectory, dt: float | None) 
     return out, float(dt)
 
 
-_CACHE: dict[tuple, tuple[tuple, object]] = {}
+_CACHE: dict[str, dict[tuple, tuple[tuple, object]]] = {}
+_CACHE_SIZE = {"polyline": 2048}  # entries per kind before that kind is cleared; others 64 (they hold maps)
 
 
 def _cached(kind: str, parts: tuple, build: Callable[[], object], *extra) -> object:
     """build() memoised on the identity of `parts` (scene objects, taken as immutable) and `extra` values."""
-    key = (kind, *(id(part) for part in parts), *extra)
-    hit = _CACHE.get(key)
+    cache = _CACHE.setdefault(kind, {})
+    key = (*(id(part) for part in parts), *extra)
+    hit = cache.get(key)
     if hit is None or any(a is not b for a, b in zip(hit[0], parts, strict=True)):
-        if len(_CACHE) > 512:
-            _CACHE.clear()
-        hit = _CACHE[key] = (parts, build())
+        if len(cache) >= _CACHE_SIZE.get(kind, 64):
+            cache.clear()
+        hit = cache[key] = (parts, build())
     return hit[1]
 
 
@@ -81,7 +83,8 @@ class _Polyline:
 
     Attributes: x0, y0 / x1, y1 segment ends [m]; dx, dy = end - start [m]; len2 [m^2] and length [m] of each
     segment (1 where it has none, `point`); start (S + 1,) [m] arc length at each vertex (running sum, as GEOS
-    sums); lo, hi (2, S) [m] segment bounding boxes; every (every `STRIDE`-th vertex and the last, 2, V').
+    sums); lo, hi (2, S) [m] segment bounding boxes; every (2, V') [m] every `STRIDE`-th vertex and the last;
+    box (4,) [m] bounding box.
     """
 
     CHUNK = 1 << 16  # points x segments per block, to bound memory on large batches
@@ -98,6 +101,7 @@ class _Polyline:
         self.len2, self.length = np.where(self.point, 1.0, len2), np.where(self.point, 1.0, length)
         self.lo, self.hi = np.minimum(xy[:-1], xy[1:]).T, np.maximum(xy[:-1], xy[1:]).T
         self.every = np.concatenate([xy[::self.STRIDE], xy[-1:]]).T
+        self.box = np.concatenate([xy.min(axis=0), xy.max(axis=0)])  # x_min, y_min, x_max, y_max [m]
 
     @staticmethod
     def of(line: shapely.LineString) -> _Polyline:
@@ -167,13 +171,13 @@ def _frenet(line: shapely.LineString, xy: np.ndarray,
     poly = _Polyline.of(line)
     flat = xy.reshape(-1, 2)
     s = poly.locate(flat, (nearest or poly.nearest(flat))[1])
-    ahead, behind, foot = np.split(poly.interpolate(
-        np.concatenate([np.minimum(s + 0.5, poly.start[-1]), np.maximum(s - 0.5, 0.0), s])), 3)
-    tangent = ahead - behind
-    tangent /= np.maximum(np.linalg.norm(tangent, axis=-1, keepdims=True), 1e-9)
-    rel = flat - foot
-    offset = tangent[:, 0] * rel[:, 1] - tangent[:, 1] * rel[:, 0]
-    heading = np.arctan2(tangent[:, 1], tangent[:, 0])
+    n = len(s)
+    points = poly.interpolate(np.concatenate([np.minimum(s + 0.5, poly.start[-1]), np.maximum(s - 0.5, 0.0), s]))
+    tx, ty = points[:n, 0] - points[n:2 * n, 0], points[:n, 1] - points[n:2 * n, 1]  # ahead - behind
+    norm = np.maximum(np.sqrt(tx * tx + ty * ty), 1e-9)
+    tx, ty = tx / norm, ty / norm
+    offset = tx * (flat[:, 1] - points[2 * n:, 1]) - ty * (flat[:, 0] - points[2 * n:, 0])  # x (point - foot)
+    heading = np.arctan2(ty, tx)
     shape = xy.shape[:-1]
     return s.reshape(shape), offset.reshape(shape), heading.reshape(shape)
 
@@ -185,6 +189,26 @@ def _arc_length(line: shapely.LineString, xy: np.ndarray) -> np.ndarray:
     return poly.locate(flat, poly.nearest(flat)[1]).reshape(xy.shape[:-1])
 
 
+def _nearest_lanes(lines: list[_Polyline], xy: np.ndarray) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """`_Polyline.nearest` of points (P, 2) on each line, None for a line that is nearest to none of the points.
+
+    A line is skipped when, for every point, the distance to its bounding box exceeds the distance to some
+    vertex of another line (a small margin covers rounding), so it cannot be the nearest or tie with it.
+    """
+    if len(lines) == 1:
+        return [lines[0].nearest(xy)]
+    px, py = xy[:, :1], xy[:, 1:]
+    upper, lower = [], []
+    for line in lines:
+        vx, vy = px - line.every[0], py - line.every[1]
+        upper.append((vx * vx + vy * vy).min(axis=1))
+        gx = np.maximum(np.maximum(line.box[0] - px[:, 0], px[:, 0] - line.box[2]), 0.0)
+        gy = np.maximum(np.maximum(line.box[1] - py[:, 0], py[:, 0] - line.box[3]), 0.0)
+        lower.append(gx * gx + gy * gy)
+    best = np.min(upper, axis=0) * (1.0 + 1e-9) + 1e-9
+    return [line.nearest(xy) if (low <= best).any() else None for line, low in zip(lines, lower, strict=True)]
+
+
 def _lane_signals(scene: DriveScene, poses: np.ndarray, neighbours: bool = True) -> np.ndarray:
     """(B, T, 6): d_c, h_c, d_l, h_l, d_r, h_r; without `neighbours`, d_l .. h_r stay ABSENT / 0."""
     m = scene.map
@@ -192,7 +216,8 @@ def _lane_signals(scene: DriveScene, poses: np.ndarray, neighbours: bool = True)
     xy, psi = poses[..., :2], poses[..., 2]
     flat = xy.reshape(-1, 2)
     frenet = {}
-    near = {row: _Polyline.of(m.lane_centerlines[row]).nearest(flat) for row in dict.fromkeys(route_rows)}
+    near = _nearest_lanes([_Polyline.of(m.lane_centerlines[row]) for row in route_rows], flat)
+    near = dict(zip(route_rows, near, strict=True))
 
     def lane(row: int) -> tuple[np.ndarray, np.ndarray]:
         if row not in frenet:
@@ -200,7 +225,7 @@ def _lane_signals(scene: DriveScene, poses: np.ndarray, neighbours: bool = True)
             frenet[row] = (offset, wrap_angle(psi - heading))
         return frenet[row]
 
-    dist = np.stack([near[r][0] for r in route_rows])
+    dist = np.stack([np.full(len(flat), np.inf) if near[r] is None else near[r][0] for r in route_rows])
     nearest = np.asarray(route_rows)[np.argmin(dist, axis=0)].reshape(xy.shape[:-1])
     out = np.zeros((*xy.shape[:-1], 6))
     out[..., 2] = out[..., 4] = ABSENT
