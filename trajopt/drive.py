@@ -51,7 +51,8 @@ class DriveExpertConfig:
     jerk_fraction: float = 0.6  # per-step jerk bound as a fraction of j_max (signals use finite differences)
     goal_eps: float = 0.05  # [m]
     guess: str = "expert"  # "expert" (privileged future when clear) or "route"
-    relinearize: int = 2  # extra solves when the solution drifts > 0.5 m along the reference
+    relinearize: int = 2  # extra solves when the solution drifts along the reference or meets unslotted agents
+    relinearize_drift: float = 0.5  # [m] largest along-reference drift from the linearisation points
     obstacle_reach: float = 4.0  # [m] an agent gets a slot at the steps where its bounding circle comes this
     # near (+ the clearance) to the ego's on the guess or a solution
 
@@ -158,7 +159,7 @@ class DriveExpert:
             drift = np.abs(data.ref.project(states[:, :2]) - s_ref).max()
             needed = select([states])
             covered = obstacles.covers(needed)
-            if passes >= cfg.relinearize or (drift < 0.5 and covered) or not stats["success"]:
+            if passes >= cfg.relinearize or (drift < cfg.relinearize_drift and covered) or not stats["success"]:
                 break
             passes += 1
             if not covered:  # the solution came near agents that held no slot there: add them, start again
