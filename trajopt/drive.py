@@ -82,12 +82,13 @@ class DriveExpert:
         self._scenes: dict[int, tuple[DriveScene, dd.SceneData]] = {}
 
     def prebuild(self, goal: bool = False) -> None:
-        """Build every NLP variant a solve may pick (obstacle slots x stop rows; goal rows if `goal`) now, so
-        timed work does not pay for a first build (about a second each)."""
+        """Build every NLP variant a solve may pick (obstacle slots x stop rows; goal rows if `goal`), with its
+        warm-start solver, now, so timed work does not pay for a first build (about a second each)."""
         for slots in OBSTACLE_SLOTS:
             if slots <= self.config.shape.obstacles:
                 for stop in (False, True):
-                    build(replace(self.config.shape, obstacles=slots), goal=goal, stop=stop)
+                    problem = build(replace(self.config.shape, obstacles=slots), goal=goal, stop=stop)
+                    assert problem.warm_solver is not None  # cached_property: built now
 
     def _data(self, scene: DriveScene) -> dd.SceneData:
         # SceneData depends only on the route, the map and the traffic lights: scenes that share those objects
