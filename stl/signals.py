@@ -108,7 +108,7 @@ class _Polyline:
         return _cached("polyline", (line,), lambda: _Polyline(line))
 
     def nearest(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distance [m] from points (P, 2) to the line and the first nearest segment (P,), as GEOS finds them."""
+        """Distance [m] from points (P, 2) to the line and the first nearest segment (P,), as GEOS finds."""
         rows = max(1, self.CHUNK // len(self.x0))
         if len(xy) <= rows:
             return self._nearest(xy)
@@ -122,7 +122,8 @@ class _Polyline:
             # that from the points' box is nobody's nearest (a small margin covers rounding)
             vx, vy = xy[:, :1] - self.every[0], xy[:, 1:] - self.every[1]
             reach2 = (vx * vx + vy * vy).min(axis=1).max() * (1.0 + 1e-9) + 1e-9
-            gap = np.maximum(np.maximum(self.lo - xy.max(axis=0)[:, None], xy.min(axis=0)[:, None] - self.hi), 0.0)
+            low, high = xy.min(axis=0)[:, None], xy.max(axis=0)[:, None]
+            gap = np.maximum(np.maximum(self.lo - high, low - self.hi), 0.0)
             seg = np.flatnonzero(gap[0] * gap[0] + gap[1] * gap[1] <= reach2)
         d = self._segment_distance(xy, seg)
         i = np.argmin(d, axis=1)
@@ -141,7 +142,7 @@ class _Polyline:
         return np.where((r <= 0.0) | point, np.sqrt(rx * rx + ry * ry), out)
 
     def locate(self, xy: np.ndarray, seg: np.ndarray) -> np.ndarray:
-        """Arc length [m] of points (P, 2) on their nearest segments `seg` (P,) (GEOS LengthIndexedLine.project)."""
+        """Arc length [m] of points (P, 2) on their nearest segments `seg` (P,) (GEOS's project)."""
         x0, y0, x1, y1 = self.x0[seg], self.y0[seg], self.x1[seg], self.y1[seg]
         px, py = xy[:, 0], xy[:, 1]
         r = ((px - x0) * self.dx[seg] + (py - y0) * self.dy[seg]) / self.len2[seg]
@@ -162,8 +163,8 @@ class _Polyline:
         return np.stack([np.where(at_start, self.x0[seg], x), np.where(at_start, self.y0[seg], y)], -1)
 
 
-def _frenet(line: shapely.LineString, xy: np.ndarray,
-            nearest: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _frenet(line: shapely.LineString, xy: np.ndarray, nearest: tuple[np.ndarray, np.ndarray] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arc length s [m], signed lateral offset [m] (left +) and lane heading [rad] of points (..., 2).
 
     `nearest`: the line's (distance, segment) for the flattened points when already known.
@@ -172,7 +173,8 @@ def _frenet(line: shapely.LineString, xy: np.ndarray,
     flat = xy.reshape(-1, 2)
     s = poly.locate(flat, (nearest or poly.nearest(flat))[1])
     n = len(s)
-    points = poly.interpolate(np.concatenate([np.minimum(s + 0.5, poly.start[-1]), np.maximum(s - 0.5, 0.0), s]))
+    ahead, behind = np.minimum(s + 0.5, poly.start[-1]), np.maximum(s - 0.5, 0.0)
+    points = poly.interpolate(np.concatenate([ahead, behind, s]))
     tx, ty = points[:n, 0] - points[n:2 * n, 0], points[:n, 1] - points[n:2 * n, 1]  # ahead - behind
     norm = np.maximum(np.sqrt(tx * tx + ty * ty), 1e-9)
     tx, ty = tx / norm, ty / norm
@@ -190,7 +192,7 @@ def _arc_length(line: shapely.LineString, xy: np.ndarray) -> np.ndarray:
 
 
 def _nearest_lanes(lines: list[_Polyline], xy: np.ndarray) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """`_Polyline.nearest` of points (P, 2) on each line, None for a line that is nearest to none of the points.
+    """`_Polyline.nearest` of points (P, 2) on each line; None for a line that is nearest to none of them.
 
     A line is skipped when, for every point, the distance to its bounding box exceeds the distance to some
     vertex of another line (a small margin covers rounding), so it cannot be the nearest or tie with it.
@@ -212,7 +214,8 @@ def _nearest_lanes(lines: list[_Polyline], xy: np.ndarray) -> list[tuple[np.ndar
 def _lane_signals(scene: DriveScene, poses: np.ndarray, neighbours: bool = True) -> np.ndarray:
     """(B, T, 6): d_c, h_c, d_l, h_l, d_r, h_r; without `neighbours`, d_l .. h_r stay ABSENT / 0."""
     m = scene.map
-    route_rows = _cached("route_rows", (m, scene.route), lambda: [m.lane_index(lane) for lane in scene.route.lane_ids])
+    route_rows = _cached("route_rows", (m, scene.route),
+                         lambda: [m.lane_index(lane) for lane in scene.route.lane_ids])
     xy, psi = poses[..., :2], poses[..., 2]
     flat = xy.reshape(-1, 2)
     frenet = {}
@@ -249,7 +252,7 @@ def _lane_signals(scene: DriveScene, poses: np.ndarray, neighbours: bool = True)
 
 
 def _sat_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distance [m] between boxes (parallelograms) a, b (..., 4, 2); minus the penetration depth when they overlap.
+    """Distance [m] between boxes (parallelograms) a, b (..., 4, 2); minus the penetration depth on overlap.
 
     The distance is the smallest corner-to-edge distance either way; the depth the smallest overlap of the two
     boxes' projections on the normals of their first two edges (separating axes).
@@ -329,12 +332,13 @@ def _agent_distance(scene: DriveScene, poses: np.ndarray, dt: float) -> np.ndarr
     cx = poses[..., 0] + PACIFICA.rear_axle_to_center * cos
     cy = poses[..., 1] + PACIFICA.rear_axle_to_center * sin
     # Box distance lies between centre distance - the two outer radii and centre distance - the two inner ones
-    # (also when the boxes overlap): only (agent, state) pairs whose lower bound is below the least upper bound
-    # at that state (or below 0: they may overlap) can be the nearest. The margin covers rounding.
+    # (also when the boxes overlap): only (agent, state) pairs whose lower bound is below the least upper
+    # bound at that state (or below 0: they may overlap) can be the nearest. The margin covers rounding.
     rx, ry = xy[0][None] - cx[:, None], xy[1][None] - cy[:, None]  # (B, N, T)
     centres = np.sqrt(rx * rx + ry * ry)
     lower = np.where(valid[None], centres - (_EGO_OUTER + outer)[None, :, None], np.inf)
-    upper = np.where(valid[None], centres - (_EGO_INNER + inner)[None, :, None], np.inf).min(axis=1, keepdims=True)
+    upper = np.where(valid[None], centres - (_EGO_INNER + inner)[None, :, None], np.inf)
+    upper = upper.min(axis=1, keepdims=True)
     keep = lower <= np.minimum(np.maximum(upper, 0.0) + 1e-6, FAR)
     b, t, n = np.nonzero(np.swapaxes(keep, 1, 2))  # grouped by state (b, t)
     out = np.full(poses.shape[:2], FAR)
@@ -400,7 +404,7 @@ def _goal(scene: DriveScene, horizon_s: float) -> np.ndarray:
 
 
 def _rate(f: np.ndarray, dt: float) -> np.ndarray:
-    """Time derivative of (B, T) samples spaced dt [s]: np.gradient(f, dt, axis=1, edge_order=2), same arithmetic."""
+    """d/dt of (B, T) samples spaced dt [s]: np.gradient(f, dt, axis=1, edge_order=2), the same arithmetic."""
     out = np.empty_like(f)
     out[:, 1:-1] = (f[:, 2:] - f[:, :-2]) / (2.0 * dt)
     out[:, 0] = -1.5 / dt * f[:, 0] + 2.0 / dt * f[:, 1] + -0.5 / dt * f[:, 2]
@@ -440,8 +444,8 @@ def signals_from_poses(scene: DriveScene, poses: np.ndarray, dt: float,
     if "w" in wanted:
         columns["w"] = _rate(_unwrap(poses[..., 2]), dt)
     if wanted & set(SIGNAL_NAMES[4:10]):
-        columns.update(zip(SIGNAL_NAMES[4:10], np.moveaxis(
-            _lane_signals(scene, poses, neighbours=bool(wanted & set(SIGNAL_NAMES[6:10]))), -1, 0), strict=True))
+        lanes = _lane_signals(scene, poses, neighbours=bool(wanted & set(SIGNAL_NAMES[6:10])))
+        columns.update(zip(SIGNAL_NAMES[4:10], np.moveaxis(lanes, -1, 0), strict=True))
     if "s" in wanted:
         columns["s"] = _agent_distance(scene, poses, dt)
     if wanted & {"stop_dist", "red"}:
