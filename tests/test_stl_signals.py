@@ -24,7 +24,7 @@ from tests.factories import straight_scene
 
 
 def reference_box_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Shapely distance [m] of boxes a, b (4, 2); on overlap, minus the least overlap along the edge normals."""
+    """Shapely distance [m] of boxes a, b (4, 2); on overlap, minus the least overlap along edge normals."""
     if shapely.Polygon(a).distance(shapely.Polygon(b)) > 0:
         return shapely.Polygon(a).distance(shapely.Polygon(b))
     depth = np.inf
