@@ -188,7 +188,9 @@ def build(shape: Shape, goal: bool = True, stop: bool = True) -> Problem:
     nlp = {"x": wvec, "f": cost, "g": ca.vertcat(*g_parts), "p": p}
     opts = {"expand": True, "print_time": False, "show_eval_warnings": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
             "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol, "ipopt.linear_solver": "mumps",
-            **MUMPS_OPTIONS}
+            **MUMPS_OPTIONS, "ipopt.expect_infeasible_problem": "yes"}
+    # expect_infeasible_problem: IPOPT enters restoration sooner and gives up on infeasible targets (a lane
+    # change through traffic) in fewer iterations; on datagen's solves, 8% less time and no fewer successes
     # No CPU-time limit: a limit would make the outcome depend on the machine; max_iter bounds the work.
     solver = ca.nlpsol(f"trajopt_{shape.model}_{n}_{int(goal)}{int(stop)}", "ipopt", nlp, opts)
     return Problem(shape, solver, slices, layout, int(wvec.shape[0]), nlp, opts)
