@@ -136,8 +136,9 @@ class FollowExpert:
 
 
 @functools.lru_cache(maxsize=4)
-def load_expert(name: str, horizon: int) -> tuple[object, Callable]:
-    """(expert, sample_targets) of `name`: "follow" or "trajopt" (the CasADi solver in trajopt/).
+def load_expert(name: str, horizon: int, compiled: bool = False) -> tuple[object, Callable]:
+    """(expert, sample_targets) of `name`: "follow" or "trajopt" (the CasADi solver in trajopt/; `compiled`:
+    its NLP functions as C built once with gcc, see trajopt.compiled).
 
     Cached per process: building the solvers takes about a second, and an expert only memoises pure work, so
     every shard a worker runs reuses it without changing a result.
@@ -150,6 +151,7 @@ def load_expert(name: str, horizon: int) -> tuple[object, Callable]:
         import trajopt
 
         config = trajopt.DriveExpertConfig()
-        config = dataclasses.replace(config, shape=dataclasses.replace(config.shape, horizon=horizon))
+        config = dataclasses.replace(config, shape=dataclasses.replace(config.shape, horizon=horizon),
+                                     compiled=compiled)
         return trajopt.DriveExpert(config), trajopt.sample_targets
     raise ValueError(f"unknown expert {name!r}; expected one of {', '.join(EXPERTS)}")

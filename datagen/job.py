@@ -48,6 +48,7 @@ class DriveDatagenConfig:
     params: dict = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULTS.items()})
     horizon: int = 50  # solver steps at 0.1 s
     expert: str = "trajopt"
+    compiled: bool = False  # trajopt's NLP functions as compiled C (trajopt.compiled); iterates unchanged
     generator_version: str = GENERATOR_VERSION
 
     def validate(self) -> DriveDatagenConfig:
@@ -135,7 +136,7 @@ def solve_scene(config: DriveDatagenConfig, index: int, expert, sample_targets, 
 def run_unit(root: str, config: DriveDatagenConfig, shard: int,
              on_scene: Callable[[UnitReport], None] | None = None) -> UnitReport:
     """Generate, solve and write shard `shard`, then its unit file. Safe to run in any process."""
-    expert, sample_targets = load_expert(config.expert, config.horizon)
+    expert, sample_targets = load_expert(config.expert, config.horizon, config.compiled)
     rng = config.shard_rng(shard)
     report, demos, extras = UnitReport(shard), [], []
     for index in config.shard_indices(shard):

@@ -115,8 +115,24 @@ def bench_datagen(seconds: float) -> dict[str, float]:
     return run(seconds)
 
 
+def bench_datagen_compiled(seconds: float) -> dict[str, float]:
+    """`datagen` with the expert's NLP functions as compiled C (trajopt.compiled; the first run builds them)."""
+    from datagen.bench import bench_datagen as run
+
+    return run(seconds, compiled=True)
+
+
+def bench_trajopt_compiled(seconds: float) -> dict[str, float]:
+    """`trajopt` with the NLP functions as compiled C (trajopt.compiled; the first run builds them)."""
+    from trajopt.bench import bench_trajopt as run
+
+    return run(seconds, compiled=True)
+
+
 BENCHMARKS["trajopt"] = bench_trajopt
+BENCHMARKS["trajopt-compiled"] = bench_trajopt_compiled
 BENCHMARKS["datagen"] = bench_datagen
+BENCHMARKS["datagen-compiled"] = bench_datagen_compiled
 
 
 def bench_planner(seconds: float) -> dict:

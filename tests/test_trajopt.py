@@ -12,8 +12,9 @@ from scenes import CURRENT_INDEX, NUM_STEPS, PACIFICA, AgentCategory, AgentTrack
 from scenes.geometry import box_corners
 from scenes.synthetic import generate_scene
 from tests.factories import constant_speed_ego, straight_scene
+from trajopt import compiled
 from trajopt import drive_data as dd
-from trajopt.drive import DriveExpert, DriveTarget, demo_poses, sample_targets
+from trajopt.drive import DriveExpert, DriveExpertConfig, DriveTarget, demo_poses, sample_targets
 from trajopt.models import BICYCLE
 from trajopt.result import TrajoptStatus
 from trajopt.robot import V_MAX, solve_unicycle_goal
@@ -147,3 +148,19 @@ def test_obstacles_get_slots_only_at_the_steps_they_come_near():
     assert (chosen.boxes[1, ~b_steps, 0] >= dd.FAR_AWAY).all()
     np.testing.assert_allclose(chosen.half[0, a_steps], np.tile([2.25, 1.0], (20, 1)) + dd.EGO_RADIUS + 0.6)
     assert chosen.covers(chosen.first(1)) and not chosen.first(1).covers(chosen)
+
+
+def test_compiled_nlp_gives_the_same_solution(tmp_path, monkeypatch):
+    monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path))
+    scene = _blocked_scene()
+    target = DriveTarget(10.0, 0, {}, KEEP)
+    shape = replace(DriveExpertConfig().shape, horizon=12)
+    plain = DriveExpert(DriveExpertConfig(shape=shape)).solve(scene, target)
+    fast = DriveExpert(DriveExpertConfig(shape=shape, compiled=True)).solve(scene, target)
+    assert plain.ok and fast.ok and fast.iterations == plain.iterations
+    np.testing.assert_array_equal(fast.states, plain.states)
+    libraries = sorted(p.name for p in (tmp_path / "trajopt").glob("*.so"))
+    assert libraries and all(name.startswith("trajopt_bicycle_12_2_") for name in libraries)
+    monkeypatch.setattr(compiled, "COMPILER", "no-such-cc")
+    with pytest.raises(compiled.CompileError, match="no-such-cc is not on PATH"):
+        compiled.compiled_library(fast.info["problem"].solver)

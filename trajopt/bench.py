@@ -10,14 +10,15 @@ import numpy as np
 
 from scenes.drive import CURRENT_INDEX, ScenarioType
 from scenes.synthetic import generate_scene
-from trajopt.drive import DriveExpert, sample_targets
+from trajopt.drive import DriveExpert, DriveExpertConfig, sample_targets
 
 
 def bench_trajopt(seconds: float = 10.0, seed: int = 1_100_000_001,
-                  scenario: ScenarioType = ScenarioType.SLOW_VEHICLE) -> dict[str, float]:
+                  scenario: ScenarioType = ScenarioType.SLOW_VEHICLE, compiled: bool = False) -> dict[str, float]:
     """Solve repeatedly for `seconds` [s]; median / p90 wall time per solve [ms], the median CPU time of this
     process per solve [ms] (robust to other load on the machine) and the success rate."""
-    expert = DriveExpert()
+    expert = DriveExpert(DriveExpertConfig(compiled=compiled))
+    expert.prebuild()  # every variant a solve may pick, before the clock
     scene = generate_scene(seed, "test", scenario)
     target = sample_targets(scene, {}, np.random.default_rng(0), 1)[0]
     previous = expert.solve(scene, target)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import casadi as ca
 import numpy as np
 
+from trajopt.compiled import compiled_library
 from trajopt.models import MODELS
 from trajopt.smooth import boltzmann_max
 
@@ -70,7 +71,7 @@ class Problem:
     rows: dict[str, slice]
     params: dict[str, tuple[slice, tuple[int, ...]]]
     num_w: int
-    nlp: dict = field(repr=False, default_factory=dict)
+    nlp: dict | str = field(repr=False, default_factory=dict)  # SX expressions, or a compiled library's path
     options: dict = field(repr=False, default_factory=dict)
 
     @functools.cached_property
@@ -97,8 +98,10 @@ def _local(px, py, rx, ry, ch, sh, kappa):
 
 
 @functools.lru_cache(maxsize=32)
-def build(shape: Shape, goal: bool = True, stop: bool = True) -> Problem:
+def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = False) -> Problem:
     """Build (once per shape and row set) the parametric NLP and its IPOPT solver.
+
+    `compiled`: evaluate the NLP functions as C built once with gcc and cached on disk (`trajopt.compiled`).
 
     `goal` / `stop` include the goal / stop rows; without them the rows are absent (slice of length 0). A
     solve whose rows would all be free (bounds -inf, inf) uses the variant without them: the feasible set is
@@ -192,5 +195,10 @@ def build(shape: Shape, goal: bool = True, stop: bool = True) -> Problem:
     # expect_infeasible_problem: IPOPT enters restoration sooner and gives up on infeasible targets (a lane
     # change through traffic) in fewer iterations; on datagen's solves, 8% less time and no fewer successes
     # No CPU-time limit: a limit would make the outcome depend on the machine; max_iter bounds the work.
-    solver = ca.nlpsol(f"trajopt_{shape.model}_{n}_{int(goal)}{int(stop)}", "ipopt", nlp, opts)
+    name = f"trajopt_{shape.model}_{n}_{m}_{int(goal)}{int(stop)}"
+    solver = ca.nlpsol(name, "ipopt", nlp, opts)
+    if compiled:
+        nlp = str(compiled_library(solver))
+        opts = {key: value for key, value in opts.items() if key != "expand"}
+        solver = ca.nlpsol(name, "ipopt", nlp, opts)
     return Problem(shape, solver, slices, layout, int(wvec.shape[0]), nlp, opts)
