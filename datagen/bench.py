@@ -12,15 +12,15 @@ from datagen.job import DriveDatagenConfig, UnitReport, run_unit
 
 
 def bench_datagen(seconds: float = 10.0, expert: str = "trajopt", demos_per_scene: int = 2,
-                  compiled: bool = False) -> dict[str, float]:
+                  compiled: bool = False, solver: str = "ipopt") -> dict[str, float]:
     """Run shards of 4 scenes until `seconds` have passed (at least one); figures of the whole time.
 
     Steady state, as in a long job: the expert's solvers are built before the clock starts."""
     config = DriveDatagenConfig(n=1_000_000, demos_per_scene=demos_per_scene, shard_size=4, expert=expert,
-                                compiled=compiled)
-    solver = load_expert(expert, config.horizon, compiled)[0]
-    if hasattr(solver, "prebuild"):
-        solver.prebuild()
+                                compiled=compiled, solver=solver)
+    expert_solver = load_expert(expert, config.horizon, compiled, solver)[0]
+    if hasattr(expert_solver, "prebuild"):
+        expert_solver.prebuild()
     reports: list[UnitReport] = []
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu_start = time.perf_counter(), time.process_time()

@@ -45,6 +45,8 @@ def drive(
     compiled: Annotated[bool, typer.Option(
         help="Run the expert's NLP functions as C compiled once with gcc -O1 and cached in ~/.cache/diffplan "
              "(about 1.4x faster solves; the first use builds each NLP variant: 1-4 min each).")] = False,
+    solver: Annotated[str, typer.Option(
+        help="The expert's NLP solver: ipopt (MUMPS) or fatrop (structure-exploiting, faster iterations).")] = "ipopt",
     workers: Annotated[int, typer.Option(help="Worker processes (ignored with --ray).")] = 1,
     ray: Annotated[str | None, typer.Option(
         "--ray", help="Ray cluster address, or 'local' for a private loopback cluster.")] = None,
@@ -58,6 +60,7 @@ def drive(
         rules = CalibratedParams.load(params).rules if params is not None else None
         config = DriveDatagenConfig(n=n, demos_per_scene=demos_per_scene, seed=seed, split=split,
                                     shard_size=shard_size, horizon=horizon, expert=expert, compiled=compiled,
+                                    solver=solver,
                                     **({"params": rules} if rules is not None else {})).validate()
         if ray is None and workers < 1:
             raise UserError(f"--workers must be positive, got {workers}")

@@ -29,6 +29,7 @@ from stl.rules import rule_set
 from stl.signals import signals_from_poses
 
 EXPERTS = ("follow", "trajopt")
+SOLVERS = ("ipopt", "fatrop")  # trajopt's NLP solvers
 FOLLOW_RULES = ("speed_band", "lane_keeping", "safe_distance", "stop_before_line", "comfort")
 
 
@@ -136,9 +137,9 @@ class FollowExpert:
 
 
 @functools.lru_cache(maxsize=4)
-def load_expert(name: str, horizon: int, compiled: bool = False) -> tuple[object, Callable]:
-    """(expert, sample_targets) of `name`: "follow" or "trajopt" (the CasADi solver in trajopt/; `compiled`:
-    its NLP functions as C built once with gcc, see trajopt.compiled).
+def load_expert(name: str, horizon: int, compiled: bool = False, solver: str = "ipopt") -> tuple[object, Callable]:
+    """(expert, sample_targets) of `name`: "follow" or "trajopt" (the CasADi solver in trajopt/ with NLP solver
+    `solver`, ipopt or fatrop; `compiled`: its NLP functions as C built once with gcc, see trajopt.compiled).
 
     Cached per process: building the solvers takes about a second, and an expert only memoises pure work, so
     every shard a worker runs reuses it without changing a result.
@@ -152,6 +153,6 @@ def load_expert(name: str, horizon: int, compiled: bool = False) -> tuple[object
 
         config = trajopt.DriveExpertConfig()
         config = dataclasses.replace(config, shape=dataclasses.replace(config.shape, horizon=horizon),
-                                     compiled=compiled)
+                                     compiled=compiled, solver=solver)
         return trajopt.DriveExpert(config), trajopt.sample_targets
     raise ValueError(f"unknown expert {name!r}; expected one of {', '.join(EXPERTS)}")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from datagen.demos import build_demo
-from datagen.expert import EXPERTS, load_expert
+from datagen.expert import EXPERTS, SOLVERS, load_expert
 from scenes._cli import UserError
 from scenes.drive import SPLITS
 from scenes.jobfile import open_job_dir
@@ -49,6 +49,7 @@ class DriveDatagenConfig:
     horizon: int = 50  # solver steps at 0.1 s
     expert: str = "trajopt"
     compiled: bool = False  # trajopt's NLP functions as compiled C (trajopt.compiled); iterates unchanged
+    solver: str = "ipopt"  # trajopt's NLP solver: ipopt (MUMPS) or fatrop
     generator_version: str = GENERATOR_VERSION
 
     def validate(self) -> DriveDatagenConfig:
@@ -62,6 +63,8 @@ class DriveDatagenConfig:
             raise UserError(f"--horizon must be at least 2 steps, got {self.horizon}")
         if self.split not in SPLITS:
             raise UserError(f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
+        if self.solver not in SOLVERS:
+            raise UserError(f"unknown --solver {self.solver!r}; expected one of {', '.join(SOLVERS)}")
         if self.expert not in EXPERTS:
             raise UserError(f"unknown expert {self.expert!r}; expected one of {', '.join(EXPERTS)}")
         try:
@@ -136,7 +139,7 @@ def solve_scene(config: DriveDatagenConfig, index: int, expert, sample_targets, 
 def run_unit(root: str, config: DriveDatagenConfig, shard: int,
              on_scene: Callable[[UnitReport], None] | None = None) -> UnitReport:
     """Generate, solve and write shard `shard`, then its unit file. Safe to run in any process."""
-    expert, sample_targets = load_expert(config.expert, config.horizon, config.compiled)
+    expert, sample_targets = load_expert(config.expert, config.horizon, config.compiled, config.solver)
     rng = config.shard_rng(shard)
     report, demos, extras = UnitReport(shard), [], []
     for index in config.shard_indices(shard):

@@ -115,24 +115,27 @@ def bench_datagen(seconds: float) -> dict[str, float]:
     return run(seconds)
 
 
-def bench_datagen_compiled(seconds: float) -> dict[str, float]:
-    """`datagen` with the expert's NLP functions as compiled C (trajopt.compiled; the first run builds them)."""
-    from datagen.bench import bench_datagen as run
+def _variant(run_name: str, compiled: bool, solver: str) -> Callable[[float], dict[str, float]]:
+    """A trajopt / datagen benchmark with the NLP functions compiled (trajopt.compiled) and / or fatrop."""
 
-    return run(seconds, compiled=True)
+    def run(seconds: float) -> dict[str, float]:
+        if run_name == "trajopt":
+            from trajopt.bench import bench_trajopt as bench
+        else:
+            from datagen.bench import bench_datagen as bench
+        return bench(seconds, compiled=compiled, solver=solver)
 
-
-def bench_trajopt_compiled(seconds: float) -> dict[str, float]:
-    """`trajopt` with the NLP functions as compiled C (trajopt.compiled; the first run builds them)."""
-    from trajopt.bench import bench_trajopt as run
-
-    return run(seconds, compiled=True)
+    return run
 
 
 BENCHMARKS["trajopt"] = bench_trajopt
-BENCHMARKS["trajopt-compiled"] = bench_trajopt_compiled
 BENCHMARKS["datagen"] = bench_datagen
-BENCHMARKS["datagen-compiled"] = bench_datagen_compiled
+# the same with the solver's options: NAME-compiled (C functions; the first run builds them, minutes),
+# NAME-fatrop (fatrop instead of IPOPT), NAME-fatrop-compiled
+for _name in ("trajopt", "datagen"):
+    for _suffix, _compiled, _solver in (("compiled", True, "ipopt"), ("fatrop", False, "fatrop"),
+                                        ("fatrop-compiled", True, "fatrop")):
+        BENCHMARKS[f"{_name}-{_suffix}"] = _variant(_name, _compiled, _solver)
 
 
 def bench_planner(seconds: float) -> dict:

@@ -182,6 +182,7 @@ def test_resume_after_kill_gives_the_same_bytes(tmp_path):
     (["--params", "/no/such/params.json"], "params file not found"),
     (["--workers", "0"], "--workers must be positive"),
     (["--expert", "oracle"], "unknown expert"),
+    (["--solver", "snopt"], "unknown --solver 'snopt'"),
     (["--split", "dev"], "unknown split"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):

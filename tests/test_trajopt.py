@@ -80,11 +80,13 @@ def test_lane_change_passes_the_obstacle(expert):
     assert abs(result.states[-1, 1] - 3.5) < 0.5 and result.states[-1, 0] > 35.0
 
 
-def test_wall_across_the_road_is_infeasible(expert):
+@pytest.mark.parametrize("solver", ["ipopt", "fatrop"])
+def test_wall_across_the_road_is_infeasible(expert, solver):
     wall = _static_agents([(15.0, y) for y in (-1.0, 1.0, 3.0, 5.0)], size=(1.0, 2.2))
     scene = _blocked_scene(speed=15.0, agents=wall)
     params = {"speed_band": {"v_min": 5.0, "v_max": 20.0}}
-    result = expert.solve(scene, DriveTarget(15.0, 0, params, KEEP))
+    solver_expert = expert if solver == "ipopt" else DriveExpert(DriveExpertConfig(solver=solver))
+    result = solver_expert.solve(scene, DriveTarget(15.0, 0, params, KEEP))
     assert not result.ok
     assert result.status in (TrajoptStatus.INFEASIBLE, TrajoptStatus.STL_VIOLATED)
 
@@ -160,7 +162,17 @@ def test_compiled_nlp_gives_the_same_solution(tmp_path, monkeypatch):
     assert plain.ok and fast.ok and fast.iterations == plain.iterations
     np.testing.assert_array_equal(fast.states, plain.states)
     libraries = sorted(p.name for p in (tmp_path / "trajopt").glob("*.so"))
-    assert libraries and all(name.startswith("trajopt_bicycle_12_2_") for name in libraries)
+    assert libraries and all(name.startswith("trajopt_ipopt_bicycle_12_2_") for name in libraries)
     monkeypatch.setattr(compiled, "COMPILER", "no-such-cc")
     with pytest.raises(compiled.CompileError, match="no-such-cc is not on PATH"):
         compiled.compiled_library(fast.info["problem"].solver)
+
+
+@pytest.mark.parametrize("target", [DriveTarget(10.0, 0, {}, KEEP), DriveTarget(10.0, 1, {}, LEFT)])
+def test_fatrop_finds_ipopts_solution(expert, target):
+    scene = _blocked_scene()
+    fast = DriveExpert(DriveExpertConfig(solver="fatrop")).solve(scene, target)
+    _check_solution(scene, fast)
+    assert fast.info["problem"].plugin == "fatrop"
+    reference = expert.solve(scene, target)
+    assert np.abs(fast.states - reference.states).max() < 0.05

@@ -1,6 +1,7 @@
-"""Trajectory optimisation experts in CasADi (IPOPT + MUMPS): the driving expert that makes demonstrations.
+"""Trajectory optimisation experts in CasADi (IPOPT + MUMPS, or fatrop): the driving expert that makes
+demonstrations.
 
-    expert = DriveExpert()
+    expert = DriveExpert()                        # DriveExpertConfig(solver="fatrop", compiled=True): faster
     result = expert.solve(scene, target)          # TrajoptResult; result.ok only for a verified SUCCESS
 """
 

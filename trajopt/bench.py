@@ -14,10 +14,11 @@ from trajopt.drive import DriveExpert, DriveExpertConfig, sample_targets
 
 
 def bench_trajopt(seconds: float = 10.0, seed: int = 1_100_000_001,
-                  scenario: ScenarioType = ScenarioType.SLOW_VEHICLE, compiled: bool = False) -> dict[str, float]:
+                  scenario: ScenarioType = ScenarioType.SLOW_VEHICLE, compiled: bool = False,
+                  solver: str = "ipopt") -> dict[str, float]:
     """Solve repeatedly for `seconds` [s]; median / p90 wall time per solve [ms], the median CPU time of this
     process per solve [ms] (robust to other load on the machine) and the success rate."""
-    expert = DriveExpert(DriveExpertConfig(compiled=compiled))
+    expert = DriveExpert(DriveExpertConfig(compiled=compiled, solver=solver))
     expert.prebuild()  # every variant a solve may pick, before the clock
     scene = generate_scene(seed, "test", scenario)
     target = sample_targets(scene, {}, np.random.default_rng(0), 1)[0]

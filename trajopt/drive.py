@@ -1,4 +1,5 @@
-"""The driving expert: STL-constrained optimal control on the route (CasADi nlpsol, IPOPT + MUMPS).
+"""The driving expert: STL-constrained optimal control on the route (CasADi nlpsol: IPOPT + MUMPS by default,
+or fatrop with `DriveExpertConfig(solver="fatrop")`).
 
 Rules become per-step bounds (G of predicates, exact); reach_goal's F is a Boltzmann-max >= eps
 (under-approximation); a lane change's F[0,D] G[0,H-D] is under-approximated by its last disjunct
@@ -54,6 +55,7 @@ class DriveExpertConfig:
     relinearize: int = 2  # extra solves when the solution drifts along the reference or meets unslotted agents
     relinearize_drift: float = 0.5  # [m] largest along-reference drift from the linearisation points
     compiled: bool = False  # NLP functions as C built once with gcc (trajopt.compiled): ~1.4x faster solves
+    solver: str = "ipopt"  # or "fatrop" (stage-wise interior point; reach_goal rules still go to ipopt)
     obstacle_reach: float = 4.0  # [m] an agent gets a slot at the steps where its bounding circle comes this
     # near (+ the clearance) to the ego's on the guess or a solution
 
@@ -80,7 +82,7 @@ class DriveExpert:
         self.config = config
         # the common variant, built eagerly
         self.problem = build(replace(config.shape, obstacles=min(OBSTACLE_SLOTS[0], config.shape.obstacles)),
-                             goal=False, stop=False, compiled=config.compiled)
+                             goal=False, stop=False, compiled=config.compiled, plugin=config.solver)
         self._scenes: dict[int, tuple[DriveScene, dd.SceneData]] = {}
 
     def prebuild(self, goal: bool = False) -> None:
@@ -90,7 +92,7 @@ class DriveExpert:
             if slots <= self.config.shape.obstacles:
                 for stop in (False, True):
                     problem = build(replace(self.config.shape, obstacles=slots), goal=goal, stop=stop,
-                                    compiled=self.config.compiled)
+                                    compiled=self.config.compiled, plugin="ipopt" if goal else self.config.solver)
                     assert problem.warm_solver is not None  # cached_property: built now
 
     def _data(self, scene: DriveScene) -> dd.SceneData:
@@ -143,8 +145,8 @@ class DriveExpert:
         while True:
             s_ref = data.ref.project(states[:, :2])
             values, lbx, ubx, lbg, ubg = self._setup(pr, scene, data, target, params, x0, s_ref, obstacles, stop)
-            w0 = np.concatenate([states.reshape(-1), controls.reshape(-1)])
-            if duals is not None:  # primal-dual warm start (a re-linearisation, or a warm_start of this NLP)
+            w0 = pr.pack_w(states, controls)
+            if duals is not None and pr.plugin == "ipopt":  # primal-dual warm start (re-linearisation, warm_start)
                 solver = pr.warm_solver
                 sol = solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg, lam_x0=duals[0],
                              lam_g0=duals[1])
@@ -159,7 +161,7 @@ class DriveExpert:
             duals = (np.asarray(sol["lam_x"]).reshape(-1), np.asarray(sol["lam_g"]).reshape(-1))
             iterations += int(stats.get("iter_count", 0))
             w = np.asarray(sol["x"]).reshape(-1)
-            states, controls = w[:4 * (n + 1)].reshape(n + 1, 4), w[4 * (n + 1):].reshape(n, 2)
+            states, controls = pr.unpack_w(w)
             drift = np.abs(data.ref.project(states[:, :2]) - s_ref).max()
             needed = select([states])
             covered = obstacles.covers(needed)
@@ -184,8 +186,9 @@ class DriveExpert:
         feasible set)."""
         shape = self.config.shape
         slots = min(next((m for m in OBSTACLE_SLOTS if m >= obstacles.needed), shape.obstacles), shape.obstacles)
-        pr = build(replace(shape, obstacles=slots), goal="reach_goal" in params,
-                   stop=bool(np.isfinite(stop[1:]).any()), compiled=self.config.compiled)
+        goal = "reach_goal" in params
+        pr = build(replace(shape, obstacles=slots), goal=goal, stop=bool(np.isfinite(stop[1:]).any()),
+                   compiled=self.config.compiled, plugin="ipopt" if goal else self.config.solver)
         return pr, obstacles.first(slots)
 
     def _setup(self, pr, scene, data, target, params, x0, s_ref, obstacles, stop):
@@ -207,11 +210,12 @@ class DriveExpert:
         comfort = params.get("comfort")
         if comfort:
             a_lo, a_hi = max(a_lo, -0.85 * comfort["a_max"]), min(a_hi, 0.85 * comfort["a_max"])
-        lbx = np.concatenate([np.tile([-INF, -INF, -INF, v_lo], n + 1), np.tile([a_lo, model.control_lower[1]], n)])
-        ubx = np.concatenate([np.tile([INF, INF, INF, v_hi], n + 1), np.tile([a_hi, model.control_upper[1]], n)])
-        lbx[:4], ubx[:4] = x0, x0
+        lbx, ubx = np.full(pr.num_w, -INF), np.full(pr.num_w, INF)
+        lbx[pr.state_index[1:, 3]], ubx[pr.state_index[1:, 3]] = v_lo, v_hi
+        lbx[pr.control_index], ubx[pr.control_index] = [a_lo, model.control_lower[1]], [a_hi, model.control_upper[1]]
+        lbx[pr.state_index[0]], ubx[pr.state_index[0]] = x0, x0
         rows = pr.rows
-        lbg, ubg = np.full(rows["obs"].stop, -INF), np.full(rows["obs"].stop, INF)
+        lbg, ubg = np.full(pr.num_g, -INF), np.full(pr.num_g, INF)
         lbg[rows["dyn"]] = ubg[rows["dyn"]] = 0.0
         lane_lo, lane_hi = np.full(n, -INF), np.full(n, INF)
         head = np.full(n, INF)
@@ -234,7 +238,7 @@ class DriveExpert:
         corners = len(shape.corners)
         lbg[rows["road"]] = np.repeat(bounds[:, 0] + m, corners)
         ubg[rows["road"]] = np.repeat(np.maximum(bounds[:, 1] - m, bounds[:, 0] + m), corners)
-        if rows["stop"].stop > rows["stop"].start:
+        if len(rows["stop"]):
             ubg[rows["stop"]] = stop[1:] - s_ref[1:]
         if comfort:
             lbg[rows["rate"]], ubg[rows["rate"]] = -(comfort["w_max"] - m), comfort["w_max"] - m

@@ -1,19 +1,23 @@
-"""One parametric IPOPT NLP per problem shape (SX, expanded, built once and cached).
+"""One parametric NLP per problem shape (SX, expanded, built once and cached), solved by IPOPT (MUMPS) or
+fatrop (CasADi's structure-exploiting OCP solver).
 
-Decision vector w = [vec(X) (4 (N+1)), vec(U) (2 N)], column-major, X = states, U = controls.
-Constraint rows g (bounds come per solve via lbg / ubg, so rules switch on and off without a rebuild):
-  dyn    (4 N)            Euler multiple shooting, = 0
-  lane   (N)              rear-axle lateral offset - lane centre offset c_k [m]
-  head   (N)              heading - reference heading [rad]
-  road   (N 4)            ego box corner lateral offsets [m] (drivable corridor)
-  stop   (N)              front-bumper along-track offset from the reference point [m]
-  rate   (N)              yaw rate [rad/s]
-  jerk   (N - 1)          (a_{k+1} - a_k) / dt [m/s^3]
-  steer  (N - 1)          (u1_{k+1} - u1_k) / dt [rad/s or rad/s^2]
-  goal   (1)              Boltzmann-max_k (r_goal - |p_k - goal|) [m] (F of reach_goal, under-approximated)
-  obs    (N M ego_discs)  ||(q_x / a_j, q_y / b_j)||_8 - 1, q = ego disc centre in agent j's box frame:
-                          outside agent j's box inflated by the ego disc radius + clearance (a rounded box
-                          that contains the Minkowski sum box + disc) [-]
+Stage-wise, as fatrop needs: stage k = 0..N has states s_k = (x, y, heading, v, a_prev, u1_prev) (the
+previous controls make jerk and steering-rate rows stage-local) and, for k < N, controls u_k = (a, u1).
+w = [s_0, u_0, s_1, u_1, ..., s_N]; `Problem.pack_w` / `unpack_w` convert from states (N+1, 4), controls (N, 2).
+Constraint rows g, stage by stage (`Problem.rows[name]` holds each kind's row indices, in step order; bounds
+come per solve via lbg / ubg, so rules switch on and off without a rebuild):
+  dyn    (6 per stage < N)    s_{k+1} - F(s_k, u_k) = 0: Euler multiple shooting, u_k carried into s_{k+1}
+  lane   (1, stages >= 1)     rear-axle lateral offset - lane centre offset c_k [m]
+  head   (1, stages >= 1)     heading - reference heading [rad]
+  road   (4, stages >= 1)     ego box corner lateral offsets [m] (drivable corridor)
+  stop   (1, stages >= 1)     front-bumper along-track offset from the reference point [m]
+  obs    (M ego_discs, >= 1)  ||(q_x / a_j, q_y / b_j)||_8 - 1, q = ego disc centre in slot j's box frame:
+                              outside the box inflated by the ego disc radius + clearance (a rounded box that
+                              contains the Minkowski sum box + disc) [-]
+  rate   (1, stages < N)      yaw rate of the step k -> k+1 [rad/s]
+  jerk   (1, 1 <= k < N)      (a_k - a_{k-1}) / dt [m/s^3]
+  steer  (1, 1 <= k < N)      (u1_k - u1_{k-1}) / dt [rad/s or rad/s^2]
+  goal   (1, last; IPOPT)     Boltzmann-max_k (r_goal - |p_k - goal|) [m] (F of reach_goal, under-approximated)
 Parameters p (per step k = 0..N): ref xy, ref heading, kappa, lane offset c, v_ref, obstacle centres and
 heading cos / sin (M, N+1, 4) and inflated half sizes (M, N+1, 2) [m] (a slot may hold another agent at each
 step), goal (2), r_goal, goal shift.
@@ -64,20 +68,34 @@ ROWS = ("dyn", "lane", "head", "road", "stop", "rate", "jerk", "steer", "goal", 
 
 @dataclass(frozen=True, eq=False)
 class Problem:
-    """A built solver and the row / parameter layout of its shape."""
+    """A built solver and the variable / row / parameter layout of its shape.
+
+    Attributes:
+        state_index: (N+1, 4) position in w of each step's x, y, heading, v.
+        control_index: (N, 2) position in w of each step's controls.
+        previous_index: (N+1, 2) position in w of the controls carried into each stage (stage 0's are free).
+        rows: kind -> row indices (see the module doc); num_g rows in all.
+    """
 
     shape: Shape
     solver: ca.Function
-    rows: dict[str, slice]
+    rows: dict[str, np.ndarray]
     params: dict[str, tuple[slice, tuple[int, ...]]]
     num_w: int
+    num_g: int
+    state_index: np.ndarray
+    control_index: np.ndarray
+    previous_index: np.ndarray
     nlp: dict | str = field(repr=False, default_factory=dict)  # SX expressions, or a compiled library's path
     options: dict = field(repr=False, default_factory=dict)
+    plugin: str = "ipopt"
 
     @functools.cached_property
     def warm_solver(self) -> ca.Function:
         """The same NLP, started from a primal-dual point (IPOPT warm_start_init_point, small mu_init): for
-        re-solves close to a known solution. Built on first use."""
+        re-solves close to a known solution. Built on first use; fatrop has none (its solver is returned)."""
+        if self.plugin != "ipopt":
+            return self.solver
         opts = {**self.options, **WARM_OPTIONS}
         return ca.nlpsol(f"{self.solver.name()}_warm", "ipopt", self.nlp, opts)
 
@@ -89,6 +107,18 @@ class Problem:
                 p[sl] = np.broadcast_to(np.asarray(values[name], dtype=np.float64), shape).reshape(-1, order="F")
         return p
 
+    def pack_w(self, states: np.ndarray, controls: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """w from states (N+1, 4) and controls (N, 2); stage 0's previous controls default to controls[0]."""
+        w = np.zeros(self.num_w)
+        w[self.state_index] = states
+        w[self.control_index] = controls
+        w[self.previous_index] = np.concatenate([controls[:1] if previous is None else previous[None], controls])
+        return w
+
+    def unpack_w(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(states (N+1, 4), controls (N, 2)) from w."""
+        return w[self.state_index], w[self.control_index]
+
 
 def _local(px, py, rx, ry, ch, sh, kappa):
     """(along, lateral) of point p w.r.t. a reference point, second order in curvature."""
@@ -98,8 +128,10 @@ def _local(px, py, rx, ry, ch, sh, kappa):
 
 
 @functools.lru_cache(maxsize=32)
-def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = False) -> Problem:
-    """Build (once per shape and row set) the parametric NLP and its IPOPT solver.
+def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = False,
+          plugin: str = "ipopt") -> Problem:
+    """Build (once per shape, row set and solver) the parametric NLP and its solver: `plugin` "ipopt" (MUMPS) or
+    "fatrop" (stage-wise interior point; no goal rows).
 
     `compiled`: evaluate the NLP functions as C built once with gcc and cached on disk (`trajopt.compiled`).
 
@@ -132,73 +164,82 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
     goal_xy, _ = par("goal")
     r_goal, shift = par("r_goal")[0][0], par("goal_shift")[0][0]
 
-    x = ca.SX.sym("x", 4, n + 1)
-    u = ca.SX.sym("u", 2, n)
-    rows = {name: [] for name in ROWS}
+    stages = [ca.SX.sym(f"s{k}", 6) for k in range(n + 1)]  # x, y, heading, v, previous controls
+    controls = [ca.SX.sym(f"u{k}", 2) for k in range(n)]
+    g_rows: list[tuple[str, ca.SX]] = []  # (kind, row) in stage order
     cost = 0
     goal_terms = []
     for k in range(n + 1):
+        sk, xk = stages[k], stages[k][:4]
+        if k < n:
+            uk = controls[k]
+            g_rows += [("dyn", row) for row in ca.vertsplit(stages[k + 1] - ca.vertcat(
+                model.step(xk, uk, shape.dt), uk))]
         rx, ry = ref_xy[k], ref_xy[(n + 1) + k]  # column-major (n+1, 2)
         ch, sh = ca.cos(ref_h[k]), ca.sin(ref_h[k])
-        xk = x[:, k]
         cos_h, sin_h = ca.cos(xk[2]), ca.sin(xk[2])
         along, lat = _local(xk[0], xk[1], rx, ry, ch, sh, kappa[k])
         goal_terms.append(r_goal - ca.sqrt((xk[0] - goal_xy[0]) ** 2 + (xk[1] - goal_xy[1]) ** 2 + 1e-6))
-        if k == 0:
-            continue
-        rows["dyn"].append(xk - model.step(x[:, k - 1], u[:, k - 1], shape.dt))
-        rows["lane"].append(lat - lane_c[k])
-        rows["head"].append(xk[2] - ref_h[k])
-        for ca_, cl in shape.corners:
-            px, py = xk[0] + ca_ * cos_h - cl * sin_h, xk[1] + ca_ * sin_h + cl * cos_h
-            rows["road"].append(_local(px, py, rx, ry, ch, sh, kappa[k])[1])
-        front = _local(xk[0] + shape.front * cos_h, xk[1] + shape.front * sin_h, rx, ry, ch, sh, kappa[k])[0]
-        if stop:
-            rows["stop"].append(front)
-        rows["rate"].append(model.yaw_rate(xk[3], u[1, k - 1]))
-        plane = m * (n + 1)
-        for j in range(m):
-            base = k * m + j  # column-major index of obs[j, k, 0]
-            ox, oy, oc, os_ = (obs[base + i * plane] for i in range(4))
-            for c in shape.ego_offsets:
-                dx, dy = xk[0] + c * cos_h - ox, xk[1] + c * sin_h - oy
-                qx, qy = (oc * dx + os_ * dy) / half[base], (oc * dy - os_ * dx) / half[base + plane]
-                qx2, qy2 = qx * qx, qy * qy
-                qx4, qy4 = qx2 * qx2, qy2 * qy2
-                # (qx^8 + qy^8 + 1e-12)^(1/8) by products and square roots (cheaper than pow and its derivatives)
-                rows["obs"].append(ca.sqrt(ca.sqrt(ca.sqrt(qx4 * qx4 + qy4 * qy4 + 1e-12))) - 1.0)
-        cost += w["v"] * (xk[3] - v_ref) ** 2 + w["lat"] * (lat - lane_c[k]) ** 2
-        cost += w["head"] * (xk[2] - ref_h[k]) ** 2
+        if k >= 1:
+            g_rows.append(("lane", lat - lane_c[k]))
+            g_rows.append(("head", xk[2] - ref_h[k]))
+            for ca_, cl in shape.corners:
+                px, py = xk[0] + ca_ * cos_h - cl * sin_h, xk[1] + ca_ * sin_h + cl * cos_h
+                g_rows.append(("road", _local(px, py, rx, ry, ch, sh, kappa[k])[1]))
+            if stop:
+                front = _local(xk[0] + shape.front * cos_h, xk[1] + shape.front * sin_h, rx, ry, ch, sh, kappa[k])
+                g_rows.append(("stop", front[0]))
+            plane = m * (n + 1)
+            for j in range(m):
+                base = k * m + j  # column-major index of obs[j, k, 0]
+                ox, oy, oc, os_ = (obs[base + i * plane] for i in range(4))
+                for c in shape.ego_offsets:
+                    dx, dy = xk[0] + c * cos_h - ox, xk[1] + c * sin_h - oy
+                    qx, qy = (oc * dx + os_ * dy) / half[base], (oc * dy - os_ * dx) / half[base + plane]
+                    qx2, qy2 = qx * qx, qy * qy
+                    qx4, qy4 = qx2 * qx2, qy2 * qy2
+                    # (qx^8 + qy^8 + 1e-12)^(1/8) by products and square roots (cheaper than pow and derivatives)
+                    g_rows.append(("obs", ca.sqrt(ca.sqrt(ca.sqrt(qx4 * qx4 + qy4 * qy4 + 1e-12))) - 1.0))
+            cost += w["v"] * (xk[3] - v_ref) ** 2 + w["lat"] * (lat - lane_c[k]) ** 2
+            cost += w["head"] * (xk[2] - ref_h[k]) ** 2
         if k == n:
             cost -= w["progress"] * along
-    for k in range(n):
-        cost += w["a"] * u[0, k] ** 2 + w["u1"] * u[1, k] ** 2
-        if k + 1 < n:
-            jerk = (u[0, k + 1] - u[0, k]) / shape.dt
-            dsteer = (u[1, k + 1] - u[1, k]) / shape.dt
-            rows["jerk"].append(jerk)
-            rows["steer"].append(dsteer)
+            continue
+        g_rows.append(("rate", model.yaw_rate(xk[3], uk[1])))
+        cost += w["a"] * uk[0] ** 2 + w["u1"] * uk[1] ** 2
+        if k >= 1:
+            jerk, dsteer = (uk[0] - sk[4]) / shape.dt, (uk[1] - sk[5]) / shape.dt
+            g_rows += [("jerk", jerk), ("steer", dsteer)]
             cost += shape.dt * (w["jerk"] * jerk**2 + w["du1"] * dsteer**2)
     if goal:
-        rows["goal"].append(boltzmann_max(goal_terms, shape.goal_k, shift))
-    g_parts, slices, start = [], {}, 0
-    for name in ROWS:
-        block = ca.vertcat(*rows[name]) if rows[name] else ca.SX(0, 1)
-        slices[name] = slice(start, start + block.shape[0])
-        start += block.shape[0]
-        g_parts.append(block)
-    wvec = ca.vertcat(ca.vec(x), ca.vec(u))
-    nlp = {"x": wvec, "f": cost, "g": ca.vertcat(*g_parts), "p": p}
+        g_rows.append(("goal", boltzmann_max(goal_terms, shape.goal_k, shift)))
+    kinds = np.array([kind for kind, _ in g_rows])
+    rows = {name: np.flatnonzero(kinds == name) for name in ROWS}
+    wvec = ca.vertcat(*[v for k in range(n + 1) for v in ([stages[k], controls[k]] if k < n else [stages[k]])])
+    stage_start = np.arange(n + 1) * 8  # each stage: 6 states then 2 controls (none after the last)
+    state_index = stage_start[:, None] + np.arange(4)
+    previous_index = stage_start[:, None] + np.arange(4, 6)
+    control_index = stage_start[:n, None] + np.arange(6, 8)
+    nlp = {"x": wvec, "f": cost, "g": ca.vertcat(*[row for _, row in g_rows]), "p": p}
     opts = {"expand": True, "print_time": False, "show_eval_warnings": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
             "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol, "ipopt.linear_solver": "mumps",
             **MUMPS_OPTIONS, "ipopt.expect_infeasible_problem": "yes"}
     # expect_infeasible_problem: IPOPT enters restoration sooner and gives up on infeasible targets (a lane
     # change through traffic) in fewer iterations; on datagen's solves, 8% less time and no fewer successes
     # No CPU-time limit: a limit would make the outcome depend on the machine; max_iter bounds the work.
-    name = f"trajopt_{shape.model}_{n}_{m}_{int(goal)}{int(stop)}"
-    solver = ca.nlpsol(name, "ipopt", nlp, opts)
+    if plugin == "fatrop":
+        if goal:
+            raise ValueError("fatrop needs stage-wise rows: the goal row couples every stage (use ipopt)")
+        opts = {"expand": True, "print_time": False, "structure_detection": "auto", "debug": False,
+                "equality": [kind == "dyn" for kind in kinds],
+                "fatrop": {"print_level": 0, "max_iter": shape.max_iter, "tol": shape.tol}}
+    elif plugin != "ipopt":
+        raise ValueError(f"unknown NLP solver {plugin!r}; expected ipopt or fatrop")
+    name = f"trajopt_{plugin}_{shape.model}_{n}_{m}_{int(goal)}{int(stop)}"
+    solver = ca.nlpsol(name, plugin, nlp, opts)
     if compiled:
         nlp = str(compiled_library(solver))
         opts = {key: value for key, value in opts.items() if key != "expand"}
-        solver = ca.nlpsol(name, "ipopt", nlp, opts)
-    return Problem(shape, solver, slices, layout, int(wvec.shape[0]), nlp, opts)
+        solver = ca.nlpsol(name, plugin, nlp, opts)
+    return Problem(shape, solver, rows, layout, int(wvec.shape[0]), len(g_rows), state_index, control_index,
+                   previous_index, nlp, opts, plugin)
