@@ -87,6 +87,7 @@ def test_wall_across_the_road_is_infeasible(expert, solver):
     params = {"speed_band": {"v_min": 5.0, "v_max": 20.0}}
     solver_expert = expert if solver == "ipopt" else DriveExpert(DriveExpertConfig(solver=solver))
     result = solver_expert.solve(scene, DriveTarget(15.0, 0, params, KEEP))
+    assert ("fallback_from" in result.info) == (solver == "fatrop")  # fatrop's failure was re-solved by IPOPT
     assert not result.ok
     assert result.status in (TrajoptStatus.INFEASIBLE, TrajoptStatus.STL_VIOLATED)
 

@@ -9,6 +9,7 @@ the exact robustness of `stl` on the solution's poses.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 
@@ -23,7 +24,7 @@ from stl.signals import signals_from_poses
 from trajopt import drive_data as dd
 from trajopt.models import MODELS
 from trajopt.nlp import Shape, build
-from trajopt.result import TrajoptResult, classify
+from trajopt.result import TrajoptResult, TrajoptStatus, classify
 
 INF = np.inf
 DEFAULT_RULES = ("speed_band", "lane_keeping", "safe_distance", "comfort")
@@ -88,11 +89,12 @@ class DriveExpert:
     def prebuild(self, goal: bool = False) -> None:
         """Build every NLP variant a solve may pick (obstacle slots x stop rows; goal rows if `goal`), with its
         warm-start solver, now, so timed work does not pay for a first build (about a second each)."""
+        plugins = {"ipopt", self.config.solver}  # fatrop falls back on IPOPT
         for slots in OBSTACLE_SLOTS:
             if slots <= self.config.shape.obstacles:
-                for stop in (False, True):
+                for stop, plugin in itertools.product((False, True), sorted(plugins)):
                     problem = build(replace(self.config.shape, obstacles=slots), goal=goal, stop=stop,
-                                    compiled=self.config.compiled, plugin="ipopt" if goal else self.config.solver)
+                                    compiled=self.config.compiled, plugin="ipopt" if goal else plugin)
                     assert problem.warm_solver is not None  # cached_property: built now
 
     def _data(self, scene: DriveScene) -> dd.SceneData:
@@ -108,6 +110,20 @@ class DriveExpert:
         return hit[1]
 
     def solve(self, scene: DriveScene, target: DriveTarget, warm_start: TrajoptResult | None = None) -> TrajoptResult:
+        """Optimise towards `target`, from `warm_start`'s trajectory if given (a neighbouring solve).
+
+        With fatrop, a solve that fails in the solver (not the exact STL check) is solved again by IPOPT, whose
+        restoration phase rescues starts fatrop cannot; iterations and wall time add up."""
+        result = self._solve(scene, target, warm_start, self.config.solver)
+        if self.config.solver == "ipopt" or result.status not in (TrajoptStatus.INFEASIBLE,
+                                                                  TrajoptStatus.SOLVER_FAILED):
+            return result
+        again = self._solve(scene, target, warm_start, "ipopt")
+        return replace(again, iterations=again.iterations + result.iterations, wall_ms=again.wall_ms + result.wall_ms,
+                       info={**again.info, "fallback_from": result.solver_status})
+
+    def _solve(self, scene: DriveScene, target: DriveTarget, warm_start: TrajoptResult | None,
+               plugin: str) -> TrajoptResult:
         start = time.perf_counter()
         cfg, shape = self.config, self.config.shape
         n, dt, model = shape.horizon, shape.dt, MODELS[shape.model]
@@ -136,7 +152,7 @@ class DriveExpert:
                 obstacles = select([states, route])
                 states = route
             controls = model.controls_from_states(states, dt)
-        pr, obstacles = self._problem(obstacles, params, stop)
+        pr, obstacles = self._problem(obstacles, params, stop, plugin)
         guess = states, controls
         iterations, passes = 0, 0
         duals = None
@@ -169,7 +185,7 @@ class DriveExpert:
                 break
             passes += 1
             if not covered:  # the solution came near agents that held no slot there: add them, start again
-                pr, obstacles = self._problem(select([guess[0], states]), params, stop)
+                pr, obstacles = self._problem(select([guess[0], states]), params, stop, plugin)
                 (states, controls), duals = guess, None
         g = np.asarray(sol["g"]).reshape(-1)
         violation = float(max(0.0, (lbg - g).max(), (g - ubg).max(), (lbx - w).max(), (w - ubx).max()))
@@ -180,7 +196,7 @@ class DriveExpert:
                              {"target": target, "passes": passes + 1, "obstacles": obstacles.agents.tolist(),
                               "problem": pr, "duals": duals})
 
-    def _problem(self, obstacles: dd.Obstacles, params: dict, stop: np.ndarray):
+    def _problem(self, obstacles: dd.Obstacles, params: dict, stop: np.ndarray, plugin: str):
         """The NLP variant for these obstacles and rules, and the obstacles cut to its slot count: the smallest
         slot count that holds the busiest step; rows whose bounds would all be (-inf, inf) are left out (same
         feasible set)."""
@@ -188,7 +204,7 @@ class DriveExpert:
         slots = min(next((m for m in OBSTACLE_SLOTS if m >= obstacles.needed), shape.obstacles), shape.obstacles)
         goal = "reach_goal" in params
         pr = build(replace(shape, obstacles=slots), goal=goal, stop=bool(np.isfinite(stop[1:]).any()),
-                   compiled=self.config.compiled, plugin="ipopt" if goal else self.config.solver)
+                   compiled=self.config.compiled, plugin="ipopt" if goal else plugin)
         return pr, obstacles.first(slots)
 
     def _setup(self, pr, scene, data, target, params, x0, s_ref, obstacles, stop):

@@ -63,6 +63,9 @@ WARM_OPTIONS = {"ipopt.warm_start_init_point": "yes", "ipopt.mu_init": 1e-5, "ip
 # MUMPS without its own row / column scaling and permutation: the KKT systems here are well scaled, and these
 # passes cost about a quarter of every solve (as many iterations; 3.8 vs 5.2 ms each on datagen problems)
 MUMPS_OPTIONS = {"ipopt.mumps_permuting_scaling": 0, "ipopt.mumps_scaling": 0}
+# a fatrop solve not finished in this many iterations goes to IPOPT (DriveExpert.solve), whose restoration
+# phase rescues starts that fatrop gives up on
+FATROP_MAX_ITER = 60
 ROWS = ("dyn", "lane", "head", "road", "stop", "rate", "jerk", "steer", "goal", "obs")
 
 
@@ -232,7 +235,7 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
             raise ValueError("fatrop needs stage-wise rows: the goal row couples every stage (use ipopt)")
         opts = {"expand": True, "print_time": False, "structure_detection": "auto", "debug": False,
                 "equality": [kind == "dyn" for kind in kinds],
-                "fatrop": {"print_level": 0, "max_iter": shape.max_iter, "tol": shape.tol}}
+                "fatrop": {"print_level": 0, "max_iter": min(shape.max_iter, FATROP_MAX_ITER), "tol": shape.tol}}
     elif plugin != "ipopt":
         raise ValueError(f"unknown NLP solver {plugin!r}; expected ipopt or fatrop")
     name = f"trajopt_{plugin}_{shape.model}_{n}_{m}_{int(goal)}{int(stop)}"
