@@ -1,12 +1,12 @@
 """One parametric NLP per problem shape (SX, expanded, built once and cached), solved by IPOPT (MUMPS) or
 fatrop (CasADi's structure-exploiting OCP solver).
 
-Stage-wise, as fatrop needs: stage k = 0..N has states s_k = (x, y, heading, v, a_prev, u1_prev) (the
-previous controls make jerk and steering-rate rows stage-local) and, for k < N, controls u_k = (a, u1).
+Stage-wise, as fatrop needs: stage k = 0..N has states s_k = (x, y, heading, v) and, for fatrop, the previous
+controls (a_prev, u1_prev) that make jerk and steering-rate rows stage-local; for k < N, controls u_k = (a, u1).
 w = [s_0, u_0, s_1, u_1, ..., s_N]; `Problem.pack_w` / `unpack_w` convert from states (N+1, 4), controls (N, 2).
 Constraint rows g, stage by stage (`Problem.rows[name]` holds each kind's row indices, in step order; bounds
 come per solve via lbg / ubg, so rules switch on and off without a rebuild):
-  dyn    (6 per stage < N)    s_{k+1} - F(s_k, u_k) = 0: Euler multiple shooting, u_k carried into s_{k+1}
+  dyn    (4 or 6, stage < N)  s_{k+1} - F(s_k, u_k) = 0: Euler multiple shooting (fatrop: u_k into s_{k+1})
   lane   (1, stages >= 1)     rear-axle lateral offset - lane centre offset c_k [m]
   head   (1, stages >= 1)     heading - reference heading [rad]
   road   (4, stages >= 1)     ego box corner lateral offsets [m] (drivable corridor)
@@ -76,7 +76,8 @@ class Problem:
     Attributes:
         state_index: (N+1, 4) position in w of each step's x, y, heading, v.
         control_index: (N, 2) position in w of each step's controls.
-        previous_index: (N+1, 2) position in w of the controls carried into each stage (stage 0's are free).
+        previous_index: (N+1, 2) position in w of the controls carried into each stage (stage 0's are free);
+            (N+1, 0) for IPOPT, whose jerk rows read u_{k-1}.
         rows: kind -> row indices (see the module doc); num_g rows in all.
     """
 
@@ -110,12 +111,13 @@ class Problem:
                 p[sl] = np.broadcast_to(np.asarray(values[name], dtype=np.float64), shape).reshape(-1, order="F")
         return p
 
-    def pack_w(self, states: np.ndarray, controls: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
-        """w from states (N+1, 4) and controls (N, 2); stage 0's previous controls default to controls[0]."""
+    def pack_w(self, states: np.ndarray, controls: np.ndarray) -> np.ndarray:
+        """w from states (N+1, 4) and controls (N, 2); fatrop's carried controls at stage 0 start at controls[0]."""
         w = np.zeros(self.num_w)
         w[self.state_index] = states
         w[self.control_index] = controls
-        w[self.previous_index] = np.concatenate([controls[:1] if previous is None else previous[None], controls])
+        if self.previous_index.size:
+            w[self.previous_index] = np.concatenate([controls[:1], controls])
         return w
 
     def unpack_w(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +169,10 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
     goal_xy, _ = par("goal")
     r_goal, shift = par("r_goal")[0][0], par("goal_shift")[0][0]
 
-    stages = [ca.SX.sym(f"s{k}", 6) for k in range(n + 1)]  # x, y, heading, v, previous controls
+    # fatrop's stages carry the previous controls (jerk rows stage-local); IPOPT reads them from u_{k-1}
+    carry = plugin == "fatrop"
+    size = 6 if carry else 4
+    stages = [ca.SX.sym(f"s{k}", size) for k in range(n + 1)]  # x, y, heading, v (, previous controls)
     controls = [ca.SX.sym(f"u{k}", 2) for k in range(n)]
     g_rows: list[tuple[str, ca.SX]] = []  # (kind, row) in stage order
     cost = 0
@@ -176,8 +181,8 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
         sk, xk = stages[k], stages[k][:4]
         if k < n:
             uk = controls[k]
-            g_rows += [("dyn", row) for row in ca.vertsplit(stages[k + 1] - ca.vertcat(
-                model.step(xk, uk, shape.dt), uk))]
+            step = ca.vertcat(model.step(xk, uk, shape.dt), uk) if carry else model.step(xk, uk, shape.dt)
+            g_rows += [("dyn", row) for row in ca.vertsplit(stages[k + 1] - step)]
         rx, ry = ref_xy[k], ref_xy[(n + 1) + k]  # column-major (n+1, 2)
         ch, sh = ca.cos(ref_h[k]), ca.sin(ref_h[k])
         cos_h, sin_h = ca.cos(xk[2]), ca.sin(xk[2])
@@ -211,7 +216,8 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
         g_rows.append(("rate", model.yaw_rate(xk[3], uk[1])))
         cost += w["a"] * uk[0] ** 2 + w["u1"] * uk[1] ** 2
         if k >= 1:
-            jerk, dsteer = (uk[0] - sk[4]) / shape.dt, (uk[1] - sk[5]) / shape.dt
+            previous = sk[4:6] if carry else controls[k - 1]
+            jerk, dsteer = (uk[0] - previous[0]) / shape.dt, (uk[1] - previous[1]) / shape.dt
             g_rows += [("jerk", jerk), ("steer", dsteer)]
             cost += shape.dt * (w["jerk"] * jerk**2 + w["du1"] * dsteer**2)
     if goal:
@@ -219,10 +225,10 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
     kinds = np.array([kind for kind, _ in g_rows])
     rows = {name: np.flatnonzero(kinds == name) for name in ROWS}
     wvec = ca.vertcat(*[v for k in range(n + 1) for v in ([stages[k], controls[k]] if k < n else [stages[k]])])
-    stage_start = np.arange(n + 1) * 8  # each stage: 6 states then 2 controls (none after the last)
+    stage_start = np.arange(n + 1) * (size + 2)  # each stage: its states then 2 controls (none after the last)
     state_index = stage_start[:, None] + np.arange(4)
-    previous_index = stage_start[:, None] + np.arange(4, 6)
-    control_index = stage_start[:n, None] + np.arange(6, 8)
+    previous_index = stage_start[:, None] + np.arange(4, size)  # (N+1, 0) for IPOPT
+    control_index = stage_start[:n, None] + np.arange(size, size + 2)
     nlp = {"x": wvec, "f": cost, "g": ca.vertcat(*[row for _, row in g_rows]), "p": p}
     opts = {"expand": True, "print_time": False, "show_eval_warnings": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
             "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol, "ipopt.linear_solver": "mumps",
