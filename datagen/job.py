@@ -140,6 +140,8 @@ def run_unit(root: str, config: DriveDatagenConfig, shard: int,
              on_scene: Callable[[UnitReport], None] | None = None) -> UnitReport:
     """Generate, solve and write shard `shard`, then its unit file. Safe to run in any process."""
     expert, sample_targets = load_expert(config.expert, config.horizon, config.compiled, config.solver)
+    if hasattr(expert, "reset"):
+        expert.reset()  # a shard's solves must not depend on what this process solved before
     rng = config.shard_rng(shard)
     report, demos, extras = UnitReport(shard), [], []
     for index in config.shard_indices(shard):

@@ -53,6 +53,15 @@ def test_two_workers_write_the_same_bytes(small, tmp_path):
     assert summary.demos + sum(summary.failures.values()) == summary.attempts
 
 
+def test_fatrop_datasets_do_not_depend_on_the_worker_count(tmp_path):
+    # fatrop keeps state between calls: without DriveExpert.reset() per shard, shard 1's iterations depended
+    # on whether the process had solved shard 0 first (its fatrop failures)
+    config = DriveDatagenConfig(n=8, demos_per_scene=2, shard_size=2, solver="fatrop")
+    run_datagen(tmp_path / "one", config, workers=1)
+    run_datagen(tmp_path / "two", config, workers=2)
+    assert dataset_hash(tmp_path / "one") == dataset_hash(tmp_path / "two")
+
+
 def test_ray_local_backend_writes_the_same_bytes(small, tmp_path):
     ray = pytest.importorskip("ray")
     _, expected = small

@@ -13,6 +13,7 @@ import itertools
 import time
 from dataclasses import dataclass, field, replace
 
+import casadi as ca
 import numpy as np
 
 from scenes.drive import DriveScene
@@ -85,6 +86,7 @@ class DriveExpert:
         self.problem = build(replace(config.shape, obstacles=min(OBSTACLE_SLOTS[0], config.shape.obstacles)),
                              goal=False, stop=False, compiled=config.compiled, plugin=config.solver)
         self._scenes: dict[int, tuple[DriveScene, dd.SceneData]] = {}
+        self._fatrop: dict = {}  # Problem -> its fatrop solver since the last reset()
 
     def prebuild(self, goal: bool = False) -> None:
         """Build every NLP variant a solve may pick (obstacle slots x stop rows; goal rows if `goal`), with its
@@ -162,15 +164,16 @@ class DriveExpert:
             s_ref = data.ref.project(states[:, :2])
             values, lbx, ubx, lbg, ubg = self._setup(pr, scene, data, target, params, x0, s_ref, obstacles, stop)
             w0 = pr.pack_w(states, controls)
-            if duals is not None and pr.plugin == "ipopt":  # primal-dual warm start (re-linearisation, warm_start)
+            warm = duals is not None and pr.plugin == "ipopt"  # primal-dual start (re-linearisation, warm_start)
+            if warm:
                 solver = pr.warm_solver
                 sol = solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg, lam_x0=duals[0],
                              lam_g0=duals[1])
             else:
-                solver = pr.solver
+                solver = self._cold_solver(pr)
                 sol = solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg)
             stats = solver.stats()
-            if solver is not pr.solver and not stats["success"]:  # a misleading warm start: start afresh
+            if warm and not stats["success"]:  # a misleading warm start: start afresh
                 sol = pr.solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg)
                 iterations += int(stats.get("iter_count", 0))
                 stats = pr.solver.stats()
@@ -195,6 +198,20 @@ class DriveExpert:
                              params, stats["return_status"], violation,
                              {"target": target, "passes": passes + 1, "obstacles": obstacles.agents.tolist(),
                               "problem": pr, "duals": duals})
+
+    def reset(self) -> None:
+        """Start fatrop afresh: its solver keeps state between calls (a solve's iterations can depend on the
+        solves before it), so jobs that must not depend on what a process solved earlier (a datagen shard)
+        call this first. IPOPT's solvers keep none."""
+        self._fatrop.clear()
+
+    def _cold_solver(self, pr):
+        """pr's solver; for fatrop, this expert's own instance since the last reset()."""
+        if pr.plugin == "ipopt":
+            return pr.solver
+        if pr not in self._fatrop:
+            self._fatrop[pr] = ca.nlpsol(pr.solver.name(), pr.plugin, pr.nlp, pr.options)
+        return self._fatrop[pr]
 
     def _problem(self, obstacles: dd.Obstacles, params: dict, stop: np.ndarray, plugin: str):
         """The NLP variant for these obstacles and rules, and the obstacles cut to its slot count: the smallest
