@@ -31,7 +31,8 @@ def bench_datagen(seconds: float = 10.0, expert: str = "trajopt", demos_per_scen
     attempts = sum(r.attempts for r in reports)
     return {
         "demos_per_s_per_core": demos / elapsed,
-        "demos_per_cpu_s": demos / cpu,  # the same per second of this process's CPU time (robust to other load)
+        # the same per second of this process's CPU time (robust to other load)
+        "demos_per_cpu_s": demos / cpu,
         "solves_per_s_per_core": attempts / elapsed,
         "failure_rate": 1.0 - demos / attempts if attempts else 0.0,
         "mean_solve_ms": sum(r.solve_ms for r in reports) / max(attempts, 1),

@@ -39,18 +39,21 @@ def drive(
     split: Annotated[str, typer.Option(help="train, val or test seed range.")] = "train",
     shard_size: Annotated[int, typer.Option(help="Source scenes per shard (the unit of work).")] = 50,
     params: Annotated[Path | None, typer.Option(
-        help="Calibrated STL params JSON (`diffplan stl calibrate`). Default: stl.calibrate.DEFAULTS.")] = None,
+        help="Calibrated STL params JSON (`diffplan stl calibrate`). "
+             "Default: stl.calibrate.DEFAULTS.")] = None,
     horizon: Annotated[int, typer.Option(help="Solver horizon [steps of 0.1 s].")] = 50,
     expert: Annotated[str, typer.Option(help=f"Expert: {' or '.join(EXPERTS)}.")] = "trajopt",
     compiled: Annotated[bool, typer.Option(
         help="Run the expert's NLP functions as C compiled once with gcc -O1 and cached in ~/.cache/diffplan "
              "(about 1.4x faster solves; the first use builds each NLP variant: 1-4 min each).")] = False,
     solver: Annotated[str, typer.Option(
-        help="The expert's NLP solver: ipopt (MUMPS) or fatrop (structure-exploiting, faster iterations).")] = "ipopt",
+        help="The expert's NLP solver: ipopt (MUMPS) or fatrop "
+             "(structure-exploiting, faster iterations).")] = "ipopt",
     workers: Annotated[int, typer.Option(help="Worker processes (ignored with --ray).")] = 1,
     ray: Annotated[str | None, typer.Option(
         "--ray", help="Ray cluster address, or 'local' for a private loopback cluster.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted job; finished shards are kept.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue an interrupted job; finished shards are kept.")] = False,
 ) -> None:
     """Solve expert demonstrations for N synthetic scenes into a Parquet dataset with privileged extras.
 
@@ -100,13 +103,16 @@ def nav(
     world_kind: Annotated[str, typer.Option(
         help="World kinds to cycle through, comma-separated: rooms, cluttered, passages, or 'mixed' (all).")
     ] = "mixed",
-    camera: Annotated[str, typer.Option(help="Depth camera WIDTHxHEIGHT in pixels, 64..640 each.")] = "160x120",
+    camera: Annotated[str, typer.Option(
+        help="Depth camera WIDTHxHEIGHT in pixels, 64..640 each.")] = "160x120",
     shard_size: Annotated[int, typer.Option(help="Trajectories per shard (the unit of work).")] = 8,
-    episodes_per_world: Annotated[int, typer.Option(help="Trajectories sampled in each generated world.")] = 4,
+    episodes_per_world: Annotated[int, typer.Option(
+        help="Trajectories sampled in each generated world.")] = 4,
     workers: Annotated[int, typer.Option(help="Worker processes (ignored with --ray).")] = 1,
     ray: Annotated[str | None, typer.Option(
         "--ray", help="Ray cluster address, or 'local' for a private loopback cluster.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted job; finished shards are kept.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue an interrupted job; finished shards are kept.")] = False,
 ) -> None:
     """Roll out the privileged navigation expert in procedural MuJoCo worlds: depth frames, point goals,
     24-step futures and NavDP critic targets, into a Parquet nav dataset.
@@ -119,7 +125,8 @@ def nav(
     from scenes.nav.generator import WORLD_KINDS
 
     with user_errors(DatasetError):
-        kinds = WORLD_KINDS if world_kind == "mixed" else tuple(k.strip() for k in world_kind.split(",") if k.strip())
+        kinds = (WORLD_KINDS if world_kind == "mixed"
+                 else tuple(k.strip() for k in world_kind.split(",") if k.strip()))
         config = NavDatagenConfig(n=n, robot=robot, seed=seed, world_kinds=kinds, camera=camera,
                                   shard_size=shard_size, episodes_per_world=episodes_per_world).validate()
         if ray is None and workers < 1:

@@ -137,9 +137,11 @@ class FollowExpert:
 
 
 @functools.lru_cache(maxsize=4)
-def load_expert(name: str, horizon: int, compiled: bool = False, solver: str = "ipopt") -> tuple[object, Callable]:
-    """(expert, sample_targets) of `name`: "follow" or "trajopt" (the CasADi solver in trajopt/ with NLP solver
-    `solver`, ipopt or fatrop; `compiled`: its NLP functions as C built once with gcc, see trajopt.compiled).
+def load_expert(name: str, horizon: int, compiled: bool = False,
+                solver: str = "ipopt") -> tuple[object, Callable]:
+    """(expert, sample_targets) of `name`: "follow" or "trajopt" (the CasADi solver in trajopt/ with NLP
+    solver `solver`, ipopt or fatrop; `compiled`: its NLP functions as C built once with gcc, see
+    trajopt.compiled).
 
     Cached per process: building the solvers takes about a second, and an expert only memoises pure work, so
     every shard a worker runs reuses it without changing a result.

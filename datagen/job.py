@@ -233,8 +233,10 @@ class JobSummary:
 
 
 def run_datagen(root: Path, config: DriveDatagenConfig, workers: int = 1, ray_address: str | None = None,
-                resume: bool = False, on_progress: Callable[[UnitReport], None] = lambda r: None) -> JobSummary:
-    """Run the job; `on_progress(report)` gets partial reports (attempts, demos, failures) as work finishes."""
+                resume: bool = False,
+                on_progress: Callable[[UnitReport], None] = lambda r: None) -> JobSummary:
+    """Run the job; `on_progress(report)` gets partial reports (attempts, demos, failures) as work
+    finishes."""
     config.validate()
     if workers < 1:
         raise UserError(f"--workers must be positive, got {workers}")

@@ -112,7 +112,8 @@ class NavUnitReport:
     resumed: bool = False
 
     def stored(self) -> dict:
-        return {"shard": self.shard, "episodes": self.episodes, "attempts": self.attempts, "trajectories": self.trajectories,
+        return {"shard": self.shard, "episodes": self.episodes, "attempts": self.attempts,
+                "trajectories": self.trajectories,
                 "frames": self.frames, "failures": dict(sorted(self.failures.items()))}
 
 

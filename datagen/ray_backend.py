@@ -9,7 +9,8 @@ from datagen.job import DriveDatagenConfig, UnitReport, run_unit
 from scenes.ray_tasks import run_tasks
 
 
-def run_on_ray(root: str, config: DriveDatagenConfig, shards: list[int], address: str) -> Iterator[UnitReport]:
+def run_on_ray(root: str, config: DriveDatagenConfig, shards: list[int],
+               address: str) -> Iterator[UnitReport]:
     """Yield each shard's report as its task finishes."""
     for _, report in run_tasks(run_unit, [(root, config, shard) for shard in shards], address):
         yield report

@@ -83,7 +83,8 @@ def test_demos_round_trip_with_extras(small):
         assert extras["solver.status"] == "success" and extras["target.lane"] in (-1, 0, 1)
         source = generate_scene(scene.metadata.seed, "train")
         assert source.metadata.scene_id == source_id
-        np.testing.assert_array_equal(scene.ego.pose[: CURRENT_INDEX + 1], source.ego.pose[: CURRENT_INDEX + 1])
+        np.testing.assert_array_equal(scene.ego.pose[: CURRENT_INDEX + 1],
+                                      source.ego.pose[: CURRENT_INDEX + 1])
         step = np.linalg.norm(np.diff(scene.ego.pose[CURRENT_INDEX:, :2], axis=0), axis=1) / SIM_DT
         assert np.allclose(step, scene.ego.velocity[CURRENT_INDEX + 1:, 0], atol=0.5)
 

@@ -27,8 +27,10 @@ def _static_agents(xy: list[tuple[float, float]], size=(4.5, 2.0)) -> AgentTrack
     n = len(xy)
     return AgentTracks(
         track_ids=np.arange(n, dtype=np.int64), category=np.full(n, AgentCategory.VEHICLE, np.int8),
-        size=np.tile(size, (n, 1)).astype(float), xy=np.tile(np.asarray(xy, float)[:, None], (1, NUM_STEPS, 1)),
-        heading=np.zeros((n, NUM_STEPS)), velocity=np.zeros((n, NUM_STEPS, 2)), valid=np.ones((n, NUM_STEPS), bool))
+        size=np.tile(size, (n, 1)).astype(float),
+        xy=np.tile(np.asarray(xy, float)[:, None], (1, NUM_STEPS, 1)),
+        heading=np.zeros((n, NUM_STEPS)), velocity=np.zeros((n, NUM_STEPS, 2)),
+        valid=np.ones((n, NUM_STEPS), bool))
 
 
 def _blocked_scene(speed: float = 10.0, agents: AgentTracks | None = None):
@@ -52,7 +54,8 @@ def _check_solution(scene, result):
     assert (controls[:, 0] >= -6 - 1e-6).all() and (controls[:, 0] <= 3 + 1e-6).all()
     assert (np.abs(controls[:, 1]) <= 0.6 + 1e-6).all() and (states[:, 3] >= -1e-6).all()
     poses = demo_poses(result, scene)
-    centre = poses[:, :2] + PACIFICA.rear_axle_to_center * np.stack([np.cos(poses[:, 2]), np.sin(poses[:, 2])], -1)
+    centre = poses[:, :2] + PACIFICA.rear_axle_to_center * np.stack(
+        [np.cos(poses[:, 2]), np.sin(poses[:, 2])], -1)
     ego = shapely.polygons(box_corners(centre, poses[:, 2], PACIFICA.length, PACIFICA.width))
     road = scene.map.drivable_area().buffer(1e-6)
     assert shapely.covers(road, ego).all()
@@ -97,7 +100,8 @@ def test_unicycle_reaches_goal():
     result = solve_unicycle_goal(np.array([0.0, 0.0, 0.0, 0.0]), goal, r_goal=0.5)
     assert result.ok and result.robustness["reach_goal"] >= 0
     assert np.linalg.norm(result.states[:, :2] - goal, axis=-1).min() <= 0.5
-    assert (np.abs(result.controls[:, 1]) <= 0.5 + 1e-6).all() and (np.abs(result.controls[:, 0]) <= 5 + 1e-6).all()
+    assert ((np.abs(result.controls[:, 1]) <= 0.5 + 1e-6).all()
+            and (np.abs(result.controls[:, 0]) <= 5 + 1e-6).all())
     assert (result.states[:, 3] >= -1e-6).all() and (result.states[:, 3] <= V_MAX + 1e-6).all()
 
 
@@ -136,7 +140,8 @@ def test_synthetic_success_rate(expert):
 
 
 def test_obstacles_get_slots_only_at_the_steps_they_come_near():
-    # ego rear axle at x = k [m] at step k, centre 1.461 m ahead; bounding radii 2.8314 (ego) + 2.4622 (4.5 x 2 m)
+    # ego rear axle at x = k [m] at step k, centre 1.461 m ahead; bounding radii 2.8314 (ego) + 2.4622
+    # (4.5 x 2 m)
     # A at (20, 0): gap |k - 18.539| - 5.2936 < reach 4 + clearance 0.6 for k = 9..28
     # B at (20, 7): sqrt((k - 18.539)^2 + 49) - 5.2936 < 4.6 for k = 12..25, farther than A there
     scene = replace(straight_scene(), agents=_static_agents([(20.0, 0.0), (20.0, 7.0)]))

@@ -34,7 +34,8 @@ def cache_dir() -> Path:
 
 
 def compiled_library(solver: ca.Function) -> Path:
-    """Path of the shared library holding `solver`'s NLP functions (generate_dependencies), built if missing."""
+    """Path of the shared library holding `solver`'s NLP functions (generate_dependencies), built if
+    missing."""
     compiler = shutil.which(COMPILER)
     if compiler is None:
         raise CompileError(f"compiled trajopt needs a C compiler: {COMPILER} is not on PATH")

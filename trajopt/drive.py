@@ -54,7 +54,8 @@ class DriveExpertConfig:
     jerk_fraction: float = 0.6  # per-step jerk bound as a fraction of j_max (signals use finite differences)
     goal_eps: float = 0.05  # [m]
     guess: str = "expert"  # "expert" (privileged future when clear) or "route"
-    relinearize: int = 2  # extra solves when the solution drifts along the reference or meets unslotted agents
+    relinearize: int = 2  # extra solves when the solution drifts along the reference or meets unslotted
+    # agents
     relinearize_drift: float = 0.5  # [m] largest along-reference drift from the linearisation points
     compiled: bool = False  # NLP functions as C built once with gcc (trajopt.compiled): ~1.4x faster solves
     solver: str = "ipopt"  # or "fatrop" (stage-wise interior point; reach_goal rules still go to ipopt)
@@ -89,8 +90,8 @@ class DriveExpert:
         self._fatrop: dict = {}  # Problem -> its fatrop solver since the last reset()
 
     def prebuild(self, goal: bool = False) -> None:
-        """Build every NLP variant a solve may pick (obstacle slots x stop rows; goal rows if `goal`), with its
-        warm-start solver, now, so timed work does not pay for a first build (about a second each)."""
+        """Build every NLP variant a solve may pick (obstacle slots x stop rows; goal rows if `goal`), with
+        its warm-start solver, now, so timed work does not pay for a first build (about a second each)."""
         plugins = {"ipopt", self.config.solver}  # fatrop falls back on IPOPT
         for slots in OBSTACLE_SLOTS:
             if slots <= self.config.shape.obstacles:
@@ -111,17 +112,19 @@ class DriveExpert:
             hit = self._scenes[key] = (parts, dd.scene_data(scene))
         return hit[1]
 
-    def solve(self, scene: DriveScene, target: DriveTarget, warm_start: TrajoptResult | None = None) -> TrajoptResult:
+    def solve(self, scene: DriveScene, target: DriveTarget,
+              warm_start: TrajoptResult | None = None) -> TrajoptResult:
         """Optimise towards `target`, from `warm_start`'s trajectory if given (a neighbouring solve).
 
-        With fatrop, a solve that fails in the solver (not the exact STL check) is solved again by IPOPT, whose
-        restoration phase rescues starts fatrop cannot; iterations and wall time add up."""
+        With fatrop, a solve that fails in the solver (not the exact STL check) is solved again by IPOPT,
+        whose restoration phase rescues starts fatrop cannot; iterations and wall time add up."""
         result = self._solve(scene, target, warm_start, self.config.solver)
         if self.config.solver == "ipopt" or result.status not in (TrajoptStatus.INFEASIBLE,
                                                                   TrajoptStatus.SOLVER_FAILED):
             return result
         again = self._solve(scene, target, warm_start, "ipopt")
-        return replace(again, iterations=again.iterations + result.iterations, wall_ms=again.wall_ms + result.wall_ms,
+        return replace(again, iterations=again.iterations + result.iterations,
+                       wall_ms=again.wall_ms + result.wall_ms,
                        info={**again.info, "fallback_from": result.solver_status})
 
     def _solve(self, scene: DriveScene, target: DriveTarget, warm_start: TrajoptResult | None,
@@ -162,9 +165,11 @@ class DriveExpert:
             duals = warm_start.info.get("duals")
         while True:
             s_ref = data.ref.project(states[:, :2])
-            values, lbx, ubx, lbg, ubg = self._setup(pr, scene, data, target, params, x0, s_ref, obstacles, stop)
+            values, lbx, ubx, lbg, ubg = self._setup(pr, scene, data, target, params, x0, s_ref,
+                                                     obstacles, stop)
             w0 = pr.pack_w(states, controls)
-            warm = duals is not None and pr.plugin == "ipopt"  # primal-dual start (re-linearisation, warm_start)
+            # primal-dual start (re-linearisation, warm_start)
+            warm = duals is not None and pr.plugin == "ipopt"
             if warm:
                 solver = pr.warm_solver
                 sol = solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg, lam_x0=duals[0],
@@ -184,7 +189,8 @@ class DriveExpert:
             drift = np.abs(data.ref.project(states[:, :2]) - s_ref).max()
             needed = select([states])
             covered = obstacles.covers(needed)
-            if passes >= cfg.relinearize or (drift < cfg.relinearize_drift and covered) or not stats["success"]:
+            if (passes >= cfg.relinearize or (drift < cfg.relinearize_drift and covered)
+                    or not stats["success"]):
                 break
             passes += 1
             if not covered:  # the solution came near agents that held no slot there: add them, start again
@@ -194,8 +200,8 @@ class DriveExpert:
         violation = float(max(0.0, (lbg - g).max(), (g - ubg).max(), (lbx - w).max(), (w - ubx).max()))
         rho = exact_robustness(scene, states, dt, params)
         status = classify(stats["return_status"], bool(stats["success"]), violation, rho)
-        return TrajoptResult(status, states, controls, dt, iterations, 1e3 * (time.perf_counter() - start), rho,
-                             params, stats["return_status"], violation,
+        return TrajoptResult(status, states, controls, dt, iterations, 1e3 * (time.perf_counter() - start),
+                             rho, params, stats["return_status"], violation,
                              {"target": target, "passes": passes + 1, "obstacles": obstacles.agents.tolist(),
                               "problem": pr, "duals": duals})
 
@@ -214,11 +220,12 @@ class DriveExpert:
         return self._fatrop[pr]
 
     def _problem(self, obstacles: dd.Obstacles, params: dict, stop: np.ndarray, plugin: str):
-        """The NLP variant for these obstacles and rules, and the obstacles cut to its slot count: the smallest
-        slot count that holds the busiest step; rows whose bounds would all be (-inf, inf) are left out (same
-        feasible set)."""
+        """The NLP variant for these obstacles and rules, and the obstacles cut to its slot count: the
+        smallest slot count that holds the busiest step; rows whose bounds would all be (-inf, inf) are left
+        out (same feasible set)."""
         shape = self.config.shape
-        slots = min(next((m for m in OBSTACLE_SLOTS if m >= obstacles.needed), shape.obstacles), shape.obstacles)
+        slots = min(next((m for m in OBSTACLE_SLOTS if m >= obstacles.needed), shape.obstacles),
+                    shape.obstacles)
         goal = "reach_goal" in params
         pr = build(replace(shape, obstacles=slots), goal=goal, stop=bool(np.isfinite(stop[1:]).any()),
                    compiled=self.config.compiled, plugin="ipopt" if goal else plugin)
@@ -234,8 +241,9 @@ class DriveExpert:
         goal = dd.goal_point(scene, n, dt=shape.dt)
         r_goal = params.get("reach_goal", {}).get("r_goal", 0.0) - m
         shift = max(r_goal - np.linalg.norm(xy - goal, axis=-1).min(), r_goal - 30.0)
-        values = {"ref_xy": xy, "ref_h": heading, "kappa": kappa, "lane_c": lane_c, "v_ref": target.reference_speed,
-                  "obs": obstacles.boxes, "half": obstacles.half, "goal": goal, "r_goal": r_goal, "goal_shift": shift}
+        values = {"ref_xy": xy, "ref_h": heading, "kappa": kappa, "lane_c": lane_c,
+                  "v_ref": target.reference_speed, "obs": obstacles.boxes, "half": obstacles.half,
+                  "goal": goal, "r_goal": r_goal, "goal_shift": shift}
         model = MODELS[shape.model]
         v_lo, v_hi, a_lo, a_hi = 0.0, 40.0, model.control_lower[0], model.control_upper[0]
         if "speed_band" in params:
@@ -245,7 +253,8 @@ class DriveExpert:
             a_lo, a_hi = max(a_lo, -0.85 * comfort["a_max"]), min(a_hi, 0.85 * comfort["a_max"])
         lbx, ubx = np.full(pr.num_w, -INF), np.full(pr.num_w, INF)
         lbx[pr.state_index[1:, 3]], ubx[pr.state_index[1:, 3]] = v_lo, v_hi
-        lbx[pr.control_index], ubx[pr.control_index] = [a_lo, model.control_lower[1]], [a_hi, model.control_upper[1]]
+        lbx[pr.control_index], ubx[pr.control_index] = ([a_lo, model.control_lower[1]],
+                                                        [a_hi, model.control_upper[1]])
         lbx[pr.state_index[0]], ubx[pr.state_index[0]] = x0, x0
         rows = pr.rows
         lbg, ubg = np.full(pr.num_g, -INF), np.full(pr.num_g, INF)
@@ -340,7 +349,8 @@ def sample_targets(scene: DriveScene, calibrated: dict[str, dict[str, float]], r
             key = "d_max" if lane == 0 else "d_band"
             lat[key] = float(rng.uniform(0.5, 1.5))
             lat["h_max"] = lat["h_max"] + rng.uniform(0.0, 0.3)
-            params["safe_distance"]["d_safe"] = max(0.1, params["safe_distance"]["d_safe"] - rng.uniform(0.0, 1.5))
+            params["safe_distance"]["d_safe"] = max(
+                0.1, params["safe_distance"]["d_safe"] - rng.uniform(0.0, 1.5))
         params["speed_band"]["v_max"] = max(params["speed_band"]["v_max"], speed + 1.0, v_now + 0.5)
         params["speed_band"]["v_min"] = min(params["speed_band"]["v_min"], 0.0)
         out.append(DriveTarget(speed, lane, params, rules))

@@ -121,7 +121,8 @@ def select_obstacles(scene: DriveScene, paths: list[np.ndarray], dt: float, slot
     xy, heading, valid = agents.xy[:, steps], agents.heading[:, steps], agents.valid[:, steps]
     gap = np.full(valid.shape, np.inf)  # (A, n+1) centre distance minus both bounding radii [m]
     for path in paths:
-        centre = path[:, :2] + PACIFICA.rear_axle_to_center * np.stack([np.cos(path[:, 2]), np.sin(path[:, 2])], -1)
+        centre = path[:, :2] + PACIFICA.rear_axle_to_center * np.stack(
+            [np.cos(path[:, 2]), np.sin(path[:, 2])], -1)
         gap = np.minimum(gap, np.linalg.norm(xy - centre[None], axis=-1))
     gap = gap - EGO_HALF_DIAGONAL - 0.5 * np.hypot(agents.size[:, :1], agents.size[:, 1:])
     gap = np.where(valid, gap, np.inf)
@@ -129,7 +130,8 @@ def select_obstacles(scene: DriveScene, paths: list[np.ndarray], dt: float, slot
     order = np.argsort(np.where(near, gap, np.inf), axis=0, kind="stable")[:slots]  # (M', n+1) agent ids
     taken = np.take_along_axis(near, order, axis=0)  # (M', n+1)
     k = np.broadcast_to(np.arange(n + 1), order.shape)
-    box = np.stack([xy[order, k, 0], xy[order, k, 1], np.cos(heading[order, k]), np.sin(heading[order, k])], -1)
+    box = np.stack([xy[order, k, 0], xy[order, k, 1],
+                    np.cos(heading[order, k]), np.sin(heading[order, k])], -1)
     size = agents.size[order] / 2.0 + EGO_RADIUS + clearance  # (M', n+1, 2)
     used = len(order)
     boxes[:used] = np.where(taken[..., None], box, boxes[:used])
@@ -172,7 +174,8 @@ def route_guess(scene: DriveScene, data: SceneData, model: Model, x0: np.ndarray
     return states
 
 
-def stop_limits(scene: DriveScene, data: SceneData, x0: np.ndarray, n: int, dt: float, d_stop: float) -> np.ndarray:
+def stop_limits(scene: DriveScene, data: SceneData, x0: np.ndarray, n: int, dt: float,
+                d_stop: float) -> np.ndarray:
     """(n+1,) largest route arc length [m] the front bumper may reach at each step (inf where no red)."""
     out = np.full(n + 1, np.inf)
     front0 = x0[:2] + PACIFICA.rear_axle_to_front * np.array([np.cos(x0[2]), np.sin(x0[2])])

@@ -2,8 +2,10 @@
 fatrop (CasADi's structure-exploiting OCP solver).
 
 Stage-wise, as fatrop needs: stage k = 0..N has states s_k = (x, y, heading, v) and, for fatrop, the previous
-controls (a_prev, u1_prev) that make jerk and steering-rate rows stage-local; for k < N, controls u_k = (a, u1).
-w = [s_0, u_0, s_1, u_1, ..., s_N]; `Problem.pack_w` / `unpack_w` convert from states (N+1, 4), controls (N, 2).
+controls (a_prev, u1_prev) that make jerk and steering-rate rows stage-local; for k < N, controls
+u_k = (a, u1).
+w = [s_0, u_0, s_1, u_1, ..., s_N]; `Problem.pack_w` / `unpack_w` convert from states (N+1, 4), controls
+(N, 2).
 Constraint rows g, stage by stage (`Problem.rows[name]` holds each kind's row indices, in step order; bounds
 come per solve via lbg / ubg, so rules switch on and off without a rebuild):
   dyn    (4 or 6, stage < N)  s_{k+1} - F(s_k, u_k) = 0: Euler multiple shooting (fatrop: u_k into s_{k+1})
@@ -17,7 +19,8 @@ come per solve via lbg / ubg, so rules switch on and off without a rebuild):
   rate   (1, stages < N)      yaw rate of the step k -> k+1 [rad/s]
   jerk   (1, 1 <= k < N)      (a_k - a_{k-1}) / dt [m/s^3]
   steer  (1, 1 <= k < N)      (u1_k - u1_{k-1}) / dt [rad/s or rad/s^2]
-  goal   (1, last; IPOPT)     Boltzmann-max_k (r_goal - |p_k - goal|) [m] (F of reach_goal, under-approximated)
+  goal   (1, last; IPOPT)     Boltzmann-max_k (r_goal - |p_k - goal|) [m] (F of reach_goal,
+                              under-approximated)
 Parameters p (per step k = 0..N): ref xy, ref heading, kappa, lane offset c, v_ref, obstacle centres and
 heading cos / sin (M, N+1, 4) and inflated half sizes (M, N+1, 2) [m] (a slot may hold another agent at each
 step), goal (2), r_goal, goal shift.
@@ -55,8 +58,8 @@ class Shape:
     tol: float = 1e-6
 
 
-# re-solves near a known primal-dual point: a small barrier, updated adaptively (a fifth fewer iterations than the
-# monotone rule from mu_init 1e-4 on datagen's re-linearisations)
+# re-solves near a known primal-dual point: a small barrier, updated adaptively (a fifth fewer iterations than
+# the monotone rule from mu_init 1e-4 on datagen's re-linearisations)
 WARM_OPTIONS = {"ipopt.warm_start_init_point": "yes", "ipopt.mu_init": 1e-5, "ipopt.mu_strategy": "adaptive",
                 "ipopt.warm_start_bound_push": 1e-6, "ipopt.warm_start_slack_bound_push": 1e-6,
                 "ipopt.warm_start_mult_bound_push": 1e-6}
@@ -108,11 +111,13 @@ class Problem:
         p = np.zeros(self.params["_total"][0].stop)
         for name, (sl, shape) in self.params.items():
             if name != "_total":
-                p[sl] = np.broadcast_to(np.asarray(values[name], dtype=np.float64), shape).reshape(-1, order="F")
+                p[sl] = np.broadcast_to(np.asarray(values[name], dtype=np.float64),
+                                        shape).reshape(-1, order="F")
         return p
 
     def pack_w(self, states: np.ndarray, controls: np.ndarray) -> np.ndarray:
-        """w from states (N+1, 4) and controls (N, 2); fatrop's carried controls at stage 0 start at controls[0]."""
+        """w from states (N+1, 4) and controls (N, 2); fatrop's carried controls at stage 0 start at
+        controls[0]."""
         w = np.zeros(self.num_w)
         w[self.state_index] = states
         w[self.control_index] = controls
@@ -135,8 +140,8 @@ def _local(px, py, rx, ry, ch, sh, kappa):
 @functools.lru_cache(maxsize=32)
 def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = False,
           plugin: str = "ipopt") -> Problem:
-    """Build (once per shape, row set and solver) the parametric NLP and its solver: `plugin` "ipopt" (MUMPS) or
-    "fatrop" (stage-wise interior point; no goal rows).
+    """Build (once per shape, row set and solver) the parametric NLP and its solver: `plugin` "ipopt" (MUMPS)
+    or "fatrop" (stage-wise interior point; no goal rows).
 
     `compiled`: evaluate the NLP functions as C built once with gcc and cached on disk (`trajopt.compiled`).
 
@@ -195,7 +200,8 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
                 px, py = xk[0] + ca_ * cos_h - cl * sin_h, xk[1] + ca_ * sin_h + cl * cos_h
                 g_rows.append(("road", _local(px, py, rx, ry, ch, sh, kappa[k])[1]))
             if stop:
-                front = _local(xk[0] + shape.front * cos_h, xk[1] + shape.front * sin_h, rx, ry, ch, sh, kappa[k])
+                front = _local(xk[0] + shape.front * cos_h, xk[1] + shape.front * sin_h, rx, ry, ch, sh,
+                               kappa[k])
                 g_rows.append(("stop", front[0]))
             plane = m * (n + 1)
             for j in range(m):
@@ -206,7 +212,8 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
                     qx, qy = (oc * dx + os_ * dy) / half[base], (oc * dy - os_ * dx) / half[base + plane]
                     qx2, qy2 = qx * qx, qy * qy
                     qx4, qy4 = qx2 * qx2, qy2 * qy2
-                    # (qx^8 + qy^8 + 1e-12)^(1/8) by products and square roots (cheaper than pow and derivatives)
+                    # (qx^8 + qy^8 + 1e-12)^(1/8) by products and square roots (cheaper than pow and
+                    # derivatives)
                     g_rows.append(("obs", ca.sqrt(ca.sqrt(ca.sqrt(qx4 * qx4 + qy4 * qy4 + 1e-12))) - 1.0))
             cost += w["v"] * (xk[3] - v_ref) ** 2 + w["lat"] * (lat - lane_c[k]) ** 2
             cost += w["head"] * (xk[2] - ref_h[k]) ** 2
@@ -224,15 +231,17 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
         g_rows.append(("goal", boltzmann_max(goal_terms, shape.goal_k, shift)))
     kinds = np.array([kind for kind, _ in g_rows])
     rows = {name: np.flatnonzero(kinds == name) for name in ROWS}
-    wvec = ca.vertcat(*[v for k in range(n + 1) for v in ([stages[k], controls[k]] if k < n else [stages[k]])])
-    stage_start = np.arange(n + 1) * (size + 2)  # each stage: its states then 2 controls (none after the last)
+    wvec = ca.vertcat(*[v for k in range(n + 1)
+                        for v in ([stages[k], controls[k]] if k < n else [stages[k]])])
+    # each stage: its states then 2 controls (none after the last)
+    stage_start = np.arange(n + 1) * (size + 2)
     state_index = stage_start[:, None] + np.arange(4)
     previous_index = stage_start[:, None] + np.arange(4, size)  # (N+1, 0) for IPOPT
     control_index = stage_start[:n, None] + np.arange(size, size + 2)
     nlp = {"x": wvec, "f": cost, "g": ca.vertcat(*[row for _, row in g_rows]), "p": p}
-    opts = {"expand": True, "print_time": False, "show_eval_warnings": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
-            "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol, "ipopt.linear_solver": "mumps",
-            **MUMPS_OPTIONS, "ipopt.expect_infeasible_problem": "yes"}
+    opts = {"expand": True, "print_time": False, "show_eval_warnings": False, "ipopt.print_level": 0,
+            "ipopt.sb": "yes", "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol,
+            "ipopt.linear_solver": "mumps", **MUMPS_OPTIONS, "ipopt.expect_infeasible_problem": "yes"}
     # expect_infeasible_problem: IPOPT enters restoration sooner and gives up on infeasible targets (a lane
     # change through traffic) in fewer iterations; on datagen's solves, 8% less time and no fewer successes
     # No CPU-time limit: a limit would make the outcome depend on the machine; max_iter bounds the work.
@@ -241,7 +250,8 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
             raise ValueError("fatrop needs stage-wise rows: the goal row couples every stage (use ipopt)")
         opts = {"expand": True, "print_time": False, "structure_detection": "auto", "debug": False,
                 "equality": [kind == "dyn" for kind in kinds],
-                "fatrop": {"print_level": 0, "max_iter": min(shape.max_iter, FATROP_MAX_ITER), "tol": shape.tol}}
+                "fatrop": {"print_level": 0, "max_iter": min(shape.max_iter, FATROP_MAX_ITER),
+                           "tol": shape.tol}}
     elif plugin != "ipopt":
         raise ValueError(f"unknown NLP solver {plugin!r}; expected ipopt or fatrop")
     name = f"trajopt_{plugin}_{shape.model}_{n}_{m}_{int(goal)}{int(stop)}"

@@ -20,7 +20,8 @@ PRE, POST, STEP = 30.0, 150.0, 0.5  # [m]
 
 @dataclass(frozen=True, eq=False)
 class Reference:
-    """Polyline over arc length s [m] (s = 0 at the route start): x, y, heading (unwrapped), kappa, each (S,)."""
+    """Polyline over arc length s [m] (s = 0 at the route start): x, y, heading (unwrapped), kappa, each
+    (S,)."""
 
     s: np.ndarray
     xy: np.ndarray
@@ -52,9 +53,9 @@ class Reference:
         return cKDTree(self.xy)
 
     def project(self, xy: np.ndarray) -> np.ndarray:
-        """Arc length s [m] of the nearest reference point of points (..., 2): the nearest vertex (0.5 m apart)
-        refined on its two segments, which is the polyline's nearest point wherever the route does not fold
-        back within the point's distance."""
+        """Arc length s [m] of the nearest reference point of points (..., 2): the nearest vertex (0.5 m
+        apart) refined on its two segments, which is the polyline's nearest point wherever the route does
+        not fold back within the point's distance."""
         flat = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         _, vertex = self._tree.query(flat)
         best_s, best_d = self.s[vertex], np.linalg.norm(flat - self.xy[vertex], axis=-1)

@@ -26,7 +26,8 @@ def _solver(n: int, dt: float, k: float) -> ca.Function:
     cost = ca.sumsqr(u) * 0.1 + ca.sumsqr(x[:2, -1] - p[:2])
     g = ca.vertcat(*dyn, boltzmann_max(reach, k, 0.0))
     nlp = {"x": ca.vertcat(ca.vec(x), ca.vec(u)), "f": cost, "g": g, "p": p}
-    opts = {"expand": True, "print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes", "ipopt.max_iter": 300}
+    opts = {"expand": True, "print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
+            "ipopt.max_iter": 300}
     return ca.nlpsol(f"unicycle_{n}", "ipopt", nlp, opts)
 
 
@@ -40,8 +41,10 @@ def solve_unicycle_goal(x0: np.ndarray, goal: np.ndarray, r_goal: float = 0.5, h
     t = np.linspace(0.0, 1.0, n + 1)[:, None]
     guess = np.concatenate([x0[:2] + t * (np.asarray(goal) - x0[:2]), np.tile(x0[2:], (n + 1, 1))], -1)
     w0 = np.concatenate([guess.reshape(-1), np.zeros(2 * n)])
-    lbx = np.concatenate([np.tile([-np.inf, -np.inf, -np.inf, 0.0], n + 1), np.tile(UNICYCLE.control_lower, n)])
-    ubx = np.concatenate([np.tile([np.inf, np.inf, np.inf, V_MAX], n + 1), np.tile(UNICYCLE.control_upper, n)])
+    lbx = np.concatenate([np.tile([-np.inf, -np.inf, -np.inf, 0.0], n + 1),
+                          np.tile(UNICYCLE.control_lower, n)])
+    ubx = np.concatenate([np.tile([np.inf, np.inf, np.inf, V_MAX], n + 1),
+                          np.tile(UNICYCLE.control_upper, n)])
     lbx[:4] = ubx[:4] = x0
     lbg = np.concatenate([np.zeros(4 * n), [eps]])
     ubg = np.concatenate([np.zeros(4 * n), [np.inf]])
@@ -53,5 +56,6 @@ def solve_unicycle_goal(x0: np.ndarray, goal: np.ndarray, r_goal: float = 0.5, h
     violation = float(max(0.0, (lbg - g).max(), (g - ubg).max(), (lbx - w).max(), (w - ubx).max()))
     rho = {"reach_goal": float((r_goal - np.linalg.norm(states[:, :2] - goal, axis=-1)).max())}
     status = classify(stats["return_status"], bool(stats["success"]), violation, rho)
-    return TrajoptResult(status, states, controls, dt, int(stats["iter_count"]), 1e3 * (time.perf_counter() - start),
+    return TrajoptResult(status, states, controls, dt, int(stats["iter_count"]),
+                         1e3 * (time.perf_counter() - start),
                          rho, {"reach_goal": {"r_goal": r_goal}}, stats["return_status"], violation)
