@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -61,6 +62,11 @@ class DriveDatagenConfig:
             raise UserError(f"--shard-size must be positive, got {self.shard_size}")
         if self.horizon < 2:
             raise UserError(f"--horizon must be at least 2 steps, got {self.horizon}")
+        if self.compiled and self.expert == "trajopt":
+            from trajopt import compiled
+
+            if shutil.which(compiled.COMPILER) is None:
+                raise UserError(f"--compiled needs a C compiler: {compiled.COMPILER} is not on PATH")
         if self.split not in SPLITS:
             raise UserError(f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
         if self.solver not in SOLVERS:

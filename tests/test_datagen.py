@@ -202,6 +202,15 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
     assert not (tmp_path / "x").exists()
 
 
+def test_cli_compiled_without_a_compiler_is_one_line_exit_2(tmp_path, monkeypatch):
+    from trajopt import compiled
+
+    monkeypatch.setattr(compiled, "COMPILER", "no-such-cc")
+    result = CliRunner().invoke(app, ["drive", "--out", str(tmp_path / "x"), "--compiled"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == "error: --compiled needs a C compiler: no-such-cc is not on PATH"
+
+
 def test_cli_refuses_existing_out_and_changed_resume(small, tmp_path):
     root, _ = small
     runner = CliRunner()
