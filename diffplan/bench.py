@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
@@ -101,41 +102,28 @@ def bench_stl(seconds: float) -> dict[str, float]:
 BENCHMARKS["stl"] = bench_stl
 
 
-def bench_trajopt(seconds: float) -> dict[str, float]:
+def bench_trajopt(seconds: float, compiled: bool = False, solver: str = "ipopt") -> dict[str, float]:
     """Warm-started bicycle solves at N = 40 with obstacles, lane bounds and STL rules."""
     from trajopt.bench import bench_trajopt as run
 
-    return run(seconds)
+    return run(seconds, compiled=compiled, solver=solver)
 
 
-def bench_datagen(seconds: float) -> dict[str, float]:
+def bench_datagen(seconds: float, compiled: bool = False, solver: str = "ipopt") -> dict[str, float]:
     """End-to-end expert demonstrations per second on one core (worlds, solves, demos, shard writes)."""
     from datagen.bench import bench_datagen as run
 
-    return run(seconds)
-
-
-def _variant(run_name: str, compiled: bool, solver: str) -> Callable[[float], dict[str, float]]:
-    """A trajopt / datagen benchmark with the NLP functions compiled (trajopt.compiled) and / or fatrop."""
-
-    def run(seconds: float) -> dict[str, float]:
-        if run_name == "trajopt":
-            from trajopt.bench import bench_trajopt as bench
-        else:
-            from datagen.bench import bench_datagen as bench
-        return bench(seconds, compiled=compiled, solver=solver)
-
-    return run
+    return run(seconds, compiled=compiled, solver=solver)
 
 
 BENCHMARKS["trajopt"] = bench_trajopt
 BENCHMARKS["datagen"] = bench_datagen
 # the same with the solver's options: NAME-compiled (C functions; the first run builds them, minutes),
 # NAME-fatrop (fatrop instead of IPOPT), NAME-fatrop-compiled
-for _name in ("trajopt", "datagen"):
+for _name, _bench in (("trajopt", bench_trajopt), ("datagen", bench_datagen)):
     for _suffix, _compiled, _solver in (("compiled", True, "ipopt"), ("fatrop", False, "fatrop"),
                                         ("fatrop-compiled", True, "fatrop")):
-        BENCHMARKS[f"{_name}-{_suffix}"] = _variant(_name, _compiled, _solver)
+        BENCHMARKS[f"{_name}-{_suffix}"] = functools.partial(_bench, compiled=_compiled, solver=_solver)
 
 
 def bench_planner(seconds: float) -> dict:

@@ -98,7 +98,7 @@ class DriveExpert:
                 for stop, plugin in itertools.product((False, True), sorted(plugins)):
                     problem = build(replace(self.config.shape, obstacles=slots), goal=goal, stop=stop,
                                     compiled=self.config.compiled, plugin="ipopt" if goal else plugin)
-                    assert problem.warm_solver is not None  # cached_property: built now
+                    _ = problem.warm_solver  # a cached_property: built now
 
     def _data(self, scene: DriveScene) -> dd.SceneData:
         # SceneData depends only on the route, the map and the traffic lights: scenes that share those objects
@@ -186,11 +186,11 @@ class DriveExpert:
             iterations += int(stats.get("iter_count", 0))
             w = np.asarray(sol["x"]).reshape(-1)
             states, controls = pr.unpack_w(w)
+            if passes >= cfg.relinearize or not stats["success"]:
+                break
             drift = np.abs(data.ref.project(states[:, :2]) - s_ref).max()
-            needed = select([states])
-            covered = obstacles.covers(needed)
-            if (passes >= cfg.relinearize or (drift < cfg.relinearize_drift and covered)
-                    or not stats["success"]):
+            covered = obstacles.covers(select([states]))
+            if drift < cfg.relinearize_drift and covered:
                 break
             passes += 1
             if not covered:  # the solution came near agents that held no slot there: add them, start again

@@ -145,7 +145,7 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
 
     `compiled`: evaluate the NLP functions as C built once with gcc and cached on disk (`trajopt.compiled`).
 
-    `goal` / `stop` include the goal / stop rows; without them the rows are absent (slice of length 0). A
+    `goal` / `stop` include the goal / stop rows; without them the rows are absent (no row indices). A
     solve whose rows would all be free (bounds -inf, inf) uses the variant without them: the feasible set is
     the same, but the dense goal row (Hessian block over every position) no longer fills the KKT system."""
     model, n, m = MODELS[shape.model], shape.horizon, shape.obstacles
