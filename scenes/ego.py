@@ -29,6 +29,11 @@ class VehicleGeometry:
         """Distance [m] from the rear axle forward to the box centre."""
         return (self.rear_axle_to_front - self.rear_axle_to_rear) / 2.0
 
+    @property
+    def half_diagonal(self) -> float:
+        """Radius [m] of the box's bounding circle about its centre."""
+        return 0.5 * float(np.hypot(self.length, self.width))
+
 
 # Chrysler Pacifica, the nuPlan / NAVSIM ego.
 PACIFICA = VehicleGeometry(width=2.297, rear_axle_to_front=4.049, rear_axle_to_rear=1.127, wheelbase=3.089)

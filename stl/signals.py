@@ -354,7 +354,7 @@ def _agent_distance(scene: DriveScene, poses: np.ndarray, dt: float) -> np.ndarr
 
 _EGO_X = np.array([1.0, -1.0, -1.0, 1.0]) * (PACIFICA.length / 2.0)  # [m] corners in the box frame, as
 _EGO_Y = np.array([1.0, 1.0, -1.0, -1.0]) * (PACIFICA.width / 2.0)  # box_corners orders them
-_EGO_OUTER = 0.5 * np.hypot(PACIFICA.length, PACIFICA.width)  # [m]
+_EGO_OUTER = PACIFICA.half_diagonal  # [m]
 _EGO_INNER = 0.5 * min(PACIFICA.length, PACIFICA.width)  # [m]
 
 

@@ -16,7 +16,6 @@ from trajopt.models import Model
 from trajopt.reference import Reference, StationCorridor, neighbour_offsets
 
 EGO_RADIUS = float(np.hypot(PACIFICA.length / 6.0, PACIFICA.width / 2.0))  # [m], 3 discs cover the box
-EGO_HALF_DIAGONAL = float(np.hypot(PACIFICA.length, PACIFICA.width) / 2.0)  # [m] bounding circle of the box
 FAR_AWAY = 1.0e4  # [m] padding for absent obstacles
 
 
@@ -124,7 +123,7 @@ def select_obstacles(scene: DriveScene, paths: list[np.ndarray], dt: float, slot
         centre = path[:, :2] + PACIFICA.rear_axle_to_center * np.stack(
             [np.cos(path[:, 2]), np.sin(path[:, 2])], -1)
         gap = np.minimum(gap, np.linalg.norm(xy - centre[None], axis=-1))
-    gap = gap - EGO_HALF_DIAGONAL - 0.5 * np.hypot(agents.size[:, :1], agents.size[:, 1:])
+    gap = gap - PACIFICA.half_diagonal - 0.5 * np.hypot(agents.size[:, :1], agents.size[:, 1:])
     gap = np.where(valid, gap, np.inf)
     near = gap < reach + clearance
     order = np.argsort(np.where(near, gap, np.inf), axis=0, kind="stable")[:slots]  # (M', n+1) agent ids
