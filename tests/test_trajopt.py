@@ -182,3 +182,81 @@ def test_fatrop_finds_ipopts_solution(expert, target):
     assert fast.info["problem"].plugin == "fatrop"
     reference = expert.solve(scene, target)
     assert np.abs(fast.states - reference.states).max() < 0.05
+
+
+def _moving_agents(x0: float, y: float, speed: float) -> AgentTracks:
+    """One 4.5 x 2 m car driving east at `speed` [m/s], at x = x0 at CURRENT_INDEX."""
+    t = (np.arange(NUM_STEPS) - CURRENT_INDEX) * 0.1
+    agents = _static_agents([(x0, y)])
+    xy = agents.xy.copy()
+    xy[0, :, 0] = x0 + speed * t
+    velocity = np.zeros_like(agents.velocity)
+    velocity[0, :, 0] = speed
+    return replace(agents, xy=xy, velocity=velocity)
+
+
+def test_route_guess_follows_a_moving_leader_instead_of_stopping():
+    # leader 25 m ahead at 8 m/s, ego at 10 m/s wants 12: the guess slows towards the leader's speed and keeps
+    # its braking gap; it never brakes towards a stop, as a guess that took the leader for parked would
+    scene = _blocked_scene(10.0, _moving_agents(25.0, 0.0, 8.0))
+    n, dt = 50, 0.1
+    data = dd.scene_data(scene)
+    x0 = dd.initial_state(scene)
+    obstacles = dd.select_obstacles(scene, [dd.expert_guess(scene, n, dt)], dt, 8, 0.6, 10.0)
+    lights = np.full(n + 1, np.inf)
+    guess = dd.route_guess(scene, data, BICYCLE, x0, n, dt, 12.0, np.zeros(n + 1), obstacles, lights)
+    leader_rear = 25.0 + 8.0 * dt * np.arange(n + 1) - 2.25
+    half_inflated = 2.25 + dd.EGO_RADIUS + 0.6
+    assert guess[:, 3].min() >= 8.0 - 1e-9 and guess[-1, 3] < 9.5 and guess[:, 3].max() > 11.0
+    # Gipps: the guess rear axle stays 3.5 m behind the leader's inflated box rear, at every step
+    assert (guess[1:, 0] <= leader_rear[1:] + 2.25 - half_inflated - 3.5 + 1e-9).all()
+
+
+def test_overlaps_counts_only_the_masked_slots_and_steps():
+    scene = replace(straight_scene(), agents=_static_agents([(20.0, 0.0), (20.0, 7.0)]))
+    path = np.column_stack([np.arange(41.0), np.zeros(41), np.zeros(41)])
+    chosen = dd.select_obstacles(scene, [path], 0.1, slots=4, clearance=0.6, reach=4.0)
+    # the path runs through A (slot 0) at steps 12..23 and never enters B's box (7 m to the left)
+    from trajopt.drive import _overlaps
+
+    assert _overlaps(path, chosen)
+    where = np.zeros(chosen.ids.shape, bool)
+    where[1] = True
+    assert not _overlaps(path, chosen, where)
+    where[0, 30:] = True  # A's slot after the path has passed it
+    assert not _overlaps(path, chosen, where)
+    where[0, 20] = True
+    assert _overlaps(path, chosen, where)
+
+
+def test_linearisation_error_is_zero_on_a_straight_road_and_grows_with_curvature(expert):
+    target = DriveTarget(10.0, 0, {}, KEEP)
+    scene = _blocked_scene()
+    result = expert.solve(scene, target)
+    assert result.ok and result.info["passes"] == 1
+    curved = generate_scene(1_100_000_000, "test", ScenarioType.CURVED_ROAD)
+    for sc, straight in ((scene, True), (curved, False)):
+        res = expert.solve(sc, DriveTarget(float(sc.ego.speed[CURRENT_INDEX]), 0, {}, KEEP))
+        assert res.ok
+        pr, states = res.info["problem"], res.states
+        data, x0 = expert._data(sc), dd.initial_state(sc)
+        params = {name: {**p} for name, p in res.params.items()}
+        stop = np.full(len(states), np.inf)
+        obstacles = dd.select_obstacles(sc, [states], 0.1, pr.shape.obstacles, 0.6)
+        s = data.ref.project(states[:, :2])
+        t = DriveTarget(float(sc.ego.speed[CURRENT_INDEX]), 0, {}, KEEP)
+        w = pr.pack_w(states, res.controls)
+        _, _, _, lbg, ubg = expert._setup(pr, sc, data, t, params, x0, s, obstacles, stop)
+        values = expert._setup(pr, sc, data, t, params, x0, s, obstacles, stop)[0]
+        sol = {"g": pr.constraints(w, pr.pack(values))}
+        same = expert._linearisation_error(pr, sc, data, t, params, x0, s, s, obstacles, stop, w, lbg, ubg, sol)
+        shifted = expert._linearisation_error(pr, sc, data, t, params, x0, s, s + 2.0, obstacles, stop, w, lbg,
+                                              ubg, sol)
+        assert same == 0.0
+        if straight:
+            assert shifted < 1e-9  # the rows do not depend on where along a straight reference they are taken
+        else:
+            # the heading rows alone move by the reference's heading change over 2 m
+            _, h0, _ = data.ref.at(s[1:])
+            _, h1, _ = data.ref.at(s[1:] + 2.0)
+            assert shifted >= np.abs(h1 - h0).max() - 1e-9 > 0.01

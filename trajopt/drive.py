@@ -53,10 +53,11 @@ class DriveExpertConfig:
     steer_rate: float = 0.8  # [rad/s] bicycle steering-rate bound
     jerk_fraction: float = 0.6  # per-step jerk bound as a fraction of j_max (signals use finite differences)
     goal_eps: float = 0.05  # [m]
-    guess: str = "expert"  # "expert" (privileged future when clear) or "route"
-    relinearize: int = 2  # extra solves when the solution drifts along the reference or meets unslotted
-    # agents
-    relinearize_drift: float = 0.5  # [m] largest along-reference drift from the linearisation points
+    guess: str = "route"  # "route" (route_guess: the target lane and speed, car-following) or "expert" (the
+    # privileged logged future when it is clear of obstacles, for lane keeping)
+    relinearize: int = 2  # extra solves when re-linearising at the solution would move a row by more than
+    # relinearize_tol, or the solution enters the box of an agent that held no slot there
+    relinearize_tol: float = 0.02  # [m, rad] largest change of a row's slack when re-linearised at the solution
     compiled: bool = False  # NLP functions as C built once with gcc (trajopt.compiled): ~1.4x faster solves
     solver: str = "ipopt"  # or "fatrop" (stage-wise interior point; reach_goal rules still go to ipopt)
     obstacle_reach: float = 4.0  # [m] an agent gets a slot at the steps where its bounding circle comes this
@@ -188,9 +189,14 @@ class DriveExpert:
             states, controls = pr.unpack_w(w)
             if passes >= cfg.relinearize or not stats["success"]:
                 break
-            drift = np.abs(data.ref.project(states[:, :2]) - s_ref).max()
-            covered = obstacles.covers(select([states]))
-            if drift < cfg.relinearize_drift and covered:
+            s_new = data.ref.project(states[:, :2])
+            near = select([states])
+            # agents the NLP did not know about near the solution need a re-solve only if the solution enters
+            # their inflated boxes; where it keeps out, it is a KKT point of the problem with them too
+            new = ~obstacles.held(near)  # (M', N+1) slots of `near` that the NLP did not have
+            covered = not new.any() or not _overlaps(states, near, new)
+            if covered and self._linearisation_error(pr, scene, data, target, params, x0, s_ref, s_new,
+                                                     obstacles, stop, w, lbg, ubg, sol) < cfg.relinearize_tol:
                 break
             passes += 1
             if not covered:  # the solution came near agents that held no slot there: add them, start again
@@ -204,6 +210,28 @@ class DriveExpert:
                              rho, params, stats["return_status"], violation,
                              {"target": target, "passes": passes + 1, "obstacles": obstacles.agents.tolist(),
                               "problem": pr, "duals": duals})
+
+    def _linearisation_error(self, pr, scene, data, target, params, x0, s_ref, s_new, obstacles, stop, w, lbg,
+                             ubg, sol) -> float:
+        """Largest change [m or rad] of a lane, heading, road or stop row's slack at solution w (rows g, bounds
+        lbg / ubg linearised at arc lengths s_ref) when the reference is taken at the solution's own arc
+        lengths s_new instead: how far the next pass's constraints would move."""
+        if np.abs(s_new - s_ref).max() < 1e-3:
+            return 0.0
+        values, _, _, lbg_new, ubg_new = self._setup(pr, scene, data, target, params, x0, s_new, obstacles,
+                                                     stop)
+        g = np.asarray(sol["g"]).reshape(-1)
+        g_new = np.asarray(pr.constraints(w, pr.pack(values))).reshape(-1)
+        rows = np.concatenate([pr.rows[kind] for kind in ("lane", "head", "road", "stop")])
+        error = 0.0
+        for bound, bound_new in ((lbg, lbg_new), (ubg, ubg_new)):
+            b, b_new = bound[rows], bound_new[rows]
+            live = np.isfinite(b)
+            if (live != np.isfinite(b_new)).any():  # a bound that appears or vanishes: a large change
+                return np.inf
+            slack, slack_new = g[rows][live] - b[live], g_new[rows][live] - b_new[live]
+            error = max(error, float(np.abs(slack - slack_new).max(initial=0.0)))
+        return error
 
     def reset(self) -> None:
         """Start fatrop afresh: its solver keeps state between calls (a solve's iterations can depend on the
@@ -294,16 +322,26 @@ class DriveExpert:
         return values, lbx, ubx, lbg, ubg
 
 
-def _blocked(states: np.ndarray, obstacles: dd.Obstacles, stop: np.ndarray, data: dd.SceneData) -> bool:
-    """Whether a guess's discs hit an obstacle slot or pass an active stop limit."""
+def _overlaps(states: np.ndarray, obstacles: dd.Obstacles, where: np.ndarray | None = None) -> bool:
+    """Whether the ego discs of states (N+1, >=3) enter a slot's inflated box at a step >= 1 (the NLP's obs
+    rows, negative), among the slots and steps `where` (M, N+1) bool (default all)."""
     boxes, half = obstacles.boxes, obstacles.half
     heading = states[:, 2]
+    inside = np.zeros(boxes.shape[:2], dtype=bool)
     for c in Shape().ego_offsets:
         d = states[:, :2] + c * np.stack([np.cos(heading), np.sin(heading)], -1) - boxes[..., :2]
         qx = (boxes[..., 2] * d[..., 0] + boxes[..., 3] * d[..., 1]) / half[..., 0]
         qy = (boxes[..., 2] * d[..., 1] - boxes[..., 3] * d[..., 0]) / half[..., 1]
-        if ((qx**8 + qy**8)[:, 1:] < 1.0).any():
-            return True
+        inside |= qx**8 + qy**8 < 1.0
+    inside[:, 0] = False
+    return bool((inside if where is None else inside & where).any())
+
+
+def _blocked(states: np.ndarray, obstacles: dd.Obstacles, stop: np.ndarray, data: dd.SceneData) -> bool:
+    """Whether a guess's discs hit an obstacle slot or pass an active stop limit."""
+    if _overlaps(states, obstacles):
+        return True
+    heading = states[:, 2]
     front = states[:, :2] + PACIFICA.rear_axle_to_front * np.stack([np.cos(heading), np.sin(heading)], -1)
     return bool((data.ref.project(front)[1:] > stop[1:]).any())
 

@@ -95,10 +95,13 @@ class Obstacles:
         """The nearest `slots` slots of every step."""
         return Obstacles(self.boxes[:slots], self.half[:slots], self.ids[:slots], self.needed)
 
+    def held(self, other: Obstacles) -> np.ndarray:
+        """(M', n+1) bool: slot j of `other` at step k is empty or its agent holds one of these then."""
+        return (other.ids[:, None, :] == self.ids[None, :, :]).any(1) | (other.ids < 0)
+
     def covers(self, other: Obstacles) -> bool:
         """Whether every agent that holds a slot of `other` at a step also holds one of these then."""
-        held = (other.ids[:, None, :] == self.ids[None, :, :]).any(1)  # (M', n+1)
-        return bool((held | (other.ids < 0)).all())
+        return bool(self.held(other).all())
 
 
 def select_obstacles(scene: DriveScene, paths: list[np.ndarray], dt: float, slots: int, clearance: float,
@@ -152,13 +155,18 @@ def route_guess(scene: DriveScene, data: SceneData, model: Model, x0: np.ndarray
     boxes, half, present = obstacles.boxes, obstacles.half, obstacles.present
     s_obs, e_obs = ref.frenet(boxes[..., :2].reshape(-1, 2))
     s_obs, e_obs = s_obs.reshape(boxes.shape[:2]), e_obs.reshape(boxes.shape[:2])  # (M, n+1)
+    v_obs = np.gradient(s_obs, dt, axis=1) if n > 0 else np.zeros_like(s_obs)  # (M, n+1) along-route [m/s]
     s, v = [s0[0]], [x0[3]]
     for k in range(1, n + 1):
         vk = v[-1] + np.clip(v_ref - v[-1], -3.0 * dt, 2.0 * dt)
         near = present[:, k] & (np.abs(e_obs[:, k] - lat[k]) < half[:, k, 1])
-        ahead = np.where(near & (s_obs[:, k] > s[-1]), s_obs[:, k] - half[:, k, 0] - 3.5, np.inf)
-        gap = min(ahead.min(initial=np.inf), stop_limit[k] - PACIFICA.rear_axle_to_front) - s[-1]
-        vk = max(0.0, min(vk, np.sqrt(2 * 4.0 * max(gap, 0.0)), v[-1] + 3.0 * dt))
+        ahead = near & (s_obs[:, k] > s[-1])
+        # the speed from which braking at 4 m/s^2 keeps behind each leader braking as hard (Gipps)
+        gap = np.maximum(s_obs[:, k] - half[:, k, 0] - 3.5 - s[-1], 0.0)
+        safe = np.sqrt(np.maximum(v_obs[:, k], 0.0) ** 2 + 2 * 4.0 * gap)
+        stop_gap = max(stop_limit[k] - PACIFICA.rear_axle_to_front - s[-1], 0.0)
+        limit = min(np.where(ahead, safe, np.inf).min(initial=np.inf), np.sqrt(2 * 4.0 * stop_gap))
+        vk = max(0.0, min(vk, limit, v[-1] + 3.0 * dt))
         vk = max(vk, v[-1] - 6.0 * dt)
         s.append(s[-1] + vk * dt)
         v.append(vk)

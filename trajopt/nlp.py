@@ -93,6 +93,7 @@ class Problem:
     state_index: np.ndarray
     control_index: np.ndarray
     previous_index: np.ndarray
+    constraints: ca.Function = field(repr=False, default=None)  # (w, p) -> g, for checks outside the solver
     nlp: dict | str = field(repr=False, default_factory=dict)  # SX expressions, or a compiled library's path
     options: dict = field(repr=False, default_factory=dict)
     plugin: str = "ipopt"
@@ -238,7 +239,8 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
     state_index = stage_start[:, None] + np.arange(4)
     previous_index = stage_start[:, None] + np.arange(4, size)  # (N+1, 0) for IPOPT
     control_index = stage_start[:n, None] + np.arange(size, size + 2)
-    nlp = {"x": wvec, "f": cost, "g": ca.vertcat(*[row for _, row in g_rows]), "p": p}
+    nlp_g = ca.vertcat(*[row for _, row in g_rows])
+    nlp = {"x": wvec, "f": cost, "g": nlp_g, "p": p}
     opts = {"expand": True, "print_time": False, "show_eval_warnings": False, "ipopt.print_level": 0,
             "ipopt.sb": "yes", "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol,
             "ipopt.linear_solver": "mumps", **MUMPS_OPTIONS, "ipopt.expect_infeasible_problem": "yes"}
@@ -256,9 +258,10 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
         raise ValueError(f"unknown NLP solver {plugin!r}; expected ipopt or fatrop")
     name = f"trajopt_{plugin}_{shape.model}_{n}_{m}_{int(goal)}{int(stop)}"
     solver = ca.nlpsol(name, plugin, nlp, opts)
+    constraints = ca.Function(f"{name}_g", [wvec, p], [nlp_g])
     if compiled:
         nlp = str(compiled_library(solver))
         opts = {key: value for key, value in opts.items() if key != "expand"}
         solver = ca.nlpsol(name, plugin, nlp, opts)
     return Problem(shape, solver, rows, layout, int(wvec.shape[0]), len(g_rows), state_index, control_index,
-                   previous_index, nlp, opts, plugin)
+                   previous_index, constraints, nlp, opts, plugin)
