@@ -69,6 +69,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and workers.")] = 0,
     export: Annotated[Path | None, typer.Option(
         help="Also write the trained planner as one NAME.safetensors file (weights + config metadata).")] = None,
+    init: Annotated[Path | None, typer.Option(
+        help="Fine-tune: start from this checkpoint folder or .safetensors file (same planner) and keep its "
+             "normalisers and hyperparameters.")] = None,
     model: Annotated[list[str] | None, typer.Option(
         "--model", help="A model hyperparameter KEY=VALUE, repeatable (e.g. --model d_model=64 --model "
         "num_layers=3); VALUE is read as JSON, else as a string. Default: the model's defaults.")] = None,
@@ -93,7 +96,7 @@ def train(
             precision=precision, resume=resume, seed=seed, num_workers=num_workers,
             split=None if split == "all" else split, accelerator=accelerator, progress=True, in_memory=in_memory,
             num_nodes=num_nodes, strategy=strategy, hyperparameters=hyperparameters, export=export,
-            max_steps=max_steps, max_minutes=max_minutes,
+            max_steps=max_steps, max_minutes=max_minutes, init=init,
         )
     limits = [f"{epochs} epoch(s)"] + ([f"at most {max_steps} steps"] if max_steps else []) \
         + ([f"at most {max_minutes:g} min"] if max_minutes else [])

@@ -18,7 +18,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from planners.checkpoint import export_single_file, save_checkpoint
+from planners.checkpoint import CheckpointError, export_single_file, load_checkpoint, save_checkpoint
 from planners.learned import LearnedPlanner, PlanningModel
 from planners.registry import load, planner_class
 
@@ -79,6 +79,7 @@ def train(
     export: Path | str | None = None,
     max_steps: int | None = None,
     max_minutes: float | None = None,
+    init: Path | str | None = None,
 ) -> Path:
     """Train planner `name` on the scenes of dataset `data` (one split); returns `out`/checkpoint.
 
@@ -88,9 +89,13 @@ def train(
     `num_nodes`, `strategy` (e.g. "ddp") and `precision` (e.g. "bf16-mixed") go to Lightning's Trainer.
     `max_steps` and `max_minutes` end training early (optimiser steps; wall-clock minutes of fitting).
     With `export`, the planner is also written as one `.safetensors` file there. Under DDP only global
-    rank 0 writes; the other ranks wait for it.
+    rank 0 writes; the other ranks wait for it. With `init` (a checkpoint folder or `.safetensors` file of
+    planner `name`), training fine-tunes its weights and keeps its normalisers and hyperparameters.
     """
-    planner = load(name) if not hyperparameters else _build(name, hyperparameters)
+    if init is not None:
+        planner = _initial(name, init, hyperparameters)
+    else:
+        planner = load(name) if not hyperparameters else _build(name, hyperparameters)
     if not isinstance(planner, LearnedPlanner):
         raise TrainingError(f"planner {name!r} is not a learned planner; it has nothing to train")
     if lr is None:
@@ -106,7 +111,7 @@ def train(
     dataset: Dataset = model.training_dataset(data, split)
     if len(dataset) == 0:
         raise TrainingError(f"{data}: no scenes in split {split!r}")
-    if not resume:  # resuming restores the normalisers with the weights
+    if not resume and init is None:  # resuming or fine-tuning keeps the normalisers with the weights
         sample = Subset(dataset, range(min(len(dataset), NORMALISER_SAMPLES)))
         try:
             model.fit_normalisers(DataLoader(sample, batch_size=256, num_workers=num_workers))
@@ -145,6 +150,19 @@ def train(
             export_single_file(planner, export)
     trainer.strategy.barrier("diffplan-checkpoint")
     return folder
+
+
+def _initial(name: str, init: Path | str, hyperparameters: dict[str, Any] | None) -> LearnedPlanner:
+    """The planner saved at `init`, which must be a `name`, for fine-tuning."""
+    if hyperparameters:
+        raise TrainingError("--model and --init exclude each other: the checkpoint fixes the hyperparameters")
+    try:
+        planner = load_checkpoint(init)
+    except CheckpointError as error:
+        raise TrainingError(f"--init {error}") from None
+    if planner.name != name:
+        raise TrainingError(f"--init {init} holds a {planner.name} planner, not {name}")
+    return planner
 
 
 def _build(name: str, hyperparameters: dict[str, Any]) -> LearnedPlanner:

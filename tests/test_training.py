@@ -224,3 +224,22 @@ def test_cli_max_steps_ends_training_early(dataset, tmp_path):
     bad = runner.invoke(app, ["train", "ego-mlp", "--data", str(dataset), "--out", str(tmp_path / "b"),
                               "--max-minutes", "0"])
     assert bad.exit_code == 2 and "must be positive" in bad.output
+
+
+def test_init_fine_tunes_from_a_checkpoint(run, dataset, tmp_path):
+    trained = load_checkpoint(run / "checkpoint")
+    start = trained.model.state_dict()
+    # one step at a tiny learning rate: the weights move from the checkpoint's, not from a fresh init
+    folder = train("ego-mlp", dataset, tmp_path / "tune", epochs=1, batch_size=8, lr=1e-9, in_memory=True,
+                   max_steps=1, init=run / "checkpoint")
+    tuned = load_checkpoint(folder).model.state_dict()
+    assert set(tuned) == set(start)
+    for key, value in start.items():
+        np.testing.assert_allclose(tuned[key].numpy(), value.numpy(), atol=1e-6, err_msg=key)
+    assert any(not np.array_equal(tuned[k].numpy(), start[k].numpy()) for k in start if "norm" not in k)
+    with pytest.raises(TrainingError, match="holds a ego-mlp planner, not diffusiondrive"):
+        train("diffusiondrive", dataset, tmp_path / "x", init=run / "checkpoint")
+    with pytest.raises(TrainingError, match="exclude each other"):
+        train("ego-mlp", dataset, tmp_path / "y", init=run / "checkpoint", hyperparameters={"hidden_dim": 8})
+    with pytest.raises(TrainingError, match="--init .*missing"):
+        train("ego-mlp", dataset, tmp_path / "z", init=tmp_path / "missing")
