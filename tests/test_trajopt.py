@@ -14,7 +14,14 @@ from scenes.synthetic import generate_scene
 from tests.factories import constant_speed_ego, straight_scene
 from trajopt import compiled
 from trajopt import drive_data as dd
-from trajopt.drive import DriveExpert, DriveExpertConfig, DriveTarget, demo_poses, sample_targets
+from trajopt.drive import (
+    DriveExpert,
+    DriveExpertConfig,
+    DriveTarget,
+    demo_poses,
+    linearisation_error,
+    sample_targets,
+)
 from trajopt.models import BICYCLE
 from trajopt.result import TrajoptStatus
 from trajopt.robot import V_MAX, solve_unicycle_goal
@@ -246,12 +253,12 @@ def test_linearisation_error_is_zero_on_a_straight_road_and_grows_with_curvature
         s = data.ref.project(states[:, :2])
         t = DriveTarget(float(sc.ego.speed[CURRENT_INDEX]), 0, {}, KEEP)
         w = pr.pack_w(states, res.controls)
-        _, _, _, lbg, ubg = expert._setup(pr, sc, data, t, params, x0, s, obstacles, stop)
-        values = expert._setup(pr, sc, data, t, params, x0, s, obstacles, stop)[0]
-        sol = {"g": pr.constraints(w, pr.pack(values))}
-        same = expert._linearisation_error(pr, sc, data, t, params, x0, s, s, obstacles, stop, w, lbg, ubg, sol)
-        shifted = expert._linearisation_error(pr, sc, data, t, params, x0, s, s + 2.0, obstacles, stop, w, lbg,
-                                              ubg, sol)
+        setup = expert._setup(pr, sc, data, t, params, x0, s, obstacles, stop)
+        values, _, _, lbg, ubg = setup
+        g = pr.constraints(w, pr.pack(values))
+        same = linearisation_error(pr, w, g, lbg, ubg, setup)
+        moved = expert._setup(pr, sc, data, t, params, x0, s + 2.0, obstacles, stop)
+        shifted = linearisation_error(pr, w, g, lbg, ubg, moved)
         assert same == 0.0
         if straight:
             assert shifted < 1e-9  # the rows do not depend on where along a straight reference they are taken

@@ -164,10 +164,10 @@ class DriveExpert:
         duals = None
         if warm_start is not None and warm_start.info.get("problem") is pr:
             duals = warm_start.info.get("duals")
+        s_ref = data.ref.project(states[:, :2])
+        setup = self._setup(pr, scene, data, target, params, x0, s_ref, obstacles, stop)
         while True:
-            s_ref = data.ref.project(states[:, :2])
-            values, lbx, ubx, lbg, ubg = self._setup(pr, scene, data, target, params, x0, s_ref,
-                                                     obstacles, stop)
+            values, lbx, ubx, lbg, ubg = setup
             w0 = pr.pack_w(states, controls)
             # primal-dual start (re-linearisation, warm_start)
             warm = duals is not None and pr.plugin == "ipopt"
@@ -189,19 +189,25 @@ class DriveExpert:
             states, controls = pr.unpack_w(w)
             if passes >= cfg.relinearize or not stats["success"]:
                 break
-            s_new = data.ref.project(states[:, :2])
             near = select([states])
             # agents the NLP did not know about near the solution need a re-solve only if the solution enters
             # their inflated boxes; where it keeps out, it is a KKT point of the problem with them too
             new = ~obstacles.held(near)  # (M', N+1) slots of `near` that the NLP did not have
-            covered = not new.any() or not _overlaps(states, near, new)
-            if covered and self._linearisation_error(pr, scene, data, target, params, x0, s_ref, s_new,
-                                                     obstacles, stop, w, lbg, ubg, sol) < cfg.relinearize_tol:
-                break
-            passes += 1
-            if not covered:  # the solution came near agents that held no slot there: add them, start again
+            if not new.any() or not _overlaps(states, near, new):
+                s_new = data.ref.project(states[:, :2])
+                if np.abs(s_new - s_ref).max() < 1e-3:
+                    break
+                # the next pass's setup, linearised at the solution's own arc lengths
+                setup = self._setup(pr, scene, data, target, params, x0, s_new, obstacles, stop)
+                if linearisation_error(pr, w, sol["g"], lbg, ubg, setup) < cfg.relinearize_tol:
+                    break
+                s_ref = s_new
+            else:  # the solution came near agents that held no slot there: add them, start again
                 pr, obstacles = self._problem(select([guess[0], states]), params, stop, plugin)
                 (states, controls), duals = guess, None
+                s_ref = data.ref.project(states[:, :2])
+                setup = self._setup(pr, scene, data, target, params, x0, s_ref, obstacles, stop)
+            passes += 1
         g = np.asarray(sol["g"]).reshape(-1)
         violation = float(max(0.0, (lbg - g).max(), (g - ubg).max(), (lbx - w).max(), (w - ubx).max()))
         rho = exact_robustness(scene, states, dt, params)
@@ -210,28 +216,6 @@ class DriveExpert:
                              rho, params, stats["return_status"], violation,
                              {"target": target, "passes": passes + 1, "obstacles": obstacles.agents.tolist(),
                               "problem": pr, "duals": duals})
-
-    def _linearisation_error(self, pr, scene, data, target, params, x0, s_ref, s_new, obstacles, stop, w, lbg,
-                             ubg, sol) -> float:
-        """Largest change [m or rad] of a lane, heading, road or stop row's slack at solution w (rows g, bounds
-        lbg / ubg linearised at arc lengths s_ref) when the reference is taken at the solution's own arc
-        lengths s_new instead: how far the next pass's constraints would move."""
-        if np.abs(s_new - s_ref).max() < 1e-3:
-            return 0.0
-        values, _, _, lbg_new, ubg_new = self._setup(pr, scene, data, target, params, x0, s_new, obstacles,
-                                                     stop)
-        g = np.asarray(sol["g"]).reshape(-1)
-        g_new = np.asarray(pr.constraints(w, pr.pack(values))).reshape(-1)
-        rows = np.concatenate([pr.rows[kind] for kind in ("lane", "head", "road", "stop")])
-        error = 0.0
-        for bound, bound_new in ((lbg, lbg_new), (ubg, ubg_new)):
-            b, b_new = bound[rows], bound_new[rows]
-            live = np.isfinite(b)
-            if (live != np.isfinite(b_new)).any():  # a bound that appears or vanishes: a large change
-                return np.inf
-            slack, slack_new = g[rows][live] - b[live], g_new[rows][live] - b_new[live]
-            error = max(error, float(np.abs(slack - slack_new).max(initial=0.0)))
-        return error
 
     def reset(self) -> None:
         """Start fatrop afresh: its solver keeps state between calls (a solve's iterations can depend on the
@@ -320,6 +304,26 @@ class DriveExpert:
             lbg[rows["goal"]] = cfg.goal_eps
         lbg[rows["obs"]] = 0.0
         return values, lbx, ubx, lbg, ubg
+
+
+def linearisation_error(pr, w: np.ndarray, g, lbg: np.ndarray, ubg: np.ndarray, relinearised: tuple) -> float:
+    """Largest change [m or rad] of a lane, heading, road or stop row's slack at solution w (rows g, bounds
+    lbg / ubg of the setup it was solved with) under `relinearised`, DriveExpert._setup's
+    (values, lbx, ubx, lbg, ubg) at the solution's own arc lengths: how far the next pass's constraints would
+    move."""
+    values, _, _, lbg_new, ubg_new = relinearised
+    g = np.asarray(g).reshape(-1)
+    g_new = np.asarray(pr.constraints(w, pr.pack(values))).reshape(-1)
+    rows = np.concatenate([pr.rows[kind] for kind in ("lane", "head", "road", "stop")])
+    error = 0.0
+    for bound, bound_new in ((lbg, lbg_new), (ubg, ubg_new)):
+        b, b_new = bound[rows], bound_new[rows]
+        live = np.isfinite(b)
+        if (live != np.isfinite(b_new)).any():  # a bound that appears or vanishes: a large change
+            return np.inf
+        slack, slack_new = g[rows][live] - b[live], g_new[rows][live] - b_new[live]
+        error = max(error, float(np.abs(slack - slack_new).max(initial=0.0)))
+    return error
 
 
 def _overlaps(states: np.ndarray, obstacles: dd.Obstacles, where: np.ndarray | None = None) -> bool:
