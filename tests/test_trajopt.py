@@ -267,3 +267,15 @@ def test_linearisation_error_is_zero_on_a_straight_road_and_grows_with_curvature
             _, h0, _ = data.ref.at(s[1:])
             _, h1, _ = data.ref.at(s[1:] + 2.0)
             assert shifted >= np.abs(h1 - h0).max() - 1e-9 > 0.01
+
+
+def test_along_route_speeds_are_per_agent_and_zero_where_a_difference_needs_an_invalid_step():
+    agents = _moving_agents(25.0, 0.0, 8.0)
+    valid = agents.valid.copy()
+    valid[0, CURRENT_INDEX + 10] = False
+    scene = _blocked_scene(10.0, replace(agents, valid=valid))
+    speeds = dd._along_route_speeds(scene, dd.scene_data(scene).ref, 20, 0.1)  # (1, 21)
+    used = np.ones(21, bool)
+    used[9:12] = False
+    np.testing.assert_allclose(speeds[0, used], 8.0, atol=1e-9)
+    assert (speeds[0, ~used] == 0.0).all()

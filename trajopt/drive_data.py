@@ -145,8 +145,9 @@ def select_obstacles(scene: DriveScene, paths: list[np.ndarray], dt: float, slot
 def route_guess(scene: DriveScene, data: SceneData, model: Model, x0: np.ndarray, n: int, dt: float,
                 v_ref: float, lane_c: np.ndarray, obstacles: Obstacles,
                 stop_limit: np.ndarray) -> np.ndarray:
-    """(n+1, 4) a guess along the reference: lateral blend to the target lane, speed towards v_ref, braking
-    (<= 4 m/s^2) before obstacles near the path and active stop limits."""
+    """(n+1, 4) a guess along the reference: lateral blend to the target lane, speed towards v_ref, at most
+    the speed from which braking at 4 m/s^2 keeps behind each leader near the path (braking as hard from its
+    own speed along the route) and before active stop limits."""
     ref = data.ref
     s0, e0 = ref.frenet(x0[None, :2])
     t = np.arange(n + 1) / max(0.6 * n, 1.0)
@@ -155,7 +156,7 @@ def route_guess(scene: DriveScene, data: SceneData, model: Model, x0: np.ndarray
     boxes, half, present = obstacles.boxes, obstacles.half, obstacles.present
     s_obs, e_obs = ref.frenet(boxes[..., :2].reshape(-1, 2))
     s_obs, e_obs = s_obs.reshape(boxes.shape[:2]), e_obs.reshape(boxes.shape[:2])  # (M, n+1)
-    v_obs = np.gradient(s_obs, dt, axis=1) if n > 0 else np.zeros_like(s_obs)  # (M, n+1) along-route [m/s]
+    v_obs = _along_route_speeds(scene, ref, n, dt)[np.maximum(obstacles.ids, 0), np.arange(n + 1)]  # (M, n+1)
     s, v = [s0[0]], [x0[3]]
     for k in range(1, n + 1):
         vk = v[-1] + np.clip(v_ref - v[-1], -3.0 * dt, 2.0 * dt)
@@ -179,6 +180,23 @@ def route_guess(scene: DriveScene, data: SceneData, model: Model, x0: np.ndarray
     states = np.concatenate([xy, heading[:, None], v[:, None]], -1)
     states[0] = x0
     return states
+
+
+def _along_route_speeds(scene: DriveScene, ref: Reference, n: int, dt: float) -> np.ndarray:
+    """(A, n+1) each agent's speed [m/s] along the reference at the NLP's steps (0 where it is invalid or
+    there are no steps to difference). Per agent, not per obstacle slot: a slot may hold another agent at
+    the next step."""
+    agents, steps = scene.agents, agent_steps(n, dt)
+    if agents.num_agents == 0 or n == 0:
+        return np.zeros((max(agents.num_agents, 1), n + 1))
+    s_agent = ref.project(agents.xy[:, steps])  # (A, n+1)
+    v = np.gradient(s_agent, dt, axis=1)
+    valid = agents.valid[:, steps]
+    # np.gradient differences steps k-1 and k+1 (one-sided at the ends): all of them must be valid
+    used = valid.copy()
+    used[:, 1:] &= valid[:, :-1]
+    used[:, :-1] &= valid[:, 1:]
+    return np.where(used, v, 0.0)
 
 
 def stop_limits(scene: DriveScene, data: SceneData, x0: np.ndarray, n: int, dt: float,
