@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -128,13 +129,16 @@ def train(
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(L.pytorch.loggers.TensorBoardLogger(out, name="logs", version=loggers[0].version))
     saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "lightning", save_last=True, save_top_k=0)
+    callbacks: list[Any] = [saver]
+    if progress:
+        callbacks.append(progress_bar(sys.stderr.isatty()))
     try:
         trainer = L.Trainer(
             max_epochs=epochs, max_steps=max_steps or -1,
             max_time=datetime.timedelta(minutes=max_minutes) if max_minutes else None,
             accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
             precision=precision, logger=loggers,
-            callbacks=[saver], deterministic=True, default_root_dir=out, enable_progress_bar=progress,
+            callbacks=callbacks, deterministic=True, default_root_dir=out, enable_progress_bar=progress,
             enable_model_summary=False, log_every_n_steps=max(1, min(50, len(loader))),
         )
     except (MisconfigurationException, ValueError, ImportError) as error:  # bad accelerator, devices or precision
@@ -150,6 +154,14 @@ def train(
             export_single_file(planner, export)
     trainer.strategy.barrier("diffplan-checkpoint")
     return folder
+
+
+def progress_bar(interactive: bool) -> L.pytorch.callbacks.ProgressBar:
+    """Rich's live bar in a terminal; in a log file (nohup, SLURM), where Rich draws nothing, tqdm lines
+    every 50 steps."""
+    if interactive:
+        return L.pytorch.callbacks.RichProgressBar()
+    return L.pytorch.callbacks.TQDMProgressBar(refresh_rate=50)
 
 
 def _initial(name: str, init: Path | str, hyperparameters: dict[str, Any] | None) -> LearnedPlanner:

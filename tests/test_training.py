@@ -176,6 +176,7 @@ def test_cli_trains_resumes_and_reports_errors_in_one_line(dataset, tmp_path):
     result = runner.invoke(app, ["train", "ego-mlp", *common, "--epochs", "1"])
     assert result.exit_code == 0, result.output
     assert (out / "checkpoint" / "model.safetensors").is_file() and (out / "lightning" / "last.ckpt").is_file()
+    assert "Epoch 0: 100%" in result.output  # not a terminal: tqdm lines, which log files keep (Rich draws none)
     again = runner.invoke(app, ["train", "ego-mlp", *common, "--epochs", "1"])
     assert again.exit_code == 2 and "not empty" in again.output
     resumed = runner.invoke(app, ["train", "ego-mlp", *common, "--epochs", "2", "--resume"])
