@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import sys
+import time
 from collections.abc import Iterator
 
 import typer
@@ -15,6 +17,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -68,15 +71,51 @@ class RateColumn(ProgressColumn):
 
 
 def progress_bar(unit: str) -> Progress:
-    """A rich progress bar on stderr with count, rate and ETA; silent when stderr is not a terminal."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(unit),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=stderr,
-        disable=not sys.stderr.isatty(),
-    )
+    """A rich progress bar on stderr with count, rate and ETA; when stderr is not a terminal (nohup, a
+    cluster's log file), a plain line every 30 s and at the end instead (`LogLines`)."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(unit),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    if sys.stderr.isatty():
+        return Progress(*columns, console=stderr)
+    return LogLines(unit)
+
+
+class LogLines(Progress):
+    """Progress that draws nothing live and writes `description  done/total (pct)  rate unit/s  ETA` lines to
+    stderr: every `interval` [s] of wall time and when the bar stops (tasks that have done nothing are left
+    out, so an error before any work stays the only line)."""
+
+    def __init__(self, unit: str, interval: float = 30.0, console: Console | None = None):
+        super().__init__(console=console or stderr, disable=True)
+        self.unit, self.interval = unit, interval
+        self._last = time.monotonic()
+
+    def update(self, task_id: TaskID, **fields) -> None:
+        super().update(task_id, **fields)
+        self._maybe_log()
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._maybe_log()
+
+    def stop(self) -> None:
+        self.log_lines()
+        super().stop()
+
+    def _maybe_log(self) -> None:
+        if time.monotonic() - self._last >= self.interval:
+            self.log_lines()
+
+    def log_lines(self) -> None:
+        """One line per task now."""
+        self._last = time.monotonic()
+        for task in self.tasks:
+            if not task.completed:
+                continue
+            total = f"/{task.total:.0f} ({task.percentage:.0f}%)" if task.total else ""
+            speed = task.finished_speed or task.speed
+            rate = f"  {speed:.1f} {self.unit}/s" if speed else ""
+            eta = f"  ETA {datetime.timedelta(seconds=round(task.time_remaining))}" \
+                if task.time_remaining and not task.finished else ""
+            self.console.print(f"{task.description}  {task.completed:.0f}{total}{rate}{eta}", highlight=False,
+                               markup=False, soft_wrap=True)

@@ -146,3 +146,27 @@ def test_bench_json_last_line(diffplan_exe):
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["scenes_per_s"] > 0 and figures["scenes"] >= 10
     assert_one_line_error(run(diffplan_exe, "bench", "nothing"), "unknown benchmark 'nothing'")
+
+
+def test_progress_in_a_log_file_is_plain_lines():
+    import io
+
+    from rich.console import Console
+
+    from scenes._cli import LogLines
+
+    log = io.StringIO()
+    bar = LogLines("demos", interval=0.0, console=Console(file=log, width=200))
+    with bar:
+        task = bar.add_task("solving", total=4)
+        bar.update(task, advance=1, description="solving (failed: infeasible 1)")
+        bar.advance(task, 3)
+    lines = log.getvalue().splitlines()
+    assert [line.split("  ")[:2] for line in lines] == [["solving (failed: infeasible 1)", "1/4 (25%)"],
+                                                        ["solving (failed: infeasible 1)", "4/4 (100%)"],
+                                                        ["solving (failed: infeasible 1)", "4/4 (100%)"]]
+    assert "ETA" not in lines[-1]
+    quiet = io.StringIO()
+    with LogLines("demos", interval=0.0, console=Console(file=quiet)) as bar:
+        bar.add_task("solving", total=4)
+    assert quiet.getvalue() == ""  # nothing done: nothing to report (an error stays the only line)
