@@ -131,7 +131,7 @@ def train(
     saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "lightning", save_last=True, save_top_k=0)
     callbacks: list[Any] = [saver]
     if progress:
-        callbacks.append(progress_bar(sys.stderr.isatty()))
+        callbacks.append(progress_callback(sys.stderr.isatty()))
     try:
         trainer = L.Trainer(
             max_epochs=epochs, max_steps=max_steps or -1,
@@ -156,7 +156,7 @@ def train(
     return folder
 
 
-def progress_bar(interactive: bool) -> L.pytorch.callbacks.ProgressBar:
+def progress_callback(interactive: bool) -> L.pytorch.callbacks.ProgressBar:
     """Rich's live bar in a terminal; in a log file (nohup, SLURM), where Rich draws nothing, tqdm lines
     every 50 steps."""
     if interactive:

@@ -183,9 +183,9 @@ def route_guess(scene: DriveScene, data: SceneData, model: Model, x0: np.ndarray
 
 
 def _along_route_speeds(scene: DriveScene, ref: Reference, n: int, dt: float) -> np.ndarray:
-    """(A, n+1) each agent's speed [m/s] along the reference at the NLP's steps (0 where it is invalid or
-    there are no steps to difference). Per agent, not per obstacle slot: a slot may hold another agent at
-    the next step."""
+    """(max(A, 1), n+1) each agent's speed [m/s] along the reference at the NLP's steps (0 where it is
+    invalid or there are no steps to difference; one row of zeros without agents, for empty slots' index 0).
+    Per agent, not per obstacle slot: a slot may hold another agent at the next step."""
     agents, steps = scene.agents, agent_steps(n, dt)
     if agents.num_agents == 0 or n == 0:
         return np.zeros((max(agents.num_agents, 1), n + 1))
