@@ -108,6 +108,10 @@ def nav(
     shard_size: Annotated[int, typer.Option(help="Trajectories per shard (the unit of work).")] = 8,
     episodes_per_world: Annotated[int, typer.Option(
         help="Trajectories sampled in each generated world.")] = 4,
+    critic_label: Annotated[str, typer.Option(
+        help="Critic targets: 'esdf' (NavDP's formula on the robot footprint's clearance, so driving into a "
+             "wall scores below the -3 rotate threshold) or 'points' (NavDP's released code: the robot's "
+             "centre to obstacle surface points).")] = "esdf",
     workers: Annotated[int, typer.Option(help="Worker processes (ignored with --ray).")] = 1,
     ray: Annotated[str | None, typer.Option(
         "--ray", help="Ray cluster address, or 'local' for a private loopback cluster.")] = None,
@@ -128,7 +132,8 @@ def nav(
         kinds = (WORLD_KINDS if world_kind == "mixed"
                  else tuple(k.strip() for k in world_kind.split(",") if k.strip()))
         config = NavDatagenConfig(n=n, robot=robot, seed=seed, world_kinds=kinds, camera=camera,
-                                  shard_size=shard_size, episodes_per_world=episodes_per_world).validate()
+                                  shard_size=shard_size, episodes_per_world=episodes_per_world,
+                                  critic_label=critic_label).validate()
         if ray is None and workers < 1:
             raise UserError(f"--workers must be positive, got {workers}")
         failures: dict[str, int] = {}

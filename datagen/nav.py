@@ -27,6 +27,7 @@ import numpy as np
 from datagen.job import JOB_FILE, UNIT_DIR, total_failures
 from scenes._cli import UserError
 from scenes.jobfile import open_job_dir
+from scenes.nav.critic import CRITIC_LABELS
 from scenes.nav.generator import NAV_GENERATOR_VERSION, WORLD_KINDS, generate_world, training_world_seed
 from scenes.nav.types import ROBOTS, CameraSpec
 from scenes.store.layout import atomic_write_bytes, completed_shards
@@ -48,7 +49,8 @@ def parse_camera(text: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class NavDatagenConfig:
-    """What to generate. `world_kinds`: the kinds worlds cycle through; `camera`: "WxH" [px]."""
+    """What to generate. `world_kinds`: the kinds worlds cycle through; `camera`: "WxH" [px]; `critic_label`:
+    "esdf" (robot-footprint clearance) or "points" (NavDP's released code), see scenes.nav.critic."""
 
     n: int
     robot: str = "wheeled"
@@ -59,6 +61,7 @@ class NavDatagenConfig:
     mount_height: float = CameraSpec.mount_height
     shard_size: int = 8  # episodes per shard
     episodes_per_world: int = 4
+    critic_label: str = "esdf"
     generator_version: str = NAV_GENERATOR_VERSION
 
     def validate(self) -> NavDatagenConfig:
@@ -70,6 +73,8 @@ class NavDatagenConfig:
         if unknown or not self.world_kinds:
             raise UserError(f"unknown world kind {', '.join(unknown) or '(none)'}; expected some of "
                             f"{', '.join(WORLD_KINDS)}")
+        if self.critic_label not in CRITIC_LABELS:
+            raise UserError(f"--critic-label {self.critic_label!r}: expected one of {', '.join(CRITIC_LABELS)}")
         if self.shard_size < 1 or self.episodes_per_world < 1:
             raise UserError("--shard-size and --episodes-per-world must be positive")
         if self.seed < 0:
@@ -141,7 +146,8 @@ def run_nav_unit(root: str, config: NavDatagenConfig, shard: int,
             for _ in range(MAX_ATTEMPTS):
                 report.attempts += 1
                 episode = sample_episode(world, robot, rng, f"{config.seed}-{index:07d}")
-                demo = "no_episode" if episode is None else record_demo(world, episode, robot, camera, rng)
+                demo = ("no_episode" if episode is None
+                        else record_demo(world, episode, robot, camera, rng, config.critic_label))
                 if isinstance(demo, str):
                     report.failures[demo] = report.failures.get(demo, 0) + 1
                     continue

@@ -19,6 +19,7 @@ from scenes.nav import (
     generate_world,
 )
 from scenes.nav.critic import (
+    critic_from_clearance,
     critic_from_distances,
     critic_targets,
     critic_value,
@@ -26,7 +27,7 @@ from scenes.nav.critic import (
     rotate_future,
 )
 from scenes.nav.episodes import keep_probability, sample_episode
-from scenes.nav.expert import DEPTH_SCALE, expert_path, record_demo
+from scenes.nav.expert import DEPTH_SCALE, critic_labels, expert_path, record_demo
 from scenes.nav.grid import grid_graph, path_length, pull_string, shortest_field, trace
 from scenes.nav.mujoco_world import MujocoNavWorld
 from scenes.nav.world import make_world
@@ -113,6 +114,25 @@ def test_critic_formula_on_hand_built_paths():
     assert critic_from_distances(d) == pytest.approx(0.5 * (0.05 - 2.4))
     # Batched: one value per row.
     np.testing.assert_allclose(critic_from_distances(np.stack([d, d[::-1]])), [0.5 * (0.05 - 2.4), -5 / 24 + 1.175])
+
+
+def test_esdf_critic_label_sees_the_robot_body():
+    # Margins clearance - radius: [0.2, 0.05, 0.0, -0.3]; 2 of the first 3 below 0.1 m; net change -0.5 m.
+    assert critic_from_clearance(np.array([0.5, 0.35, 0.3, 0.0]), 0.3) == pytest.approx(-10 / 3 - 0.25)
+    # Margins are capped at OBSTACLE_CROP (2 m): far from everything the value is 0.
+    assert critic_from_clearance(np.array([5.0, 2.3, 9.0]), 0.3) == pytest.approx(0.0)
+    # Driving 1.5 m straight through a 10 cm wall whose face is 0.35 m ahead of the robot's centre.
+    sim = MujocoNavWorld(make_world("hand-7", (-2, -5, 10, 5), [], [(2.0, -4.0, 2.0, 4.0, 0.1, 2.0)]))
+    future = np.column_stack([0.0625 * np.arange(1, 25), np.zeros(24), np.zeros(24)])[None]
+    frame = np.array([[1.6, 0.0, 0.0]])
+    # ESDF: waypoints 0..13 (x < 2.451) have margin |x - 2| - 0.05 - r < 0.1; margins 0.35 - r -> 1.05 - r.
+    r = WHEELED.radius
+    assert critic_labels(sim, WHEELED, frame, future, "esdf")[0] == pytest.approx(-5 * 14 / 24 + 0.5 * 0.7)
+    # The released code's label only counts the 4 waypoints within 0.1 m (L1) of the wall's faces.
+    points = critic_labels(sim, WHEELED, frame, future, "points")[0]
+    assert -5 * 5 / 24 < points < -5 * 3 / 24 + 0.5 * 0.7 and r > 0.3
+    with pytest.raises(ValueError, match="unknown critic label"):
+        critic_labels(sim, WHEELED, frame, future, "lidar")
 
 
 def test_negatives_rotate_the_future_about_the_robot():

@@ -7,6 +7,14 @@ Restated from NavDP's training data code (InternNav `navdp_dataset.py`):
 Obstacle points are cropped to the expert path's bounding box +- 2 m. The negative rotates the future's
 robot-frame xy (start included) about the start by a yaw drawn from U[-60, 60] deg and refits a cubic
 spline over the same number of points (at the same parameters, so the refit reproduces the rotated points).
+
+Two labels (CRITIC_LABELS), the same formula on different distances d:
+- "points": the released code's, d = L1 distance of the robot's centre to obstacle SURFACE points. It cannot
+  see the robot's body or an obstacle's inside: a path straight through a 10 cm wall loses only the few
+  waypoints near its faces (about -1), so NavDP's rotate rule (best value < -3) never fires at a wall.
+- "esdf" (default): the paper's "critic learned from the ESDF map" on the robot's configuration space,
+  d = clearance of the robot's footprint disc = ESDF(centre) - robot radius (negative when overlapping),
+  capped at OBSTACLE_CROP (beyond it an obstacle is out of the crop). Driving into a wall scores -3 to -5.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ CLEARANCE_GAIN = 0.5  # weight of the net clearance change
 COLLISION_PENALTY = 5.0  # weight of the collision fraction
 NO_OBSTACLE_VALUE = 2.0  # value when no obstacle point is near the path
 OBSTACLE_CROP = 2.0  # [m] obstacle points are kept within the path's bounding box +- this
+CRITIC_LABELS = ("esdf", "points")  # see the module docstring; "esdf" is the default
 
 
 def critic_from_distances(distances: np.ndarray) -> float | np.ndarray:
@@ -34,6 +43,14 @@ def critic_from_distances(distances: np.ndarray) -> float | np.ndarray:
     value = (-COLLISION_PENALTY * (d[..., :-1] < COLLISION_DISTANCE).mean(axis=-1)
              + CLEARANCE_GAIN * np.diff(d, axis=-1).sum(axis=-1))
     return float(value) if d.ndim == 1 else value
+
+
+def critic_from_clearance(clearance: np.ndarray, radius: float) -> float | np.ndarray:
+    """The "esdf" label from ESDF values (..., T + 1) [m] (distance of the robot's centre to the nearest
+    obstacle footprint, 0 inside) of the start and T waypoints, for a robot disc of `radius` [m]:
+    `critic_from_distances` of min(clearance - radius, OBSTACLE_CROP)."""
+    margin = np.minimum(np.asarray(clearance, dtype=np.float64) - radius, OBSTACLE_CROP)
+    return critic_from_distances(margin)
 
 
 def critic_value(waypoints: np.ndarray, obstacle_points: np.ndarray) -> float:

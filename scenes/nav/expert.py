@@ -1,6 +1,6 @@
 """The privileged expert: ESDF-penalised grid search, string pulling, spline smoothing with a clearance
 re-check, then a pure-pursuit roll-out on a unicycle recorded at the camera rate with depth and NavDP's
-critic targets.
+critic targets (on the robot's ESDF by default; scenes.nav.critic).
 
     path = expert_path(world, start_xy, goal_xy, robot)           # (P, 2) or None
     demo = record_demo(world, episode, robot, camera, rng)        # NavDemo, or a failure reason (str)
@@ -20,7 +20,9 @@ from scenes.geometry import wrap_angle
 from scenes.nav import control
 from scenes.nav.critic import (
     AUGMENT_MAX_YAW,
+    CRITIC_LABELS,
     NO_OBSTACLE_VALUE,
+    critic_from_clearance,
     critic_from_distances,
     crop_obstacles,
     rotate_future,
@@ -143,9 +145,28 @@ def _future(frames: np.ndarray) -> np.ndarray:
                           axis=-1)
 
 
+def critic_labels(world: MujocoNavWorld, robot: RobotProfile, frames: np.ndarray, futures: np.ndarray,
+                  label: str = "esdf") -> np.ndarray:
+    """(T,) NavDP values (scenes.nav.critic, `label` "esdf" or "points") of robot-frame futures (T, P, 3)
+    driven from world poses `frames` (T, 3)."""
+    if label not in CRITIC_LABELS:
+        raise ValueError(f"unknown critic label {label!r}; expected one of {', '.join(CRITIC_LABELS)}")
+    count = len(frames)
+    xy = _to_world(np.concatenate([np.zeros((count, 1, 2)), futures[..., :2]], axis=1), frames)  # (T, P+1, 2)
+    if label == "esdf":
+        clearance = world.clearance(xy.reshape(-1, 2), robot).reshape(count, -1)
+        return np.asarray(critic_from_clearance(clearance, robot.radius), dtype=np.float64).reshape(count)
+    obstacles = crop_obstacles(world.obstacle_points(robot), frames[:, :2])
+    if not len(obstacles):
+        return np.full(count, NO_OBSTACLE_VALUE)
+    d, _ = cKDTree(obstacles).query(xy.reshape(-1, 2), p=1)
+    return np.asarray(critic_from_distances(d.reshape(count, -1)), dtype=np.float64).reshape(count)
+
+
 def record_demo(world: MujocoNavWorld, episode: NavEpisode, robot: RobotProfile, camera: CameraSpec,
-                rng: np.random.Generator) -> NavDemo | str:
-    """Plan, roll out and record `episode`; a failure reason ("no_path", "collision", "not_arrived")."""
+                rng: np.random.Generator, critic_label: str = "esdf") -> NavDemo | str:
+    """Plan, roll out and record `episode` with `critic_label` targets (scenes.nav.critic); a failure reason
+    ("no_path", "collision", "not_arrived")."""
     start, goal = episode.start, episode.goal
     path = expert_path(world, start[:2], goal, robot)
     if path is None:
@@ -171,15 +192,8 @@ def record_demo(world: MujocoNavWorld, episode: NavEpisode, robot: RobotProfile,
     future = _future(frames)
     yaw = rng.uniform(-AUGMENT_MAX_YAW, AUGMENT_MAX_YAW, count)
     augmented = rotate_future(future, yaw)
-    obstacles = crop_obstacles(world.obstacle_points(robot), frames[:, :2])
-    critic = np.full(count, NO_OBSTACLE_VALUE)
-    augmented_critic = np.full(count, NO_OBSTACLE_VALUE)
-    if len(obstacles):
-        tree = cKDTree(obstacles)
-        for values, local in ((critic, future), (augmented_critic, augmented)):
-            xy = np.concatenate([np.zeros((count, 1, 2)), local[..., :2]], axis=1)  # (T, 25, 2)
-            d, _ = tree.query(_to_world(xy, frames).reshape(-1, 2), p=1)
-            values[:] = critic_from_distances(d.reshape(count, -1))
+    critic = critic_labels(world, robot, frames, future, critic_label)
+    augmented_critic = critic_labels(world, robot, frames, augmented, critic_label)
 
     depth = np.rint(world.render_depth_batch(frames, camera) * DEPTH_SCALE).astype(np.uint16)
     goal_local = np.column_stack([_to_local(np.broadcast_to(goal, (count, 1, 2)), frames)[:, 0], np.zeros(count)])
