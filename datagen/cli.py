@@ -109,9 +109,9 @@ def nav(
     episodes_per_world: Annotated[int, typer.Option(
         help="Trajectories sampled in each generated world.")] = 4,
     critic_label: Annotated[str, typer.Option(
-        help="Critic targets: 'esdf' (NavDP's formula on the robot footprint's clearance, so driving into a "
-             "wall scores below the -3 rotate threshold) or 'points' (NavDP's released code: the robot's "
-             "centre to obstacle surface points).")] = "esdf",
+        help="Critic targets: 'points' (NavDP's released code: the robot's centre to obstacle surface "
+             "points) or 'esdf' (the same formula on the robot footprint's clearance, so driving into a wall "
+             "scores below the -3 rotate threshold; it scored lower in closed loop).")] = "points",
     workers: Annotated[int, typer.Option(help="Worker processes (ignored with --ray).")] = 1,
     ray: Annotated[str | None, typer.Option(
         "--ray", help="Ray cluster address, or 'local' for a private loopback cluster.")] = None,

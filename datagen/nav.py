@@ -50,7 +50,7 @@ def parse_camera(text: str) -> tuple[int, int]:
 @dataclass(frozen=True)
 class NavDatagenConfig:
     """What to generate. `world_kinds`: the kinds worlds cycle through; `camera`: "WxH" [px]; `critic_label`:
-    "esdf" (robot-footprint clearance) or "points" (NavDP's released code), see scenes.nav.critic."""
+    "points" (NavDP's released code) or "esdf" (robot-footprint clearance), see scenes.nav.critic."""
 
     n: int
     robot: str = "wheeled"
@@ -61,7 +61,7 @@ class NavDatagenConfig:
     mount_height: float = CameraSpec.mount_height
     shard_size: int = 8  # episodes per shard
     episodes_per_world: int = 4
-    critic_label: str = "esdf"
+    critic_label: str = "points"
     generator_version: str = NAV_GENERATOR_VERSION
 
     def validate(self) -> NavDatagenConfig:

@@ -158,7 +158,7 @@ def test_reader_refuses_foreign_or_incomplete_folders(small, tmp_path):
     (["--world-kind", "forest"], "unknown world kind"),
     (["--camera", "32x32"], "64..640"),
     (["--camera", "big"], "WIDTHxHEIGHT"),
-    (["--critic-label", "lidar"], "--critic-label 'lidar': expected one of esdf, points"),
+    (["--critic-label", "lidar"], "--critic-label 'lidar': expected one of points, esdf"),
     (["--workers", "0"], "--workers must be positive"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):

@@ -9,12 +9,14 @@ robot-frame xy (start included) about the start by a yaw drawn from U[-60, 60] d
 spline over the same number of points (at the same parameters, so the refit reproduces the rotated points).
 
 Two labels (CRITIC_LABELS), the same formula on different distances d:
-- "points": the released code's, d = L1 distance of the robot's centre to obstacle SURFACE points. It cannot
+- "points" (default): the released code's, d = L1 distance of the robot's centre to obstacle SURFACE points. It cannot
   see the robot's body or an obstacle's inside: a path straight through a 10 cm wall loses only the few
   waypoints near its faces (about -1), so NavDP's rotate rule (best value < -3) never fires at a wall.
-- "esdf" (default): the paper's "critic learned from the ESDF map" on the robot's configuration space,
+- "esdf": the paper's "critic learned from the ESDF map" on the robot's configuration space,
   d = clearance of the robot's footprint disc = ESDF(centre) - robot radius (negative when overlapping),
   capped at OBSTACLE_CROP (beyond it an obstacle is out of the crop). Driving into a wall scores -3 to -5.
+  Measured (pointnav-synth, 200 episodes, same 5k trajectories and recipe): SR 54.0 / SPL 46.9 against 61.5 /
+  53.8 with "points", so "points" stays the default.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ CLEARANCE_GAIN = 0.5  # weight of the net clearance change
 COLLISION_PENALTY = 5.0  # weight of the collision fraction
 NO_OBSTACLE_VALUE = 2.0  # value when no obstacle point is near the path
 OBSTACLE_CROP = 2.0  # [m] obstacle points are kept within the path's bounding box +- this
-CRITIC_LABELS = ("esdf", "points")  # see the module docstring; "esdf" is the default
+CRITIC_LABELS = ("points", "esdf")  # see the module docstring; "points" is the default
 
 
 def critic_from_distances(distances: np.ndarray) -> float | np.ndarray:

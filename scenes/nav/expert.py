@@ -146,7 +146,7 @@ def _future(frames: np.ndarray) -> np.ndarray:
 
 
 def critic_labels(world: MujocoNavWorld, robot: RobotProfile, frames: np.ndarray, futures: np.ndarray,
-                  label: str = "esdf") -> np.ndarray:
+                  label: str = "points") -> np.ndarray:
     """(T,) NavDP values (scenes.nav.critic, `label` "esdf" or "points") of robot-frame futures (T, P, 3)
     driven from world poses `frames` (T, 3)."""
     if label not in CRITIC_LABELS:
@@ -164,7 +164,7 @@ def critic_labels(world: MujocoNavWorld, robot: RobotProfile, frames: np.ndarray
 
 
 def record_demo(world: MujocoNavWorld, episode: NavEpisode, robot: RobotProfile, camera: CameraSpec,
-                rng: np.random.Generator, critic_label: str = "esdf") -> NavDemo | str:
+                rng: np.random.Generator, critic_label: str = "points") -> NavDemo | str:
     """Plan, roll out and record `episode` with `critic_label` targets (scenes.nav.critic); a failure reason
     ("no_path", "collision", "not_arrived")."""
     start, goal = episode.start, episode.goal
