@@ -1,6 +1,6 @@
 """The privileged expert: ESDF-penalised grid search, string pulling, spline smoothing with a clearance
 re-check, then a pure-pursuit roll-out on a unicycle recorded at the camera rate with depth and NavDP's
-critic targets (on the robot's ESDF by default; scenes.nav.critic).
+critic targets (NavDP's obstacle-point label by default, or the robot's ESDF; scenes.nav.critic).
 
     path = expert_path(world, start_xy, goal_xy, robot)           # (P, 2) or None
     demo = record_demo(world, episode, robot, camera, rng)        # NavDemo, or a failure reason (str)
@@ -147,20 +147,24 @@ def _future(frames: np.ndarray) -> np.ndarray:
 
 def critic_labels(world: MujocoNavWorld, robot: RobotProfile, frames: np.ndarray, futures: np.ndarray,
                   label: str = "points") -> np.ndarray:
-    """(T,) NavDP values (scenes.nav.critic, `label` "esdf" or "points") of robot-frame futures (T, P, 3)
-    driven from world poses `frames` (T, 3)."""
+    """(..., T) NavDP values (scenes.nav.critic, `label` "points" or "esdf") of robot-frame futures
+    (..., T, P, 3) driven from world poses `frames` (T, 3); the obstacle query is built once for all."""
     if label not in CRITIC_LABELS:
         raise ValueError(f"unknown critic label {label!r}; expected one of {', '.join(CRITIC_LABELS)}")
-    count = len(frames)
-    xy = _to_world(np.concatenate([np.zeros((count, 1, 2)), futures[..., :2]], axis=1), frames)  # (T, P+1, 2)
+    lead, (count, poses) = futures.shape[:-3], futures.shape[-3:-1]
+    local = np.concatenate([np.zeros((*futures.shape[:-2], 1, 2)), futures[..., :2]], axis=-2)
+    local = np.moveaxis(local.reshape(-1, count, poses + 1, 2), 0, 1).reshape(count, -1, 2)  # (T, K*(P+1), 2)
+    xy = _to_world(local, frames).reshape(-1, 2)
     if label == "esdf":
-        clearance = world.clearance(xy.reshape(-1, 2), robot).reshape(count, -1)
-        return np.asarray(critic_from_clearance(clearance, robot.radius), dtype=np.float64).reshape(count)
-    obstacles = crop_obstacles(world.obstacle_points(robot), frames[:, :2])
-    if not len(obstacles):
-        return np.full(count, NO_OBSTACLE_VALUE)
-    d, _ = cKDTree(obstacles).query(xy.reshape(-1, 2), p=1)
-    return np.asarray(critic_from_distances(d.reshape(count, -1)), dtype=np.float64).reshape(count)
+        distances = world.clearance(xy, robot)
+    else:
+        obstacles = crop_obstacles(world.obstacle_points(robot), frames[:, :2])
+        if not len(obstacles):
+            return np.full((*lead, count), NO_OBSTACLE_VALUE)
+        distances, _ = cKDTree(obstacles).query(xy, p=1)
+    distances = np.moveaxis(distances.reshape(count, -1, poses + 1), 1, 0)  # (K, T, P+1)
+    values = critic_from_clearance(distances, robot.radius) if label == "esdf" else critic_from_distances(distances)
+    return np.asarray(values, dtype=np.float64).reshape(*lead, count)
 
 
 def record_demo(world: MujocoNavWorld, episode: NavEpisode, robot: RobotProfile, camera: CameraSpec,
@@ -192,8 +196,7 @@ def record_demo(world: MujocoNavWorld, episode: NavEpisode, robot: RobotProfile,
     future = _future(frames)
     yaw = rng.uniform(-AUGMENT_MAX_YAW, AUGMENT_MAX_YAW, count)
     augmented = rotate_future(future, yaw)
-    critic = critic_labels(world, robot, frames, future, critic_label)
-    augmented_critic = critic_labels(world, robot, frames, augmented, critic_label)
+    critic, augmented_critic = critic_labels(world, robot, frames, np.stack([future, augmented]), critic_label)
 
     depth = np.rint(world.render_depth_batch(frames, camera) * DEPTH_SCALE).astype(np.uint16)
     goal_local = np.column_stack([_to_local(np.broadcast_to(goal, (count, 1, 2)), frames)[:, 0], np.zeros(count)])

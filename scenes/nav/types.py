@@ -210,7 +210,7 @@ class NavTrainingSample:
             robot by a yaw in [-60, 60] deg and refitted with a cubic spline (NavDP).
         critic_target: [privileged] NavDP's value of `future`: -5 * (fraction of waypoints within 0.1 m of an
             obstacle) + 0.5 * (net clearance change); the clearance is the dataset's `critic_label`
-            (scenes.nav.critic: the robot footprint's ESDF by default, or NavDP's obstacle points).
+            (scenes.nav.critic: NavDP's obstacle points by default, or the robot footprint's ESDF).
         augmented_critic_target: [privileged] the same value for `augmented_future`.
     """
 
