@@ -30,6 +30,7 @@ from scenes.jobfile import open_job_dir
 from scenes.nav.critic import CRITIC_LABELS
 from scenes.nav.generator import NAV_GENERATOR_VERSION, WORLD_KINDS, generate_world, training_world_seed
 from scenes.nav.types import ROBOTS, CameraSpec
+from scenes.portable import PortableRandom
 from scenes.store.layout import atomic_write_bytes, completed_shards
 from scenes.store.nav import finalize_nav_dataset, write_nav_shard
 
@@ -99,8 +100,8 @@ class NavDatagenConfig:
         w = episode // self.episodes_per_world
         return self.world_kinds[w % len(self.world_kinds)], training_world_seed(self.seed, w)
 
-    def episode_rng(self, episode: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence([int(self.seed), int(episode), 1]))
+    def episode_rng(self, episode: int) -> PortableRandom:
+        return PortableRandom(np.random.SeedSequence([int(self.seed), int(episode), 1]))
 
 
 @dataclass

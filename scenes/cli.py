@@ -94,7 +94,6 @@ def show_nav(
     For a world id, an episode is sampled with Habitat's rules (seed --episode) and the expert plans it;
     for a dataset, episode --episode is drawn with the poses the expert drove.
     """
-    import numpy as np
 
     from scenes._cli import UserError
     from scenes.nav.generator import world_from_id
@@ -124,9 +123,10 @@ def show_nav(
             from scenes.nav.episodes import sample_episode
             from scenes.nav.expert import expert_path
             from scenes.nav.mujoco_world import MujocoNavWorld
+            from scenes.portable import PortableRandom
 
             profile = ROBOTS[robot]
-            chosen = sample_episode(MujocoNavWorld(world), profile, np.random.default_rng(episode), f"seed{episode}")
+            chosen = sample_episode(MujocoNavWorld(world), profile, PortableRandom(episode), f"seed{episode}")
             if chosen is not None:
                 path = expert_path(MujocoNavWorld(world), chosen.start[:2], chosen.goal, profile)
         image = None

@@ -1,8 +1,15 @@
-"""SE(2) helpers on numpy arrays. Poses are (..., 3): x [m], y [m], heading [rad], counter-clockwise."""
+"""SE(2) helpers on numpy arrays. Poses are (..., 3): x [m], y [m], heading [rad], counter-clockwise.
+
+Frame changes rotate element by element with `scenes.portable`'s sine and cosine, so the same pose gives the
+same bits on every CPU (a BLAS 2x2 product does not). `box_corners`, used in evaluation's hot loops over
+many boxes, keeps numpy's vectorised trigonometry.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+from scenes import portable
 
 
 def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
@@ -12,19 +19,20 @@ def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
 
 def rotation(heading: float) -> np.ndarray:
     """2x2 rotation matrix for `heading` [rad]."""
-    c, s = np.cos(heading), np.sin(heading)
+    s, c = portable.sincos(float(heading))
     return np.array([[c, -s], [s, c]])
 
 
 def points_to_local(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
     """Express global points (..., 2) [m] in the frame of pose `origin` (3,)."""
-    delta = np.asarray(points, dtype=np.float64) - origin[:2]
-    return delta @ rotation(origin[2])
+    s, c = portable.sincos(float(origin[2]))
+    return portable.rotate(np.asarray(points, dtype=np.float64) - origin[:2], (c, -s))
 
 
 def points_to_global(points: np.ndarray, origin: np.ndarray) -> np.ndarray:
     """Inverse of `points_to_local`: local points (..., 2) [m] to the global frame."""
-    return np.asarray(points, dtype=np.float64) @ rotation(origin[2]).T + origin[:2]
+    s, c = portable.sincos(float(origin[2]))
+    return portable.rotate(points, (c, s)) + origin[:2]
 
 
 def poses_to_local(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -45,7 +53,8 @@ def poses_to_global(poses: np.ndarray, origin: np.ndarray) -> np.ndarray:
 
 def vectors_to_local(vectors: np.ndarray, origin: np.ndarray) -> np.ndarray:
     """Rotate free vectors (..., 2), e.g. velocities [m/s], into the frame of `origin` (3,)."""
-    return np.asarray(vectors, dtype=np.float64) @ rotation(origin[2])
+    s, c = portable.sincos(float(origin[2]))
+    return portable.rotate(vectors, (c, -s))
 
 
 def box_corners(center_xy: np.ndarray, heading: np.ndarray, length: np.ndarray, width: np.ndarray) -> np.ndarray:

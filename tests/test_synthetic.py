@@ -50,7 +50,7 @@ def _arrays(sc) -> list[np.ndarray]:
 
 
 def test_api_constants():
-    assert GENERATOR_VERSION == "synthetic-drive/2"
+    assert GENERATOR_VERSION == "synthetic-drive/3"
     assert len(SYNTHETIC_SCENARIOS) == 10 and S.LOG not in SYNTHETIC_SCENARIOS
     assert set(SPLIT_SEED_RANGES) == {"train", "val", "test"}
     ranges = sorted(SPLIT_SEED_RANGES.values())

@@ -11,9 +11,11 @@ import math
 
 import numpy as np
 
+from scenes import portable
 from scenes.nav.grid import path_length, trace
 from scenes.nav.mujoco_world import MujocoNavWorld
 from scenes.nav.types import NavEpisode, RobotProfile
+from scenes.portable import PortableRandom
 
 GEODESIC_RANGE = (1.0, 30.0)  # [m]
 EASY_RATIO = 1.1  # geodesic / Euclidean below this is "easy"
@@ -23,10 +25,10 @@ START_TRIES = 8  # starts per episode
 
 def keep_probability(ratio: float) -> float:
     """Habitat's chance of keeping a start/goal pair with geodesic/Euclidean `ratio`."""
-    return 1.0 if ratio >= EASY_RATIO else min(1.0, 20.0 * (ratio - 0.98) ** 2)
+    return 1.0 if ratio >= EASY_RATIO else min(1.0, 20.0 * (ratio - 0.98) * (ratio - 0.98))
 
 
-def sample_episode(world: MujocoNavWorld, robot: RobotProfile, rng: np.random.Generator,
+def sample_episode(world: MujocoNavWorld, robot: RobotProfile, rng: PortableRandom,
                    episode_id: str) -> NavEpisode | None:
     """A PointNav episode for `robot`, or None when no pair passes the rules in the allowed draws."""
     rmap = world.robot_map(robot)
@@ -46,7 +48,7 @@ def sample_episode(world: MujocoNavWorld, robot: RobotProfile, rng: np.random.Ge
         for _ in range(GOAL_TRIES):
             goal_node = int(candidates[rng.integers(len(candidates))])
             goal = rmap.centres(np.array([goal_node]))[0] + rng.uniform(-0.4, 0.4, 2) * res
-            euclid = float(np.linalg.norm(goal - start))
+            euclid = float(portable.norm(goal - start))
             keep = rng.random()
             # The grid distance (+ the jitter) bounds the geodesic from above, so most easy pairs are
             # rejected before the (costlier) taut path: keep_probability grows with the ratio.

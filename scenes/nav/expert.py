@@ -30,6 +30,7 @@ from scenes.nav.critic import (
 from scenes.nav.grid import path_length
 from scenes.nav.mujoco_world import MujocoNavWorld
 from scenes.nav.types import DEPTH_SCALE, NAV_CAMERA_DT, NAV_PLAN_POSES, CameraSpec, NavEpisode, RobotProfile
+from scenes.portable import PortableRandom
 
 EXPERT_DT = 0.125  # [s] roll-out step of the tracker; divides NAV_CAMERA_DT
 COMFORT = 0.3  # [m] string pulling keeps this much ESDF beyond the traversable minimum where the path had it
@@ -168,7 +169,7 @@ def critic_labels(world: MujocoNavWorld, robot: RobotProfile, frames: np.ndarray
 
 
 def record_demo(world: MujocoNavWorld, episode: NavEpisode, robot: RobotProfile, camera: CameraSpec,
-                rng: np.random.Generator, critic_label: str = "points") -> NavDemo | str:
+                rng: PortableRandom, critic_label: str = "points") -> NavDemo | str:
     """Plan, roll out and record `episode` with `critic_label` targets (scenes.nav.critic); a failure reason
     ("no_path", "collision", "not_arrived")."""
     start, goal = episode.start, episode.goal

@@ -13,8 +13,9 @@ import math
 import numpy as np
 
 from scenes.nav.world import NavWorld, ObstacleKind, boundary_walls, make_world
+from scenes.portable import PortableRandom
 
-NAV_GENERATOR_VERSION = "synthetic-nav/1"
+NAV_GENERATOR_VERSION = "synthetic-nav/2"  # 2: portable float math (scenes.portable)
 WORLD_KINDS = ("rooms", "cluttered", "passages")
 WALL_THICKNESS = 0.12  # [m] interior walls
 DOOR_WIDTH = (1.1, 1.5)  # [m] doors and passage gaps: both robots fit through with a margin
@@ -50,17 +51,21 @@ def generate_world(kind: str, seed: int) -> NavWorld:
         raise ValueError(f"unknown world kind {kind!r}; expected one of {', '.join(WORLD_KINDS)}")
     if int(seed) < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
-    rng = np.random.default_rng([int(seed), WORLD_KINDS.index(kind), 7])
+    rng = PortableRandom([int(seed), WORLD_KINDS.index(kind), 7])
     bounds, obstacles, walls = _BUILDERS[kind](rng)
     return make_world(world_id(kind, seed), bounds, obstacles, walls)
 
 
 def _reach(row: tuple) -> float:
     kind, _, _, length, width = row[:5]
-    return length / 2 if kind == ObstacleKind.CYLINDER else math.hypot(length, width) / 2
+    return length / 2 if kind == ObstacleKind.CYLINDER else _hypot(length, width) / 2
 
 
-def _random_obstacle(rng: np.random.Generator, p_table: float = 0.25) -> tuple:
+def _hypot(x: float, y: float) -> float:
+    return math.sqrt(x * x + y * y)
+
+
+def _random_obstacle(rng: PortableRandom, p_table: float = 0.25) -> tuple:
     """(kind, 0, 0, length, width, yaw, z_bottom, z_top) of a random box, cylinder or table."""
     u = rng.random()
     yaw = rng.uniform(-math.pi, math.pi)
@@ -74,7 +79,7 @@ def _random_obstacle(rng: np.random.Generator, p_table: float = 0.25) -> tuple:
             rng.uniform(0.15, 1.6))
 
 
-def _scatter(rng: np.random.Generator, count: int, region: tuple, placed: list[tuple],
+def _scatter(rng: PortableRandom, count: int, region: tuple, placed: list[tuple],
              keep_out: list[tuple] = (), p_table: float = 0.25, tries: int = 30) -> None:
     """Add up to `count` random obstacles inside region (xmin, ymin, xmax, ymax), apart from `placed` and
     from keep-out discs (x, y, r)."""
@@ -87,13 +92,13 @@ def _scatter(rng: np.random.Generator, count: int, region: tuple, placed: list[t
             continue
         for _ in range(tries):
             x, y = rng.uniform(xmin + r, xmax - r), rng.uniform(ymin + r, ymax - r)
-            if all(math.hypot(x - o[1], y - o[2]) > r + _reach(o) + gap for o in placed) and all(
-                    math.hypot(x - kx, y - ky) > r + kr for kx, ky, kr in keep_out):
+            if all(_hypot(x - o[1], y - o[2]) > r + _reach(o) + gap for o in placed) and all(
+                    _hypot(x - kx, y - ky) > r + kr for kx, ky, kr in keep_out):
                 placed.append((row[0], x, y, *row[3:]))
                 break
 
 
-def _cluttered(rng: np.random.Generator):
+def _cluttered(rng: PortableRandom):
     sx, sy = rng.uniform(12.0, 20.0, 2)
     bounds = (0.0, 0.0, sx, sy)
     obstacles: list[tuple] = []
@@ -101,10 +106,10 @@ def _cluttered(rng: np.random.Generator):
     return bounds, obstacles, boundary_walls(bounds, 0.1, rng.uniform(1.0, 2.5))
 
 
-def _wall_with_doors(a: np.ndarray, b: np.ndarray, doors: int, rng: np.random.Generator, height: float,
+def _wall_with_doors(a: np.ndarray, b: np.ndarray, doors: int, rng: PortableRandom, height: float,
                      walls: list[tuple], door_centres: list[tuple]) -> None:
     """Wall a -> b with `doors` gaps of DOOR_WIDTH, at least 0.3 m from its ends and from each other."""
-    length = float(np.linalg.norm(b - a))
+    length = _hypot(*(b - a))
     cuts: list[tuple[float, float]] = []
     for _ in range(doors):
         width = rng.uniform(*DOOR_WIDTH)
@@ -127,7 +132,7 @@ def _wall_with_doors(a: np.ndarray, b: np.ndarray, doors: int, rng: np.random.Ge
             walls.append((*p, *q, WALL_THICKNESS, height))
 
 
-def _rooms(rng: np.random.Generator):
+def _rooms(rng: PortableRandom):
     nx, ny = int(rng.integers(2, 5)), int(rng.integers(2, 4))
     widths = rng.uniform(3.5, 6.0, nx)
     heights = rng.uniform(3.5, 6.0, ny)
@@ -176,7 +181,7 @@ def _rooms(rng: np.random.Generator):
     return bounds, obstacles, walls
 
 
-def _passages(rng: np.random.Generator):
+def _passages(rng: PortableRandom):
     length, width = rng.uniform(16.0, 24.0), rng.uniform(6.0, 10.0)
     bounds = (0.0, 0.0, length, width)
     height = rng.uniform(1.8, 2.6)

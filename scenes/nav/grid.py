@@ -15,6 +15,7 @@ from scipy import ndimage
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from scenes import portable
 from scenes.nav.world import Primitives
 
 # (dr, dc) of the 4 edge directions; each edge is added both ways.
@@ -82,7 +83,7 @@ def rasterize(primitives: Primitives, bounds: np.ndarray, resolution: float) -> 
     w = max(1, math.ceil((bounds[2] - bounds[0]) / resolution - 1e-9))
     h = max(1, math.ceil((bounds[3] - bounds[1]) / resolution - 1e-9))
     occupied = np.zeros((h, w), dtype=bool)
-    reach = np.where(primitives.kind == 1, primitives.half[:, 0], np.linalg.norm(primitives.half, axis=1))
+    reach = np.where(primitives.kind == 1, primitives.half[:, 0], portable.norm(primitives.half))
     for k in range(len(primitives)):
         lo = np.floor((primitives.center[k] - reach[k] - resolution - origin) / resolution).astype(int)
         hi = np.ceil((primitives.center[k] + reach[k] + resolution - origin) / resolution).astype(int)
@@ -115,7 +116,7 @@ def grid_graph(traversable: np.ndarray, resolution: float, cost: np.ndarray | No
         ok = traversable[a] & traversable[b]
         if dr and dc:
             ok &= traversable[r0 + dr:r1 + dr, c0:c1] & traversable[r0:r1, c0 + dc:c1 + dc]
-        length = resolution * math.hypot(dr, dc)
+        length = resolution * math.sqrt(dr * dr + dc * dc)
         s, d = ids[a][ok], ids[b][ok]
         wgt = length * 0.5 * (cost[a][ok] + cost[b][ok])
         src += [s, d]
@@ -146,7 +147,7 @@ def trace(pred: np.ndarray, source: int, target: int) -> np.ndarray | None:
 
 def path_length(points: np.ndarray) -> float:
     """Length [m] of a polyline (P, 2)."""
-    return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum()) if len(points) > 1 else 0.0
+    return float(portable.norm(np.diff(points, axis=0)).sum()) if len(points) > 1 else 0.0
 
 
 def pull_string(points: np.ndarray, clear_at, threshold: np.ndarray | float, step: float) -> np.ndarray:
@@ -164,7 +165,7 @@ def pull_string(points: np.ndarray, clear_at, threshold: np.ndarray | float, ste
     kept, i = [0], 0
     while i < n - 1:
         j = np.arange(i + 1, n)
-        length = np.linalg.norm(points[j] - points[i], axis=1)
+        length = portable.norm(points[j] - points[i])
         samples = max(2, math.ceil(length.max() / step) + 1)
         t = np.linspace(0.0, 1.0, samples)
         chords = points[i] + t[None, :, None] * (points[j] - points[i])[:, None, :]  # (J, S, 2)

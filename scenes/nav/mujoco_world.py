@@ -16,6 +16,7 @@ from typing import Self
 
 import numpy as np
 
+from scenes import portable
 from scenes.nav.grid import GridMap, grid_graph, path_length, pull_string, rasterize, shortest_field, trace
 from scenes.nav.types import DEPTH_MAX, DEPTH_MIN, CameraSpec, RobotProfile
 from scenes.nav.world import NavWorld, PrimitiveKind, Primitives
@@ -47,11 +48,12 @@ def world_mesh(prims: Primitives, slices: int = 24) -> tuple[np.ndarray, np.ndar
     for k in range(len(prims)):
         (x, y), (hx, hy), (z0, z1) = prims.center[k], prims.half[k], prims.z[k]
         if prims.kind[k] == PrimitiveKind.CYLINDER:
-            ring = np.column_stack([x + hx * np.cos(a), y + hx * np.sin(a)])
+            sin, cos = portable.sincos(a)
+            ring = np.column_stack([x + hx * cos, y + hx * sin])
             tri = cyl_faces
         else:
-            c, s = math.cos(prims.yaw[k]), math.sin(prims.yaw[k])
-            ring = np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy]]) @ np.array([[c, s], [-s, c]]) + [x, y]
+            s, c = portable.sincos(prims.yaw[k])
+            ring = portable.rotate(np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy]]), (c, s)) + [x, y]
             tri = box_faces
         n = len(ring)
         verts.append(np.vstack([np.column_stack([ring, np.full(n, z0)]), np.column_stack([ring, np.full(n, z1)])]))
@@ -92,7 +94,7 @@ def world_mjcf(world: NavWorld, max_image: int = _MAX_IMAGE) -> str:
 def camera_matrix(yaw: float) -> np.ndarray:
     """(9,) row-major world-from-camera rotation of a camera looking along heading `yaw` (MuJoCo cameras
     look along their -z with +y up)."""
-    c, s = math.cos(yaw), math.sin(yaw)
+    s, c = (float(v) for v in portable.sincos(yaw))
     right, up, back = (s, -c, 0.0), (0.0, 0.0, 1.0), (-c, -s, 0.0)
     return np.column_stack([right, up, back]).ravel()
 
@@ -140,7 +142,7 @@ class RobotMap:
         self.need = robot.radius + PLAN_MARGIN
         self.traversable = self.grid.esdf >= self.need
         closeness = np.clip(1.0 - (self.grid.esdf - self.need) / PENALTY_DISTANCE, 0.0, 1.0)
-        self.cost = 1.0 + PENALTY_WEIGHT * closeness**2
+        self.cost = 1.0 + PENALTY_WEIGHT * (closeness * closeness)
         self._graphs: dict[bool, object] = {}
         self._fields: OrderedDict[tuple[bool, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
@@ -173,7 +175,7 @@ class RobotMap:
         rr, cc = np.nonzero(self.traversable[r0:r1, c0:c1])
         if len(rr) == 0:
             return None
-        d = np.linalg.norm(self.grid.centres(rr + r0, cc + c0) - np.asarray(xy, dtype=np.float64), axis=1)
+        d = portable.norm(self.grid.centres(rr + r0, cc + c0) - np.asarray(xy, dtype=np.float64))
         k = int(np.argmin(d))
         return int((rr[k] + r0) * w + cc[k] + c0) if d[k] <= SNAP_DISTANCE else None
 

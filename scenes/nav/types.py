@@ -54,7 +54,7 @@ class RobotProfile:
     @property
     def radius(self) -> float:
         """Radius [m] of the disc that encloses the footprint, used for collision and clearance checks."""
-        return 0.5 * math.hypot(self.length, self.width)
+        return 0.5 * math.sqrt(self.length * self.length + self.width * self.width)  # not libm's hypot
 
     def validate(self) -> RobotProfile:
         check = ShapeChecker(f"RobotProfile({self.name})")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
+from scenes import portable
 from scenes._checks import ShapeChecker
 from scenes.nav.types import RobotProfile
 
@@ -69,11 +70,11 @@ class Primitives:
         """(N, P) signed xy distance [m] from points (N, 2) to each primitive's footprint (< 0 inside)."""
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         delta = xy[:, None, :] - self.center[None]
-        c, s = np.cos(self.yaw), np.sin(self.yaw)
+        s, c = portable.sincos(self.yaw)
         local = np.stack([delta[..., 0] * c + delta[..., 1] * s, -delta[..., 0] * s + delta[..., 1] * c], -1)
         q = np.abs(local) - self.half[None]
-        box = np.linalg.norm(np.maximum(q, 0.0), axis=-1) + np.minimum(q.max(axis=-1), 0.0)
-        circle = np.linalg.norm(delta, axis=-1) - self.half[None, :, 0]
+        box = portable.norm(np.maximum(q, 0.0)) + np.minimum(q.max(axis=-1), 0.0)
+        circle = portable.norm(delta) - self.half[None, :, 0]
         return np.where(self.kind[None] == PrimitiveKind.CYLINDER, circle, box)
 
     def distance(self, xy: np.ndarray, chunk: int = 4096) -> np.ndarray:
@@ -94,8 +95,8 @@ class Primitives:
                 out.append(shapely.Point(cx, cy).buffer(hx, quad_segs=8))
                 continue
             corners = np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy]])
-            c, s = math.cos(yaw), math.sin(yaw)
-            out.append(shapely.Polygon(corners @ np.array([[c, s], [-s, c]]) + [cx, cy]))
+            s, c = portable.sincos(yaw)
+            out.append(shapely.Polygon(portable.rotate(corners, (c, s)) + [cx, cy]))
         return out
 
     def surface_points(self, spacing: float = 0.05) -> np.ndarray:
@@ -105,14 +106,15 @@ class Primitives:
             if kind == PrimitiveKind.CYLINDER:
                 n = max(8, math.ceil(2 * math.pi * hx / spacing))
                 a = np.arange(n) * (2 * math.pi / n)
-                chunks.append(np.column_stack([cx + hx * np.cos(a), cy + hx * np.sin(a)]))
+                sin, cos = portable.sincos(a)
+                chunks.append(np.column_stack([cx + hx * cos, cy + hx * sin]))
                 continue
             corners = np.array([[hx, hy], [-hx, hy], [-hx, -hy], [hx, -hy], [hx, hy]])
             for a, b in itertools.pairwise(corners):
-                n = max(1, math.ceil(np.linalg.norm(b - a) / spacing))
+                n = max(1, math.ceil(portable.norm(b - a) / spacing))
                 t = np.arange(n)[:, None] / n
-                c, s = math.cos(yaw), math.sin(yaw)
-                chunks.append((a + t * (b - a)) @ np.array([[c, s], [-s, c]]) + [cx, cy])
+                s, c = portable.sincos(yaw)
+                chunks.append(portable.rotate(a + t * (b - a), (c, s)) + [cx, cy])
         return np.concatenate(chunks)
 
 
@@ -203,7 +205,7 @@ class NavWorld:
             parts.append(_boxes(self.center[tables], size[tables] / 2, self.yaw[tables],
                                 np.column_stack([top - TABLE_TOP, top])))
             offset = size[tables] / 2 - TABLE_LEG_INSET - TABLE_LEG / 2  # (T, 2) leg centre, table frame
-            c, s = np.cos(self.yaw[tables]), np.sin(self.yaw[tables])
+            s, c = portable.sincos(self.yaw[tables])
             for sx, sy in ((1, 1), (-1, 1), (-1, -1), (1, -1)):
                 lx, ly = sx * offset[:, 0], sy * offset[:, 1]
                 centre = self.center[tables] + np.column_stack([lx * c - ly * s, lx * s + ly * c])
@@ -211,10 +213,10 @@ class NavWorld:
                                     np.column_stack([np.zeros(len(tables)), top - TABLE_TOP])))
         if self.num_walls:
             delta = self.wall_end - self.wall_start
-            length = np.linalg.norm(delta, axis=1)
+            length = portable.norm(delta)
             parts.append(_boxes((self.wall_start + self.wall_end) / 2,
                                 np.column_stack([length / 2 + self.wall_thickness / 2, self.wall_thickness / 2]),
-                                np.arctan2(delta[:, 1], delta[:, 0]),
+                                portable.arctan2(delta[:, 1], delta[:, 0]),
                                 np.column_stack([np.zeros(self.num_walls), self.wall_height])))
         return _concat(parts)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from scenes.drive import DriveScene, ScenarioType
 
-GENERATOR_VERSION: str = "synthetic-drive/2"
+GENERATOR_VERSION: str = "synthetic-drive/3"  # 3: portable float math (scenes.portable)
 
 SPLIT_SEED_RANGES: dict[str, tuple[int, int]] = {
     "train": (0, 1_000_000_000),

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import shapely
 
+from scenes import portable
 from scenes.agents import AgentCategory, AgentTracks
 from scenes.drive import (
     CURRENT_INDEX,
@@ -21,6 +22,7 @@ from scenes.drive import (
 from scenes.ego import PACIFICA, EgoState
 from scenes.geometry import wrap_angle
 from scenes.maps import MapLayers
+from scenes.portable import PortableRandom
 from scenes.synthetic import polyline as pl
 from scenes.synthetic.intersection import intersection_layout
 from scenes.synthetic.layouts import Layout, lane_drop_layout, merge_layout, road_layout
@@ -32,7 +34,7 @@ AGENT_RANGE = 100.0  # [m] agents farther from the ego are not observed (valid=F
 S = ScenarioType
 
 
-def make_layout(rng: np.random.Generator, scenario: ScenarioType) -> Layout:
+def make_layout(rng: PortableRandom, scenario: ScenarioType) -> Layout:
     sim_times = (np.arange(T_SIM) - WARMUP - CURRENT_INDEX) * SIM_DT
     if scenario in (S.INTERSECTION_LEFT, S.INTERSECTION_RIGHT, S.INTERSECTION_STRAIGHT):
         return intersection_layout(rng, scenario, sim_times)
@@ -43,7 +45,7 @@ def make_layout(rng: np.random.Generator, scenario: ScenarioType) -> Layout:
     return road_layout(rng, scenario)
 
 
-def _vehicle(rng: np.random.Generator, path: int, s: float, v: float, spawn: int = 0, **over) -> dict:
+def _vehicle(rng: PortableRandom, path: int, s: float, v: float, spawn: int = 0, **over) -> dict:
     truck = rng.random() < 0.08
     length = rng.uniform(7.0, 10.0) if truck else rng.uniform(4.2, 5.2)
     row = {"path": path, "s": s, "v": v, "length": length, "width": 2.5 if truck else rng.uniform(1.75, 2.05),
@@ -63,7 +65,7 @@ def _start_speed(tab: PathTable, p: int, s: float, v: float) -> float:
     return float(v)
 
 
-def make_fleet(rng: np.random.Generator, lay: Layout, tab: PathTable) -> Fleet:
+def make_fleet(rng: PortableRandom, lay: Layout, tab: PathTable) -> Fleet:
     t_pre = (WARMUP + CURRENT_INDEX) * SIM_DT
     pe = lay.ego_path
     v_e = tab.vmax[pe, int(lay.ego_s_now)] * rng.uniform(0.75, 0.95)
@@ -110,9 +112,11 @@ def make_fleet(rng: np.random.Generator, lay: Layout, tab: PathTable) -> Fleet:
 def _ego_state(sim: Simulation, tab: PathTable) -> np.ndarray:
     """Ego rear-axle arrays over T_SIM: pose (T, 3), body velocity (T, 2), body accel (T, 2), yaw rate, steer."""
     xy, h, kappa = tab.sample(sim.h_path[:, 0], sim.h_s[:, 0])
-    centre = xy + np.stack([-np.sin(h), np.cos(h)], -1) * sim.ego_d[:, None]
-    heading = h + np.arctan(sim.ego_dd)
-    direction = np.stack([np.cos(heading), np.sin(heading)], -1)
+    sin_h, cos_h = portable.sincos(h)
+    centre = xy + np.stack([-sin_h, cos_h], -1) * sim.ego_d[:, None]
+    heading = h + portable.arctan(sim.ego_dd)
+    sin, cos = portable.sincos(heading)
+    direction = np.stack([cos, sin], -1)
     rear = centre - PACIFICA.rear_axle_to_center * direction
     vel = np.gradient(rear, SIM_DT, axis=0)
     acc = np.gradient(vel, SIM_DT, axis=0)
@@ -122,14 +126,14 @@ def _ego_state(sim: Simulation, tab: PathTable) -> np.ndarray:
         return np.stack([(vec * direction).sum(-1), vec[:, 1] * direction[:, 0] - vec[:, 0] * direction[:, 1]], -1)
 
     v_body = body(vel)
-    speed = np.linalg.norm(vel, axis=-1)
+    speed = portable.norm(vel)
     curv = np.where(speed > 0.5, yaw_rate / np.maximum(speed, 0.5), kappa)
-    steering = np.arctan(PACIFICA.wheelbase * curv)
+    steering = portable.arctan(PACIFICA.wheelbase * curv)
     return np.stack([rear[:, 0], rear[:, 1], heading], -1), v_body, body(acc), yaw_rate, steering
 
 
 def generate(seed: int, split: str, scenario: ScenarioType, version: str) -> DriveScene:
-    rng = np.random.default_rng([seed, 2])
+    rng = PortableRandom([seed, 2])
     lay = make_layout(rng, scenario)
     tab = PathTable(lay)
     fleet = make_fleet(rng, lay, tab)
@@ -145,24 +149,26 @@ def generate(seed: int, split: str, scenario: ScenarioType, version: str) -> Dri
     path, s = sim.h_path[keep, 1:].T, sim.h_s[keep, 1:].T
     vxy, vh, _ = tab.sample(path, s)
     speed = sim.h_v[keep, 1:].T
-    vvel = speed[..., None] * np.stack([np.cos(vh), np.sin(vh)], -1)
+    sin_vh, cos_vh = portable.sincos(vh)
+    vvel = speed[..., None] * np.stack([cos_vh, sin_vh], -1)
     pxy, ph, pvel = (x[keep].swapaxes(0, 1) for x in sim.ped_state)
     n_ped = walkers.count
     xy = np.concatenate([vxy, pxy])
     heading = np.concatenate([vh, ph])
     velocity = np.concatenate([vvel, pvel])
     valid = np.concatenate([sim.h_active[keep, 1:].T, np.ones((n_ped, NUM_STEPS), bool)])
-    centre = pose[:, :2] + PACIFICA.rear_axle_to_center * np.stack([np.cos(pose[:, 2]), np.sin(pose[:, 2])], -1)
-    valid &= np.linalg.norm(xy - centre[None], axis=-1) <= AGENT_RANGE
+    sin_p, cos_p = portable.sincos(pose[:, 2])
+    centre = pose[:, :2] + PACIFICA.rear_axle_to_center * np.stack([cos_p, sin_p], -1)
+    valid &= portable.norm(xy - centre[None]) <= AGENT_RANGE
     seen = valid.any(1)
     size = np.concatenate([np.stack([fleet.length[1:], fleet.width[1:]], -1), np.tile(PED_SIZE, (n_ped, 1))])
     category = np.concatenate([fleet.category[1:], np.full(n_ped, int(AgentCategory.PEDESTRIAN))]).astype(np.int8)
     # random global map frame
     theta, shift = rng.uniform(-np.pi, np.pi), rng.uniform(-3000.0, 3000.0, size=2)
-    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    sin_t, cos_t = portable.sincos(theta)
 
     def move(points):
-        return points @ rot.T + shift
+        return portable.rotate(points, (cos_t, sin_t)) + shift
 
     valid, xy, heading, velocity = valid[seen], xy[seen], heading[seen], velocity[seen]
     base = int(rng.integers(1, 10**6)) * 100
@@ -172,14 +178,14 @@ def generate(seed: int, split: str, scenario: ScenarioType, version: str) -> Dri
         size=size[seen].astype(np.float64),
         xy=np.where(valid[..., None], move(xy), 0.0),
         heading=np.where(valid, wrap_angle(heading + theta), 0.0),
-        velocity=np.where(valid[..., None], velocity @ rot.T, 0.0),
+        velocity=np.where(valid[..., None], portable.rotate(velocity, (cos_t, sin_t)), 0.0),
         valid=valid,
     )
     ego = EgoState(np.concatenate([move(pose[:, :2]), wrap_angle(pose[:, 2:] + theta)], -1), vel, acc,
                    yaw_rate, steering)
     road_map = lay.builder.build()
-    road_map = drop_collinear_points(road_map.to_local(np.array([-(rot.T @ shift)[0], -(rot.T @ shift)[1],
-                                                                  -theta])))
+    back = portable.rotate(shift, (cos_t, -sin_t))  # the build frame's origin seen from the map frame
+    road_map = drop_collinear_points(road_map.to_local(np.array([-back[0], -back[1], -theta])))
     route_lanes = tuple(lay.paths[lay.ego_path])
     route_xy = move(pl.concat([lay.builder.lanes[i].xy for i in route_lanes]))
     lights = TrafficLights(np.array(lay.lights, np.int64),

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
+from scenes import portable
 from scenes.drive import DrivingCommand, ScenarioType
+from scenes.geometry import wrap_angle
+from scenes.portable import PortableRandom
 from scenes.synthetic import polyline as pl
 from scenes.synthetic.layouts import Crossing, Layout, Pedestrian, SpawnGroup
 from scenes.synthetic.roads import MapBuilder
@@ -16,11 +19,11 @@ MOVES = {"left": -1, "straight": 2, "right": 1}  # exit arm = (approach + offset
 
 
 def _straight(p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
-    n = max(2, int(np.ceil(np.linalg.norm(p1 - p0) / pl.STEP)) + 1)
+    n = max(2, int(np.ceil(portable.norm(p1 - p0) / pl.STEP)) + 1)
     return np.linspace(p0, p1, n)
 
 
-def intersection_layout(rng: np.random.Generator, scenario: ScenarioType, sim_times: np.ndarray) -> Layout:
+def intersection_layout(rng: PortableRandom, scenario: ScenarioType, sim_times: np.ndarray) -> Layout:
     """INTERSECTION_LEFT / RIGHT / STRAIGHT; `sim_times` (T,) [s] relative to the current time."""
     move = {ScenarioType.INTERSECTION_LEFT: "left", ScenarioType.INTERSECTION_RIGHT: "right"}.get(
         scenario, "straight")
@@ -32,7 +35,7 @@ def intersection_layout(rng: np.random.Generator, scenario: ScenarioType, sim_ti
     stop = box + cw + 1.0
     arm_len = rng.uniform(140, 170)
     b = MapBuilder(rng)
-    axis = [np.array([np.cos(t), np.sin(t)]) for t in -np.pi / 2 + np.pi / 2 * np.arange(4)]
+    axis = [np.array([c, s]) for s, c in zip(*portable.sincos(-np.pi / 2 + np.pi / 2 * np.arange(4)))]
     normal = [np.array([-a[1], a[0]]) for a in axis]
     incoming: list[list[int]] = []
     outgoing: list[list[int]] = []
@@ -62,8 +65,8 @@ def intersection_layout(rng: np.random.Generator, scenario: ScenarioType, sim_ti
             block = b.new_roadblock()
             for j_in, j_out in pairs:
                 src, dst = b.lanes[incoming[k][j_in]], b.lanes[outgoing[m][j_out]]
-                h0 = np.arctan2(*(-axis[k])[::-1])
-                h1 = np.arctan2(*axis[m][::-1])
+                h0 = float(portable.arctan2(-axis[k][1], -axis[k][0]))
+                h1 = float(portable.arctan2(axis[m][1], axis[m][0]))
                 xy = hermite_or_line(src.xy[-1], h0, dst.xy[0], h1)
                 limit = speed if name == "straight" else min(speed, rng.uniform(6.0, 9.0))
                 cid = b.add_lane(xy, width, limit, block, connector=True)
@@ -91,12 +94,12 @@ def intersection_layout(rng: np.random.Generator, scenario: ScenarioType, sim_ti
 
 def hermite_or_line(p0: np.ndarray, h0: float, p1: np.ndarray, h1: float) -> np.ndarray:
     """A straight connector when headings agree, else a smooth cubic turn."""
-    if abs(np.angle(np.exp(1j * (h1 - h0)))) < 1e-3:
+    if abs(wrap_angle(h1 - h0)) < 1e-3:
         return _straight(p0, p1)
     return pl.hermite(p0, h0, p1, h1)
 
 
-def _traffic_and_ego(rng: np.random.Generator, b: MapBuilder, incoming: list[list[int]],
+def _traffic_and_ego(rng: PortableRandom, b: MapBuilder, incoming: list[list[int]],
                      outgoing: list[list[int]], connectors: list[tuple[int, str, int, int]], move: str) -> Layout:
     paths: list[tuple[int, ...]] = []
     groups: list[SpawnGroup] = []
@@ -126,7 +129,7 @@ def _traffic_and_ego(rng: np.random.Generator, b: MapBuilder, incoming: list[lis
     return Layout(b, paths, groups, ego_path, s_now, command, density=rng.uniform(0.8, 1.5))
 
 
-def _signals(rng: np.random.Generator, lay: Layout, connectors: list[tuple[int, str, int, int]],
+def _signals(rng: PortableRandom, lay: Layout, connectors: list[tuple[int, str, int, int]],
              sim_times: np.ndarray) -> None:
     """Protected phases, one approach at a time, then an all-walk pedestrian phase; each + all-red."""
     first = int(rng.integers(0, 4))

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 
+from scenes import portable
 from scenes.drive import DrivingCommand, ScenarioType
+from scenes.portable import PortableRandom
 from scenes.synthetic import polyline as pl
 from scenes.synthetic.roads import MapBuilder, reference_line
 
@@ -72,13 +74,13 @@ class Layout:
     density: float = 1.0  # multiplies the vehicle spacing
 
 
-def _cuts(rng: np.random.Generator, n: int) -> list[int]:
+def _cuts(rng: PortableRandom, n: int) -> list[int]:
     """1-2 segment boundaries (sample indices) on a reference line of n samples."""
     k = int(rng.integers(1, 3))
     return sorted({int(c) for c in rng.uniform(70, n - 70, size=k)})
 
 
-def road_layout(rng: np.random.Generator, scenario: ScenarioType) -> Layout:
+def road_layout(rng: PortableRandom, scenario: ScenarioType) -> Layout:
     """STRAIGHT_ROAD, CURVED_ROAD, PARKED_VEHICLE, SLOW_VEHICLE, PEDESTRIAN_CROSSING."""
     S = ScenarioType
     curved = scenario is S.CURVED_ROAD or (scenario is not S.STRAIGHT_ROAD and rng.random() < 0.3)
@@ -120,15 +122,17 @@ def road_layout(rng: np.random.Generator, scenario: ScenarioType) -> Layout:
     return lay
 
 
-def _add_midblock_crossing(rng: np.random.Generator, lay: Layout, ref: np.ndarray, right: float,
+def _add_midblock_crossing(rng: PortableRandom, lay: Layout, ref: np.ndarray, right: float,
                            left: float) -> None:
     """A crosswalk across the whole road some 15-40 m ahead of the ego's current position, and walkers."""
     path_xy = pl.concat([lay.builder.lanes[i].xy for i in lay.paths[lay.ego_path]])
     s_path = pl.arc_length(path_xy)
     target = path_xy[np.searchsorted(s_path, lay.ego_s_now + rng.uniform(15, 40))]
-    i = int(np.argmin(((ref - target) ** 2).sum(-1)))
+    off = ref - target
+    i = int(np.argmin((off * off).sum(-1)))
     p, h = ref[i], pl.headings(ref)[i]
-    t, n = np.array([np.cos(h), np.sin(h)]), np.array([-np.sin(h), np.cos(h)])
+    sin, cos = portable.sincos(h)
+    t, n = np.array([cos, sin]), np.array([-sin, cos])
     half = rng.uniform(1.5, 2.5)
     corners = [p - n * right - t * half, p - n * right + t * half, p + n * left + t * half, p + n * left - t * half]
     walk = t * rng.choice([-1.0, 1.0])
@@ -139,7 +143,7 @@ def _add_midblock_crossing(rng: np.random.Generator, lay: Layout, ref: np.ndarra
                                           rng.uniform(1.0, 1.6), rng.uniform(-0.7, 0.7) * half))
 
 
-def merge_layout(rng: np.random.Generator) -> Layout:
+def merge_layout(rng: PortableRandom) -> Layout:
     """MERGE: an on-ramp (yielding) joins the rightmost lane of a 1-3 lane main road."""
     n = int(rng.integers(1, 4))
     width, speed = rng.uniform(3.2, 3.8), rng.uniform(14.0, 20.0)
@@ -167,7 +171,7 @@ def merge_layout(rng: np.random.Generator) -> Layout:
                   density=rng.uniform(0.8, 1.5))
 
 
-def lane_drop_layout(rng: np.random.Generator) -> Layout:
+def lane_drop_layout(rng: PortableRandom) -> Layout:
     """LANE_DROP: the rightmost of n + 1 lanes tapers into its neighbour; its traffic yields and merges."""
     n = int(rng.integers(1, 4))
     width, speed = rng.uniform(3.0, 3.8), rng.uniform(12.0, 18.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
+from scenes import portable
 from scenes.synthetic import polyline as pl
 from scenes.synthetic import roads
 from scenes.synthetic.layouts import Layout
@@ -78,16 +79,16 @@ class PathTable:
         grid = np.arange(m, dtype=float)
         for p, line in enumerate(lines):
             s = pl.arc_length(line)
-            self.xy[p] = np.stack([np.interp(grid, s, line[:, 0]), np.interp(grid, s, line[:, 1])], -1)
+            self.xy[p] = np.stack([portable.interp(grid, s, line[:, 0]), portable.interp(grid, s, line[:, 1])], -1)
             n_valid = int(np.ceil(s[-1])) + 1
             h = np.unwrap(pl.headings(self.xy[p, :n_valid]))
-            kappa = np.convolve(np.gradient(h), np.ones(5) / 5, mode="same")
+            kappa = portable.moving_average(np.gradient(h), 5)
             self.heading[p] = np.concatenate([h, np.full(m - n_valid, h[-1])])
             self.curv[p] = np.concatenate([kappa, np.zeros(m - n_valid)])
             k = np.clip(np.searchsorted(self.start[p], grid, side="right") - 1, 0, len(lay.paths[p]) - 1)
             limit = np.array([lay.builder.lanes[i].speed for i in lay.paths[p]])[k]
             vlim = np.minimum(limit, np.sqrt(A_LAT / np.maximum(np.abs(self.curv[p]), 1e-4)))
-            cost = vlim**2 + 2 * B_ANTICIPATE * grid
+            cost = vlim * vlim + 2 * B_ANTICIPATE * grid
             best = np.minimum.accumulate(cost[::-1])[::-1]
             self.vmax[p] = np.sqrt(np.maximum(best - 2 * B_ANTICIPATE * grid, 0.25))
         self._segments: dict[int, tuple] = {}
@@ -111,7 +112,7 @@ class PathTable:
         segs: dict[int, tuple] = {}
         for c, cross in enumerate(lay.crossings):
             hits = shapely.intersection(strings, cross.polygon)
-            across = (cross.b - cross.a) / np.linalg.norm(cross.b - cross.a)
+            across = (cross.b - cross.a) / portable.norm(cross.b - cross.a)
             for p in np.flatnonzero(~shapely.is_empty(hits)):
                 pts = shapely.get_coordinates(hits[p])
                 if p not in segs:
@@ -122,7 +123,8 @@ class PathTable:
                     continue
                 mid = self.xy[p, round((st.min() + st.max()) / 2)]
                 self.cw_in[p, slot], self.cw_out[p, slot] = st.min(), st.max()
-                self.cw_u[p, slot] = float((mid - cross.a) @ across)
+                rel = mid - cross.a
+                self.cw_u[p, slot] = float(rel[0] * across[0] + rel[1] * across[1])
                 self.cw_id[p, slot] = c
 
     def locate(self, path: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from scenes import portable
 from scenes.synthetic.layouts import Crossing, Pedestrian
 
 PED_SIZE = (0.6, 0.7)  # [m] box length, width
@@ -25,7 +26,7 @@ class Walkers:
         self.walking = np.zeros(k, bool)
         a = np.array([c.a for c in crossings]).reshape(-1, 2)
         b = np.array([c.b for c in crossings]).reshape(-1, 2)
-        self.length = np.linalg.norm(b - a, axis=-1)  # (C,)
+        self.length = portable.norm(b - a)  # (C,)
         self.origin = np.where(self.side[:, None] == 0, a[self.crossing], b[self.crossing]) if k else a[:0]
         across = (b - a) / np.maximum(self.length, 1e-9)[:, None]
         self.across = across[self.crossing] * np.where(self.side == 0, 1.0, -1.0)[:, None] if k else a[:0]
@@ -67,6 +68,6 @@ class Walkers:
         direction = np.where(forward[..., None], self.across, self.along)
         velocity = direction * np.where(walking, self.speed, 0.0)[..., None]
         # each row of `direction` is a row of `across` or `along`: their headings, taken once
-        heading = np.where(forward, np.arctan2(self.across[:, 1], self.across[:, 0]),
-                           np.arctan2(self.along[:, 1], self.along[:, 0]))
+        heading = np.where(forward, portable.arctan2(self.across[:, 1], self.across[:, 0]),
+                           portable.arctan2(self.along[:, 1], self.along[:, 0]))
         return xy, heading, velocity

@@ -6,12 +6,15 @@ from itertools import pairwise
 
 import numpy as np
 
+from scenes import portable
+from scenes.geometry import wrap_angle
+
 STEP = 1.0  # [m] sampling of every generated line
 
 
 def arc_length(xy: np.ndarray) -> np.ndarray:
     """(M,) cumulative distance [m] along the points (M, 2)."""
-    seg = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+    seg = portable.norm(np.diff(xy, axis=0))
     return np.concatenate([[0.0], np.cumsum(seg)])
 
 
@@ -20,13 +23,13 @@ def resample(xy: np.ndarray, step: float = STEP) -> np.ndarray:
     s = arc_length(xy)
     n = max(2, int(np.ceil(s[-1] / step)) + 1)
     t = np.linspace(0.0, s[-1], n)
-    return np.stack([np.interp(t, s, xy[:, 0]), np.interp(t, s, xy[:, 1])], axis=-1)
+    return np.stack([portable.interp(t, s, xy[:, 0]), portable.interp(t, s, xy[:, 1])], axis=-1)
 
 
 def headings(xy: np.ndarray) -> np.ndarray:
     """(M,) tangent direction [rad] at each point of (M, 2)."""
     d = np.gradient(xy, axis=0)
-    return np.arctan2(d[:, 1], d[:, 0])
+    return portable.arctan2(d[:, 1], d[:, 0])
 
 
 def curvature(xy: np.ndarray) -> np.ndarray:
@@ -38,8 +41,8 @@ def curvature(xy: np.ndarray) -> np.ndarray:
 
 def normals(xy: np.ndarray) -> np.ndarray:
     """(M, 2) unit left normals of (M, 2)."""
-    h = headings(xy)
-    return np.stack([-np.sin(h), np.cos(h)], axis=-1)
+    sin, cos = portable.sincos(headings(xy))
+    return np.stack([-sin, cos], axis=-1)
 
 
 def offset(xy: np.ndarray, d: np.ndarray | float) -> np.ndarray:
@@ -50,25 +53,27 @@ def offset(xy: np.ndarray, d: np.ndarray | float) -> np.ndarray:
 def smoothstep(x: np.ndarray) -> np.ndarray:
     """Quintic 0 -> 1 with zero first and second derivatives at both ends, x clipped to [0, 1]."""
     x = np.clip(x, 0.0, 1.0)
-    return x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
+    return x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)
 
 
 def smoothstep_slope(x: np.ndarray) -> np.ndarray:
     """d smoothstep / dx."""
     x = np.clip(x, 0.0, 1.0)
-    return 30.0 * x**2 * (1.0 - x) ** 2
+    return 30.0 * (x * x) * ((1.0 - x) * (1.0 - x))
 
 
 def hermite(p0: np.ndarray, h0: float, p1: np.ndarray, h1: float, step: float = STEP) -> np.ndarray:
     """Cubic Hermite curve from pose (p0, h0) to (p1, h1), resampled every `step` [m]; (M, 2)."""
-    chord = float(np.linalg.norm(p1 - p0))
-    turn = abs(float(np.angle(np.exp(1j * (h1 - h0)))))
+    chord = float(portable.norm(p1 - p0))
+    turn = abs(float(wrap_angle(h1 - h0)))
     k = chord * (1.0 + 0.17 * min(turn / (np.pi / 2), 1.0))  # ~circular arc for a 90 deg turn
     t = np.linspace(0.0, 1.0, 200)[:, None]
-    m0 = k * np.array([np.cos(h0), np.sin(h0)])
-    m1 = k * np.array([np.cos(h1), np.sin(h1)])
-    h00, h10 = 2 * t**3 - 3 * t**2 + 1, t**3 - 2 * t**2 + t
-    h01, h11 = -2 * t**3 + 3 * t**2, t**3 - t**2
+    (s0, c0), (s1, c1) = portable.sincos(h0), portable.sincos(h1)
+    m0, m1 = k * np.array([c0, s0]), k * np.array([c1, s1])
+    t2 = t * t
+    t3 = t2 * t
+    h00, h10 = 2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t
+    h01, h11 = -2 * t3 + 3 * t2, t3 - t2
     pts = h00 * p0 + h10 * m0 + h01 * p1 + h11 * m1
     out = resample(pts, step)
     out[0], out[-1] = p0, p1
@@ -79,7 +84,8 @@ def integrate_curvature(kappa: np.ndarray, start: np.ndarray, heading: float, st
     """Points (M + 1, 2) of the line whose curvature is `kappa` (M,) [1/m] per `step` [m]."""
     h = heading + np.concatenate([[0.0], np.cumsum(kappa * step)])
     mid = 0.5 * (h[1:] + h[:-1])
-    d = step * np.stack([np.cos(mid), np.sin(mid)], axis=-1)
+    sin, cos = portable.sincos(mid)
+    d = step * np.stack([cos, sin], axis=-1)
     return start + np.concatenate([[[0.0, 0.0]], np.cumsum(d, axis=0)])
 
 
@@ -95,7 +101,7 @@ def segments(line: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     lengths (M - 1,) [m^2] (at least 1e-12) and point stations (M,) [m]; what `project` needs."""
     a, b = line[:-1], line[1:]
     ab = b - a
-    return a, ab, np.maximum((ab**2).sum(-1), 1e-12), arc_length(line)
+    return a, ab, np.maximum((ab * ab).sum(-1), 1e-12), arc_length(line)
 
 
 def project(points: np.ndarray, line: np.ndarray | None,
@@ -107,7 +113,8 @@ def project(points: np.ndarray, line: np.ndarray | None,
     ap = points[:, None, :] - a[None]
     t = np.clip((ap * ab[None]).sum(-1) / seg_len2[None], 0.0, 1.0)
     foot = a[None] + t[..., None] * ab[None]
-    dist2 = ((points[:, None, :] - foot) ** 2).sum(-1)
+    off = points[:, None, :] - foot
+    dist2 = (off * off).sum(-1)
     k = np.argmin(dist2, axis=1)
     rows = np.arange(len(points))
     station = s[k] + t[rows, k] * np.sqrt(seg_len2[k])

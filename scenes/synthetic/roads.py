@@ -9,6 +9,7 @@ import numpy as np
 import shapely
 
 from scenes.maps import DrivableKind, MapLayers
+from scenes.portable import PortableRandom
 from scenes.synthetic import polyline as pl
 
 
@@ -38,7 +39,7 @@ class Lane:
 class MapBuilder:
     """Collects lanes, polygons, stop lines and crosswalks; ids come from a seeded base."""
 
-    def __init__(self, rng: np.random.Generator):
+    def __init__(self, rng: PortableRandom):
         self.lanes: dict[int, Lane] = {}
         self._next_lane = int(rng.integers(1, 50_000)) * 10
         self._next_block = self._next_lane + 1_000_000
@@ -154,7 +155,7 @@ def _single_polygon(parts: list[shapely.Polygon]) -> shapely.Polygon:
     return merged
 
 
-def reference_line(rng: np.random.Generator, length: float, curved: bool) -> np.ndarray:
+def reference_line(rng: PortableRandom, length: float, curved: bool) -> np.ndarray:
     """A road reference line (M, 2) [m] from the origin heading +x: straight, or with 1-2 smooth bends."""
     n = int(length / pl.STEP)
     kappa = np.zeros(n)

@@ -37,15 +37,23 @@ def idm(v, v0, gap, dv, a, b, T, s0):
 def _idm(v, v0, gap, dv, a, denom, T, s0):
     """`idm` with its 2 sqrt(a b) [m/s^2] given as `denom` (precomputed once per vehicle)."""
     s_star = s0 + np.maximum(0.0, v * T + v * dv / denom)
-    inter = np.where(np.isfinite(gap), (s_star / np.maximum(gap, 0.05)) ** 2, 0.0)
-    return a * (1.0 - (v / np.maximum(v0, 0.1)) ** 4 - inter)
+    ratio = s_star / np.maximum(gap, 0.05)
+    inter = np.where(np.isfinite(gap), ratio * ratio, 0.0)
+    return a * (1.0 - _fourth(v / np.maximum(v0, 0.1)) - inter)
+
+
+def _fourth(x):
+    """x^4 as two products (numpy's and libm's `power` round differently on each CPU)."""
+    square = x * x
+    return square * square
 
 
 def idm1(v: float, v0: float, gap: float, dv: float, a: float, b: float, T: float, s0: float) -> float:
     """Scalar `idm`."""
     s_star = s0 + max(0.0, v * T + v * dv / (2.0 * math.sqrt(a * b)))
-    inter = (s_star / max(gap, 0.05)) ** 2 if math.isfinite(gap) else 0.0
-    return a * (1.0 - (v / max(v0, 0.1)) ** 4 - inter)
+    ratio = s_star / max(gap, 0.05)
+    inter = ratio * ratio if math.isfinite(gap) else 0.0
+    return a * (1.0 - _fourth(v / max(v0, 0.1)) - inter)
 
 
 class Fleet:
@@ -230,9 +238,9 @@ class Simulation:
             if red_now.any():
                 li = c.light
                 dist = c.stop_s - front
-                ok = dist - 0.5 > v**2 / (2 * B_STOP)
+                ok = dist - 0.5 > v * v / (2 * B_STOP)
                 if c.ego and li[0] >= 0 and not self.red[li[0], k]:
-                    ok[0] = dist[0] - 0.5 > v[0] ** 2 / (2 * EGO_B_COMF * 0.85)  # amber: stop comfortably or go
+                    ok[0] = dist[0] - 0.5 > v[0] * v[0] / (2 * EGO_B_COMF * 0.85)  # amber: stop comfortably or go
                 stop = np.where(red_now & (dist > 0.3) & ok, dist - 0.5, stop)
         # merge yielding: wait at the yield point unless the priority lane has a gap
         if self.has_yield and (wait := on_yield & ~committed).any():
@@ -265,7 +273,7 @@ class Simulation:
         if np.isfinite(stop).any():
             acc = np.minimum(acc, _idm(v, v0, stop, v, c.a, c.denom, c.T, 1.0))
         elif ego:  # free road (the IDM's interaction term is 0): only the ego's capped v0 can lower acc
-            acc[:1] = np.minimum(acc[:1], c.a[:1] * (1.0 - (v[:1] / np.maximum(v0[:1], 0.1)) ** 4))
+            acc[:1] = np.minimum(acc[:1], c.a[:1] * (1.0 - _fourth(v[:1] / np.maximum(v0[:1], 0.1))))
         acc = np.minimum(np.maximum(acc, -MAX_DECEL), c.a)
         if ego:
             acc[0] = self._ego_command(float(acc[0]), float(v[0]), float(g_lead[0]), float(v_lead[0]),
@@ -301,7 +309,7 @@ class Simulation:
         if not committed:
             dist = float(tab.yield_s[p]) - front
             if math.isfinite(dist) and dist > -0.5:
-                cap = math.sqrt(EGO_V_YIELD**2 + 2.0 * EGO_B_ANTICIPATE * max(dist - 1.0, 0.0))
+                cap = math.sqrt(EGO_V_YIELD * EGO_V_YIELD + 2.0 * EGO_B_ANTICIPATE * max(dist - 1.0, 0.0))
         if self.w.count and tab.cw_id[p, 0] >= 0:
             w = self.w
             soon = (w.walking & (w.u <= w.length[w.crossing])) | (~w.walking & (t >= w.start - 3.0))
@@ -309,7 +317,7 @@ class Simulation:
                 busy = set(w.crossing[soon].tolist())
                 for c, c_in in zip(tab.cw_id[p].tolist(), tab.cw_in[p].tolist()):
                     if c >= 0 and c in busy and c_in - front > -0.5:
-                        cap = min(cap, math.sqrt(EGO_V_CROSSWALK**2 + 2.0 * EGO_B_ANTICIPATE
+                        cap = min(cap, math.sqrt(EGO_V_CROSSWALK * EGO_V_CROSSWALK + 2.0 * EGO_B_ANTICIPATE
                                                  * max(c_in - front - 2.0, 0.0)))
         return cap
 
@@ -319,7 +327,7 @@ class Simulation:
         a_prev = self.ego_a
         b_need = 0.0
         if math.isfinite(gap) and v > v_lead:
-            b_need = (v - v_lead) ** 2 / (2.0 * max(gap - 1.0, 0.1))
+            b_need = (v - v_lead) * (v - v_lead) / (2.0 * max(gap - 1.0, 0.1))
         if math.isfinite(stop):
             b_need = max(b_need, v * v / (2.0 * max(stop - 0.3, 0.1)))
         # braking eases off before standstill (a >= -sqrt(2 j v)) so that stopping adds no jerk
@@ -345,12 +353,13 @@ class Simulation:
         blocked = (c.same & near).any(-1) & c.cw_on
         waiting = (c.same & ready[None, None, :]).any(-1) & c.cw_on  # zebra: yield to waiting
         dist = c.cw_in - front[:, None]
-        can = (blocked & (dist > -0.5) & (dist - 1.5 > v[:, None] ** 2 / (2 * 7.0))) | (
-            waiting & (dist - 1.5 > v[:, None] ** 2 / (2 * 3.0)))
+        v2 = (v * v)[:, None]
+        can = (blocked & (dist > -0.5) & (dist - 1.5 > v2 / (2 * 7.0))) | (
+            waiting & (dist - 1.5 > v2 / (2 * 3.0)))
         if c.ego:  # the ego also yields to pedestrians walking towards its lane, while it can stop gently
             ahead = (c.cw_u[0][:, None] - peds[None, :]) * self.ped_sign[None, :]
             coming = (c.same[0] & (ahead > -4.5) & (ahead < 12.0)).any(-1) & c.cw_on[0]
-            can[0] |= coming & (dist[0] > -0.5) & (dist[0] - 1.5 > v[0] ** 2 / (2 * EGO_B_COMF * 0.85))
+            can[0] |= coming & (dist[0] > -0.5) & (dist[0] - 1.5 > v[0] * v[0] / (2 * EGO_B_COMF * 0.85))
         return np.where(can, np.maximum(dist - 1.5, 0.0), np.inf).min(1)
 
     def _walk(self, k: int, idx: np.ndarray, c: _Live, front: np.ndarray, v: np.ndarray) -> None:
@@ -363,7 +372,7 @@ class Simulation:
             dist = c.cw_in - front[:, None]
             rear = front - 2 * c.half
             live = self.f.active[idx][:, None] & c.cw_on
-            coming = (dist > 0) & (dist < v[:, None] ** 2 / (2 * 2.5) + 5.0) & (v[:, None] > 0.5)
+            coming = (dist > 0) & (dist < (v * v)[:, None] / (2 * 2.5) + 5.0) & (v[:, None] > 0.5)
             on = (dist <= 0) & (rear[:, None] < c.cw_out)
             hit = live & (coming | on)
             unsafe[c.cw_id[hit]] = True
