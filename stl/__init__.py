@@ -14,7 +14,7 @@ from stl.formula import (
     Until,
     UntilSemantics,
 )
-from stl.robustness import Mode, Signals, robustness
+from stl.robustness import Mode, SignalError, Signals, robustness
 from stl.text import format_formula, parse_formula, register_function
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Not",
     "Or",
     "Param",
+    "SignalError",
     "Signals",
     "Until",
     "UntilSemantics",

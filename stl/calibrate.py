@@ -65,7 +65,10 @@ def _lane_change_tightest(signals: Signals, side: str) -> tuple[np.ndarray, np.n
 
 
 def tightest(rules: RuleSet, signals: Signals, margins: Mapping[str, float] = MARGINS) -> dict[str, dict]:
-    """Rule -> param -> (B,) tightest value of each window, with margin; NaN where the rule does not apply."""
+    """Rule -> param -> (B,) tightest value of each window, with margin; NaN where the rule does not apply.
+
+    Non-finite signal values raise SignalError (they would otherwise become NaN parameters)."""
+    signals.validate()
     col = {name: _col(signals, name) for name in signals.names}
     side = lane_change_side(signals)
     red = col["red"] > 0.5

@@ -14,6 +14,7 @@ from rich.table import Table
 from scenes._cli import UserError, output_console, progress_bar, user_errors
 from scenes.store import DatasetError, DriveDataset
 from stl.calibrate import CalibratedParams, ParamsError, calibrate, satisfaction
+from stl.formula import FormulaError
 from stl.robustness import Signals
 from stl.rules import RULES, UnknownRuleError, rule_set
 from stl.signals import HORIZON_S, SIGNAL_NAMES, drive_signals
@@ -57,7 +58,7 @@ def calibrate_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the params.")] = False,
 ) -> None:
     """Calibrate rule parameters on the expert's 4 s windows so that a fraction q satisfies each rule."""
-    with user_errors(DatasetError, UnknownRuleError, ParamsError):
+    with user_errors(DatasetError, UnknownRuleError, ParamsError, FormulaError):
         chosen = rule_set(rules)
         if not (math.isfinite(q) and 0 < q < 1):
             raise UserError(f"--q must be in (0, 1), got {q}")
@@ -85,7 +86,7 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the rates.")] = False,
 ) -> None:
     """Satisfaction rates (robustness >= 0) of each rule, overall and per scenario type."""
-    with user_errors(DatasetError, UnknownRuleError, ParamsError):
+    with user_errors(DatasetError, UnknownRuleError, ParamsError, FormulaError):
         calibrated = CalibratedParams.load(params)
         try:
             chosen = rule_set(list(calibrated.rules))

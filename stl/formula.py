@@ -8,13 +8,26 @@ holds at every t' in [t + a, t + b]. A predicate is `sum_i c_i * y_i - bound >= 
 from __future__ import annotations
 
 import enum
+import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 
 class FormulaError(ValueError):
-    """A malformed formula or a bad evaluation request; the message names the node."""
+    """A malformed formula or a bad evaluation request; the message names the node or the value."""
+
+
+def finite_number(value: object, what: str) -> float:
+    """`value` as a float when it is a finite real number (a 0-d array or tensor counts; a bool, a string
+    such as "3" or None does not); FormulaError naming `what` and the value otherwise."""
+    number = value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
+    if isinstance(number, numbers.Real) and not isinstance(number, bool):
+        number = float(number)
+        if math.isfinite(number):
+            return number
+    raise FormulaError(f"{what} must be a finite number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -24,8 +37,14 @@ class Param:
     name: str
     scale: float = 1.0
 
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise FormulaError(f"parameter name must be a non-empty string, got {self.name!r}")
+        finite_number(self.scale, f"scale of parameter {self.name!r}")
+
     def value(self, params: Mapping[str, float]) -> float:
-        return self.scale * float(params[self.name])
+        """scale * params[name]; FormulaError naming the parameter unless that is a finite number."""
+        return self.scale * finite_number(params[self.name], f"parameter {self.name!r}")
 
 
 Bound = float | Param
@@ -90,6 +109,16 @@ def _bind_bound(bound: Bound, params: Mapping[str, float]) -> Bound:
     return bound.value(params) if isinstance(bound, Param) and bound.name in params else bound
 
 
+def _check_bound(bound: Bound, node: str) -> None:
+    if not isinstance(bound, Param):
+        finite_number(bound, f"{node}: bound")
+
+
+def _check_names(names: object, node: str) -> None:
+    if isinstance(names, str) or not all(isinstance(name, str) for name in names):
+        raise FormulaError(f"{node}: signal names must be a tuple of strings, got {names!r}")
+
+
 @dataclass(frozen=True, eq=True)
 class LinearPredicate(Formula):
     """sum(c * y[name] for name, c in terms) - bound >= 0 at each time step."""
@@ -100,6 +129,10 @@ class LinearPredicate(Formula):
     def __post_init__(self):
         if not self.terms:
             raise FormulaError("a linear predicate needs at least one signal term")
+        _check_names([name for name, _ in self.terms], "linear predicate")
+        for name, c in self.terms:
+            finite_number(c, f"linear predicate: coefficient of {name!r}")
+        _check_bound(self.bound, "linear predicate")
 
     def signals(self) -> set[str]:
         return {name for name, _ in self.terms}
@@ -123,6 +156,10 @@ class NonlinearPredicate(Formula):
     inputs: tuple[str, ...]
     function: Callable = field(compare=False, repr=False)
     bound: Bound = 0.0
+
+    def __post_init__(self):
+        _check_names(self.inputs, f"function {self.name!r}")
+        _check_bound(self.bound, f"function {self.name!r}")
 
     def signals(self) -> set[str]:
         return set(self.inputs)

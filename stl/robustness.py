@@ -16,7 +16,21 @@ over a window, so Until costs one (B, T - h, b) tensor.
 Smooth mode (temperature tau) replaces min by the soft-min -logsumexp(-tau x) / tau, which is <= min, and max
 by either the Boltzmann mean sum_i x_i softmax(tau x)_i (`max_kind="boltzmann"`, stlpy's DrakeSmoothSolver,
 Gilpin et al. 2021; <= max, so the pair under-approximates) or logsumexp(tau x) / tau
-(`max_kind="logsumexp"`, STLCG/pSTL; >= max).
+(`max_kind="logsumexp"`, STLCG/pSTL; >= max, so there is no one-sided bound). Negating a smooth value would
+turn a lower bound into an upper one, so smooth mode first pushes negation down to the predicates (negation
+normal form): !G = F!, !F = G!, !(a & b) = !a | !b, !(a | b) = !a & !b, !!a = a, and !(phi U[a,b] psi) is
+its exact dual (release)
+
+    rho(!(phi U[a,b] psi), t) = min_{t' in [t+a, t+b]} max(-rho(psi, t'), max_{s in [t0, t')} -rho(phi, s))
+
+whose running max is smoothed by the Boltzmann (or logsumexp) mean of each prefix. Every smooth operator then
+sits at or below its exact one on arguments at or below theirs, so with `max_kind="boltzmann"` smooth
+robustness <= exact robustness for every formula, and it tends to it as tau grows. Exact mode is unchanged.
+
+Bad input is refused, never turned into NaN: `Signals` takes a tuple of names (a plain string is refused) and
+converts array-likes such as nested lists with numpy; non-finite or non-numeric values raise `SignalError`;
+a non-finite parameter, coefficient or temperature, a parameter that is not a number (None, "fast", even "3")
+and text in place of a formula (call `stl.parse_formula` first) raise `FormulaError`.
 """
 
 from __future__ import annotations
@@ -42,7 +56,12 @@ from stl.formula import (
     Param,
     Until,
     UntilSemantics,
+    finite_number,
 )
+
+
+class SignalError(FormulaError):
+    """Signal names or values that cannot be evaluated; the message names the name or the value."""
 
 
 def _is_torch(x) -> bool:
@@ -52,10 +71,33 @@ def _is_torch(x) -> bool:
 
 @dataclass(frozen=True)
 class Signals:
-    """A batch of named signals: values[b, t, i] is signal names[i] at step t of item b; shape (B, T, D)."""
+    """A batch of named signals: values[b, t, i] is signal names[i] at step t of item b; shape (B, T, D).
+
+    `names` is a sequence of strings (a plain string is refused: "vx" is not ("v", "x")); `values` a numpy
+    array or torch tensor, and anything else (nested lists) is converted with `np.asarray`.
+    """
 
     names: tuple[str, ...]
     values: np.ndarray | object  # np.ndarray or torch.Tensor
+
+    def __post_init__(self):
+        names = self.names
+        if isinstance(names, str | bytes):
+            raise SignalError(f"signal names must be a tuple of strings, got the string {names!r}")
+        try:
+            names = tuple(names)
+        except TypeError:
+            raise SignalError(f"signal names must be a tuple of strings, got {names!r}") from None
+        for name in names:
+            if not isinstance(name, str):
+                raise SignalError(f"signal names must be strings, got {name!r} in {names!r}")
+        object.__setattr__(self, "names", names)
+        if not (isinstance(self.values, np.ndarray) or _is_torch(self.values)):
+            try:
+                values = np.asarray(self.values)
+            except (TypeError, ValueError) as error:
+                raise SignalError(f"signal values are not an array: {_one_line(error)}") from None
+            object.__setattr__(self, "values", values)
 
     @classmethod
     def from_mapping(cls, columns: Mapping[str, object]) -> Signals:
@@ -66,20 +108,56 @@ class Signals:
             import torch
 
             return cls(names, torch.stack(arrays, dim=-1)).validate()
-        return cls(names, np.stack([np.asarray(a) for a in arrays], axis=-1)).validate()
+        try:
+            values = np.stack([np.asarray(a) for a in arrays], axis=-1)
+        except (TypeError, ValueError) as error:
+            raise SignalError(f"signals {list(names)} do not stack to (B, T, D): {_one_line(error)}") from None
+        return cls(names, values).validate()
 
     def validate(self) -> Signals:
-        """Check the shape is (B, T, D) with D == len(names) and names are unique; FormulaError otherwise."""
+        """Check the shape is (B, T, D) with D == len(names), names are unique and every value is a finite
+        number; SignalError (a FormulaError) otherwise."""
         shape = tuple(self.values.shape)
         if len(shape) != 3:
-            raise FormulaError(f"signal values must have shape (B, T, D), got {shape}")
+            raise SignalError(f"signal values must have shape (B, T, D), got {shape}")
         if shape[2] != len(self.names):
-            raise FormulaError(
+            raise SignalError(
                 f"dimension mismatch: values have D={shape[2]} columns but {len(self.names)} names {self.names}"
             )
         if len(set(self.names)) != len(self.names):
-            raise FormulaError(f"duplicate signal names in {self.names}")
+            raise SignalError(f"duplicate signal names in {self.names}")
+        _check_finite(self)
         return self
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _check_finite(signals: Signals) -> None:
+    """SignalError naming the signal, item, step and value of the first non-finite or non-numeric value."""
+    values = signals.values
+    if _is_torch(values):
+        values = values.detach()
+        if values.is_complex():
+            raise SignalError(f"signal values must be real numbers, got dtype {values.dtype}")
+        if values.is_floating_point() and not bool(values.sum().isfinite()):  # all finite if the sum is
+            bad = (~values.isfinite()).nonzero()
+            if len(bad):
+                b, t, d = (int(i) for i in bad[0])
+                raise SignalError(f"signal {signals.names[d]!r} is {values[b, t, d].item()} at item {b}, "
+                                  f"step {t}; values must be finite")
+        return
+    if values.dtype.kind not in "biuf":
+        raise SignalError(f"signal values must be real numbers, got dtype {values.dtype}")
+    with np.errstate(over="ignore"):
+        total = values.sum() if values.dtype.kind == "f" else 0.0
+    if not np.isfinite(total):  # all values are finite if their sum is
+        bad = np.argwhere(~np.isfinite(values))
+        if len(bad):
+            b, t, d = (int(i) for i in bad[0])
+            raise SignalError(f"signal {signals.names[d]!r} is {values[b, t, d]} at item {b}, step {t}; "
+                              "values must be finite")
 
 
 class Mode(enum.Enum):
@@ -93,9 +171,10 @@ class _Ops:
     def __init__(self, torch_mode: bool, smooth: bool, tau: float, max_kind: str):
         if max_kind not in ("boltzmann", "logsumexp"):
             raise FormulaError(f"max_kind must be 'boltzmann' or 'logsumexp', got {max_kind!r}")
-        if smooth and not tau > 0:
-            raise FormulaError(f"temperature must be positive, got {tau}")
-        self.torch, self.smooth, self.tau, self.max_kind = torch_mode, smooth, float(tau), max_kind
+        tau_value = finite_number(tau, "temperature")
+        if not tau_value > 0:
+            raise FormulaError(f"temperature must be positive, got {tau!r}")
+        self.torch, self.smooth, self.tau, self.max_kind = torch_mode, smooth, tau_value, max_kind
         if torch_mode:
             import torch
 
@@ -142,15 +221,36 @@ class _Ops:
         """Running min along the last axis (soft: -logcumsumexp(-tau x) / tau)."""
         if not self.smooth:
             return self.T.cummin(x, dim=-1).values if self.torch else np.minimum.accumulate(x, axis=-1)
-        z = -self.tau * x
-        lcse = self.T.logcumsumexp(z, dim=-1) if self.torch else np.logaddexp.accumulate(z, axis=-1)
-        return -lcse / self.tau
+        return -self._lcse(-self.tau * x) / self.tau
+
+    def _lcse(self, z):
+        return self.T.logcumsumexp(z, dim=-1) if self.torch else np.logaddexp.accumulate(z, axis=-1)
+
+    def cummax(self, x):
+        """Running max along the last axis (soft: the Boltzmann mean, or logcumsumexp, of each prefix).
+
+        The Boltzmann mean of x[..., :k+1] is sum x_i e^(tau x_i) / sum e^(tau x_i); with z = x - min(x) + 1
+        >= 1 both sums are logcumsumexps (log z is finite), and the mean is exp(lcse(tau x + log z) -
+        lcse(tau x)) + min(x) - 1 (the shift cancels, value and gradient).
+        """
+        if not self.smooth:
+            return self.T.cummax(x, dim=-1).values if self.torch else np.maximum.accumulate(x, axis=-1)
+        z = self.tau * x
+        if self.max_kind == "logsumexp":
+            return self._lcse(z) / self.tau
+        low = x.amin(dim=-1, keepdim=True) if self.torch else np.min(x, axis=-1, keepdims=True)
+        log_shifted = self.T.log(x - low + 1.0) if self.torch else np.log(x - low + 1.0)
+        exp = self.T.exp if self.torch else np.exp
+        return exp(self._lcse(z + log_shifted) - self._lcse(z)) + low - 1.0
 
 
-def _trace(node: Formula, y, index: Mapping[str, int], ops: _Ops, horizons: dict[int, int] | None = None):
-    """Robustness of `node` at every step where it is defined: (B, T - node.horizon).
+def _trace(node: Formula, y, index: Mapping[str, int], ops: _Ops, horizons: dict[int, int] | None = None,
+           negate: bool = False):
+    """Robustness of `node` (of !node when `negate`) at every step where it is defined: (B, T - node.horizon).
 
-    `horizons` memoises node.horizon by node identity over one evaluation (it is recursive).
+    Exact mode negates values (`negate` stays False); smooth mode pushes negation to the predicates, so
+    `negate` swaps min and max (module docstring). `horizons` memoises node.horizon by node identity over one
+    evaluation (it is recursive).
     """
     kind = _KINDS.get(type(node)) or _kind(node)
     if kind == "linear":
@@ -158,12 +258,15 @@ def _trace(node: Formula, y, index: Mapping[str, int], ops: _Ops, horizons: dict
         for name, c in node.terms:
             term = c * y[:, :, index[name]]
             out = term if out is None else out + term
-        return out - node.bound
+        return -(out - node.bound) if negate else out - node.bound
     if kind == "nonlinear":
-        return node.function(y[:, :, [index[name] for name in node.inputs]]) - node.bound
+        out = node.function(y[:, :, [index[name] for name in node.inputs]]) - node.bound
+        return -out if negate else out
     if horizons is None:
         horizons = {}
     if kind == "not":
+        if ops.smooth:
+            return _trace(node.arg, y, index, ops, horizons, not negate)
         return -_trace(node.arg, y, index, ops, horizons)
     n = y.shape[1] - _horizon(node, horizons)
     if kind in ("and", "or"):
@@ -177,13 +280,16 @@ def _trace(node: Formula, y, index: Mapping[str, int], ops: _Ops, horizons: dict
             else:
                 scale, bound = np.array(scale, dtype=y.dtype), np.array(bound, dtype=y.dtype)
             parts = scale * y[:, :n][:, :, columns] - bound
+            if negate:
+                parts = -parts
         else:
-            parts = ops.stack([_trace(arg, y, index, ops, horizons)[:, :n] for arg in node.args])
-        return ops.min(parts) if kind == "and" else ops.max(parts)
+            parts = ops.stack([_trace(arg, y, index, ops, horizons, negate)[:, :n] for arg in node.args])
+        return ops.min(parts) if (kind == "and") != negate else ops.max(parts)
     if kind in ("always", "eventually"):
-        w = ops.window(_trace(node.arg, y, index, ops, horizons), node.start, node.end - node.start + 1, n)
-        return ops.min(w) if kind == "always" else ops.max(w)
-    return _until(node, y, index, ops, n, horizons)
+        arg = _trace(node.arg, y, index, ops, horizons, negate)
+        w = ops.window(arg, node.start, node.end - node.start + 1, n)
+        return ops.min(w) if (kind == "always") != negate else ops.max(w)
+    return _until(node, y, index, ops, n, horizons, negate)
 
 
 _KINDS: dict[type, str] = {LinearPredicate: "linear", NonlinearPredicate: "nonlinear", Not: "not", And: "and",
@@ -214,9 +320,14 @@ def _horizon(node: Formula, memo: dict[int, int]) -> int:
     return memo[key]
 
 
-def _until(node: Until, y, index, ops: _Ops, n: int, horizons: dict[int, int]):
-    """max over k in [a, b] of min(right(t + k), min left[t + s0, t + k)), s0 = 0 (textbook) or a (stlpy)."""
-    left, right = _trace(node.left, y, index, ops, horizons), _trace(node.right, y, index, ops, horizons)
+def _until(node: Until, y, index, ops: _Ops, n: int, horizons: dict[int, int], negate: bool = False):
+    """max over k in [a, b] of min(right(t + k), min left[t + s0, t + k)), s0 = 0 (textbook) or a (stlpy).
+
+    With `negate` (smooth mode only) its dual, the release: min over k of max(!right(t + k), max !left[..)).
+    """
+    left = _trace(node.left, y, index, ops, horizons, negate)
+    right = _trace(node.right, y, index, ops, horizons, negate)
+    outer, inner, running = (ops.min, ops.max, ops.cummax) if negate else (ops.max, ops.min, ops.cummin)
     a, b = node.start, node.end
     s0 = 0 if node.semantics is UntilSemantics.TEXTBOOK else a
     r = ops.window(right, a, b - a + 1, n)  # r[..., j] = right(t + a + j)
@@ -225,17 +336,24 @@ def _until(node: Until, y, index, ops: _Ops, n: int, horizons: dict[int, int]):
     if j0:
         parts.append(r[..., :1])
     if b > s0:
-        prefix = ops.cummin(ops.window(left, s0, b - s0, n))  # prefix[..., i] = min left[t+s0 .. t+s0+i]
+        prefix = running(ops.window(left, s0, b - s0, n))  # prefix[..., i] = min (max) left[t+s0 .. t+s0+i]
         held = prefix[..., a - s0 + j0 - 1 : b - s0]
-        parts.append(ops.min(ops.stack([r[..., j0:], held])))
-    return ops.max(ops.concat(parts) if len(parts) > 1 else parts[0])
+        parts.append(inner(ops.stack([r[..., j0:], held])))
+    return outer(ops.concat(parts) if len(parts) > 1 else parts[0])
 
 
 def _check(formula: Formula, signals: Signals, params: Mapping[str, float] | None) -> Formula:
+    if not isinstance(formula, Formula):
+        if isinstance(formula, str):
+            raise FormulaError(f"robustness needs a Formula, got the string {formula!r}; "
+                               "parse it with stl.parse_formula first")
+        raise FormulaError(f"robustness needs a Formula, got {type(formula).__name__} {formula!r}")
+    if not isinstance(signals, Signals):
+        raise SignalError(f"robustness needs Signals, got {type(signals).__name__}")
     try:
         signals.validate()
     except FormulaError as err:
-        raise FormulaError(f"{formula}: {err}") from None
+        raise type(err)(f"{formula}: {err}") from None
     if params:
         formula = formula.bind(params)
     for node in formula.nodes():
@@ -260,9 +378,14 @@ def robustness(
     """Robustness of `formula` on a (B, T, D) batch: (B,) at step `t`, or (B, T - horizon) for t=None.
 
     numpy in gives numpy out; torch in gives torch out (same device and dtype, differentiable).
-    Needs t + horizon < T (stlpy's condition). `params` fills unbound `Param` bounds.
+    Needs t + horizon < T (stlpy's condition). `params` fills unbound `Param` bounds with finite numbers.
+    `temperature` (finite, > 0; used in smooth mode) is tau [1 / robustness units]. A string formula is
+    refused (parse it with `parse_formula`); bad input raises FormulaError or SignalError (module docstring).
     """
-    mode = Mode(mode)
+    try:
+        mode = Mode(mode)
+    except ValueError:
+        raise FormulaError(f"mode must be 'exact' or 'smooth', got {mode!r}") from None
     formula = _check(formula, signals, params)
     values = signals.values
     torch_mode = _is_torch(values)

@@ -12,11 +12,13 @@ Grammar (loosest binding first; `&` and `|` chain, `U` is left-associative)::
 
 A linear predicate is `sum_i c_i y_i - bound >= 0`; `>` and `<` read as `>=` and `<=` (robustness does not
 tell them apart). A parameter may appear once, scaled (`-{v_max}` is `Param("v_max", -1)`), not with a constant.
-Floats print with `repr`, so finite values round-trip exactly.
+Floats print with `repr`, so finite values round-trip exactly. Numbers must be finite: `1e999` is refused, and
+so are `nan`, `inf` and `infinity` (any case) as signal names, so `y >= nan` is an error, not a signal `nan`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
@@ -36,6 +38,7 @@ from stl.formula import (
 )
 
 _FUNCTIONS: dict[str, Callable] = {}
+_NON_FINITE = frozenset({"nan", "inf", "infinity"})  # float() reads these: never signal names
 
 
 def register_function(name: str, fn: Callable) -> None:
@@ -143,6 +146,14 @@ class _Parser:
         if self.accept(value) is None:
             raise self.error(repr(value))
 
+    def refuse_non_finite(self, tok: str, pos: int) -> None:
+        """FormulaError if `tok` (a number or a signal name at `pos`) reads as a non-finite float."""
+        if tok.lower() in _NON_FINITE:
+            raise FormulaError(f"syntax error at position {pos}: {tok!r} is not a finite number and cannot "
+                               f"name a signal, in {self.text!r}")
+        if self.peek()[0] == "num" and not math.isfinite(float(tok)):
+            raise FormulaError(f"syntax error at position {pos}: number {tok!r} is not finite, in {self.text!r}")
+
     def integer(self) -> int:
         kind, tok, _ = self.peek()
         if kind != "num" or not tok.isdigit():
@@ -233,8 +244,9 @@ class _Parser:
         op = self.accept("-", "+") or "+"
         while True:
             coef = -1.0 if op == "-" else 1.0
-            kind, tok, _ = self.peek()
+            kind, tok, pos = self.peek()
             if kind == "num":
+                self.refuse_non_finite(tok, pos)
                 self.i += 1
                 coef *= float(tok)
                 if not self.accept("*"):
@@ -243,8 +255,9 @@ class _Parser:
                     if op is None:
                         return terms, consts, param
                     continue
-                kind, tok, _ = self.peek()
+                kind, tok, pos = self.peek()
             if kind == "id" and not self.is_temporal("G", "F", "U", "U_stlpy"):
+                self.refuse_non_finite(tok, pos)
                 self.i += 1
                 terms.append((tok, coef))
             elif self.accept("{"):
@@ -269,9 +282,10 @@ class _Parser:
         self.i += 2
         inputs = []
         while True:
-            kind, tok, _ = self.peek()
+            kind, tok, pos = self.peek()
             if kind != "id":
                 raise self.error("a signal name")
+            self.refuse_non_finite(tok, pos)
             self.i += 1
             inputs.append(tok)
             if not self.accept(","):

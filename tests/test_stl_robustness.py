@@ -24,6 +24,7 @@ from stl import (
     robustness,
 )
 from stl.bench import bench_stl
+from stl.robustness import _Ops
 from stl.stlpy_bridge import stlpy_robustness, to_stlpy
 
 
@@ -260,6 +261,80 @@ def test_smooth_bounds_and_limit():
     exact = robustness(SPEC, sig, t=None)
     soft = robustness(SPEC, sig, t=None, mode="smooth", temperature=1e4, max_kind="logsumexp")
     assert np.max(np.abs(soft - exact)) < 4 * math.log(12) / 1e4
+
+
+# ------------------------------------------------------------------ smooth mode with negation: still a lower bound
+
+
+def test_negated_always_smooth_is_not_above_exact():
+    # the case: exact -0.0, and the old smooth value -softmin = +0.44 at tau = 1 read as satisfied
+    sig = Signals(("y",), np.array([0.0, 1, 2, 3]).reshape(1, 4, 1))
+    f = parse_formula("!(G[0,3] y >= 0)")
+    exact = robustness(f, sig)[0]
+    assert exact == 0.0 and math.copysign(1.0, exact) == -1.0
+    smooth = robustness(f, sig, mode="smooth", temperature=1.0)[0]
+    weights = np.exp(-np.arange(4.0))  # F[0,3] (-y >= 0): Boltzmann mean of 0, -1, -2, -3 at tau = 1
+    assert smooth <= 0.0 and smooth == pytest.approx(-(np.arange(4.0) * weights).sum() / weights.sum())
+
+
+@pytest.mark.parametrize("semantics", list(UntilSemantics))
+def test_negated_until_smooth_is_the_smoothed_release(semantics):
+    # !(P U[a,b] Q) = min over k of max(!Q(t + k), max of !P before); on Y: -2.5 for a = 0, and for a = 2
+    # 0.5 (textbook) or -1.5 (stlpy)
+    for a, expected in ((0, {UntilSemantics.TEXTBOOK: -2.5, UntilSemantics.STLPY: -2.5}),
+                        (2, {UntilSemantics.TEXTBOOK: 0.5, UntilSemantics.STLPY: -1.5})):
+        f = ~P.until(Q, a, 4, semantics)
+        assert robustness(f, SIG)[0] == expected[semantics]
+        for tau in (0.5, 1.0, 10.0):
+            assert robustness(f, SIG, mode="smooth", temperature=tau)[0] <= expected[semantics]
+        close = robustness(f, SIG, mode="smooth", temperature=1e4)[0]
+        assert close == pytest.approx(expected[semantics], abs=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["boltzmann", "logsumexp"])
+def test_smooth_running_max_is_the_prefix_mean(kind):
+    x = np.random.default_rng(8).normal(scale=3.0, size=(2, 3, 6))
+    for tau in (0.3, 2.0, 50.0):
+        ops = _Ops(False, True, tau, kind)
+        prefix = [ops.max(x[..., : k + 1]) for k in range(x.shape[-1])]
+        np.testing.assert_allclose(ops.cummax(x), np.stack(prefix, -1), rtol=0, atol=1e-12)
+        torch_ops = _Ops(True, True, tau, kind)
+        np.testing.assert_allclose(torch_ops.cummax(torch.tensor(x)).numpy(), ops.cummax(x), rtol=0, atol=1e-12)
+
+
+def _with_negations(depth: int):
+    return st.one_of(formulas(depth), formulas(depth - 1).map(lambda f: ~f))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_with_negations(4), st.integers(0, 2**31))
+def test_smooth_under_approximates_exact_with_negation_anywhere(formula, seed):
+    values = np.random.default_rng(seed).normal(size=(4, formula.horizon + 3, 3))
+    sig = Signals(NAMES, values)
+    exact = robustness(formula, sig, t=None)
+    for tau in (1.0, 10.0, 100.0, 1e3, 1e4):
+        boltzmann = robustness(formula, sig, t=None, mode="smooth", temperature=tau)
+        assert np.all(boltzmann <= exact + 1e-9), tau
+        # the gap is O(1 / tau) (observed <= 2.5 / tau); logsumexp has no sign but converges alike
+        assert np.max(exact - boltzmann) <= 20.0 / tau
+        lse = robustness(formula, sig, t=None, mode="smooth", temperature=tau, max_kind="logsumexp")
+        assert np.max(np.abs(lse - exact)) <= 20.0 / tau
+
+
+NEGATED = parse_formula("!(G[0,3] (a >= 0.2 | !(b <= 1)) & !((a >= -1) U[1,3] !(F[0,2] b >= 0.5)))")
+
+
+@pytest.mark.parametrize("kind", ["boltzmann", "logsumexp"])
+def test_negated_smooth_torch_matches_numpy_and_has_gradients(kind):
+    values = np.random.default_rng(9).normal(size=(3, 10, 2))
+    ref = robustness(NEGATED, Signals(("a", "b"), values), t=None, mode="smooth", temperature=3.0, max_kind=kind)
+    x = torch.tensor(values, requires_grad=True)
+
+    def fn(x):
+        return robustness(NEGATED, Signals(("a", "b"), x), t=None, mode="smooth", temperature=3.0, max_kind=kind)
+
+    np.testing.assert_allclose(fn(x).detach().numpy(), ref, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6)
 
 
 # ------------------------------------------------------------------ parameters and errors
