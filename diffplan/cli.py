@@ -13,6 +13,7 @@ from eval.cli import app as eval_app
 from planners.cli import anchors, train
 from scenes._cli import UserError, user_errors
 from scenes.cli import app as scenes_app
+from scenes.store.layout import atomic_write_bytes
 from stl.cli import app as stl_app
 
 app = typer.Typer(
@@ -28,6 +29,39 @@ app.add_typer(stl_app, name="stl")
 app.add_typer(datagen_app, name="datagen")
 app.command()(anchors)
 app.command()(train)
+
+
+@app.command()
+def manifest(
+    name: Annotated[str, typer.Argument(help="Benchmark: navtest-synth or pointnav-synth.")],
+    write: Annotated[bool, typer.Option(help="Write the shipped manifest file(s) instead of comparing.")] = False,
+) -> None:
+    """Build a benchmark's content-digest manifest as this checkout generates it; compare it with the shipped
+    one (exit 2 on a difference), or --write it after a generator version bump."""
+    from eval.pointnav import benchmark as pointnav_benchmark
+    from scenes.generate import BENCHMARK_SETS, build_manifest
+    from scenes.manifest import BenchmarkManifest, ManifestError, manifest_path
+    from scenes.nav import ROBOTS
+
+    with user_errors(ManifestError):
+        if name in BENCHMARK_SETS:
+            built = [(manifest_path(name), build_manifest(name))]
+        elif name in pointnav_benchmark.BENCHMARKS:
+            built = [(manifest_path(pointnav_benchmark.manifest_name(name, robot), pointnav_benchmark.MANIFEST_DIR),
+                      pointnav_benchmark.build_manifest(name, robot)) for robot in sorted(ROBOTS)]
+        else:
+            raise UserError(f"unknown benchmark {name!r}; expected navtest-synth or pointnav-synth")
+        for path, made in built:
+            if write:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(path, made.to_json().encode())
+                print(f"{made.name} v{made.version}: {len(made)} items, set {made.set_hash[:16]} -> {path}")
+                continue
+            shipped = BenchmarkManifest.read(path)
+            shipped.check_all(list(made.item_ids), list(made.digests))
+            if len(shipped) != len(made):
+                raise ManifestError(f"{path}: {len(shipped)} items, this checkout builds {len(made)}")
+            print(f"{made.name} v{made.version}: {len(made)} items match {path} (set {made.set_hash[:16]})")
 
 
 @app.command()

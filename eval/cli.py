@@ -12,11 +12,13 @@ import planners
 from eval.pointnav.cli import pointnav
 from eval.pointnav.report import markdown_table as pointnav_table
 from eval.pointnav.results import PointNavSummary
-from eval.report import markdown_table, save_worst_bevs, write_run
+from eval.report import markdown_table, run_label, run_name, save_worst_bevs, write_run
 from eval.results import Summary, summarize
 from eval.runner import EvalConfig, evaluate_dataset
 from planners.pdm.scoring import MetricVersion
 from scenes._cli import UserError, output_console, progress_bar, user_errors
+from scenes.generate import dataset_identity
+from scenes.manifest import BenchmarkIdentity, ManifestError
 from scenes.store import DatasetError, DriveDataset
 
 app = typer.Typer(help="Closed-loop evaluation.", no_args_is_help=True, add_completion=False)
@@ -52,7 +54,7 @@ def navsim(
     scored against PDM-Closed, whose trajectories are cached next to the dataset. A planner that raises or
     returns NaN scores 0 on that scene, and the scene is listed.
     """
-    with user_errors(DatasetError, planners.UnknownPlannerError):
+    with user_errors(DatasetError, ManifestError, planners.UnknownPlannerError):
         if metric not in METRICS:
             raise UserError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
         if workers < 1:
@@ -62,6 +64,7 @@ def navsim(
         planners.load(planner)  # fail early on an unknown planner
         data = DriveDataset.open(scenes)
         indices = list(range(len(data) if limit is None else min(limit, len(data))))
+        identity = dataset_identity(data, len(indices))  # a benchmark's scenes are checked against its manifest
         config = EvalConfig(planner=planner, version=METRICS[metric], reactive_agents=reactive, seed=seed)
         with progress_bar("scenes") as bar:
             task = bar.add_task(f"eval {planner}", total=len(indices))
@@ -70,13 +73,14 @@ def navsim(
         summary = summarize(results, config.version, drop_failed)
         oracle = planners.load(planner).requires_scene
         if out is not None:
-            extra = {"oracle": oracle, "reactive_agents": reactive, "dataset": str(scenes), "seed": seed}
+            extra = {"oracle": oracle, "reactive_agents": reactive, "dataset": str(scenes), "seed": seed,
+                     "benchmark": identity.as_json()}
             write_run(out, planner, results, summary, extra)
             if worst > 0:
                 save_worst_bevs(out, data, results, worst)
-    label = f"{planner} (privileged oracle)" if oracle else planner
+    label = run_label(run_name(planner, out), oracle)
     console.print(markdown_table([(label, summary)]), highlight=False)
-    console.print(f"{summary.metric}: {summary.n_scenes} scenes, {summary.n_failed} failed"
+    console.print(f"{identity.subset}; {summary.metric}: {summary.n_scenes} scenes, {summary.n_failed} failed"
                   + (f"; outputs in {out}" if out else ""), highlight=False)
     for result in results:
         if result.failed:
@@ -86,29 +90,66 @@ def navsim(
 
 
 @app.command()
-def table(runs: Annotated[list[Path], typer.Argument(
-        help="Run folders written by `diffplan eval navsim --out` or `diffplan eval pointnav --out`.")]) -> None:
+def table(
+    runs: Annotated[list[Path], typer.Argument(
+        help="Run folders written by `diffplan eval navsim --out` or `diffplan eval pointnav --out`.")],
+    allow_mixed: Annotated[bool, typer.Option(
+        help="Put runs on different scene or episode sets in one table anyway; their rows are marked.")] = False,
+) -> None:
     """One Markdown table of several evaluation runs of one kind: NAVSIM runs (NC, DAC, TTC, Comf, EP, PDMS in
-    percent) or PointNav runs (success, NavDP's 1 m success, SPL, SoftSPL in percent, collisions/episode)."""
+    percent) or PointNav runs (success, NavDP's 1 m success, SPL, SoftSPL in percent, collisions/episode).
+
+    Rows are named after their run folders. Runs must have evaluated the same scenes or episodes (the same
+    benchmark, version and subset, compared by content hash); --allow-mixed shows them anyway, marked.
+    """
     with user_errors():
         bodies = [_read_summary(run) for run in runs]
         kinds = {"pointnav" if "spl" in body else "navsim" for body in bodies}
         if len(kinds) > 1:
             raise UserError("cannot mix NAVSIM and PointNav runs in one table")
-        labels = [body.get("planner", run.name) + (" (oracle)" if body.get("oracle") else "")
-                  + (" (no critic)" if body.get("no_critic") else "")
+        labels = [run_label(run.resolve().name, bool(body.get("oracle")), bool(body.get("no_critic")))
                   for run, body in zip(runs, bodies, strict=True)]
+        identities = [BenchmarkIdentity.from_json(body.get("benchmark")) for body in bodies]
+        labels, caption = _mark_mixed(runs, labels, identities, allow_mixed)
         if kinds == {"pointnav"}:
             rows = [(label, _pointnav_summary(run, body)) for run, label, body in zip(runs, labels, bodies,
                                                                                      strict=True)]
-            console.print(pointnav_table(rows), highlight=False)
+            console.print(caption + "\n\n" + pointnav_table(rows), highlight=False, soft_wrap=True)
+            sliding = {body.get("sliding", True) for body in bodies}
+            console.print(COLLISIONS_NOTE[sliding == {False}], highlight=False, soft_wrap=True)
             return
         rows = [(label, _navsim_summary(run, body)) for run, label, body in zip(runs, labels, bodies, strict=True)]
         if len({summary.metric for _, summary in rows}) > 1:
             raise UserError("the runs use different metrics: " + ", ".join(s.metric for _, s in rows))
-    console.print(markdown_table(rows), highlight=False)
-    console.print(f"{rows[0][1].metric}, " + ", ".join(f"{label}: {s.n_scenes} scenes" for label, s in rows),
+    console.print(caption + f" ({rows[0][1].metric})\n\n" + markdown_table(rows), highlight=False, soft_wrap=True)
+    console.print(", ".join(f"{label}: {s.n_scenes} scenes, {s.n_failed} failed" for label, s in rows),
                   highlight=False, soft_wrap=True)
+
+
+COLLISIONS_NOTE = {
+    False: "Collisions/ep: control steps (10 Hz) whose move hit an obstacle; with sliding on (habitat-lab's "
+           "allow_sliding) the robot then slides along it, so one long contact counts once per step.",
+    True: "Collisions/ep: control steps (10 Hz) whose move into an obstacle was refused (--no-sliding).",
+}
+
+
+def _mark_mixed(runs: list[Path], labels: list[str], identities: list[BenchmarkIdentity | None],
+                allow_mixed: bool) -> tuple[list[str], str]:
+    """(labels, caption): one caption naming the benchmark and subset, or, with --allow-mixed, marked labels
+    and a caption listing each run's set; UserError when the sets differ without --allow-mixed."""
+    keys = [None if i is None else (i.name, i.version, i.evaluated_hash) for i in identities]
+    if len(set(keys)) == 1 and keys[0] is not None:
+        return labels, identities[0].subset
+    described = [i.subset if i is not None else "unknown set (run made before benchmark hashes)"
+                 for i in identities]
+    if not allow_mixed:
+        first = next(k for k in range(len(keys)) if keys[k] != keys[0])
+        raise UserError(f"{runs[0]} ({described[0]}) and {runs[first]} ({described[first]}) evaluated different "
+                        "sets; pass --allow-mixed to put them in one table anyway")
+    marks = {key: "*" * (n + 1) for n, key in enumerate(dict.fromkeys(keys))}
+    labels = [f"{label} {marks[key]}" for label, key in zip(labels, keys, strict=True)]
+    legend = "; ".join(f"{mark} {described[keys.index(key)]}" for key, mark in marks.items())
+    return labels, f"MIXED SETS (--allow-mixed): {legend}"
 
 
 def _read_summary(run: Path) -> dict:

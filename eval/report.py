@@ -45,6 +45,18 @@ def markdown_table(rows: list[tuple[str, Summary]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_name(planner: str, out: Path | None) -> str:
+    """A run's name: its folder's name, else the planner's name (a checkpoint's file or folder name)."""
+    if out is not None:
+        return out.resolve().name
+    return Path(planner).stem if planner.endswith(".safetensors") else Path(planner).name
+
+
+def run_label(name: str, oracle: bool, no_critic: bool = False) -> str:
+    """The row label of a run, the same in a run's own output and in `eval table`."""
+    return name + (" (privileged oracle)" if oracle else "") + (" (no critic)" if no_critic else "")
+
+
 def write_run(out: Path, planner: str, results: list[SceneResult], summary: Summary, extra: dict) -> None:
     """Write scenes.csv, summary.json and table.md into `out`."""
     out.mkdir(parents=True, exist_ok=True)
@@ -52,9 +64,10 @@ def write_run(out: Path, planner: str, results: list[SceneResult], summary: Summ
     failed = [{"index": r.index, "scene_id": r.scene_id, "error": r.error} for r in results if r.failed]
     body = {"planner": planner, **summary.as_json(), **extra, "failed_scenes": failed}
     _atomic_write_text(out / "summary.json", json.dumps(body, indent=2) + "\n")
-    table = markdown_table([(planner, summary)])
-    note = (f"\n{summary.metric}, {summary.n_scenes} scenes, {summary.n_failed} failed"
-            f"{' (dropped)' if summary.dropped_failed else ' (scored 0)'}.\n")
+    table = markdown_table([(run_label(out.resolve().name, bool(extra.get("oracle"))), summary)])
+    subset = extra.get("benchmark", {}).get("subset", "")
+    note = (f"\n{subset}; {summary.metric}, {summary.n_scenes} scenes, {summary.n_failed} failed"
+            f"{' (dropped)' if summary.dropped_failed else ' (scored 0)'}; planner {planner}.\n")
     _atomic_write_text(out / "table.md", table + note)
 
 
@@ -63,31 +76,58 @@ def worst_scenes(results: list[SceneResult], count: int = 10) -> list[SceneResul
     return sorted(results, key=lambda r: (not r.failed, r.score, r.index))[:count]
 
 
-def save_worst_bevs(out: Path, dataset, results: list[SceneResult], count: int = 10) -> list[Path]:
-    """BEV PNGs of the worst scenes with the plan (map frame) and the simulated rear-axle path."""
-    import matplotlib.pyplot as plt
+_WORST_BEV_RADIUS = 30.0  # [m] view of the worst-scene BEVs (grown to hold the plan and the simulated path)
 
-    from scenes.geometry import poses_to_global
-    from scenes.render import render_bev
+
+def _simulated_states(scene, result: SceneResult) -> np.ndarray:
+    """The simulated ego states of `result` for drawing: (41, 4) x, y, heading, speed (map frame) from
+    re-simulating its plan, as evaluation did; the stored (41, 2) positions when that does not reproduce
+    them (headings and speeds are then derived from the positions)."""
+    stored = np.asarray(result.simulated_xy, dtype=np.float64)
+    try:
+        from eval.scoring import simulate_plans
+        from planners.pdm.states import StateIndex
+
+        states = simulate_plans(scene, np.asarray(result.plan, dtype=np.float64)[None])[0]
+        compact = states[:, [StateIndex.X, StateIndex.Y, StateIndex.HEADING, StateIndex.VELOCITY_X]]
+    except Exception:  # noqa: BLE001 - the stored path is still worth drawing
+        return stored
+    same = compact.shape[0] == stored.shape[0] and np.allclose(compact[:, :2], stored, atol=1e-6)
+    return compact if same else stored
+
+
+def _status_line(result: SceneResult) -> str:
+    """Score and sub-metrics; NAVSIM v2's extra sub-metrics when a v2-only one (TLC, LK, HC, EC) failed (they are
+    all 1 under v1, where DDC has no weight)."""
+    if result.failed:
+        return f"FAILED: {result.error}"
+    line = (f"score {result.score:.2f}  NC {result.nc:.1f} DAC {result.dac:.0f} TTC {result.ttc:.0f} "
+            f"C {result.comfort:.0f} EP {result.ep:.2f}")
+    v2 = [(name, getattr(result, key)) for name, key in (("DDC", "ddc"), ("TLC", "tlc"), ("LK", "lk"),
+                                                         ("HC", "hc"), ("EC", "ec"))]
+    if any(value < 1.0 for name, value in v2 if name != "DDC"):
+        line += "  " + " ".join(f"{name} {value:.1f}" for name, value in v2)
+    return line
+
+
+def save_worst_bevs(out: Path, dataset, results: list[SceneResult], count: int = 10) -> list[Path]:
+    """BEV PNGs of the worst scenes in the ego frame: agents with their futures, the plan, the simulated
+    ego path, and where NC, DAC and TTC failed (the ego footprint and agent involved, with the time)."""
+    from scenes.render import render_bev, save_figure
+    from scenes.render_failures import locate_failures
 
     folder = out / "worst"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for rank, result in enumerate(worst_scenes(results, count)):
         scene = dataset[result.index]
-        fig = render_bev(scene)
-        ax = fig.axes[0]
-        if np.isfinite(result.plan).all():
-            plan = poses_to_global(result.plan, scene.current_pose)
-            ax.plot(plan[:, 0], plan[:, 1], "o-", color="#ff7f0e", lw=1.5, ms=4, zorder=9, label="plan")
-            ax.plot(*result.simulated_xy.T, color="#9467bd", lw=2.0, zorder=9, label="simulated (LQR)")
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
-        status = f"FAILED: {result.error}" if result.failed else (
-            f"score {result.score:.2f}  NC {result.nc:.1f} DAC {result.dac:.0f} TTC {result.ttc:.0f} "
-            f"C {result.comfort:.0f} EP {result.ep:.2f}")
-        ax.set_title(f"{ax.get_title()}\n{status[:110]}", fontsize=9)
-        path = folder / f"{rank:02d}_{result.scene_id}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        paths.append(path)
+        plan = states = None
+        marks = []
+        if not result.failed and np.isfinite(result.plan).all():
+            plan = result.plan
+            states = _simulated_states(scene, result)
+            marks = locate_failures(scene, states, nc=result.nc, dac=result.dac, ttc=result.ttc)
+        fig = render_bev(scene, _WORST_BEV_RADIUS, plan=plan, simulated=states, failures=marks,
+                         status=f"worst #{rank + 1}  ·  {_status_line(result)}")
+        paths.append(save_figure(fig, folder / f"{rank:02d}_{result.scene_id}.png"))
     return paths

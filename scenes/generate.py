@@ -1,7 +1,9 @@
 """The `scenes generate` job: synthetic scenes into a dataset, shard by shard, resumable and parallel.
 
 Scene i of a dataset has seed `scene_seed(split, seed, i)` and lands in shard i // shard_size, so the
-bytes written depend only on the config, never on the number of workers or on interruptions.
+bytes written depend only on the config, never on the number of workers or on interruptions. A benchmark
+(`--benchmark navtest-synth`) checks every scene against its shipped manifest (`scenes/manifests/`) before a
+shard is written: another machine or checkout that generates different bits stops at the first such scene.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from scenes._cli import UserError
-from scenes.drive import SPLITS, ScenarioType
+from scenes.digest import combined_digest, content_digest
+from scenes.drive import SPLITS, DriveScene, ScenarioType
 from scenes.jobfile import open_job_dir
-from scenes.store import DatasetInfo, completed_shards, finalize_dataset, write_shard
+from scenes.manifest import BenchmarkIdentity, BenchmarkManifest, ManifestError, load_manifest
+from scenes.store import DatasetInfo, DriveDataset, completed_shards, finalize_dataset, write_shard
 from scenes.synthetic import GENERATOR_VERSION, SYNTHETIC_SCENARIOS, generate_scene, scene_seed
 
 JOB_FILE = "meta/job.json"
@@ -68,9 +72,23 @@ class GenerateConfig:
         return range(shard * self.shard_size, min(self.n, (shard + 1) * self.shard_size))
 
 
+def benchmark_manifest(config: GenerateConfig) -> BenchmarkManifest | None:
+    """The shipped manifest of the config's benchmark (None for other datasets)."""
+    return None if config.benchmark is None else load_manifest(config.benchmark, config.generator_version)
+
+
+def checked_scene(config: GenerateConfig, index: int, manifest: BenchmarkManifest | None) -> DriveScene:
+    """Scene `index`, checked against the benchmark manifest when there is one (ManifestError if it differs)."""
+    scene = config.scene(index)
+    if manifest is not None:
+        manifest.check(index, scene.metadata.scene_id, content_digest(scene))
+    return scene
+
+
 def generate_shard(root: Path, config: GenerateConfig, shard: int) -> int:
-    """Generate and write one shard; returns its number of scenes."""
-    scenes = [config.scene(i) for i in config.shard_indices(shard)]
+    """Generate, check and write one shard; returns its number of scenes."""
+    manifest = benchmark_manifest(config)
+    scenes = [checked_scene(config, i, manifest) for i in config.shard_indices(shard)]
     write_shard(root, shard, scenes)
     return len(scenes)
 
@@ -81,6 +99,7 @@ def generate_dataset(root: Path, config: GenerateConfig, workers: int = 1, resum
     config.validate()
     if workers < 1:
         raise UserError(f"--workers must be positive, got {workers}")
+    manifest = benchmark_manifest(config)  # a missing or stale manifest fails before any work
     root = Path(root)
     open_job_dir(root, JOB_FILE, asdict(config), "diffplan scenes generate", resume,
                  defaults=asdict(GenerateConfig(n=config.n)))  # fields added later default in older job files
@@ -91,7 +110,7 @@ def generate_dataset(root: Path, config: GenerateConfig, workers: int = 1, resum
         for shard in todo:
             scenes = []
             for i in config.shard_indices(shard):
-                scenes.append(config.scene(i))
+                scenes.append(checked_scene(config, i, manifest))
                 on_progress(1)
             write_shard(root, shard, scenes)
     else:
@@ -107,6 +126,8 @@ BENCHMARK_SETS: dict[str, GenerateConfig] = {
     "navtest-synth": GenerateConfig(n=500, split="test", seed=0, shard_size=100, balanced=True,
                                     benchmark="navtest-synth"),
 }
+# bumped with every change of a benchmark's scenes (2: synthetic-drive/3, portable float math)
+BENCHMARK_VERSIONS: dict[str, str] = {"navtest-synth": "2"}
 
 
 def benchmark_config(name: str) -> GenerateConfig:
@@ -114,3 +135,38 @@ def benchmark_config(name: str) -> GenerateConfig:
     if name not in BENCHMARK_SETS:
         raise UserError(f"unknown benchmark {name!r}; expected one of {', '.join(BENCHMARK_SETS)}")
     return BENCHMARK_SETS[name]
+
+
+def build_manifest(name: str, on_progress: Callable[[int], None] = lambda n: None) -> BenchmarkManifest:
+    """The manifest of benchmark `name` as this checkout generates it (to ship when its version is bumped)."""
+    config = benchmark_config(name)
+    ids, digests = [], []
+    for index in range(config.n):
+        scene = config.scene(index)
+        ids.append(scene.metadata.scene_id)
+        digests.append(content_digest(scene))
+        on_progress(1)
+    return BenchmarkManifest(name, BENCHMARK_VERSIONS[name], config.generator_version, tuple(ids), tuple(digests))
+
+
+def dataset_identity(data: DriveDataset, count: int) -> BenchmarkIdentity:
+    """What evaluating the first `count` scenes of `data` runs on. For a benchmark, every one of them is checked
+    against the manifest first (ManifestError names the first that differs, e.g. an edited shard)."""
+    digests, ids = [], []
+    for index in range(count):
+        scene = data[index]
+        ids.append(scene.metadata.scene_id)
+        digests.append(content_digest(scene))
+    name = data.info.generator_config.get("benchmark")
+    if not name:
+        return BenchmarkIdentity(None, "", "", combined_digest(digests), count, len(data))
+    version = str(data.info.generator_config.get("generator_version"))
+    if version != GENERATOR_VERSION:
+        raise ManifestError(f"{data.root}: benchmark {name} built with {version}, but this checkout generates "
+                            f"{GENERATOR_VERSION}: build the benchmark again")
+    manifest = load_manifest(str(name), version)
+    try:
+        manifest.check_all(ids, digests)
+    except ManifestError as error:
+        raise ManifestError(f"{data.root}: {error}") from None
+    return manifest.identity(digests)

@@ -32,6 +32,8 @@ type and world kind under several BLAS kernels and numpy CPU-feature settings.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 ArrayLike = np.ndarray | float
@@ -47,14 +49,19 @@ _PIO2_1, _PIO2_1T = 1.57079632673412561417e+00, 6.07710050650619224932e-11
 _PIO2_2, _PIO2_2T = 6.07710050630396597660e-11, 2.02226624879595063154e-21
 MAX_TRIG_ARGUMENT = 2.0**19 * 1.5707963267948966  # [rad] the two-step reduction is exact below this
 # fdlibm s_atan.c
-_ATAN_HI = np.array([4.63647609000806093515e-01, 7.85398163397448278999e-01, 9.82793723247329054082e-01,
+_ATAN_HI = np.array([0.0, 4.63647609000806093515e-01, 7.85398163397448278999e-01, 9.82793723247329054082e-01,
                      1.57079632679489655800e+00])
-_ATAN_LO = np.array([2.26987774529616870924e-17, 3.06161699786838301793e-17, 1.39033110312309984516e-17,
+_ATAN_LO = np.array([0.0, 2.26987774529616870924e-17, 3.06161699786838301793e-17, 1.39033110312309984516e-17,
                      6.12323399573676603587e-17])
 _AT = (3.33333333333329318027e-01, -1.99999999998764832476e-01, 1.42857142725034663711e-01,
        -1.11111104054623557880e-01, 9.09088713343650656196e-02, -7.69187620504482999495e-02,
        6.66107313738753120669e-02, -5.83357013379057348645e-02, 4.97687799461593236017e-02,
        -3.65315727442169155270e-02, 1.62858201153657823623e-02)
+# the reduced argument (a P - Q) / (R + S a) of each range: a, (2a - 1)/(2 + a), (a - 1)/(1 + a),
+# (a - 1.5)/(1 + 1.5 a), -1/a; every unused product is exact (times 1 or 0)
+_ATAN_BREAKS = np.array([0.4375, 0.6875, 1.1875, 2.4375])
+_ATAN_P, _ATAN_Q = np.array([1.0, 2.0, 1.0, 1.0, 0.0]), np.array([0.0, 1.0, 1.0, 1.5, 1.0])
+_ATAN_R, _ATAN_S = np.array([1.0, 2.0, 1.0, 1.0, 0.0]), np.array([0.0, 1.0, 1.0, 1.5, 1.0])
 # fdlibm e_atan2.c
 _PI, _PI_LO, _PIO2 = 3.1415926535897931160e+00, 1.2246467991473531772e-16, 1.5707963267948965580e+00
 # fdlibm e_log.c
@@ -136,23 +143,16 @@ def cos(angle: ArrayLike) -> np.ndarray:
 
 
 def arctan(value: ArrayLike) -> np.ndarray:
-    """Portable arctangent [rad] in [-pi/2, pi/2]."""
+    """Portable arctangent [rad] in [-pi/2, pi/2] (fdlibm's five argument ranges, as table lookups)."""
     x = np.asarray(value, dtype=np.float64)
-    a = np.abs(x)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        region = np.where(a < 0.4375, -1, np.where(a < 0.6875, 0, np.where(a < 1.1875, 1,
-                                                                            np.where(a < 2.4375, 2, 3))))
-        u = np.where(region == 0, (2.0 * a - 1.0) / (2.0 + a),
-                     np.where(region == 1, (a - 1.0) / (a + 1.0),
-                              np.where(region == 2, (a - 1.5) / (1.0 + 1.5 * a),
-                                       np.where(region == 3, -1.0 / a, a))))
+    a = np.minimum(np.abs(x), 1e300)  # atan(inf) = atan(1e300) = pi/2 in double; keeps 0 * a finite
+    k = np.searchsorted(_ATAN_BREAKS, a, side="right")  # 0: |x| < 0.4375 ... 4: |x| >= 2.4375
+    u = (a * _ATAN_P[k] - _ATAN_Q[k]) / (_ATAN_R[k] + _ATAN_S[k] * a)  # the reduced argument
     z = u * u
     w = z * z
     s1 = z * (_AT[0] + w * (_AT[2] + w * (_AT[4] + w * (_AT[6] + w * (_AT[8] + w * _AT[10])))))
     s2 = w * (_AT[1] + w * (_AT[3] + w * (_AT[5] + w * (_AT[7] + w * _AT[9]))))
-    k = np.maximum(region, 0)
-    reduced = _ATAN_HI[k] - ((u * (s1 + s2) - _ATAN_LO[k]) - u)
-    result = np.where(region < 0, u - u * (s1 + s2), reduced)
+    result = _ATAN_HI[k] - ((u * (s1 + s2) - _ATAN_LO[k]) - u)
     return _out(np.where(np.signbit(x), -result, result), value)
 
 
@@ -169,16 +169,8 @@ def arctan2(y: ArrayLike, x: ArrayLike) -> np.ndarray:
     return _out(np.where(np.signbit(yy), -result, result), yy)
 
 
-def log(value: ArrayLike) -> np.ndarray:
-    """Portable natural logarithm of positive finite `value`."""
-    x = np.asarray(value, dtype=np.float64)
-    if not np.all((x > 0) & np.isfinite(x)):
-        raise ValueError("portable log takes positive finite values")
-    m, e = np.frexp(x)  # x = m 2^e, m in [0.5, 1): exact
-    low = m < _SQRT_HALF
-    m = np.where(low, m * 2.0, m)
-    k = (e - low).astype(np.float64)
-    f = m - 1.0  # exact (Sterbenz): m in [sqrt(1/2), sqrt(2))
+def _log_terms(f, k):
+    """fdlibm's log(2^k (1 + f)) from f and k (arrays or floats)."""
     s = f / (2.0 + f)
     z = s * s
     w = z * z
@@ -186,7 +178,30 @@ def log(value: ArrayLike) -> np.ndarray:
     t2 = z * (_LG[0] + w * (_LG[2] + w * (_LG[4] + w * _LG[6])))
     r = t2 + t1
     hfsq = 0.5 * f * f
-    return _out(k * _LN2_HI - ((hfsq - (s * (hfsq + r) + k * _LN2_LO)) - f), value)
+    return k * _LN2_HI - ((hfsq - (s * (hfsq + r) + k * _LN2_LO)) - f)
+
+
+def _log_float(x: float) -> float:
+    """`log` of one positive finite float, with Python floats (the same operations as arrays)."""
+    if not (x > 0.0 and math.isfinite(x)):
+        raise ValueError(f"portable log takes positive finite values, got {x}")
+    m, e = math.frexp(x)  # exact
+    if m < _SQRT_HALF:
+        m, e = m * 2.0, e - 1
+    return _log_terms(m - 1.0, float(e))
+
+
+def log(value: ArrayLike) -> np.ndarray:
+    """Portable natural logarithm of positive finite `value`."""
+    if np.ndim(value) == 0:
+        return np.float64(_log_float(float(value)))
+    x = np.asarray(value, dtype=np.float64)
+    if not np.all((x > 0) & np.isfinite(x)):
+        raise ValueError("portable log takes positive finite values")
+    m, e = np.frexp(x)  # x = m 2^e, m in [0.5, 1): exact
+    low = m < _SQRT_HALF
+    m = np.where(low, m * 2.0, m)
+    return _log_terms(m - 1.0, (e - low).astype(np.float64))  # m - 1 is exact (Sterbenz)
 
 
 def hypot(x: ArrayLike, y: ArrayLike) -> np.ndarray:
@@ -266,13 +281,14 @@ class PortableRandom:
         return self.generator.permutation(x)
 
     def uniform(self, low: ArrayLike = 0.0, high: ArrayLike = 1.0, size=None):
+        if size is None and isinstance(low, float | int) and isinstance(high, float | int):
+            low, high = float(low), float(high)  # Python floats: one IEEE operation each
+            return low + (high - low) * self.generator.random()
         low_a, high_a = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-        if size is None and low_a.ndim == 0 and high_a.ndim == 0:
-            return float(low_a + (high_a - low_a) * self.generator.random())
         shape = np.broadcast(low_a, high_a).shape if size is None else size
         return low_a + (high_a - low_a) * self.generator.random(shape)
 
     def exponential(self, scale: float = 1.0, size=None):
         if size is None:
-            return float(-scale * log(1.0 - self.generator.random()))
+            return -scale * _log_float(1.0 - self.generator.random())
         return -scale * log(1.0 - self.generator.random(size))

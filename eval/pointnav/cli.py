@@ -9,13 +9,15 @@ from typing import Annotated
 import typer
 
 import planners
-from eval.pointnav.benchmark import BENCHMARKS, benchmark_path, load_benchmark
+from eval.pointnav.benchmark import BENCHMARKS, benchmark_path, episodes_identity, load_benchmark
 from eval.pointnav.episodes import read_episodes
 from eval.pointnav.loop import LoopConfig
 from eval.pointnav.report import markdown_table, save_failure_pictures, write_run
 from eval.pointnav.results import summarize
 from eval.pointnav.runner import PointNavConfig, WorldCache, evaluate_episodes
+from eval.report import run_label, run_name
 from scenes._cli import UserError, output_console, progress_bar, user_errors
+from scenes.manifest import ManifestError
 from scenes.nav import ROBOTS
 from scenes.nav.control import TRACKERS
 
@@ -50,7 +52,7 @@ def pointnav(
     STOP is a command below 0.025 m/s and 1 deg/s.
     Episodes end on STOP, after 120 s, or when stuck (< 0.1 m in 9 s).
     """
-    with user_errors(planners.UnknownPlannerError):
+    with user_errors(ManifestError, planners.UnknownPlannerError):
         if workers < 1:
             raise UserError(f"--workers must be positive, got {workers}")
         if limit is not None and limit < 1:
@@ -67,12 +69,16 @@ def pointnav(
                 console.print(f"generating {episodes} into {benchmark_path(episodes, robot or 'wheeled')} ...",
                               highlight=False)
             items = load_benchmark(episodes, robot or "wheeled")
+            benchmark = episodes
         elif episodes.endswith((".json", ".json.gz")) or Path(episodes).exists():
             items = read_episodes(Path(episodes))
+            benchmark = None
         else:
             raise UserError(f"--episodes {episodes!r}: neither a .json.gz episode file nor one of "
                             f"{', '.join(BENCHMARKS)}")
-        items = items[:limit] if limit is not None else items
+        count = len(items) if limit is None else min(limit, len(items))
+        identity = episodes_identity(benchmark, robot or "wheeled", items, count)
+        items = items[:count]
         config = PointNavConfig(planner=planner, tracker=tracker, robot=robot, seed=seed,
                                 use_critic=not no_critic, loop=LoopConfig(allow_sliding=sliding))
         with progress_bar("episodes") as bar:
@@ -82,15 +88,15 @@ def pointnav(
         oracle = bool(getattr(loaded, "requires_world", False))
         if out is not None:
             extra = {"oracle": oracle, "episodes": episodes, "tracker": tracker, "robot": robot, "seed": seed,
-                     "sliding": sliding, "no_critic": no_critic}
+                     "sliding": sliding, "no_critic": no_critic, "benchmark": identity.as_json()}
             write_run(out, planner, results, summary, extra)
             if failures > 0:
                 worlds = WorldCache(config.worlds)
                 save_failure_pictures(out, items, results, worlds.get,
                                       lambda e: ROBOTS[robot or e.robot], failures)
-    label = f"{planner} (privileged oracle)" if oracle else planner + (" (no critic)" if no_critic else "")
+    label = run_label(run_name(planner, out), oracle, no_critic)
     console.print(markdown_table([(label, summary)]), highlight=False)
-    console.print(f"pointnav: {summary.n_episodes} episodes, {summary.n_failed} failed; terminations "
+    console.print(f"{identity.subset}; {summary.n_episodes} episodes, {summary.n_failed} failed; terminations "
                   + ", ".join(f"{k} {v}" for k, v in summary.terminations.items())
                   + (f"; outputs in {out}" if out else ""), highlight=False)
     for result in results:

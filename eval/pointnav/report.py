@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from eval.pointnav.results import EpisodeResult, PointNavSummary
+from eval.report import run_label
 from scenes.nav import NavEpisode, NavWorldInterface, RobotProfile
 from scenes.store.layout import atomic_write_bytes
 
@@ -39,9 +40,11 @@ def write_run(out: Path, planner: str, results: list[EpisodeResult], summary: Po
             "mean_time_s": summary.mean_time_s, "terminations": summary.terminations, **extra,
             "failed_episodes": failed}
     atomic_write_bytes(out / "summary.json", (json.dumps(body, indent=2) + "\n").encode())
-    note = (f"\n{summary.n_episodes} episodes; terminations: "
-            + ", ".join(f"{k} {v}" for k, v in summary.terminations.items()) + ".\n")
-    atomic_write_bytes(out / "table.md", (markdown_table([(planner, summary)]) + note).encode())
+    subset = extra.get("benchmark", {}).get("subset", "")
+    note = (f"\n{subset}; {summary.n_episodes} episodes; terminations: "
+            + ", ".join(f"{k} {v}" for k, v in summary.terminations.items()) + f"; planner {planner}.\n")
+    label = run_label(out.resolve().name, bool(extra.get("oracle")), bool(extra.get("no_critic")))
+    atomic_write_bytes(out / "table.md", (markdown_table([(label, summary)]) + note).encode())
 
 
 def save_failure_pictures(out: Path, episodes: list[NavEpisode], results: list[EpisodeResult], world_of,

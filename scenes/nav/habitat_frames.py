@@ -7,6 +7,7 @@ Axis mapping (a proper rotation, determinant +1):
 A Habitat agent looks along its local -Z; its rotation is a yaw `a` about +Y, quaternion [x, y, z, w] =
 [0, sin(a/2), 0, cos(a/2)]. Our yaw (counter-clockwise about +z from +x) is theta = a + pi/2:
 an agent with identity rotation looks along habitat -Z = world +y, i.e. theta = pi/2.
+Trigonometry is `scenes.portable`'s, so an episode file and its round trip are the same bits on every CPU.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from scenes import portable
 
 
 def points_to_habitat(xy: np.ndarray, floor_height: float = 0.0) -> np.ndarray:
@@ -32,7 +35,8 @@ def pose_to_habitat(pose: np.ndarray, floor_height: float = 0.0) -> tuple[np.nda
     """World pose (3,) x, y [m], yaw [rad] to a Habitat (position (3,) [m], rotation (4,) quaternion x, y, z, w)."""
     pose = np.asarray(pose, dtype=np.float64)
     angle = pose[2] - math.pi / 2
-    rotation = np.array([0.0, math.sin(angle / 2), 0.0, math.cos(angle / 2)])
+    sin, cos = portable.sincos(angle / 2)
+    rotation = np.array([0.0, sin, 0.0, cos])
     return points_to_habitat(pose[:2], floor_height), rotation
 
 
@@ -41,11 +45,12 @@ def pose_from_habitat(position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
 
     Any quaternion is accepted: the yaw is that of the agent's forward axis (-Z) projected onto the floor.
     """
-    qx, qy, qz, qw = np.asarray(rotation, dtype=np.float64) / np.linalg.norm(rotation)
+    q = np.asarray(rotation, dtype=np.float64)
+    qx, qy, qz, qw = q / math.sqrt(float((q * q).sum()))
     # third column of the rotation matrix, negated: where the agent's local -Z points in Habitat's frame
     forward_x = -2.0 * (qx * qz + qw * qy)
     forward_z = -(1.0 - 2.0 * (qx * qx + qy * qy))
-    yaw = math.atan2(-forward_z, forward_x)  # world forward = (habitat X, -habitat Z)
+    yaw = float(portable.arctan2(-forward_z, forward_x))  # world forward = (habitat X, -habitat Z)
     yaw = (yaw + math.pi) % (2 * math.pi) - math.pi
     x, y = points_from_habitat(position)
     return np.array([x, y, yaw])
