@@ -97,8 +97,8 @@ def _simulated_states(scene, result: SceneResult) -> np.ndarray:
 
 
 def _status_line(result: SceneResult) -> str:
-    """Score and sub-metrics; NAVSIM v2's extra sub-metrics when a v2-only one (TLC, LK, HC, EC) failed (they are
-    all 1 under v1, where DDC has no weight)."""
+    """Score and sub-metrics; NAVSIM v2's extra sub-metrics when a v2-only one (TLC, LK, HC, EC) failed
+    (they are all 1 under v1, where DDC has no weight)."""
     if result.failed:
         return f"FAILED: {result.error}"
     line = (f"score {result.score:.2f}  NC {result.nc:.1f} DAC {result.dac:.0f} TTC {result.ttc:.0f} "

@@ -129,12 +129,6 @@ def show_nav(
             chosen = sample_episode(MujocoNavWorld(world), profile, PortableRandom(episode), f"seed{episode}")
             if chosen is not None:
                 path = expert_path(MujocoNavWorld(world), chosen.start[:2], chosen.goal, profile)
-        image = None
-        if depth and chosen is not None:
-            from scenes.nav.mujoco_world import MujocoNavWorld
-            from scenes.nav.types import CameraSpec
-
-            with MujocoNavWorld(world) as sim:
-                image = sim.render_depth(chosen.start, CameraSpec())
-        save_nav_picture(world, profile, out, chosen, path, poses, image)
+        # depth from the start, looking along the first stretch of the path (or at the goal)
+        save_nav_picture(world, profile, out, chosen, path, poses, depth=depth and chosen is not None)
     console.print(f"{world.world_id} ({profile.name}) -> {out}")

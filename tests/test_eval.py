@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from planners import Plan, Planner, register_planner
 from planners.pdm.closed import PDMClosed
 from planners.pdm.scoring import MetricVersion
 from scenes import CURRENT_INDEX, PLAN_DT, Frame, ScenarioType, Trajectory
-from scenes.store import finalize_dataset, write_shard
+from scenes.store import DriveDataset, finalize_dataset, write_shard
 from scenes.synthetic import generate_scene, scene_seed
 from tests.factories import straight_scene
 
@@ -41,6 +42,10 @@ class NaNPlanner(Planner):
         if scene.metadata.seed % 2 == 0:
             poses[3, 0] = np.nan
         return Plan(Trajectory(poses, PLAN_DT, Frame.EGO))
+
+
+def scene_seed_id(index: int) -> str:
+    return f"test-{scene_seed('test', 0, index):010d}"
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +126,13 @@ def test_human_beats_constant_velocity_and_epdms_is_labelled(dataset):
     assert v2.score == pytest.approx((5 * v2.ep + 5 + 2 + 2 + 2) / 16)
 
 
-def test_reference_cache_is_reused_and_invalidated(dataset, monkeypatch):
+def test_reference_cache_is_reused_and_invalidated(dataset, tmp_path, monkeypatch):
+    dataset = Path(shutil.copytree(dataset, tmp_path / "ds", ignore=shutil.ignore_patterns("cache")))
+    assert ReferenceCache.load(dataset).entries == {}
+    evaluate_dataset(dataset, EvalConfig("constant-velocity"), [0, 2, 4])
     cache = ReferenceCache.load(dataset)
-    assert len(cache.entries) == 6  # written by the evaluations above
-    scene = __import__("scenes.store", fromlist=["DriveDataset"]).DriveDataset.open(dataset)[2]
+    assert sorted(cache.entries) == [scene_seed_id(i) for i in (0, 2, 4)]  # written by that evaluation
+    scene = DriveDataset.open(dataset)[2]
     cached = cache.get(scene.metadata.scene_id, scene_hash(scene))
     np.testing.assert_array_equal(cached, reference_states(scene))
     monkeypatch.setattr("eval.runner.reference_states", lambda scene: (_ for _ in ()).throw(AssertionError))
@@ -158,7 +166,7 @@ def test_cli_eval_navsim_writes_the_run_folder(dataset, tmp_path):
     assert set(summary) == {"metric", "n_scenes", "n_failed", "nc", "dac", "ddc", "ttc", "c", "ep", "pdms"}
     assert summary["metric"] == "pdms-v1" and summary["n_scenes"] == 4
     assert all(0.0 <= summary[k] <= 1.0 for k in ("nc", "dac", "ddc", "ttc", "c", "ep", "pdms"))
-    assert "| constant-velocity |" in (out / "table.md").read_text()
+    assert "| run |" in (out / "table.md").read_text()  # rows are named after the run folder
     assert len((out / "scenes.csv").read_text().splitlines()) == 5
     assert len(list((out / "worst").glob("*.png"))) == 2
     assert json.loads((out / "summary.json").read_text())["pdms"] == summary["pdms"]
