@@ -1,4 +1,7 @@
-"""`diffplan datagen ...`: expert demonstration datasets (mounted by the lead as `diffplan datagen`)."""
+"""`diffplan datagen ...`: expert demonstration datasets (mounted by the lead as `diffplan datagen`).
+
+Library modules are imported inside the commands, so `diffplan --help` starts without casadi or torch.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from datagen.expert import EXPERTS
-from datagen.job import DriveDatagenConfig, UnitReport, run_datagen
 from scenes._cli import UserError, output_console, progress_bar, user_errors
-from scenes.store import DatasetError
-from stl.calibrate import CalibratedParams, ParamsError
 
-app = typer.Typer(help="Expert demonstration datasets.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Expert demonstration datasets.", no_args_is_help=True, add_completion=False,
+                  rich_markup_mode="markdown")
 console = output_console()
 
 
@@ -42,7 +42,8 @@ def drive(
         help="Calibrated STL params JSON (`diffplan stl calibrate`). "
              "Default: stl.calibrate.DEFAULTS.")] = None,
     horizon: Annotated[int, typer.Option(help="Solver horizon [steps of 0.1 s].")] = 50,
-    expert: Annotated[str, typer.Option(help=f"Expert: {' or '.join(EXPERTS)}.")] = "trajopt",
+    expert: Annotated[str, typer.Option(help="Expert: trajopt (the STL-constrained optimal control problem) or "
+                                             "follow (route following).")] = "trajopt",
     compiled: Annotated[bool, typer.Option(
         help="Run the expert's NLP functions as C compiled once with gcc -O1 and cached in ~/.cache/diffplan "
              "(about 1.4x faster solves; the first use builds each NLP variant: 1-4 min each).")] = False,
@@ -59,7 +60,12 @@ def drive(
 
     Same options, same bytes: whatever --workers / --ray, and however often the job was interrupted.
     """
-    with user_errors(DatasetError, ParamsError):
+    from datagen.job import DriveDatagenConfig, UnitReport, run_datagen
+    from scenes.store import DatasetError
+    from stl.calibrate import CalibratedParams, ParamsError
+    from stl.formula import FormulaError
+
+    with user_errors(DatasetError, ParamsError, FormulaError):
         rules = CalibratedParams.load(params).rules if params is not None else None
         config = DriveDatagenConfig(n=n, demos_per_scene=demos_per_scene, seed=seed, split=split,
                                     shard_size=shard_size, horizon=horizon, expert=expert, compiled=compiled,
@@ -127,6 +133,7 @@ def nav(
 
     from datagen.nav import NavDatagenConfig, NavUnitReport, run_nav_datagen
     from scenes.nav.generator import WORLD_KINDS
+    from scenes.store import DatasetError
 
     with user_errors(DatasetError):
         kinds = (WORLD_KINDS if world_kind == "mixed"

@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scenes.drive import SPLITS
-from scenes.store import DriveDataset, finalize_dataset, write_shard
-from scenes.synthetic import SYNTHETIC_SCENARIOS, generate_scene, scene_seed
-
 
 def bench_scenes(seconds: float) -> dict[str, float]:
     """Synthetic scene generation on one core, round-robin over scenario types, then store write/read."""
+    from scenes.drive import SPLITS
+    from scenes.store import DriveDataset, finalize_dataset, write_shard
+    from scenes.synthetic import SYNTHETIC_SCENARIOS, generate_scene, scene_seed
+
     generate_scene(scene_seed("train", 0, 0), "train")  # warm caches and imports
     scenes, start = [], time.perf_counter()
     while time.perf_counter() - start < seconds or len(scenes) < len(SYNTHETIC_SCENARIOS):
@@ -61,6 +61,7 @@ def bench_pdms(seconds: float) -> dict[str, float]:
     import planners
     from eval.scoring import reference_states, simulate_scene_plans
     from planners.pdm.scoring import SceneGeometry, ScorerConfig, score_proposals, score_reference
+    from scenes.synthetic import SYNTHETIC_SCENARIOS, generate_scene, scene_seed
 
     scenes = [generate_scene(scene_seed("test", 0, i), "test", SYNTHETIC_SCENARIOS[i % len(SYNTHETIC_SCENARIOS)])
               for i in range(100)]

@@ -17,11 +17,10 @@ from scenes.store.layout import atomic_write_bytes
 from stl.cli import app as stl_app
 
 app = typer.Typer(
-    help="diffplan: diffusion-based motion planning for vehicles and robots.\n\n"
-    "Data generation, training and closed-loop evaluation. Run `diffplan COMMAND --help` for details.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # Markdown, not Rich markup, which would eat units such as "[m]"
 )
 app.add_typer(scenes_app, name="scenes")
 app.add_typer(eval_app, name="eval")
@@ -29,6 +28,41 @@ app.add_typer(stl_app, name="stl")
 app.add_typer(datagen_app, name="datagen")
 app.command()(anchors)
 app.command()(train)
+
+
+def version_text() -> str:
+    """The package version, and the generator and benchmark versions that decide what scenes are made."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from eval.pointnav.benchmark import BENCHMARK_VERSION
+    from scenes.generate import BENCHMARK_VERSIONS
+    from scenes.nav import NAV_GENERATOR_VERSION
+    from scenes.synthetic import GENERATOR_VERSION
+
+    try:
+        package = version("diffplan")
+    except PackageNotFoundError:
+        package = "unknown (not installed)"
+    benchmarks = ", ".join(f"{name} v{v}" for name, v in BENCHMARK_VERSIONS.items())
+    return (f"diffplan {package}\ngenerators: {GENERATOR_VERSION}, {NAV_GENERATOR_VERSION}\n"
+            f"benchmarks: {benchmarks}, pointnav-synth {BENCHMARK_VERSION}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version (and the scene generators') and exit.")] = False,
+) -> None:
+    """diffplan: diffusion-based motion planning for vehicles and robots.
+
+    Data generation, training and closed-loop evaluation. Run `diffplan COMMAND --help` for details.
+    """
 
 
 @app.command()

@@ -1,4 +1,8 @@
-"""`diffplan eval ...`: closed-loop evaluation of driving planners."""
+"""`diffplan eval ...`: closed-loop evaluation of driving planners.
+
+Library modules (planners, the simulator, the scorer) are imported inside the commands, so that
+`diffplan --help` answers quickly.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,17 @@ from typing import Annotated
 import typer
 
 import planners
+from eval.naming import run_label, run_name
 from eval.pointnav.cli import pointnav
-from eval.pointnav.report import markdown_table as pointnav_table
-from eval.pointnav.results import PointNavSummary
-from eval.report import markdown_table, run_label, run_name, save_worst_bevs, write_run
-from eval.results import Summary, summarize
-from eval.runner import EvalConfig, evaluate_dataset
-from planners.pdm.scoring import MetricVersion
 from scenes._cli import UserError, output_console, progress_bar, user_errors
-from scenes.generate import dataset_identity
 from scenes.manifest import BenchmarkIdentity, ManifestError
 from scenes.store import DatasetError, DriveDataset
 
-app = typer.Typer(help="Closed-loop evaluation.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Closed-loop evaluation.", no_args_is_help=True, add_completion=False,
+                  rich_markup_mode="markdown")
 app.command()(pointnav)
 console = output_console()
-METRICS = {"pdms": MetricVersion.PDMS_V1, "epdms": MetricVersion.EPDMS_V2}
+METRICS = {"pdms": "pdms-v1", "epdms": "epdms-v2"}  # CLI name -> planners.pdm.scoring.MetricVersion value
 
 
 @app.command()
@@ -54,6 +53,12 @@ def navsim(
     scored against PDM-Closed, whose trajectories are cached next to the dataset. A planner that raises or
     returns NaN scores 0 on that scene, and the scene is listed.
     """
+    from eval.report import markdown_table, save_worst_bevs, write_run
+    from eval.results import summarize
+    from eval.runner import EvalConfig, evaluate_dataset
+    from planners.pdm.scoring import MetricVersion
+    from scenes.generate import dataset_identity
+
     with user_errors(DatasetError, ManifestError, planners.UnknownPlannerError):
         if metric not in METRICS:
             raise UserError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
@@ -65,7 +70,8 @@ def navsim(
         data = DriveDataset.open(scenes)
         indices = list(range(len(data) if limit is None else min(limit, len(data))))
         identity = dataset_identity(data, len(indices))  # a benchmark's scenes are checked against its manifest
-        config = EvalConfig(planner=planner, version=METRICS[metric], reactive_agents=reactive, seed=seed)
+        config = EvalConfig(planner=planner, version=MetricVersion(METRICS[metric]), reactive_agents=reactive,
+                            seed=seed)
         with progress_bar("scenes") as bar:
             task = bar.add_task(f"eval {planner}", total=len(indices))
             results = evaluate_dataset(scenes, config, indices, workers=workers, ray_address=ray,
@@ -102,6 +108,9 @@ def table(
     Rows are named after their run folders. Runs must have evaluated the same scenes or episodes (the same
     benchmark, version and subset, compared by content hash); --allow-mixed shows them anyway, marked.
     """
+    from eval.pointnav.report import markdown_table as pointnav_table
+    from eval.report import markdown_table
+
     with user_errors():
         bodies = [_read_summary(run) for run in runs]
         kinds = {"pointnav" if "spl" in body else "navsim" for body in bodies}
@@ -165,7 +174,9 @@ def _read_summary(run: Path) -> dict:
     return body
 
 
-def _navsim_summary(run: Path, body: dict) -> Summary:
+def _navsim_summary(run: Path, body: dict):
+    from eval.results import Summary
+
     try:
         fields = {name: body[name] for name in ("metric", "n_scenes", "n_failed", "nc", "dac", "ddc", "ttc", "ep")}
         return Summary(**fields, dropped_failed=False, tlc=body.get("tlc", 1.0), comfort=body["c"],
@@ -175,7 +186,9 @@ def _navsim_summary(run: Path, body: dict) -> Summary:
         raise UserError(f"{run / 'summary.json'}: not a diffplan eval summary (missing {error})") from None
 
 
-def _pointnav_summary(run: Path, body: dict) -> PointNavSummary:
+def _pointnav_summary(run: Path, body: dict):
+    from eval.pointnav.results import PointNavSummary
+
     try:
         return PointNavSummary(**{name: body[name] for name in (
             "n_episodes", "n_failed", "success", "success_navdp", "spl", "soft_spl", "collisions_per_episode",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.naming import run_label
 from eval.results import SceneResult, Summary
 from scenes.store.layout import atomic_write_bytes
 
@@ -43,18 +44,6 @@ def markdown_table(rows: list[tuple[str, Summary]]) -> str:
         values = [getattr(summary, key) for _, key in columns] + [summary.score]
         lines.append(f"| {method} | " + " | ".join(f"{100 * v:.1f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
-
-
-def run_name(planner: str, out: Path | None) -> str:
-    """A run's name: its folder's name, else the planner's name (a checkpoint's file or folder name)."""
-    if out is not None:
-        return out.resolve().name
-    return Path(planner).stem if planner.endswith(".safetensors") else Path(planner).name
-
-
-def run_label(name: str, oracle: bool, no_critic: bool = False) -> str:
-    """The row label of a run, the same in a run's own output and in `eval table`."""
-    return name + (" (privileged oracle)" if oracle else "") + (" (no critic)" if no_critic else "")
 
 
 def write_run(out: Path, planner: str, results: list[SceneResult], summary: Summary, extra: dict) -> None:

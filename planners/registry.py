@@ -9,8 +9,10 @@ from pathlib import Path
 from planners.base import Planner
 
 _REGISTRY: dict[str, Callable[[], Planner]] = {}
-# Planners whose module imports torch: registered on first use, so `import planners` stays light.
-_LAZY: dict[str, str] = {"ego-mlp": "planners.learned", "diffusiondrive": "planners.learned",
+# Every built-in planner's module: registered on first use, so `import planners` stays light (no torch,
+# no scipy.signal).
+_LAZY: dict[str, str] = {"constant-velocity": "planners.baselines", "human": "planners.baselines",
+                         "pdm-closed": "planners.pdm.closed", "ego-mlp": "planners.learned", "diffusiondrive": "planners.learned",
                          "diffusion-policy": "planners.learned", "regression": "planners.learned",
                          "navdp": "planners.navdp",
                          "expert": "planners.nav_baselines", "go-to-goal": "planners.nav_baselines",

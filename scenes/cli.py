@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 
 from scenes._cli import output_console, progress_bar, user_errors
-from scenes.generate import BENCHMARK_SETS, GenerateConfig, benchmark_config, generate_dataset
 from scenes.store import DatasetError, DriveDataset
 
-app = typer.Typer(help="Synthetic driving scenes and datasets.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Synthetic driving scenes and datasets.", no_args_is_help=True, add_completion=False,
+                  rich_markup_mode="markdown")
 console = output_console()
 
 DatasetArg = Annotated[Path, typer.Argument(help="Dataset folder written by `diffplan scenes generate`.")]
@@ -27,7 +27,8 @@ def generate(
     scenario: Annotated[str | None, typer.Option(
         help="Only this scenario type, e.g. intersection_left. Default: drawn from each scene's seed.")] = None,
     benchmark: Annotated[str | None, typer.Option(
-        help=f"A fixed held-out benchmark set ({', '.join(BENCHMARK_SETS)}); sets --n, --split and --seed.")] = None,
+        help="A fixed held-out benchmark set (navtest-synth), checked against its shipped manifest; sets --n, "
+             "--split and --seed.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted job; finished shards are kept.")] = False,
 ) -> None:
@@ -36,7 +37,10 @@ def generate(
     The same options give the same bytes, whatever --workers and however often the job was interrupted.
     `--benchmark navtest-synth` builds the 500-scene driving benchmark (50 of each scenario type, test seeds).
     """
-    with user_errors(DatasetError):
+    from scenes.generate import GenerateConfig, benchmark_config, generate_dataset
+    from scenes.manifest import ManifestError
+
+    with user_errors(DatasetError, ManifestError):
         if benchmark is not None:
             config = benchmark_config(benchmark).validate()
         else:

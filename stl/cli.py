@@ -7,26 +7,27 @@ import math
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from scenes._cli import UserError, output_console, progress_bar, user_errors
-from scenes.store import DatasetError, DriveDataset
-from stl.calibrate import CalibratedParams, ParamsError, calibrate, satisfaction
-from stl.formula import FormulaError
-from stl.robustness import Signals
-from stl.rules import RULES, UnknownRuleError, rule_set
-from stl.signals import HORIZON_S, SIGNAL_NAMES, drive_signals
+from stl.rules import RULES
 
-app = typer.Typer(help="Signal temporal logic driving rules.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Signal temporal logic driving rules.", no_args_is_help=True, add_completion=False,
+                  rich_markup_mode="markdown")
 console = output_console()
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Dataset folder (from `diffplan scenes generate`).")]
 
 
-def dataset_windows(path: Path) -> tuple[Signals, list[str]]:
+def dataset_windows(path: Path):
     """Expert windows of every scene of the dataset at `path`: Signals (N, 41, D) and scenario types."""
+    import numpy as np
+
+    from scenes.store import DriveDataset
+    from stl.robustness import Signals
+    from stl.signals import SIGNAL_NAMES, drive_signals
+
     if not path.exists():
         raise UserError(f"{path}: dataset not found")
     data = DriveDataset.open(path)
@@ -58,6 +59,12 @@ def calibrate_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the params.")] = False,
 ) -> None:
     """Calibrate rule parameters on the expert's 4 s windows so that a fraction q satisfies each rule."""
+    from scenes.store import DatasetError
+    from stl.calibrate import ParamsError, calibrate
+    from stl.formula import FormulaError
+    from stl.rules import UnknownRuleError, rule_set
+    from stl.signals import HORIZON_S
+
     with user_errors(DatasetError, UnknownRuleError, ParamsError, FormulaError):
         chosen = rule_set(rules)
         if not (math.isfinite(q) and 0 < q < 1):
@@ -86,6 +93,11 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the rates.")] = False,
 ) -> None:
     """Satisfaction rates (robustness >= 0) of each rule, overall and per scenario type."""
+    from scenes.store import DatasetError
+    from stl.calibrate import CalibratedParams, ParamsError, satisfaction
+    from stl.formula import FormulaError
+    from stl.rules import UnknownRuleError, rule_set
+
     with user_errors(DatasetError, UnknownRuleError, ParamsError, FormulaError):
         calibrated = CalibratedParams.load(params)
         try:

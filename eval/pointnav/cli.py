@@ -9,17 +9,11 @@ from typing import Annotated
 import typer
 
 import planners
-from eval.pointnav.benchmark import BENCHMARKS, benchmark_path, episodes_identity, load_benchmark
-from eval.pointnav.episodes import read_episodes
-from eval.pointnav.loop import LoopConfig
-from eval.pointnav.report import markdown_table, save_failure_pictures, write_run
-from eval.pointnav.results import summarize
-from eval.pointnav.runner import PointNavConfig, WorldCache, evaluate_episodes
-from eval.report import run_label, run_name
+from eval.naming import run_label, run_name
 from scenes._cli import UserError, output_console, progress_bar, user_errors
 from scenes.manifest import ManifestError
-from scenes.nav import ROBOTS
-from scenes.nav.control import TRACKERS
+
+BENCHMARKS = ("pointnav-synth",)  # eval.pointnav.benchmark.BENCHMARKS (checked below)
 
 console = output_console()
 
@@ -52,6 +46,16 @@ def pointnav(
     STOP is a command below 0.025 m/s and 1 deg/s.
     Episodes end on STOP, after 120 s, or when stuck (< 0.1 m in 9 s).
     """
+    from eval.pointnav import benchmark as synth
+    from eval.pointnav.episodes import read_episodes
+    from eval.pointnav.loop import LoopConfig
+    from eval.pointnav.report import markdown_table, save_failure_pictures, write_run
+    from eval.pointnav.results import summarize
+    from eval.pointnav.runner import PointNavConfig, WorldCache, evaluate_episodes
+    from scenes.nav import ROBOTS
+    from scenes.nav.control import TRACKERS
+
+    assert BENCHMARKS == synth.BENCHMARKS
     with user_errors(ManifestError, planners.UnknownPlannerError):
         if workers < 1:
             raise UserError(f"--workers must be positive, got {workers}")
@@ -65,10 +69,10 @@ def pointnav(
         if no_critic and not hasattr(loaded, "use_critic"):
             raise UserError(f"--no-critic: planner {planner!r} has no critic (it is for navdp)")
         if episodes in BENCHMARKS:
-            if not benchmark_path(episodes, robot or "wheeled").is_file():
-                console.print(f"generating {episodes} into {benchmark_path(episodes, robot or 'wheeled')} ...",
-                              highlight=False)
-            items = load_benchmark(episodes, robot or "wheeled")
+            if not synth.benchmark_path(episodes, robot or "wheeled").is_file():
+                console.print(f"generating {episodes} into {synth.benchmark_path(episodes, robot or 'wheeled')} "
+                              "...", highlight=False)
+            items = synth.load_benchmark(episodes, robot or "wheeled")
             benchmark = episodes
         elif episodes.endswith((".json", ".json.gz")) or Path(episodes).exists():
             items = read_episodes(Path(episodes))
@@ -77,7 +81,7 @@ def pointnav(
             raise UserError(f"--episodes {episodes!r}: neither a .json.gz episode file nor one of "
                             f"{', '.join(BENCHMARKS)}")
         count = len(items) if limit is None else min(limit, len(items))
-        identity = episodes_identity(benchmark, robot or "wheeled", items, count)
+        identity = synth.episodes_identity(benchmark, robot or "wheeled", items, count)
         items = items[:count]
         config = PointNavConfig(planner=planner, tracker=tracker, robot=robot, seed=seed,
                                 use_critic=not no_critic, loop=LoopConfig(allow_sliding=sliding))

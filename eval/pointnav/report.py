@@ -7,8 +7,8 @@ import io
 import json
 from pathlib import Path
 
+from eval.naming import run_label
 from eval.pointnav.results import EpisodeResult, PointNavSummary
-from eval.report import run_label
 from scenes.nav import NavEpisode, NavWorldInterface, RobotProfile
 from scenes.store.layout import atomic_write_bytes
 
