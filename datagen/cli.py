@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from scenes._cli import UserError, output_console, progress_bar, user_errors
+from scenes._cli import UserError, count_done_before, output_console, progress_bar, user_errors
 
 app = typer.Typer(help="Expert demonstration datasets.", no_args_is_help=True, add_completion=False,
                   rich_markup_mode="markdown")
@@ -80,7 +80,9 @@ def drive(
             def progress(report: UnitReport) -> None:
                 for key, count in report.failures.items():
                     failures[key] = failures.get(key, 0) + count
-                bar.update(task, advance=report.attempts, description=_describe(failures))
+                if report.resumed:
+                    count_done_before(bar, task, report.attempts)
+                bar.update(task, advance=0 if report.resumed else report.attempts, description=_describe(failures))
 
             summary = run_datagen(out, config, workers=workers, ray_address=ray, resume=resume,
                                   on_progress=progress)
@@ -153,7 +155,10 @@ def nav(
                 for key, count in report.failures.items():
                     failures[key] = failures.get(key, 0) + count
                 frames[0] += report.frames
-                bar.update(task, advance=report.episodes, description=f"rolling out ({frames[0]} frames)")
+                if report.resumed:
+                    count_done_before(bar, task, report.episodes)
+                bar.update(task, advance=0 if report.resumed else report.episodes,
+                           description=f"rolling out ({frames[0]} frames)")
 
             summary = run_nav_datagen(out, config, workers=workers, ray_address=ray, resume=resume,
                                       on_progress=progress)

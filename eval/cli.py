@@ -54,7 +54,8 @@ def navsim(
     returns NaN scores 0 on that scene, and the scene is listed.
     """
     from eval.report import markdown_table, save_worst_bevs, write_run
-    from eval.results import summarize
+    from eval.results import Summary, summarize
+    from eval.reuse import finished_run, run_key
     from eval.runner import EvalConfig, evaluate_dataset
     from planners.pdm.scoring import MetricVersion
     from scenes.generate import dataset_identity
@@ -66,10 +67,23 @@ def navsim(
             raise UserError(f"--workers must be positive, got {workers}")
         if limit is not None and limit < 1:
             raise UserError(f"--limit must be positive, got {limit}")
-        planners.load(planner)  # fail early on an unknown planner
+        oracle = planners.load(planner).requires_scene  # fails early on an unknown planner
         data = DriveDataset.open(scenes)
         indices = list(range(len(data) if limit is None else min(limit, len(data))))
         identity = dataset_identity(data, len(indices))  # a benchmark's scenes are checked against its manifest
+        key = run_key(planner, identity.evaluated_hash, {"metric": metric, "reactive": reactive, "seed": seed,
+                                                         "drop_failed": drop_failed})
+        label = run_label(run_name(planner, out), oracle)
+        previous = finished_run(out, key, "scenes.csv")
+        if previous is not None:
+            summary = _read(out, previous, Summary)
+            console.print(f"{out}: finished before with the same planner, scenes, options and code; not run "
+                          "again (choose another --out to rerun)", highlight=False)
+            console.print(markdown_table([(label, summary)]) + f"\n{identity.subset}; {summary.metric}",
+                          highlight=False)
+            if as_json:
+                print(json.dumps(summary.as_json()))
+            return
         config = EvalConfig(planner=planner, version=MetricVersion(METRICS[metric]), reactive_agents=reactive,
                             seed=seed)
         with progress_bar("scenes") as bar:
@@ -77,14 +91,12 @@ def navsim(
             results = evaluate_dataset(scenes, config, indices, workers=workers, ray_address=ray,
                                        on_progress=lambda k: bar.advance(task, k))
         summary = summarize(results, config.version, drop_failed)
-        oracle = planners.load(planner).requires_scene
         if out is not None:
             extra = {"oracle": oracle, "reactive_agents": reactive, "dataset": str(scenes), "seed": seed,
-                     "benchmark": identity.as_json()}
+                     "benchmark": identity.as_json(), "run_key": key}
             write_run(out, planner, results, summary, extra)
             if worst > 0:
                 save_worst_bevs(out, data, results, worst)
-    label = run_label(run_name(planner, out), oracle)
     console.print(markdown_table([(label, summary)]), highlight=False)
     console.print(f"{identity.subset}; {summary.metric}: {summary.n_scenes} scenes, {summary.n_failed} failed"
                   + (f"; outputs in {out}" if out else ""), highlight=False)
@@ -108,8 +120,11 @@ def table(
     Rows are named after their run folders. Runs must have evaluated the same scenes or episodes (the same
     benchmark, version and subset, compared by content hash); --allow-mixed shows them anyway, marked.
     """
+    from eval.pointnav.report import collisions_note
     from eval.pointnav.report import markdown_table as pointnav_table
+    from eval.pointnav.results import PointNavSummary
     from eval.report import markdown_table
+    from eval.results import Summary
 
     with user_errors():
         bodies = [_read_summary(run) for run in runs]
@@ -121,25 +136,18 @@ def table(
         identities = [BenchmarkIdentity.from_json(body.get("benchmark")) for body in bodies]
         labels, caption = _mark_mixed(runs, labels, identities, allow_mixed)
         if kinds == {"pointnav"}:
-            rows = [(label, _pointnav_summary(run, body)) for run, label, body in zip(runs, labels, bodies,
+            rows = [(label, _read(run, body, PointNavSummary)) for run, label, body in zip(runs, labels, bodies,
                                                                                      strict=True)]
             console.print(caption + "\n\n" + pointnav_table(rows), highlight=False, soft_wrap=True)
             sliding = {body.get("sliding", True) for body in bodies}
-            console.print(COLLISIONS_NOTE[sliding == {False}], highlight=False, soft_wrap=True)
+            console.print(collisions_note(sliding != {False}), highlight=False, soft_wrap=True)
             return
-        rows = [(label, _navsim_summary(run, body)) for run, label, body in zip(runs, labels, bodies, strict=True)]
+        rows = [(label, _read(run, body, Summary)) for run, label, body in zip(runs, labels, bodies, strict=True)]
         if len({summary.metric for _, summary in rows}) > 1:
             raise UserError("the runs use different metrics: " + ", ".join(s.metric for _, s in rows))
     console.print(caption + f" ({rows[0][1].metric})\n\n" + markdown_table(rows), highlight=False, soft_wrap=True)
     console.print(", ".join(f"{label}: {s.n_scenes} scenes, {s.n_failed} failed" for label, s in rows),
                   highlight=False, soft_wrap=True)
-
-
-COLLISIONS_NOTE = {
-    False: "Collisions/ep: control steps (10 Hz) whose move hit an obstacle; with sliding on (habitat-lab's "
-           "allow_sliding) the robot then slides along it, so one long contact counts once per step.",
-    True: "Collisions/ep: control steps (10 Hz) whose move into an obstacle was refused (--no-sliding).",
-}
 
 
 def _mark_mixed(runs: list[Path], labels: list[str], identities: list[BenchmarkIdentity | None],
@@ -174,24 +182,9 @@ def _read_summary(run: Path) -> dict:
     return body
 
 
-def _navsim_summary(run: Path, body: dict):
-    from eval.results import Summary
-
+def _read(run: Path, body: dict, kind):
+    """`kind.from_json(body)` (Summary or PointNavSummary) with a one-line error naming the file."""
     try:
-        fields = {name: body[name] for name in ("metric", "n_scenes", "n_failed", "nc", "dac", "ddc", "ttc", "ep")}
-        return Summary(**fields, dropped_failed=False, tlc=body.get("tlc", 1.0), comfort=body["c"],
-                       lk=body.get("lk", 1.0), hc=body.get("hc", 1.0), ec=body.get("ec", 1.0),
-                       score=body.get("pdms", body.get("epdms")))
+        return kind.from_json(body)
     except (KeyError, TypeError) as error:
-        raise UserError(f"{run / 'summary.json'}: not a diffplan eval summary (missing {error})") from None
-
-
-def _pointnav_summary(run: Path, body: dict):
-    from eval.pointnav.results import PointNavSummary
-
-    try:
-        return PointNavSummary(**{name: body[name] for name in (
-            "n_episodes", "n_failed", "success", "success_navdp", "spl", "soft_spl", "collisions_per_episode",
-            "mean_time_s", "terminations")})
-    except (KeyError, TypeError) as error:
-        raise UserError(f"{run / 'summary.json'}: not a PointNav summary (missing {error})") from None
+        raise UserError(f"{run / 'summary.json'}: not a diffplan {kind.__name__} (missing {error})") from None

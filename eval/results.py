@@ -83,6 +83,14 @@ class Summary:
     ec: float
     score: float
 
+    @classmethod
+    def from_json(cls, body: dict) -> Summary:
+        """The summary a run's summary.json (`as_json` and more) holds; KeyError when a field is missing."""
+        fields = {name: body[name] for name in ("metric", "n_scenes", "n_failed", "nc", "dac", "ddc", "ttc", "ep")}
+        return cls(**fields, dropped_failed=False, tlc=body.get("tlc", 1.0), comfort=body["c"],
+                   lk=body.get("lk", 1.0), hc=body.get("hc", 1.0), ec=body.get("ec", 1.0),
+                   score=body.get("pdms", body.get("epdms")))
+
     def as_json(self) -> dict[str, object]:
         """The `--json` line: metric, counts, sub-metric means, and the score under its metric's name."""
         out: dict[str, object] = {"metric": self.metric, "n_scenes": self.n_scenes, "n_failed": self.n_failed,

@@ -80,6 +80,15 @@ def progress_bar(unit: str) -> Progress:
     return LogLines(unit)
 
 
+def count_done_before(bar: Progress, task: TaskID, amount: float) -> None:
+    """Count `amount` items that an earlier run finished (a resumed job): the bar moves, the rate does not (it
+    would otherwise read hundreds of thousands per second). Call it before this run's own work."""
+    if amount:
+        current = next(t for t in bar.tasks if t.id == task)
+        bar.reset(task, total=current.total, completed=current.completed + amount,
+                  description=current.description)
+
+
 class LogLines(Progress):
     """Progress that draws nothing live and writes `description  done/total (pct)  rate unit/s  ETA` lines to
     stderr: every `interval` [s] of wall time and when the bar stops (tasks that have done nothing are left

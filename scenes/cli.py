@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scenes._cli import output_console, progress_bar, user_errors
+from scenes._cli import count_done_before, output_console, progress_bar, user_errors
 from scenes.store import DatasetError, DriveDataset
 
 app = typer.Typer(help="Synthetic driving scenes and datasets.", no_args_is_help=True, add_completion=False,
@@ -49,7 +49,8 @@ def generate(
         with progress_bar("scenes") as bar:
             task = bar.add_task("generating", total=config.n)
             info = generate_dataset(out, config, workers=workers, resume=resume,
-                                    on_progress=lambda k: bar.advance(task, k))
+                                    on_progress=lambda k: bar.advance(task, k),
+                                    on_resumed=lambda k: count_done_before(bar, task, k))
     console.print(f"wrote {info.num_episodes} scenes in {info.num_shards} shard(s) to {out}")
 
 

@@ -94,8 +94,10 @@ def generate_shard(root: Path, config: GenerateConfig, shard: int) -> int:
 
 
 def generate_dataset(root: Path, config: GenerateConfig, workers: int = 1, resume: bool = False,
-                     on_progress: Callable[[int], None] = lambda n: None) -> DatasetInfo:
-    """Run the job; `on_progress(k)` is called as k more scenes are done (finished shards count at once)."""
+                     on_progress: Callable[[int], None] = lambda n: None,
+                     on_resumed: Callable[[int], None] | None = None) -> DatasetInfo:
+    """Run the job; `on_progress(k)` is called as k more scenes are done (finished shards count at once), and
+    `on_resumed(k)` (default: on_progress) once with the scenes of shards an earlier run finished."""
     config.validate()
     if workers < 1:
         raise UserError(f"--workers must be positive, got {workers}")
@@ -104,7 +106,7 @@ def generate_dataset(root: Path, config: GenerateConfig, workers: int = 1, resum
     open_job_dir(root, JOB_FILE, asdict(config), "diffplan scenes generate", resume,
                  defaults=asdict(GenerateConfig(n=config.n)))  # fields added later default in older job files
     done = completed_shards(root)
-    on_progress(sum(len(config.shard_indices(s)) for s in done if s < config.num_shards))
+    (on_resumed or on_progress)(sum(len(config.shard_indices(s)) for s in done if s < config.num_shards))
     todo = [s for s in range(config.num_shards) if s not in done]
     if workers == 1:
         for shard in todo:

@@ -37,6 +37,7 @@ class BenchmarkIdentity:
         evaluated_hash: sha256 of the ordered digests of the items this run evaluated.
         evaluated: number of items evaluated.
         total: number of items in the benchmark (or the dataset).
+        spread: the evaluated items are spread evenly over the set (else they are its first ones).
     """
 
     name: str | None
@@ -45,18 +46,21 @@ class BenchmarkIdentity:
     evaluated_hash: str
     evaluated: int
     total: int
+    spread: bool = False
 
     @property
     def subset(self) -> str:
-        """e.g. "navtest-synth v2, first 100 of 500" or "my-data (not a benchmark), all 40"."""
+        """e.g. "navtest-synth v2, first 100 of 500", "pointnav-synth-wheeled v2, 10 spread over 200"."""
         name = f"{self.name} v{self.version}" if self.name else "a dataset that is no benchmark"
-        part = f"all {self.total}" if self.evaluated == self.total else f"first {self.evaluated} of {self.total}"
-        return f"{name}, {part}"
+        if self.evaluated == self.total:
+            return f"{name}, all {self.total}"
+        how = "spread over" if self.spread else "of"
+        return f"{name}, {'' if self.spread else 'first '}{self.evaluated} {how} {self.total}"
 
     def as_json(self) -> dict[str, object]:
         return {"name": self.name, "version": self.version, "set_hash": self.set_hash,
                 "evaluated_hash": self.evaluated_hash, "evaluated": self.evaluated, "total": self.total,
-                "subset": self.subset}
+                "spread": self.spread, "subset": self.subset}
 
     @classmethod
     def from_json(cls, body: object) -> BenchmarkIdentity | None:
@@ -65,7 +69,7 @@ class BenchmarkIdentity:
             return None
         try:
             return cls(body["name"], str(body["version"]), str(body["set_hash"]), str(body["evaluated_hash"]),
-                       int(body["evaluated"]), int(body["total"]))
+                       int(body["evaluated"]), int(body["total"]), bool(body.get("spread", False)))
         except (KeyError, TypeError, ValueError):
             return None
 

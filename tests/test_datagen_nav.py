@@ -194,3 +194,9 @@ def test_bench_navgen_reports_its_figures():
     figures = bench_navgen(seconds=0.01, camera="64x64")
     assert figures["trajectories_per_s_per_core"] > 0 and figures["frames_per_s_per_core"] > 0
     assert time.perf_counter() - start < 120
+
+
+def test_nav_dataset_opens_from_a_path_as_documented(small):
+    root, _ = small
+    data, opened = NavDataset(root), NavDataset.open(root)
+    assert len(data) == len(opened) > 0 and repr(data) == repr(opened)

@@ -395,3 +395,11 @@ def test_nan_in_a_shard_is_named(tmp_path, dataset):
     with pytest.raises(DatasetError, match="row 1: EgoState.pose: 1 non-finite"):
         data.observation(4)
     assert data[3].metadata.scene_id == "hand-val-3"
+
+
+def test_dataset_opens_from_a_path_as_documented(dataset, scenes):
+    data = DriveDataset(dataset)  # README: `DriveDataset(path)`; `.open(path)` is the same
+    assert len(data) == len(scenes) and data[1].metadata.scene_id == scenes[1].metadata.scene_id
+    assert repr(data) == repr(DriveDataset.open(dataset))
+    with pytest.raises(DatasetError, match="info.json"):
+        DriveDataset(dataset / "shards")

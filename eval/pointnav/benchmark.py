@@ -127,12 +127,23 @@ def load_benchmark(name: str, robot: str, on_world: Callable[[int], None] = lamb
     return episodes
 
 
-def episodes_identity(benchmark: str | None, robot: str, episodes: list[NavEpisode], count: int
-                      ) -> BenchmarkIdentity:
-    """What evaluating the first `count` of `episodes` runs on: a benchmark (its version and set hash) or a
-    plain episode file."""
-    evaluated = combined_digest(content_digest(e) for e in episodes[:count])
+def select_episodes(count: int, limit: int | None, spread: bool) -> list[int]:
+    """Indices of the episodes to evaluate: all, the first `limit`, or `limit` spread evenly over the set
+    (pointnav-synth lists cluttered worlds, then rooms: a spread subset has both)."""
+    if limit is None or limit >= count:
+        return list(range(count))
+    if not spread:
+        return list(range(limit))
+    return [k * count // limit for k in range(limit)]
+
+
+def episodes_identity(benchmark: str | None, robot: str, episodes: list[NavEpisode], selected: list[int],
+                      spread: bool = False) -> BenchmarkIdentity:
+    """What evaluating `episodes[selected]` runs on: a benchmark (its version and set hash) or a plain file."""
+    evaluated = combined_digest(content_digest(episodes[i]) for i in selected)
+    spread = spread and len(selected) < len(episodes)
     if benchmark is None:
-        return BenchmarkIdentity(None, "", "", evaluated, count, len(episodes))
+        return BenchmarkIdentity(None, "", "", evaluated, len(selected), len(episodes), spread)
     manifest = shipped_manifest(benchmark, robot)
-    return BenchmarkIdentity(manifest.name, manifest.version, manifest.set_hash, evaluated, count, len(episodes))
+    return BenchmarkIdentity(manifest.name, manifest.version, manifest.set_hash, evaluated, len(selected),
+                             len(episodes), spread)

@@ -23,7 +23,10 @@ def pointnav(
                                               "folder.")],
     episodes: Annotated[str, typer.Option(help=f"PointNav-v1 episode file (.json.gz) or a benchmark: "
                                                f"{', '.join(BENCHMARKS)} (generated and cached on first use).")],
-    limit: Annotated[int | None, typer.Option(help="Evaluate only the first K episodes.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first K episodes (with --spread: K spread "
+                                                   "evenly over the set).")] = None,
+    spread: Annotated[bool, typer.Option(help="With --limit, take episodes spread evenly over the set (for "
+                                              "pointnav-synth: both cluttered worlds and rooms).")] = False,
     workers: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
     out: Annotated[Path | None, typer.Option(help="Run folder for episodes.csv, summary.json, table.md and "
                                                   "failures/*.png.")] = None,
@@ -49,9 +52,10 @@ def pointnav(
     from eval.pointnav import benchmark as synth
     from eval.pointnav.episodes import read_episodes
     from eval.pointnav.loop import LoopConfig
-    from eval.pointnav.report import markdown_table, save_failure_pictures, write_run
-    from eval.pointnav.results import summarize
+    from eval.pointnav.report import collisions_note, markdown_table, save_failure_pictures, write_run
+    from eval.pointnav.results import PointNavSummary, summarize
     from eval.pointnav.runner import PointNavConfig, WorldCache, evaluate_episodes
+    from eval.reuse import finished_run, run_key
     from scenes.nav import ROBOTS
     from scenes.nav.control import TRACKERS
 
@@ -66,6 +70,7 @@ def pointnav(
         if tracker not in TRACKERS:
             raise UserError(f"unknown --tracker {tracker!r}; expected one of {', '.join(TRACKERS)}")
         loaded = planners.load(planner)  # fail early on an unknown planner
+        oracle = bool(getattr(loaded, "requires_world", False))
         if no_critic and not hasattr(loaded, "use_critic"):
             raise UserError(f"--no-critic: planner {planner!r} has no critic (it is for navdp)")
         if episodes in BENCHMARKS:
@@ -80,26 +85,36 @@ def pointnav(
         else:
             raise UserError(f"--episodes {episodes!r}: neither a .json.gz episode file nor one of "
                             f"{', '.join(BENCHMARKS)}")
-        count = len(items) if limit is None else min(limit, len(items))
-        identity = synth.episodes_identity(benchmark, robot or "wheeled", items, count)
-        items = items[:count]
+        selected = synth.select_episodes(len(items), limit, spread)
+        identity = synth.episodes_identity(benchmark, robot or "wheeled", items, selected, spread)
+        items = [items[i] for i in selected]
+        key = run_key(planner, identity.evaluated_hash, {"tracker": tracker, "robot": robot, "seed": seed,
+                                                         "sliding": sliding, "no_critic": no_critic})
+        label = run_label(run_name(planner, out), oracle, no_critic)
+        previous = finished_run(out, key, "episodes.csv")
+        if previous is not None:
+            summary = PointNavSummary.from_json(previous)
+            console.print(f"{out}: finished before with the same planner, episodes, options and code; not run "
+                          "again (choose another --out to rerun)", highlight=False)
+            console.print(markdown_table([(label, summary)]) + f"\n{identity.subset}", highlight=False)
+            if as_json:
+                print(json.dumps(summary.as_json()))
+            return
         config = PointNavConfig(planner=planner, tracker=tracker, robot=robot, seed=seed,
                                 use_critic=not no_critic, loop=LoopConfig(allow_sliding=sliding))
         with progress_bar("episodes") as bar:
             task = bar.add_task(f"pointnav {planner}", total=len(items))
             results = evaluate_episodes(items, config, workers=workers, on_progress=lambda k: bar.advance(task, k))
         summary = summarize(results)
-        oracle = bool(getattr(loaded, "requires_world", False))
         if out is not None:
             extra = {"oracle": oracle, "episodes": episodes, "tracker": tracker, "robot": robot, "seed": seed,
-                     "sliding": sliding, "no_critic": no_critic, "benchmark": identity.as_json()}
+                     "sliding": sliding, "no_critic": no_critic, "benchmark": identity.as_json(), "run_key": key}
             write_run(out, planner, results, summary, extra)
             if failures > 0:
                 worlds = WorldCache(config.worlds)
                 save_failure_pictures(out, items, results, worlds.get,
                                       lambda e: ROBOTS[robot or e.robot], failures)
-    label = run_label(run_name(planner, out), oracle, no_critic)
-    console.print(markdown_table([(label, summary)]), highlight=False)
+    console.print(markdown_table([(label, summary)]) + collisions_note(sliding), highlight=False)
     console.print(f"{identity.subset}; {summary.n_episodes} episodes, {summary.n_failed} failed; terminations "
                   + ", ".join(f"{k} {v}" for k, v in summary.terminations.items())
                   + (f"; outputs in {out}" if out else ""), highlight=False)

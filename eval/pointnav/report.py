@@ -15,6 +15,14 @@ from scenes.store.layout import atomic_write_bytes
 COLUMNS = (("SR", "success"), ("SR@1m (NavDP)", "success_navdp"), ("SPL", "spl"), ("SoftSPL", "soft_spl"))
 
 
+def collisions_note(sliding: bool) -> str:
+    """What the Collisions/ep column counts, with sliding on or off."""
+    if sliding:
+        return ("Collisions/ep: control steps (10 Hz) whose move hit an obstacle; with sliding on (habitat-lab's "
+                "allow_sliding) the robot then slides along it, so one long contact counts once per step.")
+    return "Collisions/ep: control steps (10 Hz) whose move into an obstacle was refused (--no-sliding)."
+
+
 def markdown_table(rows: list[tuple[str, PointNavSummary]]) -> str:
     """Episodes, success (habitat, STOP within 0.2 m), NavDP's 1 m success, SPL, SoftSPL in percent, and
     collisions per episode."""

@@ -67,6 +67,13 @@ class PointNavSummary:
     mean_time_s: float
     terminations: dict[str, int]
 
+    @classmethod
+    def from_json(cls, body: dict) -> PointNavSummary:
+        """The summary a run's summary.json holds; KeyError when a field is missing."""
+        return cls(**{name: body[name] for name in (
+            "n_episodes", "n_failed", "success", "success_navdp", "spl", "soft_spl", "collisions_per_episode",
+            "mean_time_s", "terminations")})
+
     def as_json(self) -> dict[str, object]:
         return {"n_episodes": self.n_episodes, "success": self.success, "success_navdp": self.success_navdp,
                 "spl": self.spl, "soft_spl": self.soft_spl, "collisions_per_episode": self.collisions_per_episode}

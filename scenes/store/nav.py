@@ -223,8 +223,9 @@ class NavDataset:
         root, info (info.json as a dict), camera, episode_table (pyarrow, one row per episode).
     """
 
-    def __init__(self, root: Path, info: dict, episodes: pa.Table, privileged: bool, cache_size: int,
-                 group_starts: dict[tuple[str, int], np.ndarray]):
+    def __init__(self, root: Path | str, privileged: bool = True, cache_size: int = 32):
+        """Open and check the dataset at `root` (see `open`)."""
+        info, episodes, group_starts = _checked_nav(Path(root), privileged)
         self.root, self.info, self.episode_table, self.privileged = Path(root), info, episodes, privileged
         cam = info["camera"]
         self.camera = CameraSpec(cam["width"], cam["height"], cam["hfov_deg"], cam["mount_height"])
@@ -236,35 +237,10 @@ class NavDataset:
 
     @classmethod
     def open(cls, root: Path | str, privileged: bool = True, cache_size: int = 32) -> NavDataset:
-        """Open and check a dataset (info.json, episodes.parquet, every shard's footer); DatasetError names
-        the path when something is missing, corrupt, incomplete or of another schema version."""
-        root = Path(root)
-        path = root / INFO
-        if not root.is_dir():
-            raise DatasetError(f"{root}: no such dataset directory")
-        if not path.is_file():
-            raise DatasetError(f"{root}: not a diffplan nav dataset (no {INFO})")
-        try:
-            info = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise DatasetError(f"{path}: corrupt {INFO} ({error})") from None
-        if not isinstance(info, dict) or info.get("schema_version") != NAV_SCHEMA_VERSION:
-            version = info.get("schema_version") if isinstance(info, dict) else None
-            raise DatasetError(f"{root}: schema version {version}, this diffplan reads {NAV_SCHEMA_VERSION}")
-        episodes = read_parquet(root / EPISODES, version=NAV_SCHEMA_VERSION)
-        if episodes.num_rows != info["num_episodes"]:
-            raise DatasetError(f"{root / EPISODES}: {episodes.num_rows} rows, info.json lists {info['num_episodes']}")
-        parts = (SHARDS, PRIVILEGED) if privileged else (SHARDS,)
-        group_starts = {}
-        for shard, frames in enumerate(info["shard_frames"]):
-            for part in parts:
-                footer = _footer(shard_path(root, part, shard))
-                if footer.num_rows != frames:
-                    raise DatasetError(f"{shard_path(root, part, shard)}: {footer.num_rows} rows, info.json "
-                                       f"lists {frames}")
-                sizes = [footer.row_group(k).num_rows for k in range(footer.num_row_groups)]
-                group_starts[(part, shard)] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        return cls(root, info, episodes, privileged, cache_size, group_starts)
+        """Open and check a dataset (info.json, episodes.parquet, every shard's footer), as `NavDataset(root)`;
+        DatasetError names the path when something is missing, corrupt, incomplete or of another schema
+        version."""
+        return cls(root, privileged, cache_size)
 
     def __len__(self) -> int:
         return int(self.info["num_frames"])
@@ -345,3 +321,33 @@ class NavDataset:
     def episode_poses(self, episode_index: int) -> np.ndarray:
         """(T, 3) world poses of an episode's frames (privileged)."""
         return np.stack([self.privileged_frame(i)["pose"] for i in self.frames(episode_index)])
+
+
+def _checked_nav(root: Path, privileged: bool) -> tuple[dict, pa.Table, dict[tuple[str, int], np.ndarray]]:
+    """info.json, episodes.parquet and each shard's row-group starts, after checking every footer."""
+    path = root / INFO
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset directory")
+    if not path.is_file():
+        raise DatasetError(f"{root}: not a diffplan nav dataset (no {INFO})")
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: corrupt {INFO} ({error})") from None
+    if not isinstance(info, dict) or info.get("schema_version") != NAV_SCHEMA_VERSION:
+        version = info.get("schema_version") if isinstance(info, dict) else None
+        raise DatasetError(f"{root}: schema version {version}, this diffplan reads {NAV_SCHEMA_VERSION}")
+    episodes = read_parquet(root / EPISODES, version=NAV_SCHEMA_VERSION)
+    if episodes.num_rows != info["num_episodes"]:
+        raise DatasetError(f"{root / EPISODES}: {episodes.num_rows} rows, info.json lists {info['num_episodes']}")
+    parts = (SHARDS, PRIVILEGED) if privileged else (SHARDS,)
+    group_starts = {}
+    for shard, frames in enumerate(info["shard_frames"]):
+        for part in parts:
+            footer = _footer(shard_path(root, part, shard))
+            if footer.num_rows != frames:
+                raise DatasetError(f"{shard_path(root, part, shard)}: {footer.num_rows} rows, info.json "
+                                   f"lists {frames}")
+            sizes = [footer.row_group(k).num_rows for k in range(footer.num_row_groups)]
+            group_starts[(part, shard)] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    return info, episodes, group_starts

@@ -1,4 +1,5 @@
-"""Reading a dataset: `DriveDataset.open(root)`, then `ds[i]` (full DriveScene) or `ds.observation(i)`.
+"""Reading a dataset: `DriveDataset(root)` (or `.open(root)`), then `ds[i]` (full DriveScene) or
+`ds.observation(i)`.
 
 Only files listed by info.json under their final names are read, so temp leftovers are never data. Shard
 files are opened lazily and decoded shards are kept in a small per-process LRU; the reader holds no open
@@ -35,9 +36,9 @@ class DriveDataset:
         privileged: whether privileged/ may be read (False: only `observation(i)` works).
     """
 
-    def __init__(
-        self, root: Path, info: DatasetInfo, episodes: pa.Table, privileged: bool = True, cache_size: int = 4
-    ):
+    def __init__(self, root: Path | str, privileged: bool = True, cache_size: int = 4):
+        """Open and check the dataset at `root` (see `open`)."""
+        info, episodes = _checked(Path(root), privileged)
         self.root = Path(root)
         self.info = info
         self.episodes = episodes
@@ -54,50 +55,14 @@ class DriveDataset:
 
     @classmethod
     def open(cls, root: Path | str, privileged: bool = True, cache_size: int = 4) -> DriveDataset:
-        """Open and check a dataset: info.json, episodes.parquet and every shard's footer (not its data).
+        """Open and check a dataset: info.json, episodes.parquet and every shard's footer (not its data);
+        the same as `DriveDataset(root)`.
 
         Raises DatasetError (one line naming the path) for a missing path, a folder that is not a dataset,
         a corrupt info.json or parquet file, another schema version, a missing or incomplete shard, or
         row counts that disagree. With privileged=False, privileged/ is neither checked nor ever opened.
         """
-        root = Path(root)
-        info = DatasetInfo.read(root)
-        path = root / EPISODES
-        episodes = read_parquet(path)
-        schema = episode_schema(with_index=True)
-        if not episodes.schema.remove_metadata().equals(schema.remove_metadata()):
-            raise DatasetError(
-                f"{path}: columns {episodes.column_names} are not the episode schema {schema.names}"
-            )
-        if episodes.num_rows != info.num_episodes:
-            raise DatasetError(
-                f"{path}: {episodes.num_rows} rows, but info.json lists {info.num_episodes} episodes"
-            )
-        if episodes.column("episode_index").to_pylist() != list(range(episodes.num_rows)):
-            raise DatasetError(f"{path}: episode_index is not 0..{episodes.num_rows - 1} in order")
-        expected_shard = np.repeat(np.arange(info.num_shards), info.shard_sizes)
-        expected_row = np.concatenate([np.arange(n) for n in info.shard_sizes]) if info.num_shards else []
-        if not (
-            np.array_equal(episodes.column("shard").to_numpy(), expected_shard)
-            and np.array_equal(episodes.column("row").to_numpy(), expected_row)
-        ):
-            raise DatasetError(f"{path}: shard/row columns disagree with info.json shard_sizes")
-        parts = (SHARDS, PRIVILEGED, META) if privileged else (SHARDS, META)
-        for shard, size in enumerate(info.shard_sizes):
-            for part in parts:
-                file = shard_path(root, part, shard)
-                if not file.is_file():
-                    raise DatasetError(f"{file}: missing (shard {shard} is incomplete)")
-                try:
-                    footer = pq.read_metadata(file)
-                except (OSError, pa.ArrowException) as error:
-                    raise DatasetError(f"{file}: unreadable parquet ({first_line(error)})") from None
-                check_file_version(file, footer.metadata)
-                if footer.num_rows != size:
-                    raise DatasetError(
-                        f"{file}: {footer.num_rows} rows, but info.json lists {size} for shard {shard}"
-                    )
-        return cls(root, info, episodes, privileged, cache_size)
+        return cls(root, privileged, cache_size)
 
     def __len__(self) -> int:
         return self.info.num_episodes
@@ -201,3 +166,44 @@ class DriveDataset:
         if scenario_type is not None:
             keep &= np.asarray(self.episodes.column("scenario_type").to_pylist()) == scenario_type
         return np.flatnonzero(keep).astype(np.int64)
+
+
+def _checked(root: Path, privileged: bool) -> tuple[DatasetInfo, pa.Table]:
+    """info.json and episodes.parquet of the dataset at `root`, after checking every shard's footer."""
+    info = DatasetInfo.read(root)
+    path = root / EPISODES
+    episodes = read_parquet(path)
+    schema = episode_schema(with_index=True)
+    if not episodes.schema.remove_metadata().equals(schema.remove_metadata()):
+        raise DatasetError(
+            f"{path}: columns {episodes.column_names} are not the episode schema {schema.names}"
+        )
+    if episodes.num_rows != info.num_episodes:
+        raise DatasetError(
+            f"{path}: {episodes.num_rows} rows, but info.json lists {info.num_episodes} episodes"
+        )
+    if episodes.column("episode_index").to_pylist() != list(range(episodes.num_rows)):
+        raise DatasetError(f"{path}: episode_index is not 0..{episodes.num_rows - 1} in order")
+    expected_shard = np.repeat(np.arange(info.num_shards), info.shard_sizes)
+    expected_row = np.concatenate([np.arange(n) for n in info.shard_sizes]) if info.num_shards else []
+    if not (
+        np.array_equal(episodes.column("shard").to_numpy(), expected_shard)
+        and np.array_equal(episodes.column("row").to_numpy(), expected_row)
+    ):
+        raise DatasetError(f"{path}: shard/row columns disagree with info.json shard_sizes")
+    parts = (SHARDS, PRIVILEGED, META) if privileged else (SHARDS, META)
+    for shard, size in enumerate(info.shard_sizes):
+        for part in parts:
+            file = shard_path(root, part, shard)
+            if not file.is_file():
+                raise DatasetError(f"{file}: missing (shard {shard} is incomplete)")
+            try:
+                footer = pq.read_metadata(file)
+            except (OSError, pa.ArrowException) as error:
+                raise DatasetError(f"{file}: unreadable parquet ({first_line(error)})") from None
+            check_file_version(file, footer.metadata)
+            if footer.num_rows != size:
+                raise DatasetError(
+                    f"{file}: {footer.num_rows} rows, but info.json lists {size} for shard {shard}"
+                )
+    return info, episodes
