@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
+# Every install takes its versions from the lock, so a fresh machine gets what CI used (`make lock` refreshes it).
+LOCK   := constraints.txt
 # Every extra that installs on Python 3.11 here (habitat-sim has no wheel; see README).
 DEV_EXTRAS := dev,nav,ros2,ray,nuscenes
 DEMO_DIR   ?= demo_out
 
-.PHONY: demo demo-train demo-train-drive demo-train-nav test lint clean-demo help
+.PHONY: demo demo-train demo-train-drive demo-train-nav test test-random lint lock clean-demo help
 
 help:
 	@echo "make demo   set up .venv and run the main job end to end on synthetic data"
@@ -18,18 +20,29 @@ $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "diffplan needs Python >= 3.11"'
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed-core: pyproject.toml | $(PY)
-	$(PIP) install -e .
+$(VENV)/.installed-core: pyproject.toml $(LOCK) | $(PY)
+	$(PIP) install -c $(LOCK) -e .
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PIP) install -e '.[$(DEV_EXTRAS)]'
+$(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(PY)
+	$(PIP) install -c $(LOCK) -e '.[$(DEV_EXTRAS)]'
 	@touch $@ $(VENV)/.installed-core
 
-$(VENV)/.installed-demo: pyproject.toml | $(PY)
-	$(PIP) install -e '.[nav]'
+$(VENV)/.installed-demo: pyproject.toml $(LOCK) | $(PY)
+	$(PIP) install -c $(LOCK) -e '.[nav]'
 	@touch $@ $(VENV)/.installed-core
 
+# Regenerate the lock with pip-tools (in its own venv) from pyproject.toml and every extra `make test` installs.
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip --disable-pip-version-check -q install pip-tools==7.7.0
+	.venv-lock/bin/pip-compile --quiet --extra $(DEV_EXTRAS) --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file $(LOCK) pyproject.toml
+	@# torch by its public version (2.13.0, not 2.13.0+cpu): the CPU and the CUDA builds both satisfy it
+	sed -i 's/^torch==\([0-9.]*\)+[a-z0-9]*$$/torch==\1/' $(LOCK)
+
+# the first 100 of navtest-synth's 500 scenes (10 of each scenario type), and 10 of pointnav-synth's 200
+# episodes spread over its cluttered worlds and rooms
 DEMO_EVAL_SCENES   ?= 100
 DEMO_NAV_EPISODES  ?= 10
 # name=planner pairs; learned planners load the small checkpoints shipped in checkpoints/ (`make demo-train`)
@@ -54,7 +67,7 @@ demo: $(VENV)/.installed-demo
 	$(VENV)/bin/diffplan scenes show-nav $(DEMO_DIR)/nav-train --depth --out $(DEMO_DIR)/nav-world.png
 	for pair in $(DEMO_NAV_PLANNERS); do \
 		$(VENV)/bin/diffplan eval pointnav --planner $${pair#*=} --episodes pointnav-synth \
-			--limit $(DEMO_NAV_EPISODES) --workers 2 --out $(DEMO_DIR)/nav-runs/$${pair%%=*} || exit 1; \
+			--limit $(DEMO_NAV_EPISODES) --spread --workers 2 --out $(DEMO_DIR)/nav-runs/$${pair%%=*} || exit 1; \
 	done
 	$(VENV)/bin/diffplan eval table $(foreach pair,$(DEMO_DRIVE_PLANNERS),$(DEMO_DIR)/runs/$(firstword $(subst =, ,$(pair))))
 	$(VENV)/bin/diffplan eval table $(foreach pair,$(DEMO_NAV_PLANNERS),$(DEMO_DIR)/nav-runs/$(firstword $(subst =, ,$(pair))))
@@ -95,6 +108,11 @@ demo-train-nav: $(VENV)/.installed-demo
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
+
+# The suite in a random order (pytest-random-order; the seed is printed, `-p random_order --random-order-seed=N`
+# repeats it): tests must not depend on each other.
+test-random: $(VENV)/.installed-dev
+	$(PY) -m pytest --random-order
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

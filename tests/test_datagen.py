@@ -127,13 +127,23 @@ def test_short_horizon_is_extended_at_constant_speed_and_yaw_rate():
 
 
 def test_follow_expert_warm_start_and_robustness():
-    scene = generate_scene(scene_seed("train", 0, 0), "train")
+    scene = generate_scene(scene_seed("train", 0, 10), "train")  # braking now: logged a = -1.55 m/s^2
+    logged = float(scene.ego.acceleration[CURRENT_INDEX, 0])
+    assert logged < -1.5
     expert = FollowExpert(horizon=40)
-    target = follow_targets(scene, DEFAULTS, np.random.default_rng(1), 1)[0]
+    target = dataclasses.replace(follow_targets(scene, DEFAULTS, np.random.default_rng(1), 1)[0],
+                                 speed=float(scene.ego.speed[CURRENT_INDEX]))  # hold the current speed
     first = expert.solve(scene, target)
     assert first.states.shape == (41, 4) and first.controls.shape == (40, 2)
     assert set(first.robustness) == set(target.rule_params)
-    assert expert.solve(scene, target, warm_start=first).states.shape == (41, 4)
+    # A cold solve starts from the logged deceleration and eases it off at the jerk limit (0.8 j_max);
+    # a solve warm-started from an earlier plan starts at a = 0 and so holds the speed from the first step.
+    j_step = 0.8 * target.rule_params["comfort"]["j_max"] * expert.dt
+    assert first.controls[0, 0] == pytest.approx(logged + j_step)
+    warm = expert.solve(scene, target, warm_start=first)
+    assert warm.controls[0, 0] == 0.0 and np.all(warm.states[:, 3] == warm.states[0, 3])
+    assert first.states[1, 3] == pytest.approx(warm.states[1, 3] + (logged + j_step) * expert.dt)
+    assert warm.iterations < first.iterations  # no jerk-limited steps
 
 
 def test_store_extras_are_optional_nullable_and_checked(tmp_path):
