@@ -2,8 +2,13 @@
 
 Why this module exists. The synthetic generators (driving scenes, navigation worlds, PointNav episodes) must
 depend on (seed, generator version) only. Three things in numpy make the last bit of a result depend on
-the machine, and the traffic simulation's discrete decisions (who leads whom, whether a gap is free, when a
-light is run) turn one last-bit difference into a different scene:
+the machine, and discrete decisions downstream turn one last-bit difference into a different scene. The one
+seen in the driving scenes is the map's clean-up: Douglas-Peucker simplification at 1e-6 m keeps or drops a
+vertex of a lane strip where a connector's curve fades into a straight (its offset from the chord passes
+through 1e-6 m), and the drivable polygon's validity repair follows, so the intersection polygons of
+INTERSECTION_* scenes had different vertices under OpenBLAS's Haswell and Nehalem kernels (the traffic
+simulation itself came out bit-identical there, but its leader, gap and red-light comparisons are the same
+kind of knife edge). The three sources:
 
 - **BLAS.** `a @ b`, `np.dot`, `np.convolve` and `np.linalg.norm` of a vector call OpenBLAS, which picks
   its kernels by CPU at run time (`OPENBLAS_CORETYPE` overrides it). The Haswell and Zen kernels use fused
