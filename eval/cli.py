@@ -155,8 +155,9 @@ def _mark_mixed(runs: list[Path], labels: list[str], identities: list[BenchmarkI
     """(labels, caption): one caption naming the benchmark and subset, or, with --allow-mixed, marked labels
     and a caption listing each run's set; UserError when the sets differ without --allow-mixed."""
     keys = [None if i is None else (i.name, i.version, i.evaluated_hash) for i in identities]
-    if len(set(keys)) == 1 and keys[0] is not None:
-        return labels, identities[0].subset
+    if len(set(keys)) == 1:
+        return labels, identities[0].subset if identities[0] else "scene set unknown (runs made before summaries " \
+            "recorded their benchmark)"
     described = [i.subset if i is not None else "unknown set (run made before benchmark hashes)"
                  for i in identities]
     if not allow_mixed:

@@ -102,7 +102,7 @@ def test_evaluation_records_benchmark_version_and_set_hash(navtest_prefix, tmp_p
     shipped = load_manifest("navtest-synth", GENERATOR_VERSION)
     assert recorded == {"name": "navtest-synth", "version": "2", "set_hash": shipped.set_hash,
                         "evaluated_hash": combined_digest(shipped.digests[:3]), "evaluated": 3, "total": 500,
-                        "subset": "navtest-synth v2, first 3 of 500"}
+                        "spread": False, "subset": "navtest-synth v2, first 3 of 500"}
     assert "navtest-synth v2, first 3 of 500" in result.stdout
 
 

@@ -391,6 +391,6 @@ def test_eval_table_combines_pointnav_runs_and_labels_them(tmp_path):
     lines = [line for line in result.output.splitlines() if line.startswith("| ")]
     assert lines[1] == "| navdp | 4 | 75.0 | 100.0 | 50.0 | 62.5 | 2.50 |"
     assert lines[2].startswith("| navdp-ablation (no critic) | 4 | 50.0 |")
-    assert lines[3].startswith("| expert (oracle) | 4 | 100.0 |")
+    assert lines[3].startswith("| expert (privileged oracle) | 4 | 100.0 |")  # as in the run's own output
     bad = CliRunner().invoke(eval_app, ["table", str(tmp_path / "missing")])
     assert bad.exit_code == 2 and "not found" in bad.output
