@@ -7,7 +7,7 @@ import datetime
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -94,10 +94,16 @@ class LogLines(Progress):
     stderr: every `interval` [s] of wall time and when the bar stops (tasks that have done nothing are left
     out, so an error before any work stays the only line)."""
 
-    def __init__(self, unit: str, interval: float = 30.0, console: Console | None = None):
-        super().__init__(console=console or stderr, disable=True)
+    def __init__(self, unit: str, interval: float = 30.0, console: Console | None = None,
+                 get_time: Callable[[], float] | None = None):
+        super().__init__(console=console or stderr, disable=True, get_time=get_time)
         self.unit, self.interval = unit, interval
         self._last = time.monotonic()
+        self._done_before: dict[TaskID, float] = {}  # work an earlier run finished, left out of the rate
+
+    def reset(self, task_id: TaskID, **fields) -> None:
+        super().reset(task_id, **fields)
+        self._done_before[task_id] = fields.get("completed", 0)
 
     def update(self, task_id: TaskID, **fields) -> None:
         super().update(task_id, **fields)
@@ -122,9 +128,10 @@ class LogLines(Progress):
             if not task.completed:
                 continue
             total = f"/{task.total:.0f} ({task.percentage:.0f}%)" if task.total else ""
-            speed = task.finished_speed or task.speed
-            rate = f"  {speed:.1f} {self.unit}/s" if speed else ""
-            eta = f"  ETA {datetime.timedelta(seconds=round(task.time_remaining))}" \
-                if task.time_remaining and not task.finished else ""
+            new = task.completed - self._done_before.get(task.id, 0)
+            speed = new / task.elapsed if new > 0 and task.elapsed else None  # this run's mean rate
+            rate = f"  {speed:.2f} {self.unit}/s" if speed else ""
+            left = (task.total - task.completed) / speed if speed and task.total else None
+            eta = f"  ETA {datetime.timedelta(seconds=round(left))}" if left and not task.finished else ""
             self.console.print(f"{task.description}  {task.completed:.0f}{total}{rate}{eta}", highlight=False,
                                markup=False, soft_wrap=True)

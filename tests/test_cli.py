@@ -170,3 +170,24 @@ def test_progress_in_a_log_file_is_plain_lines():
     with LogLines("demos", interval=0.0, console=Console(file=quiet)) as bar:
         bar.add_task("solving", total=4)
     assert quiet.getvalue() == ""  # nothing done: nothing to report (an error stays the only line)
+
+
+def test_work_an_earlier_run_finished_moves_the_bar_but_not_the_rate():
+    import io
+
+    from rich.console import Console
+
+    from scenes._cli import LogLines, count_done_before
+
+    clock = [100.0]
+    log = io.StringIO()
+    with LogLines("demos", interval=0.0, console=Console(file=log, width=200), get_time=lambda: clock[0]) as bar:
+        task = bar.add_task("solving", total=10)
+        count_done_before(bar, task, 6)  # 6 demos from the interrupted run: no rate, no 600000 demos/s
+        clock[0] += 2.0
+        bar.advance(task, 1)  # one new demo in 2 s
+        clock[0] += 2.0
+        bar.advance(task, 1)
+    lines = log.getvalue().splitlines()
+    assert lines[:2] == ["solving  7/10 (70%)  0.50 demos/s  ETA 0:00:06",
+                         "solving  8/10 (80%)  0.50 demos/s  ETA 0:00:04"]
