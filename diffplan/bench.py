@@ -146,3 +146,24 @@ def bench_navgen(seconds: float) -> dict[str, float]:
 
 
 BENCHMARKS["navgen"] = bench_navgen
+
+
+def bench_startup(seconds: float) -> dict[str, float]:
+    """Wall time of `diffplan --help` and `diffplan --version` in fresh processes (median of at least 5)."""
+    import statistics
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "diffplan"
+    figures = {}
+    for name, args in (("help", ["--help"]), ("version", ["--version"])):
+        times, start = [], time.perf_counter()
+        while len(times) < 5 or time.perf_counter() - start < seconds / 2:
+            began = time.perf_counter()
+            subprocess.run([str(exe), *args], check=True, capture_output=True)
+            times.append(time.perf_counter() - began)
+        figures[f"{name}_s"] = round(statistics.median(times), 3)
+    return figures
+
+
+BENCHMARKS["startup"] = bench_startup
