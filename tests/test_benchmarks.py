@@ -169,3 +169,27 @@ def test_eval_table_refuses_runs_on_different_sets_unless_allowed(tmp_path):
     assert "MIXED SETS" in allowed.stdout and "| cv ** |" in allowed.stdout and "| pdm * |" in allowed.stdout
     old = _summary(tmp_path, "old", None)  # a run made before summaries recorded their benchmark
     assert "unknown set" in one_line_error(diffplan("eval", "table", str(runs[0]), str(old)))
+
+
+def test_a_rerun_with_the_same_planner_scenes_and_options_does_no_evaluation_work(navtest_prefix, tmp_path,
+                                                                                   monkeypatch):
+    from typer.testing import CliRunner
+
+    import eval.runner
+    from eval.cli import app
+
+    args = ["navsim", "--planner", "constant-velocity", "--scenes", str(navtest_prefix), "--out",
+            str(tmp_path / "cv"), "--worst", "0", "--workers", "1", "--json"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(eval.runner, "evaluate_dataset", no_work)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "finished before with the same planner, scenes, options and code" in again.output
+    assert again.output.splitlines()[-1] == first.output.splitlines()[-1]  # the same --json summary
+    other_seed = CliRunner().invoke(app, [*args, "--seed", "1"])  # another option: evaluated again
+    assert isinstance(other_seed.exception, AssertionError) and "evaluated again" in str(other_seed.exception)
