@@ -25,8 +25,8 @@ import numpy as np
 
 from datagen.demos import build_demo
 from datagen.expert import EXPERTS, SOLVERS, load_expert
-from scenes._cli import UserError
 from scenes.drive import SPLITS
+from scenes.errors import ConfigError
 from scenes.jobfile import open_job_dir
 from scenes.store import DatasetInfo, completed_shards, finalize_dataset, write_shard
 from scenes.store.layout import atomic_write_bytes
@@ -55,28 +55,28 @@ class DriveDatagenConfig:
 
     def validate(self) -> DriveDatagenConfig:
         if self.n < 1:
-            raise UserError(f"--n must be a positive number of scenes, got {self.n}")
+            raise ConfigError("n", f"{{field}} must be a positive number of scenes, got {self.n}")
         if self.demos_per_scene < 1:
-            raise UserError(f"--demos-per-scene must be positive, got {self.demos_per_scene}")
+            raise ConfigError("demos_per_scene", f"{{field}} must be positive, got {self.demos_per_scene}")
         if self.shard_size < 1:
-            raise UserError(f"--shard-size must be positive, got {self.shard_size}")
+            raise ConfigError("shard_size", f"{{field}} must be positive, got {self.shard_size}")
         if self.horizon < 2:
-            raise UserError(f"--horizon must be at least 2 steps, got {self.horizon}")
+            raise ConfigError("horizon", f"{{field}} must be at least 2 steps, got {self.horizon}")
         if self.compiled and self.expert == "trajopt":
             from trajopt import compiled
 
             if shutil.which(compiled.COMPILER) is None:
-                raise UserError(f"--compiled needs a C compiler: {compiled.COMPILER} is not on PATH")
+                raise ConfigError("compiled", f"{{field}} needs a C compiler: {compiled.COMPILER} is not on PATH")
         if self.split not in SPLITS:
-            raise UserError(f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
+            raise ConfigError("split", f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
         if self.solver not in SOLVERS:
-            raise UserError(f"unknown --solver {self.solver!r}; expected one of {', '.join(SOLVERS)}")
+            raise ConfigError("solver", f"unknown {{field}} {self.solver!r}; expected one of {', '.join(SOLVERS)}")
         if self.expert not in EXPERTS:
-            raise UserError(f"unknown expert {self.expert!r}; expected one of {', '.join(EXPERTS)}")
+            raise ConfigError("expert", f"unknown expert {self.expert!r}; expected one of {', '.join(EXPERTS)}")
         try:
             scene_seed(self.split, self.seed, self.n - 1)
         except ValueError as error:
-            raise UserError(f"--seed {self.seed} with --n {self.n}: {error}") from None
+            raise ConfigError("seed", f"{{field}} {self.seed} with n {self.n}: {error}") from None
         return self
 
     @property
@@ -245,7 +245,7 @@ def run_datagen(root: Path, config: DriveDatagenConfig, workers: int = 1, ray_ad
     finishes."""
     config.validate()
     if workers < 1:
-        raise UserError(f"--workers must be positive, got {workers}")
+        raise ConfigError("workers", f"{{field}} must be positive, got {workers}")
     root = Path(root)
     prepare(root, config, resume)
     reports = done_units(root, config)

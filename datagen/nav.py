@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.critic import CRITIC_LABELS
 from datagen.job import JOB_FILE, UNIT_DIR, total_failures
-from scenes._cli import UserError
+from scenes.errors import ConfigError
 from scenes.jobfile import open_job_dir
-from scenes.nav.critic import CRITIC_LABELS
 from scenes.nav.generator import NAV_GENERATOR_VERSION, WORLD_KINDS, generate_world, training_world_seed
 from scenes.nav.types import ROBOTS, CameraSpec
 from scenes.portable import PortableRandom
@@ -38,20 +38,20 @@ MAX_ATTEMPTS = 5  # episode draws per episode index before it counts as failed
 
 
 def parse_camera(text: str) -> tuple[int, int]:
-    """(width, height) from "WxH"; UserError when malformed or outside 64..640."""
+    """(width, height) from "WxH"; ConfigError when malformed or outside 64..640."""
     try:
         width, height = (int(v) for v in str(text).lower().split("x"))
     except ValueError:
-        raise UserError(f"--camera {text!r}: expected WIDTHxHEIGHT, e.g. 160x120") from None
+        raise ConfigError("camera", f"{{field}} {text!r}: expected WIDTHxHEIGHT, e.g. 160x120") from None
     if not (64 <= width <= 640 and 64 <= height <= 640):
-        raise UserError(f"--camera {text}: width and height must be in 64..640")
+        raise ConfigError("camera", f"{{field}} {text}: width and height must be in 64..640")
     return width, height
 
 
 @dataclass(frozen=True)
 class NavDatagenConfig:
     """What to generate. `world_kinds`: the kinds worlds cycle through; `camera`: "WxH" [px]; `critic_label`:
-    "points" (NavDP's released code) or "esdf" (robot-footprint clearance), see scenes.nav.critic."""
+    "points" (NavDP's released code) or "esdf" (robot-footprint clearance), see datagen.critic."""
 
     n: int
     robot: str = "wheeled"
@@ -67,19 +67,20 @@ class NavDatagenConfig:
 
     def validate(self) -> NavDatagenConfig:
         if self.n < 1:
-            raise UserError(f"--n must be a positive number of trajectories, got {self.n}")
+            raise ConfigError("n", f"{{field}} must be a positive number of trajectories, got {self.n}")
         if self.robot not in ROBOTS:
-            raise UserError(f"unknown robot {self.robot!r}; expected one of {', '.join(ROBOTS)}")
+            raise ConfigError("robot", f"unknown robot {self.robot!r}; expected one of {', '.join(ROBOTS)}")
         unknown = [k for k in self.world_kinds if k not in WORLD_KINDS]
         if unknown or not self.world_kinds:
-            raise UserError(f"unknown world kind {', '.join(unknown) or '(none)'}; expected some of "
-                            f"{', '.join(WORLD_KINDS)}")
+            raise ConfigError("world_kind", f"unknown world kind {', '.join(unknown) or '(none)'}; expected some "
+                                            f"of {', '.join(WORLD_KINDS)}")
         if self.critic_label not in CRITIC_LABELS:
-            raise UserError(f"--critic-label {self.critic_label!r}: expected one of {', '.join(CRITIC_LABELS)}")
+            raise ConfigError("critic_label", f"{{field}} {self.critic_label!r}: expected one of "
+                                              f"{', '.join(CRITIC_LABELS)}")
         if self.shard_size < 1 or self.episodes_per_world < 1:
-            raise UserError("--shard-size and --episodes-per-world must be positive")
+            raise ConfigError("shard_size", "{field} and episodes_per_world must be positive")
         if self.seed < 0:
-            raise UserError(f"--seed must be non-negative, got {self.seed}")
+            raise ConfigError("seed", f"{{field}} must be non-negative, got {self.seed}")
         self.camera_spec.validate()
         return self
 
@@ -127,8 +128,8 @@ def run_nav_unit(root: str, config: NavDatagenConfig, shard: int,
                  on_episode: Callable[[NavUnitReport], None] | None = None) -> NavUnitReport:
     """Generate, roll out and write shard `shard`, then its unit file. Safe to run in any process."""
     os.environ.setdefault("MUJOCO_GL", "egl")
+    from datagen.nav_expert import record_demo
     from scenes.nav.episodes import sample_episode
-    from scenes.nav.expert import record_demo
     from scenes.nav.mujoco_world import MujocoNavWorld
 
     robot, camera = ROBOTS[config.robot], config.camera_spec
@@ -231,7 +232,7 @@ def run_nav_datagen(root: Path, config: NavDatagenConfig, workers: int = 1, ray_
     """Run the job; `on_progress(report)` gets partial reports (trajectories, frames) as work finishes."""
     config.validate()
     if workers < 1:
-        raise UserError(f"--workers must be positive, got {workers}")
+        raise ConfigError("workers", f"{{field}} must be positive, got {workers}")
     root = Path(root)
     job = {**asdict(config), "world_kinds": list(config.world_kinds)}
     if open_job_dir(root, JOB_FILE, job, "diffplan datagen nav", resume):

@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from datagen.cli import app as datagen_app
 from diffplan.bench import BENCHMARKS
-from eval.cli import app as eval_app
-from planners.cli import anchors, train
-from scenes._cli import UserError, user_errors
-from scenes.cli import app as scenes_app
+from diffplan.commands.datagen import app as datagen_app
+from diffplan.commands.eval import app as eval_app
+from diffplan.commands.scenes import app as scenes_app
+from diffplan.commands.stl import app as stl_app
+from diffplan.commands.train import anchors, train
+from diffplan.console import UserError, user_errors
 from scenes.store.layout import atomic_write_bytes
-from stl.cli import app as stl_app
 
 app = typer.Typer(
     no_args_is_help=True,

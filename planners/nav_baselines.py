@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from planners.base import Plan
+from planners.control import point_at, project_onto_path, unicycle_step
 from planners.nav_base import NavPlanner
 from planners.registry import register_planner
 from scenes import Trajectory
@@ -25,7 +26,6 @@ from scenes.nav import (
     NavWorldInterface,
     RobotProfile,
 )
-from scenes.nav.control import point_at, project_onto_path, unicycle_step
 
 FLOOR_MARGIN = 0.05  # [m] depth points lower than this are floor
 

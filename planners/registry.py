@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from planners.base import Planner
+from scenes.errors import DiffplanError
 
 _REGISTRY: dict[str, Callable[[], Planner]] = {}
 # Every built-in planner's module: registered on first use, so `import planners` stays light (no torch,
@@ -19,7 +20,7 @@ _LAZY: dict[str, str] = {"constant-velocity": "planners.baselines", "human": "pl
                          "dwa": "planners.nav_baselines"}
 
 
-class UnknownPlannerError(ValueError):
+class UnknownPlannerError(DiffplanError, ValueError):
     """`load` was given a name that is neither registered nor a checkpoint path."""
 
 

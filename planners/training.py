@@ -22,11 +22,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from planners.checkpoint import CheckpointError, export_single_file, load_checkpoint, save_checkpoint
 from planners.learned import LearnedPlanner, PlanningModel
 from planners.registry import load, planner_class
+from scenes.errors import DiffplanError
 
 NORMALISER_SAMPLES = 4096  # scenes read to fit the normalisers
 
 
-class TrainingError(ValueError):
+class TrainingError(DiffplanError, ValueError):
     """Bad training input (not a learned planner, bad numbers, empty split, nothing to resume)."""
 
 

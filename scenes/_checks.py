@@ -7,10 +7,12 @@ from collections.abc import Sequence
 import numpy as np
 import shapely
 
+from scenes.errors import DiffplanError
+
 Dim = int | str | None  # int: fixed; str: a symbol bound on first use; None: any size
 
 
-class ValidationError(ValueError):
+class ValidationError(DiffplanError, ValueError):
     """Raised by `validate()`; the message names the owner, the field and the offending value."""
 
 

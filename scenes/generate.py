@@ -13,9 +13,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from scenes._cli import UserError
 from scenes.digest import combined_digest, content_digest
 from scenes.drive import SPLITS, DriveScene, ScenarioType
+from scenes.errors import ConfigError
 from scenes.jobfile import open_job_dir
 from scenes.manifest import BenchmarkIdentity, BenchmarkManifest, ManifestError, load_manifest
 from scenes.store import DatasetInfo, DriveDataset, completed_shards, finalize_dataset, write_shard
@@ -39,18 +39,18 @@ class GenerateConfig:
 
     def validate(self) -> GenerateConfig:
         if self.n < 1:
-            raise UserError(f"--n must be a positive number of scenes, got {self.n}")
+            raise ConfigError("n", f"{{field}} must be a positive number of scenes, got {self.n}")
         if self.split not in SPLITS:
-            raise UserError(f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
+            raise ConfigError("split", f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
         if self.shard_size < 1:
-            raise UserError(f"--shard-size must be positive, got {self.shard_size}")
+            raise ConfigError("shard_size", f"{{field}} must be positive, got {self.shard_size}")
         if self.scenario is not None and self.scenario not in {s.value for s in ScenarioType}:
             known = ", ".join(s.value for s in ScenarioType if s is not ScenarioType.LOG)
-            raise UserError(f"unknown scenario {self.scenario!r}; expected one of {known}")
+            raise ConfigError("scenario", f"unknown scenario {self.scenario!r}; expected one of {known}")
         try:
             scene_seed(self.split, self.seed, self.n - 1)
         except ValueError as error:
-            raise UserError(f"--seed {self.seed} with --n {self.n}: {error}") from None
+            raise ConfigError("seed", f"{{field}} {self.seed} with n {self.n}: {error}") from None
         return self
 
     def scenario_of(self, index: int) -> ScenarioType | None:
@@ -100,7 +100,7 @@ def generate_dataset(root: Path, config: GenerateConfig, workers: int = 1, resum
     `on_resumed(k)` (default: on_progress) once with the scenes of shards an earlier run finished."""
     config.validate()
     if workers < 1:
-        raise UserError(f"--workers must be positive, got {workers}")
+        raise ConfigError("workers", f"{{field}} must be positive, got {workers}")
     manifest = benchmark_manifest(config)  # a missing or stale manifest fails before any work
     root = Path(root)
     open_job_dir(root, JOB_FILE, asdict(config), "diffplan scenes generate", resume,
@@ -135,7 +135,7 @@ BENCHMARK_VERSIONS: dict[str, str] = {"navtest-synth": "2"}
 def benchmark_config(name: str) -> GenerateConfig:
     """The config of a named benchmark set."""
     if name not in BENCHMARK_SETS:
-        raise UserError(f"unknown benchmark {name!r}; expected one of {', '.join(BENCHMARK_SETS)}")
+        raise ConfigError("benchmark", f"unknown benchmark {name!r}; expected one of {', '.join(BENCHMARK_SETS)}")
     return BENCHMARK_SETS[name]
 
 

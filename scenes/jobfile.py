@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from scenes._cli import UserError
+from scenes.errors import ConfigError, DiffplanError
 from scenes.store.layout import atomic_write_bytes
 
 
@@ -22,20 +22,20 @@ def open_job_dir(root: Path, job_file: str, config: Mapping[str, object], comman
     """
     job = root / job_file
     if root.exists() and not root.is_dir():
-        raise UserError(f"{root}: exists and is not a directory")
+        raise DiffplanError(f"{root}: exists and is not a directory")
     if root.exists() and any(root.iterdir()):
         if not resume:
-            raise UserError(f"{root}: already exists and is not empty; pass --resume to continue it")
+            raise ConfigError("resume", f"{root}: already exists and is not empty; continue it with {{field}}")
         if not job.is_file():
-            raise UserError(f"{root}: not a `{command}` output (no {job_file}); cannot resume")
+            raise DiffplanError(f"{root}: not a `{command}` output (no {job_file}); cannot resume")
         try:
             previous = json.loads(job.read_text())
         except json.JSONDecodeError as error:
-            raise UserError(f"{job}: corrupt job file ({error.msg})") from None
+            raise DiffplanError(f"{job}: corrupt job file ({error.msg})") from None
         for key, value in config.items():
             before = previous.get(key, (defaults or {}).get(key))
             if before != value:
-                raise UserError(f"{root}: cannot resume, it was started with {key}={before!r}, not {value!r}")
+                raise DiffplanError(f"{root}: cannot resume, it was started with {key}={before!r}, not {value!r}")
         return True
     job.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(job, (json.dumps(dict(config), indent=2, sort_keys=True) + "\n").encode())

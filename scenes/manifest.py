@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scenes.digest import combined_digest
+from scenes.errors import DiffplanError
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 
 
-class ManifestError(ValueError):
+class ManifestError(DiffplanError, ValueError):
     """A benchmark item or a manifest file does not match (one line, naming the item or the file)."""
 
 

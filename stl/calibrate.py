@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scenes.errors import DiffplanError
 from stl.robustness import Mode, Signals, robustness
 from stl.rules import RuleSet, default_deadline
 from stl.signals import ABSENT, FAR
@@ -36,7 +37,7 @@ DEFAULTS: dict[str, dict[str, float]] = {  # used when no calibration window app
 }
 
 
-class ParamsError(ValueError):
+class ParamsError(DiffplanError, ValueError):
     """A params JSON file that cannot be used; the message names the file and the field."""
 
 

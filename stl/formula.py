@@ -14,8 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from scenes.errors import DiffplanError
 
-class FormulaError(ValueError):
+
+class FormulaError(DiffplanError, ValueError):
     """A malformed formula or a bad evaluation request; the message names the node or the value."""
 
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from scenes.errors import DiffplanError
 from stl.formula import Formula, LinearPredicate, Param
 from stl.signals import FAR
 
 
-class UnknownRuleError(KeyError):
+class UnknownRuleError(DiffplanError, KeyError):
     """A rule name not in RULES; str() is the one-line message."""
 
     def __str__(self) -> str:

@@ -176,7 +176,7 @@ def test_a_rerun_with_the_same_planner_scenes_and_options_does_no_evaluation_wor
     from typer.testing import CliRunner
 
     import eval.runner
-    from eval.cli import app
+    from diffplan.commands.eval import app
 
     args = ["navsim", "--planner", "constant-velocity", "--scenes", str(navtest_prefix), "--out",
             str(tmp_path / "cv"), "--worst", "0", "--workers", "1", "--json"]

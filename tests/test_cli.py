@@ -153,7 +153,7 @@ def test_progress_in_a_log_file_is_plain_lines():
 
     from rich.console import Console
 
-    from scenes._cli import LogLines
+    from diffplan.console import LogLines
 
     log = io.StringIO()
     bar = LogLines("demos", interval=0.0, console=Console(file=log, width=200))
@@ -177,7 +177,7 @@ def test_work_an_earlier_run_finished_moves_the_bar_but_not_the_rate():
 
     from rich.console import Console
 
-    from scenes._cli import LogLines, count_done_before
+    from diffplan.console import LogLines, count_done_before
 
     clock = [100.0]
     log = io.StringIO()

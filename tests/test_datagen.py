@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from datagen.cli import app
 from datagen.demos import build_demo, future_states
 from datagen.expert import FollowExpert, follow_targets
 from datagen.job import DriveDatagenConfig, run_datagen
+from diffplan.commands.datagen import app
 from scenes.drive import CURRENT_INDEX, NUM_FUTURE_STEPS, SIM_DT
 from scenes.store import DatasetError, DriveDataset, finalize_dataset, write_shard
 from scenes.synthetic import generate_scene, scene_seed
@@ -172,7 +172,7 @@ def test_store_extras_are_optional_nullable_and_checked(tmp_path):
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "datagen.cli", "drive", *args]
+    return [sys.executable, "-m", "diffplan.commands.datagen", "drive", *args]
 
 
 def test_resume_after_kill_gives_the_same_bytes(tmp_path):

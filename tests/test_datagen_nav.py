@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from datagen.cli import app
 from datagen.nav import NavDatagenConfig, run_nav_datagen
-from scenes.cli import app as scenes_app
+from diffplan.commands.datagen import app
+from diffplan.commands.scenes import app as scenes_app
 from scenes.nav import NAV_PLAN_POSES, NavTrainingSample, world_from_id
 from scenes.nav.generator import HELD_OUT_WORLD_SEED
 from scenes.store import DatasetError

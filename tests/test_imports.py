@@ -1,4 +1,6 @@
-"""Imports run one way: scenes <- stl <- trajopt <- datagen, and scenes <- planners <- eval."""
+"""Imports run one way: scenes <- stl <- trajopt <- datagen, scenes <- planners <- eval, and planners <- datagen
+(the nav data engine rolls its expert out with the planners' trackers); diffplan (the CLI and the job runner)
+imports them all and nothing imports it."""
 
 import ast
 import subprocess
@@ -13,10 +15,10 @@ ALLOWED = {
     "scenes": set(),
     "stl": {"scenes"},
     "trajopt": {"scenes", "stl"},
-    "datagen": {"scenes", "stl", "trajopt"},
+    "datagen": {"scenes", "stl", "trajopt", "planners"},
     "planners": {"scenes"},
     "eval": {"scenes", "planners"},
-    "diffplan": PROJECT,  # the CLI mounts every package
+    "diffplan": PROJECT,  # the CLI and the job runner use every package
 }
 
 

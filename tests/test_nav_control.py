@@ -1,12 +1,11 @@
-"""Unicycle model and path trackers (scenes.nav.control): exact arcs, limits, convergence onto paths."""
+"""Unicycle model and path trackers (planners.control): exact arcs, limits, convergence onto paths."""
 
 import math
 
 import numpy as np
 import pytest
 
-from scenes.nav import WHEELED
-from scenes.nav.control import (
+from planners.control import (
     MPCTracker,
     PurePursuit,
     clip_control,
@@ -18,6 +17,7 @@ from scenes.nav.control import (
     rollout,
     unicycle_step,
 )
+from scenes.nav import WHEELED
 from scenes.nav.types import RobotKind, RobotProfile
 
 

@@ -8,6 +8,15 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np
 import pytest
 
+from datagen.critic import (
+    critic_from_clearance,
+    critic_from_distances,
+    critic_targets,
+    critic_value,
+    crop_obstacles,
+    rotate_future,
+)
+from datagen.nav_expert import DEPTH_SCALE, critic_labels, expert_path, record_demo
 from scenes.geometry import poses_to_local
 from scenes.nav import (
     NAV_CAMERA_DT,
@@ -18,16 +27,7 @@ from scenes.nav import (
     ObstacleKind,
     generate_world,
 )
-from scenes.nav.critic import (
-    critic_from_clearance,
-    critic_from_distances,
-    critic_targets,
-    critic_value,
-    crop_obstacles,
-    rotate_future,
-)
 from scenes.nav.episodes import keep_probability, sample_episode
-from scenes.nav.expert import DEPTH_SCALE, critic_labels, expert_path, record_demo
 from scenes.nav.grid import grid_graph, path_length, pull_string, shortest_field, trace
 from scenes.nav.mujoco_world import MujocoNavWorld
 from scenes.nav.world import make_world

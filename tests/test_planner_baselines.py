@@ -9,14 +9,14 @@ from torch.utils.data import default_collate
 from typer.testing import CliRunner
 
 import planners
+from diffplan.commands.train import train as train_command
 from eval.runner import EvalConfig, evaluate_dataset
 from planners.bench import bench_planners, drive_case
-from planners.cli import train as train_command
 from planners.learned import DiffusionPolicyModel, DiffusionPolicyPlanner, DriveFeatures, RegressionPlanner
 from planners.learned.diffusion import ddim_timesteps
+from planners.learned.features import MapPolylineBuilder
 from planners.training import materialise
 from scenes.store import finalize_dataset, write_shard
-from scenes.store.torch_dataset import MapPolylineBuilder
 from scenes.synthetic import generate_scene
 from tests.factories import fit_full_batch
 

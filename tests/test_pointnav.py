@@ -15,10 +15,10 @@ from eval.pointnav.loop import SLIDE_MARGIN, LoopConfig, run_episode, try_step
 from eval.pointnav.metrics import habitat_success, navdp_success, soft_spl, spl, travelled_length
 from eval.pointnav.runner import PointNavConfig, evaluate_episodes
 from planners.base import Plan
+from planners.control import MPCTracker, PurePursuit
 from planners.nav_base import NavPlanner
 from planners.nav_baselines import DWAPlanner, ExpertNavPlanner, GoToGoalPlanner, waypoints_plan
 from scenes.nav import NAV_PLAN_POSES, WHEELED, CameraSpec, NavEpisode
-from scenes.nav.control import MPCTracker, PurePursuit
 from scenes.nav.habitat_frames import (
     points_from_habitat,
     points_to_habitat,
@@ -375,7 +375,7 @@ def test_habitat_world_geodesics_depth_and_collisions():
 
 
 def test_eval_table_combines_pointnav_runs_and_labels_them(tmp_path):
-    from eval.cli import app as eval_app
+    from diffplan.commands.eval import app as eval_app
 
     def run(name: str, success: float, **extra) -> str:
         body = {"planner": name, "n_episodes": 4, "n_failed": 0, "success": success, "success_navdp": 1.0,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import stl.cli
+import diffplan.commands.stl
 from stl import (
     FormulaError,
     LinearPredicate,
@@ -172,8 +172,8 @@ def _drive(bad: float | None = None, items: int = 3) -> Signals:
 
 def test_cli_reports_bad_signals_as_one_line(monkeypatch, tmp_path):
     def invoke(signals: Signals, *args: str):
-        monkeypatch.setattr(stl.cli, "dataset_windows", lambda path: (signals, ["lane_follow"] * 3))
-        return CliRunner().invoke(stl.cli.app, [*args, "--data", str(tmp_path)])
+        monkeypatch.setattr(diffplan.commands.stl, "dataset_windows", lambda path: (signals, ["lane_follow"] * 3))
+        return CliRunner().invoke(diffplan.commands.stl.app, [*args, "--data", str(tmp_path)])
 
     out = tmp_path / "params.json"
     result = invoke(_drive(), "calibrate", "--rules", "speed_band", "--out", str(out))

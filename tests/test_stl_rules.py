@@ -10,13 +10,13 @@ import pytest
 import shapely
 from typer.testing import CliRunner
 
+from diffplan.commands.stl import app
 from scenes import NUM_STEPS, AgentCategory, AgentTracks, Route
 from scenes.ego import PACIFICA, Frame, Trajectory
 from scenes.geometry import box_corners
 from scenes.store import finalize_dataset, write_shard
 from scenes.synthetic import generate_scene
 from stl.calibrate import CalibratedParams, calibrate, satisfaction, tightest, verify_tightest
-from stl.cli import app
 from stl.robustness import Signals, robustness
 from stl.rules import RULES, rule_set
 from stl.signals import ABSENT, FAR, SIGNAL_NAMES, batch_signals, drive_signals

@@ -18,6 +18,13 @@ import shapely
 import torch
 from torch.utils.data import DataLoader
 
+from planners.learned.features import (
+    ObservationFeatureBuilder,
+    ObservationFeatures,
+    SceneTargetBuilder,
+    SceneTargets,
+    SceneWindowDataset,
+)
 from scenes import CURRENT_INDEX, NUM_STEPS, AgentTracks, DriveScene, TrafficLights
 from scenes.store import (
     STORE_SCHEMA_VERSION,
@@ -27,13 +34,6 @@ from scenes.store import (
     finalize_dataset,
     layout,
     write_shard,
-)
-from scenes.store.torch_dataset import (
-    ObservationFeatureBuilder,
-    ObservationFeatures,
-    SceneTargetBuilder,
-    SceneTargets,
-    SceneWindowDataset,
 )
 from tests.factories import straight_scene
 

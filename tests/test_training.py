@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 import planners
+from diffplan.commands.train import train as train_command
 from planners.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from planners.cli import train as train_command
 from planners.learned import EgoMLPPlanner
 from planners.training import TrainingError, train
 from scenes import NUM_PLAN_POSES, PLAN_DT, Frame

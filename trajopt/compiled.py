@@ -20,12 +20,14 @@ from pathlib import Path
 
 import casadi as ca
 
+from scenes.errors import DiffplanError
+
 CACHE_ENV = "DIFFPLAN_CACHE"
 COMPILER = "gcc"
 FLAGS = ("-O1", "-ffp-contract=off", "-fPIC", "-shared")  # no fused multiply-adds: the VM's rounding
 
 
-class CompileError(RuntimeError):
+class CompileError(DiffplanError, RuntimeError):
     """No C compiler, or it failed on the generated code."""
 
 

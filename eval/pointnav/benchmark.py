@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eval.pointnav.episodes import episode_from_habitat, episode_to_habitat, read_episodes, write_episodes
-from scenes._cli import UserError
 from scenes.digest import combined_digest, content_digest
+from scenes.errors import ConfigError
 from scenes.manifest import BenchmarkIdentity, BenchmarkManifest, ManifestError, load_manifest
 from scenes.nav import NAV_GENERATOR_VERSION, ROBOTS, NavEpisode
 from scenes.portable import PortableRandom
@@ -105,10 +105,10 @@ def shipped_manifest(name: str, robot: str) -> BenchmarkManifest:
 def load_benchmark(name: str, robot: str, on_world: Callable[[int], None] = lambda n: None) -> list[NavEpisode]:
     """The benchmark's episodes, generated (and checked) on first use, then read from the cache and checked."""
     if name not in BENCHMARKS:
-        raise UserError(f"unknown benchmark {name!r}; expected a PointNav-v1 .json.gz or one of "
-                        f"{', '.join(BENCHMARKS)}")
+        raise ConfigError("episodes", f"unknown benchmark {name!r}; expected a PointNav-v1 .json.gz or one of "
+                                      f"{', '.join(BENCHMARKS)}")
     if robot not in ROBOTS:
-        raise UserError(f"unknown robot {robot!r}; expected one of {', '.join(ROBOTS)}")
+        raise ConfigError("robot", f"unknown robot {robot!r}; expected one of {', '.join(ROBOTS)}")
     manifest = shipped_manifest(name, robot)
     path = benchmark_path(name, robot)
     if not path.is_file():

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from eval.pointnav.metrics import SUCCESS_DISTANCE
-from scenes._cli import UserError
 from scenes.nav import ROBOTS, WHEELED, NavEpisode
 from scenes.nav.habitat_frames import (
     points_from_habitat,
@@ -22,6 +21,7 @@ from scenes.nav.habitat_frames import (
     pose_from_habitat,
     pose_to_habitat,
 )
+from scenes.store.errors import DatasetError
 from scenes.store.layout import atomic_write_bytes
 
 
@@ -55,22 +55,22 @@ def write_episodes(path: Path, episodes: list[NavEpisode]) -> None:
 
 
 def read_episodes(path: Path) -> list[NavEpisode]:
-    """Episodes of a PointNav-v1 `.json.gz` (or plain `.json`) file; bad files raise a one-line UserError."""
+    """Episodes of a PointNav-v1 `.json.gz` (or plain `.json`) file; bad files raise a one-line DatasetError."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: episode file not found (expected a PointNav-v1 .json.gz or a benchmark name)")
+        raise DatasetError(f"{path}: episode file not found (expected a PointNav-v1 .json.gz or a benchmark name)")
     try:
         raw = path.read_bytes()
         text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
         bodies = json.loads(text)["episodes"]
         episodes = [episode_from_habitat(body) for body in bodies]
     except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as error:
-        raise UserError(f"{path}: not a PointNav-v1 episode file ({type(error).__name__}: {error})") from None
+        raise DatasetError(f"{path}: not a PointNav-v1 episode file ({type(error).__name__}: {error})") from None
     for episode in episodes:
         if episode.robot not in ROBOTS:
-            raise UserError(f"{path}: episode {episode.episode_id}: unknown robot {episode.robot!r}")
+            raise DatasetError(f"{path}: episode {episode.episode_id}: unknown robot {episode.robot!r}")
         try:
             episode.validate()
         except ValueError as error:
-            raise UserError(f"{path}: {error}") from None
+            raise DatasetError(f"{path}: {error}") from None
     return episodes

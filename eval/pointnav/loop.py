@@ -36,10 +36,10 @@ from eval.pointnav.metrics import (
     travelled_length,
 )
 from eval.pointnav.results import EpisodeResult
+from planners.control import Tracker, clip_control, plan_to_world, unicycle_step
 from planners.nav_base import NavPlanner, validate_nav_plan
 from scenes.geometry import points_to_local
 from scenes.nav import NAV_CONTROL_DT, CameraSpec, NavEpisode, NavObservation, NavWorldInterface, RobotProfile
-from scenes.nav.control import Tracker, clip_control, plan_to_world, unicycle_step
 
 STOP_SPEED = 0.025  # [m/s] habitat-lab VelocityAction: below this and STOP_YAW_RATE the command is STOP
 STOP_YAW_RATE = math.radians(1.0)  # [rad/s]

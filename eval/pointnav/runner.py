@@ -18,8 +18,8 @@ import planners
 from eval.pointnav.loop import LoopConfig, run_episode
 from eval.pointnav.results import EpisodeResult
 from eval.pool import worker_pool
+from planners.control import make_tracker
 from scenes.nav import ROBOTS, NavEpisode, NavWorldInterface, RobotProfile
-from scenes.nav.control import make_tracker
 
 HABITAT_SCENE_SUFFIXES = (".glb", ".ply", ".obj", ".gltf")
 DEFAULT_WORLDS = "eval.pointnav.runner:synthetic_world"

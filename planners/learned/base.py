@@ -85,7 +85,7 @@ class PlanningModel(nn.Module, ABC):
 
     def training_dataset(self, data: Any, split: str | None) -> Any:
         """A torch Dataset of (features, targets) pairs from dataset folder `data`; default: driving scenes."""
-        from scenes.store.torch_dataset import SceneWindowDataset
+        from planners.learned.features import SceneWindowDataset
 
         return SceneWindowDataset(data, self.feature_builder(), self.target_builder(), split=split)
 

@@ -8,7 +8,7 @@ vector maps, so the tokens here are vectors (VectorNet / PlanTF style), one per 
     ego      1 token   status: command one-hot (4), velocity vx, vy [m/s], acceleration ax, ay [m/s^2]
     agents   A tokens  current box plus a short history (x, y, cos, sin, vx, vy, length, width per frame)
     map      M tokens  polylines: lane centerlines, road edges, stop lines, crosswalks (see
-                       `scenes.store.torch_dataset.MapPolylineBuilder`)
+                       `planners.learned.features.MapPolylineBuilder`)
     route    1 token   the route centerline ahead, resampled every 2 m
 
 Coordinates are in the ego rear-axle frame at now (x forward, y left). Inputs are scaled by fixed
@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from planners.learned.base import PlanningModel
+from planners.learned.features import MAP_ATTRIBUTES, MapPolylineBuilder, ObservationFeatureBuilder
 from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation
-from scenes.store.torch_dataset import MAP_ATTRIBUTES, MapPolylineBuilder, ObservationFeatureBuilder
 
 # DiffusionDrive's plan normalisation (norm_odo): x in [-1.2, 55.7] m, y in [-20, 26] m map to [-1, 1].
 X_RANGE = (-1.2, 55.7)  # [m]

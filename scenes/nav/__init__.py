@@ -1,4 +1,4 @@
-"""Navigation worlds for mobile robots: types, procedural worlds on MuJoCo, the privileged expert."""
+"""Navigation worlds for mobile robots: types, procedural worlds on MuJoCo, occupancy grids and episodes."""
 
 from scenes.nav.generator import NAV_GENERATOR_VERSION, WORLD_KINDS, generate_world, world_from_id
 from scenes.nav.types import (

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from scenes._cli import UserError
+from scenes.errors import DiffplanError
 from scenes.nav.habitat_frames import points_from_habitat, points_to_habitat, pose_to_habitat
 from scenes.nav.types import DEPTH_MAX, DEPTH_MIN, WHEELED, CameraSpec, RobotProfile
 
@@ -23,7 +23,7 @@ INSTALL_HINT = ("habitat-sim is not installed (it has no PyPI wheels): `conda in
                 "--no-build-isolation` in a habitat-sim checkout")
 
 
-class HabitatNotInstalledError(UserError):
+class HabitatNotInstalledError(DiffplanError):
     """habitat_sim cannot be imported."""
 
 

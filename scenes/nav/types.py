@@ -210,7 +210,7 @@ class NavTrainingSample:
             robot by a yaw in [-60, 60] deg and refitted with a cubic spline (NavDP).
         critic_target: [privileged] NavDP's value of `future`: -5 * (fraction of waypoints within 0.1 m of an
             obstacle) + 0.5 * (net clearance change); the clearance is the dataset's `critic_label`
-            (scenes.nav.critic: NavDP's obstacle points by default, or the robot footprint's ESDF).
+            (datagen.critic: NavDP's obstacle points by default, or the robot footprint's ESDF).
         augmented_critic_target: [privileged] the same value for `augmented_future`.
     """
 
@@ -228,4 +228,53 @@ class NavTrainingSample:
         for field in ("critic_target", "augmented_critic_target"):
             if not math.isfinite(getattr(self, field)):
                 check.fail(field, "must be finite")
+        return self
+
+
+@dataclass(frozen=True, eq=False)
+class NavDemo:
+    """One expert demonstration, T frames NAV_CAMERA_DT apart.
+
+    Attributes:
+        episode: the episode.
+        path: (P, 2) the expert's planned path [m], world frame.
+        poses: (T, 3) world poses x [m], y [m], yaw [rad] at the frames.
+        velocity: (T, 2) forward speed [m/s], yaw rate [rad/s] at the frames (the last applied control).
+        depth: (T, H, W) uint16 depth [0.1 mm] (value = m x 10000; 0 invalid).
+        goal: (T, 3) the goal in each frame's robot frame: x [m], y [m], yaw 0.
+        future: (T, NAV_PLAN_POSES, 3) the next poses in each frame's robot frame, padded with the last.
+        augmented_future: (T, NAV_PLAN_POSES, 3) NavDP's contrastive negatives.
+        augment_yaw: (T,) the negatives' rotation [rad].
+        critic: (T,) NavDP's value of `future`.
+        augmented_critic: (T,) NavDP's value of `augmented_future`.
+    """
+
+    episode: NavEpisode
+    path: np.ndarray
+    poses: np.ndarray
+    velocity: np.ndarray
+    depth: np.ndarray
+    goal: np.ndarray
+    future: np.ndarray
+    augmented_future: np.ndarray
+    augment_yaw: np.ndarray
+    critic: np.ndarray
+    augmented_critic: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.poses.shape[0])
+
+    def validate(self) -> NavDemo:
+        self.episode.validate()
+        check = ShapeChecker(f"NavDemo({self.episode.episode_id})", P=NAV_PLAN_POSES)
+        check.array("path", self.path, ("L", 2), "f")
+        check.array("poses", self.poses, ("T", 3), "f")
+        check.array("velocity", self.velocity, ("T", 2), "f")
+        check.array("depth", self.depth, ("T", "H", "W"), "u")
+        check.array("goal", self.goal, ("T", 3), "f")
+        check.array("future", self.future, ("T", "P", 3), "f")
+        check.array("augmented_future", self.augmented_future, ("T", "P", 3), "f")
+        for field in ("augment_yaw", "critic", "augmented_critic"):
+            check.array(field, getattr(self, field), ("T",), "f")
         return self

@@ -1,5 +1,5 @@
 """The diffplan dataset store: scenes as Parquet shards (LeRobot v3 style), observation and privileged
-columns in separate files, plus a torch Dataset (`scenes.store.torch_dataset`, imported on demand).
+columns in separate files, plus a torch Dataset (`planners.learned.features`, imported on demand).
 
     write_shard(root, k, scenes)        # per shard, parallel-safe, atomic, resumable
     completed_shards(root)              # shards already done

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from scenes.errors import DiffplanError
 
-class DatasetError(Exception):
+
+class DatasetError(DiffplanError):
     """A dataset cannot be written or read. The message is one line naming the path, field or value."""
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split("\n")).strip())
 
 
 def first_line(error: BaseException) -> str:

@@ -84,7 +84,7 @@ def _write(path: Path, table: pa.Table) -> None:
 
 
 def write_nav_shard(root: Path, shard: int, demos: Sequence, camera: CameraSpec, world_kinds: Sequence[str]) -> None:
-    """Write `demos` (scenes.nav.expert.NavDemo) as shard `shard`, atomically, meta/ last; zero demos make
+    """Write `demos` (scenes.nav.types.NavDemo) as shard `shard`, atomically, meta/ last; zero demos make
     an empty (but complete) shard. `world_kinds`: each demo's world kind."""
     root = Path(root)
     obs: dict[str, list] = {name: [] for name in FRAME_FIELDS[SHARDS]}

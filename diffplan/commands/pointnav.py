@@ -1,4 +1,4 @@
-"""`diffplan eval pointnav`: closed-loop PointNav with habitat-lab's metrics (mounted by eval.cli)."""
+"""`diffplan eval pointnav`: closed-loop PointNav with habitat-lab's metrics (mounted by diffplan.commands.eval)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 import planners
+from diffplan.console import UserError, output_console, progress_bar, user_errors
 from eval.naming import run_label, run_name
-from scenes._cli import UserError, output_console, progress_bar, user_errors
 from scenes.manifest import ManifestError
 
 BENCHMARKS = ("pointnav-synth",)  # eval.pointnav.benchmark.BENCHMARKS (checked below)
@@ -56,8 +56,8 @@ def pointnav(
     from eval.pointnav.results import PointNavSummary, summarize
     from eval.pointnav.runner import PointNavConfig, WorldCache, evaluate_episodes
     from eval.reuse import finished_run, run_key
+    from planners.control import TRACKERS
     from scenes.nav import ROBOTS
-    from scenes.nav.control import TRACKERS
 
     assert BENCHMARKS == synth.BENCHMARKS
     with user_errors(ManifestError, planners.UnknownPlannerError):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scenes._cli import UserError, output_console, user_errors
+from diffplan.console import UserError, output_console, user_errors
 from scenes.store import DatasetError, DriveDataset
 
 console = output_console()

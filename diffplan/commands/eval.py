@@ -13,9 +13,9 @@ from typing import Annotated
 import typer
 
 import planners
+from diffplan.commands.pointnav import pointnav
+from diffplan.console import UserError, output_console, progress_bar, user_errors
 from eval.naming import run_label, run_name
-from eval.pointnav.cli import pointnav
-from scenes._cli import UserError, output_console, progress_bar, user_errors
 from scenes.manifest import BenchmarkIdentity, ManifestError
 from scenes.store import DatasetError, DriveDataset
 

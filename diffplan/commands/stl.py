@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from scenes._cli import UserError, output_console, progress_bar, user_errors
+from diffplan.console import UserError, output_console, progress_bar, user_errors
 from stl.rules import RULES
 
 app = typer.Typer(help="Signal temporal logic driving rules.", no_args_is_help=True, add_completion=False,

@@ -1,6 +1,6 @@
 """The privileged expert: ESDF-penalised grid search, string pulling, spline smoothing with a clearance
 re-check, then a pure-pursuit roll-out on a unicycle recorded at the camera rate with depth and NavDP's
-critic targets (NavDP's obstacle-point label by default, or the robot's ESDF; scenes.nav.critic).
+critic targets (NavDP's obstacle-point label by default, or the robot's ESDF; datagen.critic).
 
     path = expert_path(world, start_xy, goal_xy, robot)           # (P, 2) or None
     demo = record_demo(world, episode, robot, camera, rng)        # NavDemo, or a failure reason (str)
@@ -9,16 +9,12 @@ critic targets (NavDP's obstacle-point label by default, or the robot's ESDF; sc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.interpolate import make_smoothing_spline
 from scipy.spatial import cKDTree
 
-from scenes._checks import ShapeChecker
-from scenes.geometry import wrap_angle
-from scenes.nav import control
-from scenes.nav.critic import (
+from datagen.critic import (
     AUGMENT_MAX_YAW,
     CRITIC_LABELS,
     NO_OBSTACLE_VALUE,
@@ -27,9 +23,19 @@ from scenes.nav.critic import (
     crop_obstacles,
     rotate_future,
 )
+from planners import control
+from scenes.geometry import wrap_angle
 from scenes.nav.grid import path_length
 from scenes.nav.mujoco_world import MujocoNavWorld
-from scenes.nav.types import DEPTH_SCALE, NAV_CAMERA_DT, NAV_PLAN_POSES, CameraSpec, NavEpisode, RobotProfile
+from scenes.nav.types import (
+    DEPTH_SCALE,
+    NAV_CAMERA_DT,
+    NAV_PLAN_POSES,
+    CameraSpec,
+    NavDemo,
+    NavEpisode,
+    RobotProfile,
+)
 from scenes.portable import PortableRandom
 
 EXPERT_DT = 0.125  # [s] roll-out step of the tracker; divides NAV_CAMERA_DT
@@ -74,55 +80,6 @@ def expert_path(world: MujocoNavWorld, start: np.ndarray, goal: np.ndarray, robo
     return smooth_path(rmap.taut(cells, rmap.need + COMFORT), world, robot)
 
 
-@dataclass(frozen=True, eq=False)
-class NavDemo:
-    """One expert demonstration, T frames NAV_CAMERA_DT apart.
-
-    Attributes:
-        episode: the episode.
-        path: (P, 2) the expert's planned path [m], world frame.
-        poses: (T, 3) world poses x [m], y [m], yaw [rad] at the frames.
-        velocity: (T, 2) forward speed [m/s], yaw rate [rad/s] at the frames (the last applied control).
-        depth: (T, H, W) uint16 depth [0.1 mm] (value = m x 10000; 0 invalid).
-        goal: (T, 3) the goal in each frame's robot frame: x [m], y [m], yaw 0.
-        future: (T, NAV_PLAN_POSES, 3) the next poses in each frame's robot frame, padded with the last.
-        augmented_future: (T, NAV_PLAN_POSES, 3) NavDP's contrastive negatives.
-        augment_yaw: (T,) the negatives' rotation [rad].
-        critic: (T,) NavDP's value of `future`.
-        augmented_critic: (T,) NavDP's value of `augmented_future`.
-    """
-
-    episode: NavEpisode
-    path: np.ndarray
-    poses: np.ndarray
-    velocity: np.ndarray
-    depth: np.ndarray
-    goal: np.ndarray
-    future: np.ndarray
-    augmented_future: np.ndarray
-    augment_yaw: np.ndarray
-    critic: np.ndarray
-    augmented_critic: np.ndarray
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.poses.shape[0])
-
-    def validate(self) -> NavDemo:
-        self.episode.validate()
-        check = ShapeChecker(f"NavDemo({self.episode.episode_id})", P=NAV_PLAN_POSES)
-        check.array("path", self.path, ("L", 2), "f")
-        check.array("poses", self.poses, ("T", 3), "f")
-        check.array("velocity", self.velocity, ("T", 2), "f")
-        check.array("depth", self.depth, ("T", "H", "W"), "u")
-        check.array("goal", self.goal, ("T", 3), "f")
-        check.array("future", self.future, ("T", "P", 3), "f")
-        check.array("augmented_future", self.augmented_future, ("T", "P", 3), "f")
-        for field in ("augment_yaw", "critic", "augmented_critic"):
-            check.array(field, getattr(self, field), ("T",), "f")
-        return self
-
-
 def _to_local(points: np.ndarray, origins: np.ndarray) -> np.ndarray:
     """Points (T, K, 2) in the frames of poses (T, 3)."""
     delta = points - origins[:, None, :2]
@@ -148,7 +105,7 @@ def _future(frames: np.ndarray) -> np.ndarray:
 
 def critic_labels(world: MujocoNavWorld, robot: RobotProfile, frames: np.ndarray, futures: np.ndarray,
                   label: str = "points") -> np.ndarray:
-    """(..., T) NavDP values (scenes.nav.critic, `label` "points" or "esdf") of robot-frame futures
+    """(..., T) NavDP values (datagen.critic, `label` "points" or "esdf") of robot-frame futures
     (..., T, P, 3) driven from world poses `frames` (T, 3); the obstacle query is built once for all."""
     if label not in CRITIC_LABELS:
         raise ValueError(f"unknown critic label {label!r}; expected one of {', '.join(CRITIC_LABELS)}")
@@ -170,7 +127,7 @@ def critic_labels(world: MujocoNavWorld, robot: RobotProfile, frames: np.ndarray
 
 def record_demo(world: MujocoNavWorld, episode: NavEpisode, robot: RobotProfile, camera: CameraSpec,
                 rng: PortableRandom, critic_label: str = "points") -> NavDemo | str:
-    """Plan, roll out and record `episode` with `critic_label` targets (scenes.nav.critic); a failure reason
+    """Plan, roll out and record `episode` with `critic_label` targets (datagen.critic); a failure reason
     ("no_path", "collision", "not_arrived")."""
     start, goal = episode.start, episode.goal
     path = expert_path(world, start[:2], goal, robot)

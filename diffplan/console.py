@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by every package's Typer sub-app: one-line errors and progress bars."""
+"""Command-line plumbing shared by every command: one-line errors and progress bars."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from scenes._checks import ValidationError
+from scenes.errors import ConfigError, DiffplanError
 
 stderr = Console(stderr=True)
 
@@ -36,8 +36,8 @@ def output_console() -> Console:
     return Console(width=int(os.environ.get("COLUMNS", "160")))
 
 
-class UserError(Exception):
-    """Bad input from the user: reported as one line, exit code 2, no traceback."""
+class UserError(DiffplanError):
+    """Bad input the command line itself finds (an option's value): one line, exit code 2, no traceback."""
 
 
 def fail(message: str) -> typer.Exit:
@@ -48,10 +48,13 @@ def fail(message: str) -> typer.Exit:
 
 @contextlib.contextmanager
 def user_errors(*extra: type[BaseException]) -> Iterator[None]:
-    """Turn expected errors (bad input, bad files) into one clear line and a non-zero exit."""
+    """Turn expected errors (bad input, bad files: every DiffplanError, and `extra`) into one clear line and
+    exit code 2; a ConfigError names its field as the command-line option."""
     try:
         yield
-    except (UserError, ValidationError, *extra) as error:
+    except ConfigError as error:
+        raise fail(error.as_option()) from None
+    except (DiffplanError, *extra) as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt:
         stderr.print("[yellow]interrupted[/]: finished shards are kept; rerun with --resume to continue")

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from scenes._cli import UserError, count_done_before, output_console, progress_bar, user_errors
+from diffplan.console import UserError, count_done_before, output_console, progress_bar, user_errors
 
 app = typer.Typer(help="Expert demonstration datasets.", no_args_is_help=True, add_completion=False,
                   rich_markup_mode="markdown")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scenes._cli import count_done_before, output_console, progress_bar, user_errors
+from diffplan.console import count_done_before, output_console, progress_bar, user_errors
 from scenes.store import DatasetError, DriveDataset
 
 app = typer.Typer(help="Synthetic driving scenes and datasets.", no_args_is_help=True, add_completion=False,
@@ -100,7 +100,7 @@ def show_nav(
     for a dataset, episode --episode is drawn with the poses the expert drove.
     """
 
-    from scenes._cli import UserError
+    from diffplan.console import UserError
     from scenes.nav.generator import world_from_id
     from scenes.nav.render import save_nav_picture
     from scenes.nav.types import ROBOTS
@@ -125,8 +125,8 @@ def show_nav(
                 world = world_from_id(source)
             except ValueError as error:
                 raise UserError(f"{source}: neither a dataset folder nor a world id ({error})") from None
+            from datagen.nav_expert import expert_path
             from scenes.nav.episodes import sample_episode
-            from scenes.nav.expert import expert_path
             from scenes.nav.mujoco_world import MujocoNavWorld
             from scenes.portable import PortableRandom
 

@@ -1,0 +1,1 @@
+"""The `diffplan` sub-commands, one module per group; `diffplan.cli` mounts them."""
