@@ -48,15 +48,15 @@ def bench_navgen(seconds: float = 10.0, robot: str = "wheeled", camera: str = "1
     Rates "per core" divide by the CPU time this process used (all its threads, llvmpipe's included), so
     other load on a shared machine does not lower them; `*_wall` divide by wall time.
     """
-    from datagen.nav import NavDatagenConfig, NavUnitReport, run_nav_unit
+    from datagen.nav import NavDatagenConfig, NavDatagenJob, NavUnitReport
 
     config = NavDatagenConfig(n=1_000_000, robot=robot, camera=camera)
     reports: list[NavUnitReport] = []
     with tempfile.TemporaryDirectory() as tmp:
-        run_nav_unit(str(Path(tmp) / "warm"), NavDatagenConfig(n=1, camera=camera), 0)  # imports, GL context
+        NavDatagenJob(NavDatagenConfig(n=1, camera=camera)).run_unit(Path(tmp) / "warm", 0, lambda r: None)  # imports, GL
         start, cpu = time.perf_counter(), time.process_time()
         while not reports or time.perf_counter() - start < seconds:
-            reports.append(run_nav_unit(str(Path(tmp) / "bench"), config, len(reports)))
+            reports.append(NavDatagenJob(config).run_unit(Path(tmp) / "bench", len(reports), lambda r: None))
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     trajectories = sum(r.trajectories for r in reports)
     frames = sum(r.frames for r in reports)

@@ -8,31 +8,30 @@ its start/goal draws, roll-out and negatives use one rng seeded by SeedSequence(
 to MAX_ATTEMPTS times. So the bytes depend only on the config: 1 worker, W workers or Ray write identical
 datasets (depth comes from the same renderer on the same machine). Per shard, meta/datagen/unit-NNNNN.json
 (written after the store shard) holds its counts and marks it done; a killed job loses at most the shards it
-was writing. Workers are spawned, not forked (each owns its GL context).
+was writing. `NavDatagenJob` is the job `diffplan.jobs.run_job` runs (its pool workers are spawned, each
+with its own GL context).
 """
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from datagen.critic import CRITIC_LABELS
-from datagen.job import JOB_FILE, UNIT_DIR, total_failures
+from datagen.job import UNIT_DIR, total_failures
 from scenes.errors import ConfigError
-from scenes.jobfile import open_job_dir
 from scenes.nav.generator import NAV_GENERATOR_VERSION, WORLD_KINDS, generate_world, training_world_seed
 from scenes.nav.types import ROBOTS, CameraSpec
 from scenes.portable import PortableRandom
-from scenes.store.layout import atomic_write_bytes, completed_shards
+from scenes.store.layout import completed_shards
 from scenes.store.nav import finalize_nav_dataset, write_nav_shard
+from scenes.store.units import read_unit_records, write_unit_record
 
 MAX_ATTEMPTS = 5  # episode draws per episode index before it counts as failed
 
@@ -124,86 +123,99 @@ class NavUnitReport:
                 "frames": self.frames, "failures": dict(sorted(self.failures.items()))}
 
 
-def run_nav_unit(root: str, config: NavDatagenConfig, shard: int,
-                 on_episode: Callable[[NavUnitReport], None] | None = None) -> NavUnitReport:
-    """Generate, roll out and write shard `shard`, then its unit file. Safe to run in any process."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    from datagen.nav_expert import record_demo
-    from scenes.nav.episodes import sample_episode
-    from scenes.nav.mujoco_world import MujocoNavWorld
+@dataclass(frozen=True)
+class NavDatagenJob:
+    """`diffplan datagen nav` as a sharded job (`diffplan.jobs.run_job` runs it): unit s rolls out the episodes
+    of shard s and writes the store shard, then its unit record. `finish` writes the dataset's index."""
 
-    robot, camera = ROBOTS[config.robot], config.camera_spec
-    report, demos, kinds = NavUnitReport(shard), [], []
-    start = time.perf_counter()
-    world, world_key = None, None
-    try:
-        for index in config.shard_indices(shard):
-            kind, seed = config.world_of(index)
-            if world_key != (kind, seed):
-                if world is not None:
-                    world.close()
-                world, world_key = MujocoNavWorld(generate_world(kind, seed)), (kind, seed)
-            rng = config.episode_rng(index)
-            before = report.trajectories
-            for _ in range(MAX_ATTEMPTS):
-                report.attempts += 1
-                episode = sample_episode(world, robot, rng, f"{config.seed}-{index:07d}")
-                demo = ("no_episode" if episode is None
-                        else record_demo(world, episode, robot, camera, rng, config.critic_label))
-                if isinstance(demo, str):
-                    report.failures[demo] = report.failures.get(demo, 0) + 1
-                    continue
-                demos.append(demo)
-                kinds.append(kind)
-                report.trajectories += 1
-                report.frames += demo.num_frames
-                break
-            else:
-                report.failures["gave_up"] = report.failures.get("gave_up", 0) + 1
-            report.episodes += 1
-            if on_episode is not None:
-                on_episode(NavUnitReport(shard, 1, trajectories=report.trajectories - before,
-                                       frames=demos[-1].num_frames if report.trajectories > before else 0))
-    finally:
-        if world is not None:
-            world.close()
-    write_nav_shard(Path(root), shard, demos, camera, kinds)
-    report.seconds = time.perf_counter() - start
-    path = Path(root) / UNIT_DIR / f"unit-{shard:05d}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(report.stored(), indent=2, sort_keys=True) + "\n").encode())
-    return report
+    config: NavDatagenConfig
+    command: ClassVar[str] = "diffplan datagen nav"
 
+    def __post_init__(self):
+        self.config.validate()
 
-def _remove_leftovers(root: Path) -> None:
-    """Temp files of writes a killed run left behind (never data)."""
-    for folder in (root / "shards", root / "privileged", root / "meta", root / UNIT_DIR, root):
-        if folder.is_dir():
-            for name in os.listdir(folder):
-                if ".tmp-" in name:
-                    (folder / name).unlink(missing_ok=True)
+    def job_record(self) -> dict[str, object]:
+        return {**asdict(self.config), "world_kinds": list(self.config.world_kinds)}
 
+    def job_defaults(self) -> dict[str, object]:
+        return {}
 
-def done_units(root: Path, config: NavDatagenConfig) -> dict[int, NavUnitReport]:
-    """Shards finished by earlier runs (store shard complete and unit file present), with their counts."""
-    out = {}
-    for shard in completed_shards(root):
-        path = root / UNIT_DIR / f"unit-{shard:05d}.json"
-        if shard < config.num_shards and path.is_file():
-            try:
-                data = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                continue  # redo it
-            out[shard] = NavUnitReport(shard, data["episodes"], data["attempts"], data["trajectories"],
-                                       data["frames"], data["failures"], resumed=True)
-    return out
+    @property
+    def num_units(self) -> int:
+        return self.config.num_shards
+
+    def finished(self, root: Path) -> tuple[dict[int, NavUnitReport], dict[int, str]]:
+        records = read_unit_records(root, UNIT_DIR, sorted(s for s in completed_shards(root) if s < self.num_units))
+        done = {shard: NavUnitReport(shard, data["episodes"], data["attempts"], data["trajectories"],
+                                     data["frames"], data["failures"], resumed=True)
+                for shard, data in records.items()}
+        return done, {}
+
+    def run_unit(self, root: Path, unit: int, on_item: Callable[[NavUnitReport], None]) -> NavUnitReport:
+        """Generate, roll out and write shard `unit`, then its unit record. Safe to run in any process."""
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        from datagen.nav_expert import record_demo
+        from scenes.nav.episodes import sample_episode
+        from scenes.nav.mujoco_world import MujocoNavWorld
+
+        config = self.config
+        robot, camera = ROBOTS[config.robot], config.camera_spec
+        report, demos, kinds = NavUnitReport(unit), [], []
+        start = time.perf_counter()
+        world, world_key = None, None
+        try:
+            for index in config.shard_indices(unit):
+                kind, seed = config.world_of(index)
+                if world_key != (kind, seed):
+                    if world is not None:
+                        world.close()
+                    world, world_key = MujocoNavWorld(generate_world(kind, seed)), (kind, seed)
+                rng = config.episode_rng(index)
+                before = report.trajectories
+                for _ in range(MAX_ATTEMPTS):
+                    report.attempts += 1
+                    episode = sample_episode(world, robot, rng, f"{config.seed}-{index:07d}")
+                    demo = ("no_episode" if episode is None
+                            else record_demo(world, episode, robot, camera, rng, config.critic_label))
+                    if isinstance(demo, str):
+                        report.failures[demo] = report.failures.get(demo, 0) + 1
+                        continue
+                    demos.append(demo)
+                    kinds.append(kind)
+                    report.trajectories += 1
+                    report.frames += demo.num_frames
+                    break
+                else:
+                    report.failures["gave_up"] = report.failures.get("gave_up", 0) + 1
+                report.episodes += 1
+                on_item(NavUnitReport(unit, 1, trajectories=report.trajectories - before,
+                                      frames=demos[-1].num_frames if report.trajectories > before else 0))
+        finally:
+            if world is not None:
+                world.close()
+        write_nav_shard(Path(root), unit, demos, camera, kinds)
+        report.seconds = time.perf_counter() - start
+        write_unit_record(Path(root), UNIT_DIR, unit, report.stored())
+        return report
+
+    def amount(self, report: NavUnitReport) -> int:
+        return report.episodes
+
+    def finish(self, root: Path, run) -> NavJobSummary:
+        """Write the dataset's index; `run` is the runner's JobRun (reports of every unit, the new ones)."""
+        robot = ROBOTS[self.config.robot]
+        info = finalize_nav_dataset(Path(root), self.job_record(), self.config.num_shards, self.config.camera_spec,
+                                    {**asdict(robot), "kind": robot.kind.value, "radius": robot.radius})
+        return NavJobSummary(info, list(run.reports.values()), run.new_units)
 
 
 @dataclass
 class NavJobSummary:
+    """The dataset's info.json, every shard's report, and the shards this run rolled out."""
+
     info: dict
     reports: list[NavUnitReport]
-    seconds: float  # wall time of this run
+    new_units: set[int]
 
     @property
     def trajectories(self) -> int:
@@ -223,46 +235,4 @@ class NavJobSummary:
 
     @property
     def new_trajectories(self) -> int:
-        return sum(r.trajectories for r in self.reports if not r.resumed)
-
-
-def run_nav_datagen(root: Path, config: NavDatagenConfig, workers: int = 1, ray_address: str | None = None,
-                    resume: bool = False, on_progress: Callable[[NavUnitReport], None] = lambda r: None
-                    ) -> NavJobSummary:
-    """Run the job; `on_progress(report)` gets partial reports (trajectories, frames) as work finishes."""
-    config.validate()
-    if workers < 1:
-        raise ConfigError("workers", f"{{field}} must be positive, got {workers}")
-    root = Path(root)
-    job = {**asdict(config), "world_kinds": list(config.world_kinds)}
-    if open_job_dir(root, JOB_FILE, job, "diffplan datagen nav", resume):
-        _remove_leftovers(root)
-    start = time.perf_counter()
-    reports = done_units(root, config)
-    for report in reports.values():
-        on_progress(report)
-    todo = [s for s in range(config.num_shards) if s not in reports]
-    if ray_address:
-        from scenes.ray_tasks import run_tasks
-
-        for _, report in run_tasks(run_nav_unit, [(str(root), config, s) for s in todo], ray_address):
-            reports[report.shard] = report
-            on_progress(report)
-    elif workers == 1:
-        for shard in todo:
-            report = run_nav_unit(str(root), config, shard, on_progress)
-            reports[shard] = report
-            on_progress(NavUnitReport(shard, failures=report.failures))
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(run_nav_unit, str(root), config, shard) for shard in todo]
-            for future in as_completed(futures):
-                report = future.result()
-                reports[report.shard] = report
-                on_progress(report)
-    robot = ROBOTS[config.robot]
-    info = finalize_nav_dataset(root, job, config.num_shards, config.camera_spec,
-                                {**asdict(robot), "kind": robot.kind.value, "radius": robot.radius})
-    return NavJobSummary(info, [reports[s] for s in sorted(reports)], time.perf_counter() - start)
-
+        return sum(r.trajectories for r in self.reports if r.shard in self.new_units)

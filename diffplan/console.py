@@ -8,6 +8,8 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -57,7 +59,7 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
     except (DiffplanError, *extra) as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt:
-        stderr.print("[yellow]interrupted[/]: finished shards are kept; rerun with --resume to continue")
+        stderr.print("[yellow]interrupted[/]: committed units are kept; rerun with --resume to continue")
         raise typer.Exit(code=130) from None
 
 
@@ -138,3 +140,45 @@ class LogLines(Progress):
             eta = f"  ETA {datetime.timedelta(seconds=round(left))}" if left and not task.finished else ""
             self.console.print(f"{task.description}  {task.completed:.0f}{total}{rate}{eta}", highlight=False,
                                markup=False, soft_wrap=True)
+
+
+# --- the option block and the progress of every sharded job (diffplan.jobs) ---
+
+WorkersOption = Annotated[int, typer.Option(
+    help="Local worker processes (spawned; they share the cores). Ignored with --ray.")]
+RayOption = Annotated[str | None, typer.Option(
+    "--ray", help="Run the units as Ray tasks on this cluster address (e.g. auto, ray://host:10001), or 'local' "
+                  "for a private loopback cluster.")]
+ResumeOption = Annotated[bool, typer.Option(
+    help="Continue an interrupted job in its folder: committed units are kept, the rest run.")]
+
+
+class JobBar:
+    """A sharded job's progress on a `progress_bar`: work an earlier run committed moves the bar without a
+    rate; `describe(report)` (optional) turns each unit report into the bar's description."""
+
+    def __init__(self, bar: Progress, task: TaskID, describe: Callable[[object], str | None] | None = None):
+        self.bar, self.task, self.describe = bar, task, describe
+
+    def done_before(self, amount: int) -> None:
+        count_done_before(self.bar, self.task, amount)
+
+    def advance(self, amount: int) -> None:
+        self.bar.advance(self.task, amount)
+
+    def unit_report(self, report: object) -> None:
+        if self.describe is not None and (description := self.describe(report)):
+            self.bar.update(self.task, description=description)
+
+    def warn(self, message: str) -> None:
+        stderr.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def run_with_bar(job, out: Path, options, unit: str, total: int, description: str,
+                 describe: Callable[[object], str | None] | None = None):
+    """`diffplan.jobs.run_job(job, out, options)` with a progress bar of `total` `unit`s."""
+    from diffplan.jobs import run_job
+
+    with progress_bar(unit) as bar:
+        task = bar.add_task(description, total=total)
+        return run_job(job, out, options, JobBar(bar, task, describe))

@@ -9,19 +9,23 @@ shard is written: another machine or checkout that generates different bits stop
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from scenes.digest import combined_digest, content_digest
 from scenes.drive import SPLITS, DriveScene, ScenarioType
 from scenes.errors import ConfigError
-from scenes.jobfile import open_job_dir
 from scenes.manifest import BenchmarkIdentity, BenchmarkManifest, ManifestError, load_manifest
-from scenes.store import DatasetInfo, DriveDataset, completed_shards, finalize_dataset, write_shard
+from scenes.store import (
+    DatasetInfo,
+    DriveDataset,
+    completed_shards,
+    damaged_shard,
+    finalize_dataset,
+    write_shard,
+)
 from scenes.synthetic import GENERATOR_VERSION, SYNTHETIC_SCENARIOS, generate_scene, scene_seed
-
-JOB_FILE = "meta/job.json"
 
 
 @dataclass(frozen=True)
@@ -85,42 +89,55 @@ def checked_scene(config: GenerateConfig, index: int, manifest: BenchmarkManifes
     return scene
 
 
-def generate_shard(root: Path, config: GenerateConfig, shard: int) -> int:
-    """Generate, check and write one shard; returns its number of scenes."""
-    manifest = benchmark_manifest(config)
-    scenes = [checked_scene(config, i, manifest) for i in config.shard_indices(shard)]
-    write_shard(root, shard, scenes)
-    return len(scenes)
+@dataclass(frozen=True)
+class SceneGenerationJob:
+    """`diffplan scenes generate` as a sharded job (`diffplan.jobs.run_job` runs it): unit s generates, checks
+    and writes shard s; the store's meta/NNNNN.parquet, written last, marks it committed. `finish` writes the
+    dataset's index and returns its DatasetInfo. Reports are scene counts."""
 
+    config: GenerateConfig
+    command: ClassVar[str] = "diffplan scenes generate"
 
-def generate_dataset(root: Path, config: GenerateConfig, workers: int = 1, resume: bool = False,
-                     on_progress: Callable[[int], None] = lambda n: None,
-                     on_resumed: Callable[[int], None] | None = None) -> DatasetInfo:
-    """Run the job; `on_progress(k)` is called as k more scenes are done (finished shards count at once), and
-    `on_resumed(k)` (default: on_progress) once with the scenes of shards an earlier run finished."""
-    config.validate()
-    if workers < 1:
-        raise ConfigError("workers", f"{{field}} must be positive, got {workers}")
-    manifest = benchmark_manifest(config)  # a missing or stale manifest fails before any work
-    root = Path(root)
-    open_job_dir(root, JOB_FILE, asdict(config), "diffplan scenes generate", resume,
-                 defaults=asdict(GenerateConfig(n=config.n)))  # fields added later default in older job files
-    done = completed_shards(root)
-    (on_resumed or on_progress)(sum(len(config.shard_indices(s)) for s in done if s < config.num_shards))
-    todo = [s for s in range(config.num_shards) if s not in done]
-    if workers == 1:
-        for shard in todo:
-            scenes = []
-            for i in config.shard_indices(shard):
-                scenes.append(checked_scene(config, i, manifest))
-                on_progress(1)
-            write_shard(root, shard, scenes)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(generate_shard, root, config, shard) for shard in todo]
-            for future in as_completed(futures):
-                on_progress(future.result())
-    return finalize_dataset(root, asdict(config), config.num_shards)
+    def __post_init__(self):
+        self.config.validate()
+        benchmark_manifest(self.config)  # a missing or stale manifest fails before any work
+
+    def job_record(self) -> dict[str, object]:
+        return asdict(self.config)
+
+    @property
+    def num_units(self) -> int:
+        return self.config.num_shards
+
+    def finished(self, root: Path) -> tuple[dict[int, int], dict[int, str]]:
+        done, damaged = {}, {}
+        for shard in sorted(completed_shards(root)):
+            if shard >= self.num_units:
+                continue
+            problem = damaged_shard(root, shard)
+            if problem:
+                damaged[shard] = problem
+            else:
+                done[shard] = len(self.config.shard_indices(shard))
+        return done, damaged
+
+    def run_unit(self, root: Path, unit: int, on_item: Callable[[int], None]) -> int:
+        manifest = benchmark_manifest(self.config)
+        scenes = []
+        for index in self.config.shard_indices(unit):
+            scenes.append(checked_scene(self.config, index, manifest))
+            on_item(1)
+        write_shard(Path(root), unit, scenes)
+        return len(scenes)
+
+    def amount(self, report: int) -> int:
+        return report
+
+    def finish(self, root: Path, run) -> DatasetInfo:
+        return finalize_dataset(Path(root), asdict(self.config), self.config.num_shards)
+
+    def job_defaults(self) -> dict[str, object]:
+        return asdict(GenerateConfig(n=self.config.n))  # fields added later default in older job files
 
 
 # Fixed held-out benchmarks: test-split seeds (disjoint from every train seed), every scenario type equally.

@@ -15,15 +15,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from diffplan.jobs import run_job
 from eval.pointnav import benchmark as pointnav_benchmark
 from scenes import manifest as manifest_module
 from scenes.digest import combined_digest, content_digest
 from scenes.generate import (
     GenerateConfig,
+    SceneGenerationJob,
     benchmark_config,
     checked_scene,
     dataset_identity,
-    generate_dataset,
 )
 from scenes.manifest import BenchmarkIdentity, BenchmarkManifest, ManifestError, load_manifest
 from scenes.store import DriveDataset
@@ -72,7 +73,7 @@ def test_a_differing_scene_stops_the_build_at_that_scene(tmp_path, monkeypatch):
     monkeypatch.setattr(manifest_module.load_manifest, "__defaults__", (folder,))
     config = dataclasses.replace(benchmark_config("navtest-synth"), n=4, shard_size=4)
     with pytest.raises(ManifestError, match=r"test-1100000001 \(item 1\) differs from the manifest"):
-        generate_dataset(tmp_path / "ds", config)
+        run_job(SceneGenerationJob(config), tmp_path / "ds")
     assert not list((tmp_path / "ds").glob("shards/*.parquet"))  # nothing written for the shard
 
 
@@ -89,8 +90,8 @@ def test_manifest_file_edited_by_hand_is_refused(tmp_path):
 def navtest_prefix(tmp_path_factory) -> Path:
     """The first 3 scenes of navtest-synth, built as the benchmark (checked against its manifest)."""
     root = tmp_path_factory.mktemp("navtest") / "navtest-3"
-    generate_dataset(root, GenerateConfig(n=3, split="test", seed=0, shard_size=3, balanced=True,
-                                          benchmark="navtest-synth"))
+    run_job(SceneGenerationJob(GenerateConfig(n=3, split="test", seed=0, shard_size=3, balanced=True,
+                                              benchmark="navtest-synth")), root)
     return root
 
 
@@ -122,7 +123,7 @@ def test_an_edited_benchmark_is_refused_before_evaluation(navtest_prefix, tmp_pa
 
 def test_dataset_that_is_no_benchmark_is_identified_by_its_scenes(tmp_path):
     config = GenerateConfig(n=2, split="val", seed=5, shard_size=2)
-    generate_dataset(tmp_path / "ds", config)
+    run_job(SceneGenerationJob(config), tmp_path / "ds")
     identity = dataset_identity(DriveDataset.open(tmp_path / "ds"), 1)
     assert identity == BenchmarkIdentity(None, "", "", combined_digest([content_digest(config.scene(0))]), 1, 2)
     assert identity.subset == "a dataset that is no benchmark, first 1 of 2"

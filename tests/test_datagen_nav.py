@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from datagen.nav import NavDatagenConfig, run_nav_datagen
+from datagen.nav import NavDatagenConfig, NavDatagenJob
 from diffplan.commands.datagen import app
 from diffplan.commands.scenes import app as scenes_app
+from diffplan.jobs import RunOptions, run_job
 from scenes.nav import NAV_PLAN_POSES, NavTrainingSample, world_from_id
 from scenes.nav.generator import HELD_OUT_WORLD_SEED
 from scenes.store import DatasetError
@@ -34,14 +35,14 @@ def dataset_hash(root) -> str:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     root = tmp_path_factory.mktemp("nav") / "one"
-    summary = run_nav_datagen(root, SMALL, workers=1)
+    summary = run_job(NavDatagenJob(SMALL), root)
     assert summary.trajectories == SMALL.n and not summary.failures
     return root, dataset_hash(root)
 
 
 def test_two_workers_write_the_same_bytes(small, tmp_path):
     _, expected = small
-    run_nav_datagen(tmp_path / "two", SMALL, workers=2)
+    run_job(NavDatagenJob(SMALL), tmp_path / "two", RunOptions(workers=2))
     assert dataset_hash(tmp_path / "two") == expected
 
 
@@ -53,7 +54,7 @@ def test_resume_after_deleted_and_partial_shards(small, tmp_path):
     (copy / "shards" / "00001.parquet").unlink()  # shard 1 incomplete: redone
     (copy / "meta" / "datagen" / "unit-00000.json").unlink()  # shard 0 not marked done: redone
     (copy / "privileged" / "00000.parquet.tmp-1-2").write_bytes(b"half a write")  # a killed write's leftover
-    summary = run_nav_datagen(copy, SMALL, resume=True)
+    summary = run_job(NavDatagenJob(SMALL), copy, RunOptions(resume=True))
     assert dataset_hash(copy) == expected
     assert not summary.reports[0].resumed and summary.trajectories == SMALL.n
 
@@ -72,7 +73,7 @@ def test_ray_local_backend_writes_the_same_bytes(small, tmp_path):
     ray = pytest.importorskip("ray")
     _, expected = small
     try:
-        run_nav_datagen(tmp_path / "ray", SMALL, ray_address="local")
+        run_job(NavDatagenJob(SMALL), tmp_path / "ray", RunOptions(ray="local"))
         assert not ray.is_initialized()
     finally:
         ray.shutdown()

@@ -12,7 +12,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from diffplan.console import UserError, count_done_before, output_console, progress_bar, user_errors
+from diffplan.console import (
+    RayOption,
+    ResumeOption,
+    UserError,
+    WorkersOption,
+    count_done_before,
+    output_console,
+    progress_bar,
+    run_with_bar,
+    user_errors,
+)
 
 app = typer.Typer(help="Expert demonstration datasets.", no_args_is_help=True, add_completion=False,
                   rich_markup_mode="markdown")
@@ -120,11 +130,9 @@ def nav(
         help="Critic targets: 'points' (NavDP's released code: the robot's centre to obstacle surface "
              "points) or 'esdf' (the same formula on the robot footprint's clearance, so driving into a wall "
              "scores below the -3 rotate threshold; it scored lower in closed loop).")] = "points",
-    workers: Annotated[int, typer.Option(help="Worker processes (ignored with --ray).")] = 1,
-    ray: Annotated[str | None, typer.Option(
-        "--ray", help="Ray cluster address, or 'local' for a private loopback cluster.")] = None,
-    resume: Annotated[bool, typer.Option(
-        help="Continue an interrupted job; finished shards are kept.")] = False,
+    workers: WorkersOption = 1,
+    ray: RayOption = None,
+    resume: ResumeOption = False,
 ) -> None:
     """Roll out the privileged navigation expert in procedural MuJoCo worlds: depth frames, point goals,
     24-step futures and NavDP critic targets, into a Parquet nav dataset.
@@ -133,35 +141,25 @@ def nav(
     """
     import time
 
-    from datagen.nav import NavDatagenConfig, NavUnitReport, run_nav_datagen
+    from datagen.nav import NavDatagenConfig, NavDatagenJob
+    from diffplan.jobs import RunOptions
     from scenes.nav.generator import WORLD_KINDS
-    from scenes.store import DatasetError
 
-    with user_errors(DatasetError):
+    with user_errors():
         kinds = (WORLD_KINDS if world_kind == "mixed"
                  else tuple(k.strip() for k in world_kind.split(",") if k.strip()))
         config = NavDatagenConfig(n=n, robot=robot, seed=seed, world_kinds=kinds, camera=camera,
                                   shard_size=shard_size, episodes_per_world=episodes_per_world,
-                                  critic_label=critic_label).validate()
-        if ray is None and workers < 1:
-            raise UserError(f"--workers must be positive, got {workers}")
-        failures: dict[str, int] = {}
+                                  critic_label=critic_label)
         frames = [0]
+
+        def describe(report) -> str:
+            frames[0] += report.frames
+            return f"rolling out ({frames[0]} frames)"
+
         start = time.perf_counter()
-        with progress_bar("trajectories") as bar:
-            task = bar.add_task("rolling out", total=config.n)
-
-            def progress(report: NavUnitReport) -> None:
-                for key, count in report.failures.items():
-                    failures[key] = failures.get(key, 0) + count
-                frames[0] += report.frames
-                if report.resumed:
-                    count_done_before(bar, task, report.episodes)
-                bar.update(task, advance=0 if report.resumed else report.episodes,
-                           description=f"rolling out ({frames[0]} frames)")
-
-            summary = run_nav_datagen(out, config, workers=workers, ray_address=ray, resume=resume,
-                                      on_progress=progress)
+        summary = run_with_bar(NavDatagenJob(config), out, RunOptions(workers, ray, resume), "trajectories",
+                               config.n, "rolling out", describe)
         elapsed = time.perf_counter() - start
     table = Table(title=f"datagen nav -> {out}")
     table.add_column("quantity")

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from diffplan.console import count_done_before, output_console, progress_bar, user_errors
+from diffplan.console import (
+    RayOption,
+    ResumeOption,
+    WorkersOption,
+    output_console,
+    run_with_bar,
+    user_errors,
+)
 from scenes.store import DatasetError, DriveDataset
 
 app = typer.Typer(help="Synthetic driving scenes and datasets.", no_args_is_help=True, add_completion=False,
@@ -29,28 +36,26 @@ def generate(
     benchmark: Annotated[str | None, typer.Option(
         help="A fixed held-out benchmark set (navtest-synth), checked against its shipped manifest; sets --n, "
              "--split and --seed.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted job; finished shards are kept.")] = False,
+    workers: WorkersOption = 1,
+    ray: RayOption = None,
+    resume: ResumeOption = False,
 ) -> None:
     """Generate N seeded synthetic driving scenes into a Parquet dataset.
 
-    The same options give the same bytes, whatever --workers and however often the job was interrupted.
-    `--benchmark navtest-synth` builds the 500-scene driving benchmark (50 of each scenario type, test seeds).
+    The same options give the same bytes, whatever --workers or --ray and however often the job was
+    interrupted. `--benchmark navtest-synth` builds the 500-scene driving benchmark (50 of each scenario type,
+    test seeds).
     """
-    from scenes.generate import GenerateConfig, benchmark_config, generate_dataset
-    from scenes.manifest import ManifestError
+    from diffplan.jobs import RunOptions
+    from scenes.generate import GenerateConfig, SceneGenerationJob, benchmark_config
 
-    with user_errors(DatasetError, ManifestError):
+    with user_errors():
         if benchmark is not None:
-            config = benchmark_config(benchmark).validate()
+            config = benchmark_config(benchmark)
         else:
-            config = GenerateConfig(n=n, split=split, seed=seed, shard_size=shard_size,
-                                    scenario=scenario).validate()
-        with progress_bar("scenes") as bar:
-            task = bar.add_task("generating", total=config.n)
-            info = generate_dataset(out, config, workers=workers, resume=resume,
-                                    on_progress=lambda k: bar.advance(task, k),
-                                    on_resumed=lambda k: count_done_before(bar, task, k))
+            config = GenerateConfig(n=n, split=split, seed=seed, shard_size=shard_size, scenario=scenario)
+        job = SceneGenerationJob(config)
+        info = run_with_bar(job, out, RunOptions(workers, ray, resume), "scenes", config.n, "generating")
     console.print(f"wrote {info.num_episodes} scenes in {info.num_shards} shard(s) to {out}")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scenes.store.errors import DatasetError, first_line
+from scenes.store.errors import DatasetError, IncompleteDatasetError, first_line
 from scenes.store.schema import (
     EPISODE_COLUMNS,
     EPISODE_UNITS,
@@ -158,6 +158,8 @@ class DatasetInfo:
         if not Path(root).is_dir():
             raise DatasetError(f"{root}: not a directory")
         if not path.is_file():
+            if (Path(root) / "meta" / "job.json").is_file():
+                raise IncompleteDatasetError(root)
             raise DatasetError(f"{root}: not a diffplan dataset (no {INFO})")
         try:
             data = json.loads(path.read_text())

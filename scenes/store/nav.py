@@ -38,7 +38,7 @@ from scenes.nav.types import (
     NavObservation,
     NavTrainingSample,
 )
-from scenes.store.errors import DatasetError, first_line
+from scenes.store.errors import DatasetError, IncompleteDatasetError, first_line
 from scenes.store.layout import (
     EPISODES,
     INFO,
@@ -329,6 +329,8 @@ def _checked_nav(root: Path, privileged: bool) -> tuple[dict, pa.Table, dict[tup
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset directory")
     if not path.is_file():
+        if (root / "meta" / "job.json").is_file():
+            raise IncompleteDatasetError(root)
         raise DatasetError(f"{root}: not a diffplan nav dataset (no {INFO})")
     try:
         info = json.loads(path.read_text())

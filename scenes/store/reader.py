@@ -207,3 +207,17 @@ def _checked(root: Path, privileged: bool) -> tuple[DatasetInfo, pa.Table]:
                     f"{file}: {footer.num_rows} rows, but info.json lists {size} for shard {shard}"
                 )
     return info, episodes
+
+
+def damaged_shard(root: Path, shard: int) -> str | None:
+    """Why a complete-looking shard cannot be read (its first unreadable file), or None when its files'
+    footers read and carry this schema version."""
+    for part in (SHARDS, PRIVILEGED, META):
+        file = shard_path(Path(root), part, shard)
+        try:
+            check_file_version(file, pq.read_metadata(file).metadata)
+        except (OSError, pa.ArrowException) as error:
+            return f"{file} is unreadable ({first_line(error)})"
+        except DatasetError as error:
+            return str(error)
+    return None
