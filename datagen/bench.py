@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from datagen.expert import load_expert
-from datagen.job import DriveDatagenConfig, UnitReport, run_unit
+from datagen.job import DriveDatagenConfig, DriveDatagenJob, UnitReport
 
 
 def bench_datagen(seconds: float = 10.0, expert: str = "trajopt", demos_per_scene: int = 2,
@@ -18,14 +18,12 @@ def bench_datagen(seconds: float = 10.0, expert: str = "trajopt", demos_per_scen
     Steady state, as in a long job: the expert's solvers are built before the clock starts."""
     config = DriveDatagenConfig(n=1_000_000, demos_per_scene=demos_per_scene, shard_size=4, expert=expert,
                                 compiled=compiled, solver=solver)
-    expert_solver = load_expert(expert, config.horizon, compiled, solver)[0]
-    if hasattr(expert_solver, "prebuild"):
-        expert_solver.prebuild()
+    load_expert(expert, config.horizon, compiled, solver).prebuild()
     reports: list[UnitReport] = []
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu_start = time.perf_counter(), time.process_time()
         while not reports or time.perf_counter() - start < seconds:
-            reports.append(run_unit(str(Path(tmp) / "bench"), config, len(reports)))
+            reports.append(DriveDatagenJob(config).run_unit(Path(tmp) / "bench", len(reports), lambda r: None))
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     demos = sum(r.demos for r in reports)
     attempts = sum(r.attempts for r in reports)

@@ -14,15 +14,20 @@ acceleration held at 0 so the speed never goes negative).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
 import numpy as np
 
 from scenes.drive import CURRENT_INDEX, NUM_FUTURE_STEPS, SIM_DT, DriveScene
 from scenes.ego import PACIFICA, EgoState
+from scenes.errors import DiffplanError
 from scenes.geometry import wrap_angle
+from trajopt.expert import DriveTarget, ExpertResult
 
 MIN_STEER_SPEED = 0.1  # [m/s] below this the steering angle is undefined and stored as 0
+
+
+class DemoError(DiffplanError, ValueError):
+    """A solve that cannot become a demonstration; the message names the scene or the value."""
 
 
 def future_states(states: np.ndarray, dt: float = SIM_DT) -> tuple[np.ndarray, int]:
@@ -30,7 +35,7 @@ def future_states(states: np.ndarray, dt: float = SIM_DT) -> tuple[np.ndarray, i
     and how many of them were extrapolated past the solve's horizon."""
     states = np.asarray(states, dtype=np.float64)
     if states.ndim != 2 or states.shape[1] != 4 or len(states) < 2:
-        raise ValueError(f"expert states must be (N+1 >= 2, 4), got {states.shape}")
+        raise DemoError(f"expert states must be (N+1 >= 2, 4), got {states.shape}")
     states = states.copy()
     states[:, 2] = np.unwrap(states[:, 2])
     times = dt * np.arange(len(states))
@@ -77,45 +82,38 @@ def demo_ego(scene: DriveScene, states: np.ndarray, dt: float = SIM_DT) -> EgoSt
     )
 
 
-def demo_extras(target: object, result: object, horizon_dt: float = SIM_DT) -> dict[str, object]:
-    """Flat record: stl.RULE.PARAM, robustness.RULE, solver.status/iterations, target.speed/lane.
+def demo_extras(target: DriveTarget, result: ExpertResult, horizon_dt: float = SIM_DT) -> dict[str, object]:
+    """Flat record (the store's privileged extras): stl.RULE.PARAM of the rules the solve was checked against
+    (`result.params`), robustness.RULE, solver.status (ExpertStatus value) / iterations, target.speed / lane,
+    horizon.steps / dt.
 
-    Parameters are the solve's own `result.params` (rule -> params actually used) when it has them, else
-    `target.rule_params`; the target's speed is `.speed` or `.reference_speed`, its lane `.lane` or
-    `.target_lane` (trajopt's DriveTarget).
-
-    The solver's wall_ms is deliberately not stored: it differs from run to run and would break the
+    The solve's wall time is deliberately not stored: it differs from run to run and would break the
     byte-identical datasets (the job reports it in its summary instead).
     """
     record: dict[str, object] = {}
-    params: Mapping[str, Mapping[str, float]] = (getattr(result, "params", None)
-                                                 or getattr(target, "rule_params", None) or {})
+    params = result.params.to_json()
     for rule in sorted(params):
         for name in sorted(params[rule]):
             record[f"stl.{rule}.{name}"] = float(params[rule][name])
     for rule, value in sorted(result.robustness.items()):
         record[f"robustness.{rule}"] = float(value)
-    status = result.status
-    record["solver.status"] = str(getattr(status, "value", status))
+    record["solver.status"] = result.status.value
     record["solver.iterations"] = int(result.iterations)
-    speed = getattr(target, "speed", getattr(target, "reference_speed", None))
-    lane = getattr(target, "lane", getattr(target, "target_lane", None))
-    if speed is not None:
-        record["target.speed"] = float(speed)
-    if lane is not None:
-        record["target.lane"] = int(lane)
+    record["target.speed"] = float(target.reference_speed)
+    record["target.lane"] = int(target.target_lane)
     record["horizon.steps"] = int(len(result.states) - 1)
     record["horizon.dt"] = float(horizon_dt)
     return record
 
 
-def build_demo(scene: DriveScene, result: object, target: object, k: int,
+def build_demo(scene: DriveScene, result: ExpertResult, target: DriveTarget, k: int,
                dt: float | None = None) -> tuple[DriveScene, dict[str, object]]:
-    """Demo k of `scene` (scene_id f"{scene_id}-demo{k}") and its extras record."""
+    """Demo k of `scene` (scene_id f"{scene_id}-demo{k}") and its extras record; `dt` [s] overrides the
+    solve's step `result.dt`."""
     if not result.ok:
-        raise ValueError(f"{scene.metadata.scene_id}: cannot build a demo from a failed solve "
-                         f"({getattr(result.status, 'value', result.status)})")
-    dt = float(getattr(result, "dt", SIM_DT) if dt is None else dt)
+        raise DemoError(f"{scene.metadata.scene_id}: cannot build a demo from a failed solve "
+                        f"({result.status.value})")
+    dt = float(result.dt if dt is None else dt)
     ego = demo_ego(scene, result.states, dt)
     metadata = dataclasses.replace(scene.metadata, scene_id=f"{scene.metadata.scene_id}-demo{k}")
     demo = dataclasses.replace(scene, metadata=metadata, ego=ego)

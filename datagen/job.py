@@ -6,20 +6,18 @@ targets are drawn from one rng per shard seeded by SeedSequence([seed, s]), and 
 config: 1 worker, W workers or Ray write identical datasets. Failed solves are counted by status and
 never written. Per shard, meta/datagen/unit-NNNNN.json (written after the store shard) holds its counts and
 marks it done; a killed worker loses at most the shard it was writing. Solve times are not stored (they
-differ between runs); `run_datagen` returns them for the summary.
+differ between runs); the job's summary (`DriveDatagenJob.finish`) has them. `diffplan.jobs.run_job` runs it.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,26 +25,26 @@ from datagen.demos import build_demo
 from datagen.expert import EXPERTS, SOLVERS, load_expert
 from scenes.drive import SPLITS
 from scenes.errors import ConfigError
-from scenes.jobfile import open_job_dir
-from scenes.store import DatasetInfo, completed_shards, finalize_dataset, write_shard
-from scenes.store.layout import atomic_write_bytes
+from scenes.store import DatasetInfo, completed_shards, damaged_shard, finalize_dataset, write_shard
+from scenes.store.units import Shards, read_unit_records, write_unit_record
 from scenes.synthetic import GENERATOR_VERSION, generate_scene, scene_seed
-from stl.calibrate import DEFAULTS
+from stl.rules import DEFAULT_PARAMS, RuleParams
+from trajopt.expert import Expert, ExpertStatus, WarmStart
 
-JOB_FILE = "meta/job.json"
 UNIT_DIR = "meta/datagen"
 
 
 @dataclass(frozen=True)
 class DriveDatagenConfig:
-    """What to generate. `params`: rule -> param -> value (a calibrated params file's rules, or DEFAULTS)."""
+    """What to generate. `params`: the rules' parameters targets start from (a calibrated params file's rules,
+    or DEFAULT_PARAMS); the job file and info.json hold them as `RuleParams.to_json()` (`as_json`)."""
 
     n: int
     demos_per_scene: int = 1
     seed: int = 0
     split: str = "train"
     shard_size: int = 50
-    params: dict = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULTS.items()})
+    params: RuleParams = DEFAULT_PARAMS
     horizon: int = 50  # solver steps at 0.1 s
     expert: str = "trajopt"
     compiled: bool = False  # trajopt's NLP functions as compiled C (trajopt.compiled); iterates unchanged
@@ -79,15 +77,14 @@ class DriveDatagenConfig:
             raise ConfigError("seed", f"{{field}} {self.seed} with n {self.n}: {error}") from None
         return self
 
+    def as_json(self) -> dict:
+        """The config as the job file and info.json's generator_config hold it."""
+        return {**asdict(self), "params": self.params.to_json()}
+
     @property
-    def num_shards(self) -> int:
-        return -(-self.n // self.shard_size)
-
-    def shard_indices(self, shard: int) -> range:
-        return range(shard * self.shard_size, min(self.n, (shard + 1) * self.shard_size))
-
-    def shard_rng(self, shard: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence([int(self.seed), int(shard)]))
+    def shards(self) -> Shards:
+        """Source scenes in shards of `shard_size`; shard s draws its targets from SeedSequence([seed, s])."""
+        return Shards(self.n, self.seed, self.shard_size)
 
 
 @dataclass
@@ -108,95 +105,100 @@ class UnitReport:
                 "failures": dict(sorted(self.failures.items())), "iterations": self.iterations}
 
 
-def solve_scene(config: DriveDatagenConfig, index: int, expert, sample_targets, rng: np.random.Generator,
+def solve_scene(config: DriveDatagenConfig, index: int, expert: Expert, rng: np.random.Generator,
                 report: UnitReport) -> tuple[list, list]:
-    """Demos and extras of source scene `index`.
+    """Demos and extras of source scene `index`; failed solves are counted in `report.failures` by their
+    ExpertStatus value, or "error:<exception type>" for a solve that raised.
 
     A solve is warm-started only from an earlier solve of the same scene towards the same lane: another
     scene lives in another map frame, and another lane is another homotopy class, so either start misleads.
     """
     scene = generate_scene(scene_seed(config.split, config.seed, index), config.split)
-    demos, extras, warm_by_lane = [], [], {}
-    for k, target in enumerate(sample_targets(scene, config.params, rng, config.demos_per_scene)):
+    demos, extras = [], []
+    warm_by_lane: dict[int, WarmStart] = {}
+    for k, target in enumerate(expert.sample_targets(scene, config.params, rng, config.demos_per_scene)):
         report.attempts += 1
         start = time.perf_counter()
-        lane = getattr(target, "target_lane", getattr(target, "lane", 0))
         try:
-            result = expert.solve(scene, target, warm_start=warm_by_lane.get(lane))
-            status = str(getattr(result.status, "value", result.status))
-            if result.ok and min(result.robustness.values(), default=0.0) < 0:
-                status = "stl_violated"  # the solver's own check let a violation through: never written
-            ok = result.ok and status != "stl_violated"
+            result = expert.solve(scene, target, warm_start=warm_by_lane.get(target.target_lane))
+            status = result.status
+            if status.ok and min(result.robustness.values(), default=0.0) < 0:
+                status = ExpertStatus.STL_VIOLATED  # the solver's own check let a violation through
+            failure = None if status.ok else status.value
         except Exception as error:  # noqa: BLE001 - a crashing solve is a counted failure, not a dead job
-            ok, status = False, f"error:{type(error).__name__}"
+            failure = f"error:{type(error).__name__}"
         report.solve_ms += 1e3 * (time.perf_counter() - start)
         report.solves += 1
-        if not ok:
-            report.failures[status] = report.failures.get(status, 0) + 1
+        if failure is not None:
+            report.failures[failure] = report.failures.get(failure, 0) + 1
             continue
         demo, record = build_demo(scene, result, target, k)
         demos.append(demo)
         extras.append(record)
         report.iterations += int(result.iterations)
-        warm_by_lane[lane] = result
+        warm_by_lane[target.target_lane] = result.warm_start
     return demos, extras
 
 
-def run_unit(root: str, config: DriveDatagenConfig, shard: int,
-             on_scene: Callable[[UnitReport], None] | None = None) -> UnitReport:
-    """Generate, solve and write shard `shard`, then its unit file. Safe to run in any process."""
-    expert, sample_targets = load_expert(config.expert, config.horizon, config.compiled, config.solver)
-    if hasattr(expert, "reset"):
+@dataclass(frozen=True)
+class DriveDatagenJob:
+    """`diffplan datagen drive` as a sharded job (`diffplan.jobs.run_job` runs it): unit s solves the scenes of
+    shard s, writes the store shard, then its unit record (counts by status). `finish` writes the dataset's
+    index. Reports are `UnitReport`s; a scene's partial report counts its attempts."""
+
+    config: DriveDatagenConfig
+    command: ClassVar[str] = "diffplan datagen drive"
+
+    def __post_init__(self):
+        self.config.validate()
+
+    def job_record(self) -> dict[str, object]:
+        return self.config.as_json()
+
+    def job_defaults(self) -> dict[str, object]:
+        return {}
+
+    @property
+    def num_units(self) -> int:
+        return self.config.shards.num_units
+
+    def finished(self, root: Path) -> tuple[dict[int, UnitReport], dict[int, str]]:
+        done, damaged = {}, {}
+        shards = sorted(s for s in completed_shards(root) if s < self.num_units)
+        for shard, data in read_unit_records(root, UNIT_DIR, shards).items():
+            problem = damaged_shard(root, shard)
+            if problem:
+                damaged[shard] = problem
+                continue
+            done[shard] = UnitReport(shard, data["attempts"], data["demos"], data["failures"], 0.0,
+                                     data["iterations"], 0, resumed=True)
+        return done, damaged
+
+    def run_unit(self, root: Path, unit: int, on_item: Callable[[UnitReport], None]) -> UnitReport:
+        """Generate, solve and write shard `unit`, then its unit record. Safe to run in any process."""
+        config = self.config
+        expert = load_expert(config.expert, config.horizon, config.compiled, config.solver)
         expert.reset()  # a shard's solves must not depend on what this process solved before
-    rng = config.shard_rng(shard)
-    report, demos, extras = UnitReport(shard), [], []
-    for index in config.shard_indices(shard):
-        before = report.attempts
-        new, records = solve_scene(config, index, expert, sample_targets, rng, report)
-        demos += new
-        extras += records
-        if on_scene is not None:
-            on_scene(UnitReport(shard, report.attempts - before, len(new)))
-    report.demos = len(demos)
-    write_shard(Path(root), shard, demos, extras=extras, allow_empty=True)
-    _write_json(Path(root) / UNIT_DIR / f"unit-{shard:05d}.json", report.stored())
-    return report
+        rng = config.shards.unit_rng(unit)
+        report, demos, extras = UnitReport(unit), [], []
+        for index in config.shards.indices(unit):
+            before = report.attempts
+            new, records = solve_scene(config, index, expert, rng, report)
+            demos += new
+            extras += records
+            on_item(UnitReport(unit, report.attempts - before, len(new)))
+        report.demos = len(demos)
+        write_shard(Path(root), unit, demos, extras=extras, allow_empty=True)
+        write_unit_record(Path(root), UNIT_DIR, unit, report.stored())
+        return report
 
+    def amount(self, report: UnitReport) -> int:
+        return report.attempts
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
-
-
-def _remove_leftovers(root: Path) -> None:
-    """Temp files of writes a killed run left behind (never data; they would only pollute the folder)."""
-    for folder in (root / "shards", root / "privileged", root / "meta", root / UNIT_DIR, root):
-        if folder.is_dir():
-            for name in os.listdir(folder):
-                if ".tmp-" in name or name.endswith(".json.tmp"):
-                    (folder / name).unlink(missing_ok=True)
-
-
-def prepare(root: Path, config: DriveDatagenConfig, resume: bool) -> None:
-    """Create `root` with its job file, or check that a resumed job asks for the same thing and clean up the
-    temporary files a killed run left."""
-    if open_job_dir(root, JOB_FILE, asdict(config), "diffplan datagen drive", resume):
-        _remove_leftovers(root)
-
-
-def done_units(root: Path, config: DriveDatagenConfig) -> dict[int, UnitReport]:
-    """Shards finished by earlier runs (store shard complete and unit file present), with their counts."""
-    out = {}
-    for shard in completed_shards(root):
-        path = root / UNIT_DIR / f"unit-{shard:05d}.json"
-        if shard < config.num_shards and path.is_file():
-            try:
-                data = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                continue  # redo it
-            out[shard] = UnitReport(shard, data["attempts"], data["demos"], data["failures"], 0.0,
-                                    data["iterations"], 0, resumed=True)
-    return out
+    def finish(self, root: Path, run) -> JobSummary:
+        """Write the dataset's index; `run` is the runner's JobRun (every unit's report)."""
+        info = finalize_dataset(Path(root), self.config.as_json(), self.num_units)
+        return JobSummary(info, list(run.reports.values()))
 
 
 def total_failures(reports) -> dict[str, int]:
@@ -236,42 +238,3 @@ class JobSummary:
     @property
     def mean_iterations(self) -> float:
         return sum(r.iterations for r in self.reports) / self.demos if self.demos else float("nan")
-
-
-def run_datagen(root: Path, config: DriveDatagenConfig, workers: int = 1, ray_address: str | None = None,
-                resume: bool = False,
-                on_progress: Callable[[UnitReport], None] = lambda r: None) -> JobSummary:
-    """Run the job; `on_progress(report)` gets partial reports (attempts, demos, failures) as work
-    finishes."""
-    config.validate()
-    if workers < 1:
-        raise ConfigError("workers", f"{{field}} must be positive, got {workers}")
-    root = Path(root)
-    prepare(root, config, resume)
-    reports = done_units(root, config)
-    for report in reports.values():
-        on_progress(report)
-    todo = [s for s in range(config.num_shards) if s not in reports]
-    if ray_address:
-        from datagen.ray_backend import run_on_ray
-
-        for report in run_on_ray(str(root), config, todo, ray_address):
-            reports[report.shard] = report
-            on_progress(report)
-    elif workers == 1:
-        def scene_done(partial: UnitReport) -> None:
-            on_progress(partial)
-
-        for shard in todo:
-            report = run_unit(str(root), config, shard, scene_done)
-            reports[shard] = report
-            on_progress(UnitReport(shard, 0, 0, report.failures))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_unit, str(root), config, shard) for shard in todo]
-            for future in as_completed(futures):
-                report = future.result()
-                reports[report.shard] = report
-                on_progress(report)
-    info = finalize_dataset(root, asdict(config), config.num_shards)
-    return JobSummary(info, [reports[s] for s in sorted(reports)])

@@ -31,7 +31,7 @@ from scenes.nav.types import ROBOTS, CameraSpec
 from scenes.portable import PortableRandom
 from scenes.store.layout import completed_shards
 from scenes.store.nav import finalize_nav_dataset, write_nav_shard
-from scenes.store.units import read_unit_records, write_unit_record
+from scenes.store.units import Shards, read_unit_records, write_unit_record
 
 MAX_ATTEMPTS = 5  # episode draws per episode index before it counts as failed
 
@@ -89,11 +89,9 @@ class NavDatagenConfig:
         return CameraSpec(width, height, self.hfov_deg, self.mount_height)
 
     @property
-    def num_shards(self) -> int:
-        return -(-self.n // self.shard_size)
-
-    def shard_indices(self, shard: int) -> range:
-        return range(shard * self.shard_size, min(self.n, (shard + 1) * self.shard_size))
+    def shards(self) -> Shards:
+        """Items in shards of `shard_size` (the units of its job)."""
+        return Shards(self.n, self.seed, self.shard_size)
 
     def world_of(self, episode: int) -> tuple[str, int]:
         """(kind, seed) of episode `episode`'s world."""
@@ -142,7 +140,7 @@ class NavDatagenJob:
 
     @property
     def num_units(self) -> int:
-        return self.config.num_shards
+        return self.config.shards.num_units
 
     def finished(self, root: Path) -> tuple[dict[int, NavUnitReport], dict[int, str]]:
         records = read_unit_records(root, UNIT_DIR, sorted(s for s in completed_shards(root) if s < self.num_units))
@@ -164,7 +162,7 @@ class NavDatagenJob:
         start = time.perf_counter()
         world, world_key = None, None
         try:
-            for index in config.shard_indices(unit):
+            for index in config.shards.indices(unit):
                 kind, seed = config.world_of(index)
                 if world_key != (kind, seed):
                     if world is not None:
@@ -204,7 +202,7 @@ class NavDatagenJob:
     def finish(self, root: Path, run) -> NavJobSummary:
         """Write the dataset's index; `run` is the runner's JobRun (reports of every unit, the new ones)."""
         robot = ROBOTS[self.config.robot]
-        info = finalize_nav_dataset(Path(root), self.job_record(), self.config.num_shards, self.config.camera_spec,
+        info = finalize_nav_dataset(Path(root), self.job_record(), self.config.shards.num_units, self.config.camera_spec,
                                     {**asdict(robot), "kind": robot.kind.value, "radius": robot.radius})
         return NavJobSummary(info, list(run.reports.values()), run.new_units)
 

@@ -11,11 +11,8 @@ import numpy as np
 
 from eval.naming import run_label
 from eval.results import SceneResult, Summary
+from planners.pdm.scoring import SubMetrics
 from scenes.store.layout import atomic_write_bytes
-
-TABLE_COLUMNS = (("NC", "nc"), ("DAC", "dac"), ("TTC", "ttc"), ("Comf", "comfort"), ("EP", "ep"))
-V2_TABLE_COLUMNS = (("NC", "nc"), ("DAC", "dac"), ("DDC", "ddc"), ("TLC", "tlc"), ("EP", "ep"), ("TTC", "ttc"),
-                    ("LK", "lk"), ("HC", "hc"), ("EC", "ec"))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -37,11 +34,11 @@ def markdown_table(rows: list[tuple[str, Summary]]) -> str:
     """The DiffusionDrive paper's layout (NC, DAC, TTC, Comf, EP, PDMS), or NAVSIM v2's sub-metrics for
     EPDMS, in percent."""
     v2 = bool(rows) and rows[0][1].metric.startswith("epdms")
-    columns, score_name = (V2_TABLE_COLUMNS, "EPDMS") if v2 else (TABLE_COLUMNS, "PDMS")
-    head = "| Method | " + " | ".join(name for name, _ in columns) + f" | {score_name} |"
+    columns, score_name = SubMetrics.table_names(v2), "EPDMS" if v2 else "PDMS"
+    head = "| Method | " + " | ".join(SubMetrics.LABELS[name] for name in columns) + f" | {score_name} |"
     lines = [head, "|" + "---|" * (len(columns) + 2)]
     for method, summary in rows:
-        values = [getattr(summary, key) for _, key in columns] + [summary.score]
+        values = [value for _, value in summary.sub_metrics(columns)] + [summary.score]
         lines.append(f"| {method} | " + " | ".join(f"{100 * v:.1f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -92,10 +89,9 @@ def _status_line(result: SceneResult) -> str:
         return f"FAILED: {result.error}"
     line = (f"score {result.score:.2f}  NC {result.nc:.1f} DAC {result.dac:.0f} TTC {result.ttc:.0f} "
             f"C {result.comfort:.0f} EP {result.ep:.2f}")
-    v2 = [(name, getattr(result, key)) for name, key in (("DDC", "ddc"), ("TLC", "tlc"), ("LK", "lk"),
-                                                         ("HC", "hc"), ("EC", "ec"))]
-    if any(value < 1.0 for name, value in v2 if name != "DDC"):
-        line += "  " + " ".join(f"{name} {value:.1f}" for name, value in v2)
+    v2 = result.sub_metrics(n for n in SubMetrics.SUMMARY_ORDER if n not in SubMetrics.V1_TABLE)
+    if any(value < 1.0 for name, value in v2 if name in SubMetrics.V2_ONLY):
+        line += "  " + " ".join(f"{SubMetrics.JSON_KEYS[name].upper()} {value:.1f}" for name, value in v2)
     return line
 
 

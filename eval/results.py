@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
-from planners.pdm.scoring import MetricVersion, ProposalScores
-
-SUB_METRICS = ("nc", "dac", "ddc", "tlc", "ttc", "ep", "comfort", "lk", "hc", "ec")
+from planners.pdm.scoring import MetricVersion, ProposalScores, SubMetrics
 
 
 @dataclass(frozen=True, eq=False)
-class SceneResult:
-    """One scene's closed-loop outcome. A failed planner call scores 0 everywhere and keeps its error.
+class SceneResult(SubMetrics[float]):
+    """One scene's closed-loop outcome: its sub-metrics (SubMetrics) and more. A failed planner call scores 0
+    everywhere and keeps its error.
 
     Attributes:
         index: episode index in the dataset.
@@ -30,22 +30,15 @@ class SceneResult:
     scene_id: str
     scenario_type: str
     error: str = ""
-    nc: float = 0.0
-    dac: float = 0.0
-    ddc: float = 0.0
-    tlc: float = 0.0
-    ttc: float = 0.0
-    ep: float = 0.0
-    comfort: float = 0.0
-    lk: float = 0.0
-    hc: float = 0.0
-    ec: float = 0.0
     score: float = 0.0
     raw_progress: float = 0.0
     reference_progress: float = 0.0
     latency_ms: float = math.nan
     plan: np.ndarray = field(default_factory=lambda: np.full((8, 3), np.nan))
     simulated_xy: np.ndarray = field(default_factory=lambda: np.full((41, 2), np.nan))
+
+    CSV_COLUMNS: ClassVar[tuple[str, ...]] = ("index", "scene_id", "scenario_type", "error", *SubMetrics.NAMES,
+                                              "score", "raw_progress", "reference_progress", "latency_ms")
 
     @property
     def failed(self) -> bool:
@@ -54,52 +47,45 @@ class SceneResult:
     @classmethod
     def from_scores(cls, index: int, scene_id: str, scenario_type: str, scores: ProposalScores, row: int,
                     **extra) -> SceneResult:
-        values = {key: float(getattr(scores, key)[row]) for key in (*SUB_METRICS, "score", "raw_progress",
+        values = {key: float(getattr(scores, key)[row]) for key in (*SubMetrics.NAMES, "score", "raw_progress",
                                                                        "reference_progress")}
         return cls(index=index, scene_id=scene_id, scenario_type=scenario_type, **values, **extra)
 
     def csv_row(self) -> dict[str, object]:
-        """Flat values for the per-scene CSV (arrays left out)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("plan", "simulated_xy")}
+        """Flat values for the per-scene CSV, in CSV_COLUMNS order (arrays left out)."""
+        return {name: getattr(self, name) for name in self.CSV_COLUMNS}
 
 
 @dataclass(frozen=True)
-class Summary:
-    """Mean sub-metrics over scenes, as NAVSIM's run_pdm_score aggregates them (values in [0, 1])."""
+class Summary(SubMetrics[float]):
+    """Mean sub-metrics (SubMetrics) over scenes, as NAVSIM's run_pdm_score aggregates them (values in [0, 1])."""
 
     metric: str
     n_scenes: int
     n_failed: int
     dropped_failed: bool
-    nc: float
-    dac: float
-    ddc: float
-    tlc: float
-    ttc: float
-    comfort: float
-    ep: float
-    lk: float
-    hc: float
-    ec: float
     score: float
+
+    @property
+    def is_v2(self) -> bool:
+        return self.metric == MetricVersion.EPDMS_V2.value
 
     @classmethod
     def from_json(cls, body: dict) -> Summary:
-        """The summary a run's summary.json (`as_json` and more) holds; KeyError when a field is missing."""
-        fields = {name: body[name] for name in ("metric", "n_scenes", "n_failed", "nc", "dac", "ddc", "ttc", "ep")}
-        return cls(**fields, dropped_failed=False, tlc=body.get("tlc", 1.0), comfort=body["c"],
-                   lk=body.get("lk", 1.0), hc=body.get("hc", 1.0), ec=body.get("ec", 1.0),
-                   score=body.get("pdms", body.get("epdms")))
+        """The summary a run's summary.json (`as_json` and more) holds; KeyError when a field is missing (a
+        v2-only sub-metric missing is 1, as under PDMS v1)."""
+        counts = {name: body[name] for name in ("metric", "n_scenes", "n_failed")}
+        keys = cls.JSON_KEYS
+        values = {name: body.get(keys[name], 1.0) if name in cls.V2_ONLY else body[keys[name]]
+                  for name in cls.SUMMARY_ORDER}
+        return cls(**counts, dropped_failed=False, score=body.get("pdms", body.get("epdms")), **values)
 
     def as_json(self) -> dict[str, object]:
-        """The `--json` line: metric, counts, sub-metric means, and the score under its metric's name."""
-        out: dict[str, object] = {"metric": self.metric, "n_scenes": self.n_scenes, "n_failed": self.n_failed,
-                                  "nc": self.nc, "dac": self.dac, "ddc": self.ddc, "ttc": self.ttc,
-                                  "c": self.comfort, "ep": self.ep}
-        if self.metric == MetricVersion.EPDMS_V2.value:
-            out |= {"tlc": self.tlc, "lk": self.lk, "hc": self.hc, "ec": self.ec, "epdms": self.score}
-        else:
-            out["pdms"] = self.score
+        """The `--json` line: metric, counts, sub-metric means (SubMetrics.summary_names, under their JSON keys)
+        and the score under its metric's name."""
+        out: dict[str, object] = {"metric": self.metric, "n_scenes": self.n_scenes, "n_failed": self.n_failed}
+        out |= {self.JSON_KEYS[name]: value for name, value in self.sub_metrics(self.summary_names(self.is_v2))}
+        out["epdms" if self.is_v2 else "pdms"] = self.score
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in out.items()}
 
 
@@ -112,6 +98,4 @@ def summarize(results: list[SceneResult], version: MetricVersion, drop_failed: b
         return float(np.mean([getattr(r, key) for r in kept])) if kept else math.nan
 
     return Summary(metric=version.value, n_scenes=len(kept), n_failed=failed, dropped_failed=drop_failed,
-                   nc=mean("nc"), dac=mean("dac"), ddc=mean("ddc"), tlc=mean("tlc"), ttc=mean("ttc"),
-                   comfort=mean("comfort"), ep=mean("ep"), lk=mean("lk"), hc=mean("hc"), ec=mean("ec"),
-                   score=mean("score"))
+                   score=mean("score"), **{name: mean(name) for name in SubMetrics.NAMES})

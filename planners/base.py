@@ -1,79 +1,91 @@
-"""The planner interface: a small abstract base, as in NAVSIM and nuPlan.
+"""The planner contract, one for driving and navigation: `Planner[Observation, Privileged]` -> `Plan`.
 
-A planner sees only a `DriveObservation` (ego frame, history only). Oracle planners that need the
-privileged scene set `requires_scene = True` and implement `plan_from_scene`; reports flag them.
+Every planner declares its `domain` (DRIVING: DriveObservation in; NAVIGATION: NavObservation in), the
+`plan_spec` its plans meet (planners.plan: poses, interval, frame; `Plan.validate` checks it) and
+`privileged`. Oracles (privileged) plan from the observation plus a typed privileged context that evaluators
+build (DrivePrivileged, NavPrivileged), through `plan_privileged`, and refuse `plan` with an OracleError.
+Evaluators call `plan_privileged` for every planner; a non-oracle's ignores the context. Every planner has a
+`seed`: stochastic planners restart their generator from it on `reset()`, deterministic ones ignore it.
+Domain bases: `planners.drive_base.DrivePlanner` and `planners.nav_base.NavPlanner`.
 """
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
-import numpy as np
+from planners.plan import Plan, PlanFrame, PlanSpec
+from scenes.errors import DiffplanError
 
-from scenes import (
-    CURRENT_INDEX,
-    NUM_PLAN_POSES,
-    PLAN_DT,
-    DriveObservation,
-    DriveScene,
-    Frame,
-    Trajectory,
-    ValidationError,
-)
+__all__ = ["Domain", "OracleError", "Plan", "PlanFrame", "PlanSpec", "Planner", "WrongDomainError",
+           "require_domain"]
+
+ObservationT = TypeVar("ObservationT")
+PrivilegedT = TypeVar("PrivilegedT")
 
 
-@dataclass(frozen=True, eq=False)
-class Plan:
-    """A planner's answer.
+class Domain(enum.Enum):
+    """What a planner plans for: DRIVING (DriveObservation in) or NAVIGATION (NavObservation in)."""
 
-    Attributes:
-        trajectory: the executed plan; for driving 8 poses at 0.5 s in the ego frame.
-        candidates: (K, T, 3) every proposal the planner considered, ego frame, or None.
-        scores: (K,) the planner's score of each candidate (higher is better), or None.
-        info: scalar diagnostics, e.g. {"latency_ms": 3.1}.
-    """
-
-    trajectory: Trajectory
-    candidates: np.ndarray | None = None
-    scores: np.ndarray | None = None
-    info: dict[str, float] = field(default_factory=dict)
-
-    def validate(self, num_poses: int = NUM_PLAN_POSES, dt: float = PLAN_DT) -> Plan:
-        """Check the plan is a finite (num_poses, 3) ego-frame trajectory at `dt` [s]."""
-        self.trajectory.validate()
-        if self.trajectory.frame is not Frame.EGO:
-            raise ValidationError("Plan.trajectory.frame: plans must be in the ego frame")
-        if self.trajectory.poses.shape != (num_poses, 3):
-            raise ValidationError(f"Plan.trajectory.poses: shape {self.trajectory.poses.shape} is not "
-                                  f"({num_poses}, 3)")
-        if abs(self.trajectory.dt - dt) > 1e-9:
-            raise ValidationError(f"Plan.trajectory.dt: {self.trajectory.dt} s, expected {dt} s")
-        return self
+    DRIVING = "driving"
+    NAVIGATION = "navigation"
 
 
-class Planner(ABC):
-    """Maps an observation to a plan. Subclasses set `name` and implement `plan`."""
+class OracleError(DiffplanError, TypeError):
+    """An oracle (a privileged planner) was asked to plan without its privileged context."""
+
+
+class WrongDomainError(DiffplanError, ValueError):
+    """A planner of one domain was given to an evaluation of the other."""
+
+
+class Planner(ABC, Generic[ObservationT, PrivilegedT]):
+    """Maps an observation to a Plan. Subclasses set `name` (the registry does), `domain` and `plan_spec` (a
+    domain base does) and implement `plan`; oracles set `privileged` and implement `plan_privileged`."""
 
     name: ClassVar[str]
-    requires_scene: ClassVar[bool] = False  # True for privileged oracles (e.g. the human log)
+    domain: ClassVar[Domain]
+    plan_spec: ClassVar[PlanSpec]
+    privileged: ClassVar[bool] = False
+    _seed: int = 0
+
+    @property
+    def seed(self) -> int:
+        """Seed of the planner's randomness (deterministic planners ignore it); setting it calls `reset()`."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._seed = int(value)
+        self.reset()
 
     def reset(self) -> None:
-        """Forget any state kept between calls; called at the start of every scene."""
+        """Forget state kept between calls and restart any generator from `seed`; evaluators call it per
+        scene or episode."""
 
     @abstractmethod
-    def plan(self, observation: DriveObservation) -> Plan:
-        """Plan from what a planner may see."""
+    def plan(self, observation: ObservationT) -> Plan:
+        """Plan from what a planner may see; oracles raise OracleError (`oracle_error`)."""
 
-    def plan_batch(self, observations: Sequence[DriveObservation]) -> list[Plan]:
-        """Plan for many observations; learned planners override this to batch."""
+    def plan_batch(self, observations: Sequence[ObservationT]) -> list[Plan]:
+        """Plan for many observations, in order; learned planners override this to batch."""
         return [self.plan(observation) for observation in observations]
 
-    def plan_from_scene(self, scene: DriveScene, at: int = CURRENT_INDEX) -> Plan:
-        """Plan at step `at` of a scene (default: now). Oracles read the privileged scene; others get only
-        `scene.observation(at)`."""
-        if self.requires_scene:
-            raise NotImplementedError(f"{type(self).__name__} requires the scene but does not use it")
-        return self.plan(scene.observation(at))
+    def plan_privileged(self, observation: ObservationT, context: PrivilegedT) -> Plan:
+        """Plan with the privileged `context` too (oracles); others ignore it and `plan(observation)`."""
+        return self.plan(observation)
+
+    def oracle_error(self) -> OracleError:
+        """What an oracle's `plan` raises."""
+        return OracleError(f"planner {self.name!r} is a privileged oracle: it plans only from an observation "
+                           "with its privileged context (plan_privileged), not from the observation alone")
+
+
+def require_domain(planner: Planner, domain: Domain, user: str) -> Planner:
+    """`planner` when it plans for `domain`; else WrongDomainError naming it and `user` ("eval navsim")."""
+    if planner.domain is not domain:
+        raise WrongDomainError(f"planner {planner.name!r} plans for {planner.domain.value}; {user} needs a "
+                               f"{domain.value} planner")
+    return planner

@@ -4,30 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from planners.base import Plan, Planner
+from planners.drive_base import DRIVE_PLAN, DrivePlanner, DrivePrivileged
+from planners.plan import Plan
 from planners.registry import register_planner
-from scenes import CURRENT_INDEX, NUM_PLAN_POSES, PLAN_DT, DriveObservation, DriveScene, Frame, Trajectory
+from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation, Frame, Trajectory
 
 
 @register_planner("constant-velocity")
-class ConstantVelocityPlanner(Planner):
+class ConstantVelocityPlanner(DrivePlanner):
     """NAVSIM's ConstantVelocityAgent: x_i = (i + 1) * dt * |v|, y = heading = 0, in the ego frame."""
 
     def plan(self, observation: DriveObservation) -> Plan:
         speed = float(np.linalg.norm(observation.ego.velocity))
         poses = np.zeros((NUM_PLAN_POSES, 3))
         poses[:, 0] = speed * PLAN_DT * np.arange(1, NUM_PLAN_POSES + 1)
-        return Plan(Trajectory(poses, PLAN_DT, Frame.EGO))
+        return Plan(Trajectory(poses, PLAN_DT, Frame.EGO), spec=DRIVE_PLAN)
 
 
 @register_planner("human")
-class HumanPlanner(Planner):
-    """The logged / expert future. Privileged: it reads the scene, so reports flag it as an oracle."""
+class HumanPlanner(DrivePlanner):
+    """The logged / expert future. A privileged oracle: it plans only from the scene (`plan_privileged`), so
+    reports flag it; `plan` raises OracleError."""
 
-    requires_scene = True
+    privileged = True
 
     def plan(self, observation: DriveObservation) -> Plan:
-        raise RuntimeError("the human planner is an oracle: call plan_from_scene(scene)")
+        raise self.oracle_error()
 
-    def plan_from_scene(self, scene: DriveScene, at: int = CURRENT_INDEX) -> Plan:
-        return Plan(scene.expert_plan(at=at))
+    def plan_privileged(self, observation: DriveObservation, context: DrivePrivileged) -> Plan:
+        return Plan(context.scene.expert_plan(at=context.at), spec=DRIVE_PLAN)

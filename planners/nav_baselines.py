@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from planners.base import Plan
 from planners.control import point_at, project_onto_path, unicycle_step
-from planners.nav_base import NavPlanner
+from planners.nav_base import NAV_PLAN, NavPlanner, NavPrivileged
+from planners.plan import Plan
 from planners.registry import register_planner
 from scenes import Trajectory
 from scenes.geometry import points_to_global, points_to_local
@@ -23,7 +23,6 @@ from scenes.nav import (
     WHEELED,
     CameraSpec,
     NavObservation,
-    NavWorldInterface,
     RobotProfile,
 )
 
@@ -40,7 +39,7 @@ def waypoints_plan(xy: np.ndarray) -> Plan:
         if math.hypot(dx, dy) > 1e-6:
             heading = math.atan2(dy, dx)
         yaw[i] = heading
-    return Plan(Trajectory(np.column_stack([xy, yaw]), NAV_PLAN_DT))
+    return Plan(Trajectory(np.column_stack([xy, yaw]), NAV_PLAN_DT), spec=NAV_PLAN)
 
 
 def turn_in_place_plan(direction: float) -> Plan:
@@ -78,9 +77,10 @@ def obstacle_points(observation: NavObservation, robot: RobotProfile) -> np.ndar
 
 @register_planner("expert")
 class ExpertNavPlanner(NavPlanner):
-    """Privileged upper bound: follows world.shortest_path at v_max; re-plans when >0.3 m off the path."""
+    """Privileged upper bound: follows world.shortest_path at v_max; re-plans when >0.3 m off the path. An
+    oracle: it plans only with the world (`plan_privileged`); `plan` raises OracleError."""
 
-    requires_world = True
+    privileged = True
     replan_distance = 0.3  # [m]
 
     def __init__(self) -> None:
@@ -91,11 +91,11 @@ class ExpertNavPlanner(NavPlanner):
         self._goal: np.ndarray | None = None
 
     def plan(self, observation: NavObservation) -> Plan:
-        raise NotImplementedError("the expert is privileged: call plan_privileged with the world")
+        raise self.oracle_error()
 
-    def plan_privileged(self, observation: NavObservation, world: NavWorldInterface, pose: np.ndarray,
-                        goal: np.ndarray, robot: RobotProfile) -> Plan:
-        pose, goal = np.asarray(pose, np.float64), np.asarray(goal, np.float64)
+    def plan_privileged(self, observation: NavObservation, context: NavPrivileged) -> Plan:
+        world, robot = context.world, context.robot
+        pose, goal = np.asarray(context.pose, np.float64), np.asarray(context.goal, np.float64)
         if self._path is None or self._goal is None or not np.allclose(goal, self._goal) or \
                 self._off_path(pose[:2]) > self.replan_distance:
             found = world.shortest_path(pose[:2], goal, robot)

@@ -6,7 +6,8 @@ import importlib
 from collections.abc import Callable
 from pathlib import Path
 
-from planners.base import Planner
+from planners.base import Domain, Planner
+from planners.plan import PlanSpec
 from scenes.errors import DiffplanError
 
 _REGISTRY: dict[str, Callable[[], Planner]] = {}
@@ -25,11 +26,15 @@ class UnknownPlannerError(DiffplanError, ValueError):
 
 
 def register_planner(name: str) -> Callable[[type[Planner]], type[Planner]]:
-    """Class decorator: make `name` loadable with `load(name)`, built with no arguments."""
+    """Class decorator: make `name` loadable with `load(name)`, built with no arguments. The class must
+    declare its domain and plan_spec (a domain base, e.g. DrivePlanner or NavPlanner, does)."""
 
     def add(cls: type[Planner]) -> type[Planner]:
         if name in _REGISTRY:
             raise ValueError(f"planner name {name!r} is registered twice")
+        declared = getattr(cls, "domain", None), getattr(cls, "plan_spec", None)
+        if not (isinstance(declared[0], Domain) and isinstance(declared[1], PlanSpec)):
+            raise TypeError(f"planner {name!r}: {cls.__name__} declares no domain and plan_spec")
         cls.name = name
         _REGISTRY[name] = cls
         return cls

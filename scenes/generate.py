@@ -25,6 +25,7 @@ from scenes.store import (
     finalize_dataset,
     write_shard,
 )
+from scenes.store.units import Shards
 from scenes.synthetic import GENERATOR_VERSION, SYNTHETIC_SCENARIOS, generate_scene, scene_seed
 
 
@@ -68,12 +69,9 @@ class GenerateConfig:
         return generate_scene(scene_seed(self.split, self.seed, index), self.split, self.scenario_of(index))
 
     @property
-    def num_shards(self) -> int:
-        return -(-self.n // self.shard_size)
-
-    def shard_indices(self, shard: int) -> range:
-        """Scene indices of `shard`."""
-        return range(shard * self.shard_size, min(self.n, (shard + 1) * self.shard_size))
+    def shards(self) -> Shards:
+        """Items in shards of `shard_size` (the units of its job)."""
+        return Shards(self.n, self.seed, self.shard_size)
 
 
 def benchmark_manifest(config: GenerateConfig) -> BenchmarkManifest | None:
@@ -107,7 +105,7 @@ class SceneGenerationJob:
 
     @property
     def num_units(self) -> int:
-        return self.config.num_shards
+        return self.config.shards.num_units
 
     def finished(self, root: Path) -> tuple[dict[int, int], dict[int, str]]:
         done, damaged = {}, {}
@@ -118,13 +116,13 @@ class SceneGenerationJob:
             if problem:
                 damaged[shard] = problem
             else:
-                done[shard] = len(self.config.shard_indices(shard))
+                done[shard] = len(self.config.shards.indices(shard))
         return done, damaged
 
     def run_unit(self, root: Path, unit: int, on_item: Callable[[int], None]) -> int:
         manifest = benchmark_manifest(self.config)
         scenes = []
-        for index in self.config.shard_indices(unit):
+        for index in self.config.shards.indices(unit):
             scenes.append(checked_scene(self.config, index, manifest))
             on_item(1)
         write_shard(Path(root), unit, scenes)
@@ -134,7 +132,7 @@ class SceneGenerationJob:
         return report
 
     def finish(self, root: Path, run) -> DatasetInfo:
-        return finalize_dataset(Path(root), asdict(self.config), self.config.num_shards)
+        return finalize_dataset(Path(root), asdict(self.config), self.config.shards.num_units)
 
     def job_defaults(self) -> dict[str, object]:
         return asdict(GenerateConfig(n=self.config.n))  # fields added later default in older job files

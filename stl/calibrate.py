@@ -4,7 +4,9 @@ Per window: `tightest` gives, per rule, the tightest parameters the window satis
 (upper bounds + margin, lower bounds - margin); NaN where the rule does not apply (no lane change to that
 side, never red, no agent). Per dataset: `calibrate` picks per-parameter quantiles at a common level q' >= q,
 the smallest on a grid up to 1 - (1 - q) / k (k parameters; union bound) at which a fraction >= q of the
-applicable windows satisfies the whole rule. `satisfaction` reports robustness >= 0 rates.
+applicable windows satisfies the whole rule (a rule with no applicable window keeps DEFAULT_PARAMS).
+`satisfaction` reports robustness >= 0 rates. A params file is `CalibratedParams` as JSON; its `rules` field is
+`RuleParams.to_json()`.
 """
 
 from __future__ import annotations
@@ -21,19 +23,13 @@ import numpy as np
 
 from scenes.errors import DiffplanError
 from stl.robustness import Mode, Signals, robustness
-from stl.rules import RuleSet, default_deadline
+from stl.rules import DEFAULT_PARAMS, RuleParams, RuleParamsError, RuleSet, default_deadline
 from stl.signals import ABSENT, FAR
 
 PARAMS_VERSION = 1
 MARGINS: dict[str, float] = {  # [units of the parameter]
     "v_min": 0.5, "v_max": 0.5, "d_max": 0.2, "h_max": 0.05, "d_band": 0.2, "d_safe": 0.1, "d_stop": 0.2,
     "r_goal": 0.5, "a_max": 0.2, "j_max": 0.5, "w_max": 0.02,
-}
-DEFAULTS: dict[str, dict[str, float]] = {  # used when no calibration window applies
-    "speed_band": {"v_min": 0.0, "v_max": 15.0}, "lane_keeping": {"d_max": 0.5, "h_max": 0.2},
-    "lane_change_left": {"d_band": 0.5, "h_max": 0.2}, "lane_change_right": {"d_band": 0.5, "h_max": 0.2},
-    "safe_distance": {"d_safe": 0.5}, "stop_before_line": {"d_stop": 0.0}, "reach_goal": {"r_goal": 2.0},
-    "comfort": {"a_max": 4.0, "j_max": 10.0, "w_max": 0.5},
 }
 
 
@@ -95,12 +91,12 @@ def tightest(rules: RuleSet, signals: Signals, margins: Mapping[str, float] = MA
     return out
 
 
-def window_robustness(rules: RuleSet, signals: Signals, params: Mapping[str, Mapping[str, float]]) -> dict:
-    """Rule -> (B,) exact robustness at t = 0 of every window under `params[rule]`."""
+def window_robustness(rules: RuleSet, signals: Signals, params: RuleParams) -> dict[str, np.ndarray]:
+    """Rule -> (B,) exact robustness at t = 0 of every window under the rule's `params`."""
     horizon = signals.values.shape[1] - 1
-    formulas = rules.formulas(horizon)
-    return {name: np.asarray(robustness(f, signals, t=0, mode=Mode.EXACT, params=dict(params[name])),
-                             dtype=np.float64) for name, f in formulas.items()}
+    formulas = rules.formulas(horizon, params)
+    return {name: np.asarray(robustness(f, signals, t=0, mode=Mode.EXACT), dtype=np.float64)
+            for name, f in formulas.items()}
 
 
 def _satisfied(rule, tight: Mapping[str, np.ndarray], theta: Mapping[str, float]) -> np.ndarray:
@@ -118,14 +114,14 @@ def _quantiles(rule, tight: Mapping[str, np.ndarray], level: float) -> dict[str,
 
 @dataclass(frozen=True)
 class CalibratedParams:
-    """Rule -> param -> value, with how they were obtained.
+    """Calibrated rule parameters, with how they were obtained.
 
-    Attributes: rules; q (target satisfaction fraction); levels (rule -> quantile level used); margins
-    (param -> margin [param units]); dataset (path); count (windows); applicable (rule -> windows used;
-    0 = DEFAULTS); horizon [steps]; dt [s].
+    Attributes: rules (the calibrated rules' parameters); q (target satisfaction fraction); levels (rule ->
+    quantile level used); margins (param -> margin [param units]); dataset (path); count (windows);
+    applicable (rule -> windows used; 0 = DEFAULT_PARAMS); horizon [steps]; dt [s].
     """
 
-    rules: dict[str, dict[str, float]]
+    rules: RuleParams
     q: float
     levels: dict[str, float]
     margins: dict[str, float]
@@ -142,7 +138,7 @@ class CalibratedParams:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w") as out:
-            json.dump(asdict(self), out, indent=2, sort_keys=True)
+            json.dump({**asdict(self), "rules": self.rules.to_json()}, out, indent=2, sort_keys=True)
             out.write("\n")
         os.replace(tmp, path)
 
@@ -165,19 +161,15 @@ class CalibratedParams:
         missing = [f for f in names if f not in data]
         if missing:
             raise ParamsError(f"{path}: missing field {missing[0]!r}")
-        rules = data["rules"]
-        if not isinstance(rules, dict) or not rules:
+        if not isinstance(data["rules"], dict) or not data["rules"]:
             raise ParamsError(f"{path}: field 'rules' must be a non-empty object of rule -> params")
-        for rule, params in rules.items():
-            if not isinstance(params, dict):
-                raise ParamsError(f"{path}: field 'rules.{rule}' must be an object of param -> number")
-            for key, value in params.items():
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise ParamsError(f"{path}: field 'rules.{rule}.{key}' must be a finite number, "
-                                      f"got {value!r}")
+        try:
+            rules = RuleParams.from_json(data["rules"])
+        except RuleParamsError as error:
+            raise ParamsError(f"{path}: {error}") from None
         if not (isinstance(data["q"], (int, float)) and 0 < data["q"] < 1):
             raise ParamsError(f"{path}: field 'q' must be in (0, 1), got {data['q']!r}")
-        return cls(**{f: data[f] for f in names})
+        return cls(rules=rules, **{f: data[f] for f in names if f != "rules"})
 
 
 def calibrate(rules: RuleSet, signals: Signals, q: float, dataset: str = "", dt: float = 0.1,
@@ -186,12 +178,12 @@ def calibrate(rules: RuleSet, signals: Signals, q: float, dataset: str = "", dt:
     if not 0 < q < 1:
         raise ValueError(f"q must be in (0, 1), got {q}")
     tight = tightest(rules, signals, margins)
-    params, levels, applicable = {}, {}, {}
+    params, levels, applicable = RuleParams(), {}, {}
     for rule in rules.rules:
         mask = ~np.isnan(tight[rule.name][rule.params[0]])
         applicable[rule.name] = int(mask.sum())
         if not mask.any():
-            params[rule.name], levels[rule.name] = dict(DEFAULTS[rule.name]), float("nan")
+            params, levels[rule.name] = params.with_rule(rule.name, DEFAULT_PARAMS.of(rule.name)), float("nan")
             continue
         sub = {p: v[mask] for p, v in tight[rule.name].items()}
         top = 1.0 - (1.0 - q) / len(rule.params)
@@ -199,7 +191,8 @@ def calibrate(rules: RuleSet, signals: Signals, q: float, dataset: str = "", dt:
             theta = _quantiles(rule, sub, float(level))
             if _satisfied(rule, sub, theta).mean() >= q:
                 break
-        params[rule.name], levels[rule.name] = theta, float(level)
+        params = params.with_rule(rule.name, rule.params_type(**theta))
+        levels[rule.name] = float(level)
     levels = {k: (None if math.isnan(v) else v) for k, v in levels.items()}
     used = {p: float(margins[p]) for rule in rules.rules for p in rule.params}
     return CalibratedParams(params, float(q), levels, used, str(dataset), int(signals.values.shape[0]),
@@ -216,7 +209,7 @@ def satisfaction(rules: RuleSet, signals: Signals, params: CalibratedParams,
                  scenario_types: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
     """Group ('all' and each scenario type) -> rule -> {'rate', 'n'}: fraction of applicable windows with
     robustness >= 0 (rate NaN when n = 0)."""
-    missing = [name for name in rules.names if name not in params.rules]
+    missing = [name for name in rules.names if params.rules.of(name) is None]
     if missing:
         raise ParamsError(f"params file has no field 'rules.{missing[0]}'")
     rho = window_robustness(rules, signals, params.rules)
@@ -240,8 +233,9 @@ def verify_tightest(rules: RuleSet, signals: Signals, tight: Mapping[str, Mappin
         rho = np.full(signals.values.shape[0], np.nan)
         for i in np.flatnonzero(~np.isnan(tight[name][next(iter(tight[name]))])):
             one = Signals(signals.names, signals.values[i:i + 1])
-            params = {p: float(v[i]) for p, v in tight[name].items()}
-            rho[i] = window_robustness(rules.__class__((rules.rules[rules.names.index(name)],)), one,
-                                       {name: params})[name][0]
+            rule = rules.rules[rules.names.index(name)]
+            own = rule.params_type(**{p: float(v[i]) for p, v in tight[name].items()})
+            params = RuleParams().with_rule(name, own)
+            rho[i] = window_robustness(RuleSet((rule,)), one, params)[name][0]
         out[name] = rho
     return out

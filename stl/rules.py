@@ -13,12 +13,17 @@ returns a Formula whose bounds are `Param`s named after the rule's parameters:
 - comfort(a_max, j_max, w_max):        G[0,H] (|a| <= a_max & |j| <= j_max & |w| <= w_max)
 
 |x| <= c is (x <= c) & (-x <= c), whose robustness is c - |x|.
+
+Each rule's parameters are a frozen record (SpeedBandParams, ...), and `RuleParams` holds those of some rules
+(None: the rule is not used); its JSON form {rule: {param: value}} is the `rules` field of params files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, replace
 
 from scenes.errors import DiffplanError
 from stl.formula import Formula, LinearPredicate, Param
@@ -30,6 +35,93 @@ class UnknownRuleError(DiffplanError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class RuleParamsError(DiffplanError, ValueError):
+    """Rule parameters that cannot be used; the message names the field (rules.RULE.PARAM) and the value."""
+
+
+def _finite(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise RuleParamsError(f"field '{where}' must be a finite number, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class _Params:
+    """One rule's parameters: finite numbers named as its template's `Param`s, in the template's order."""
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def bindings(self) -> dict[str, float]:
+        """Param name -> value, to bind the rule's formula (`Formula.bind`, `robustness(params=)`)."""
+        return {name: getattr(self, name) for name in self.names()}
+
+    def validate(self, where: str = "params") -> _Params:
+        for name in self.names():
+            _finite(getattr(self, name), f"{where}.{name}")
+        return self
+
+
+@dataclass(frozen=True)
+class SpeedBandParams(_Params):
+    """speed_band: v_min <= v <= v_max, both [m/s]."""
+
+    v_min: float
+    v_max: float
+
+
+@dataclass(frozen=True)
+class LaneKeepingParams(_Params):
+    """lane_keeping: |offset from the lane centreline| <= d_max [m], |heading error| <= h_max [rad]."""
+
+    d_max: float
+    h_max: float
+
+
+@dataclass(frozen=True)
+class LaneChangeParams(_Params):
+    """lane_change_left / _right: by the deadline, |offset from the neighbour lane's centreline| <= d_band [m]
+    and |heading error to it| <= h_max [rad], until the window ends."""
+
+    d_band: float
+    h_max: float
+
+
+@dataclass(frozen=True)
+class SafeDistanceParams(_Params):
+    """safe_distance: gap to every agent >= d_safe [m]."""
+
+    d_safe: float
+
+
+@dataclass(frozen=True)
+class StopBeforeLineParams(_Params):
+    """stop_before_line: while red, distance to the stop line >= d_stop [m]."""
+
+    d_stop: float
+
+
+@dataclass(frozen=True)
+class ReachGoalParams(_Params):
+    """reach_goal: some state within r_goal [m] of the goal."""
+
+    r_goal: float
+
+
+@dataclass(frozen=True)
+class ComfortParams(_Params):
+    """comfort: |acceleration| <= a_max [m/s^2], |jerk| <= j_max [m/s^3], |yaw rate| <= w_max [rad/s]."""
+
+    a_max: float
+    j_max: float
+    w_max: float
+
+
+OneRuleParams = (SpeedBandParams | LaneKeepingParams | LaneChangeParams | SafeDistanceParams | StopBeforeLineParams
+                 | ReachGoalParams | ComfortParams)
 
 
 def upper(signal: str, param: str) -> Formula:
@@ -95,34 +187,129 @@ def comfort(horizon: int) -> Formula:
 
 @dataclass(frozen=True)
 class Rule:
-    """A named template, its parameters in order, and which side each bounds.
+    """A named template, the record of its parameters, and which side each bounds.
 
     Attributes:
         name: registry key.
-        params: parameter names.
+        params_type: the rule's parameter record (SpeedBandParams, ...); its fields name the template's Params.
         lower_bounds: the params that are lower bounds (a larger value is stricter); the rest are upper.
         template: horizon [steps] -> Formula.
     """
 
     name: str
-    params: tuple[str, ...]
+    params_type: type[OneRuleParams]
     lower_bounds: frozenset[str]
     template: Callable[[int], Formula]
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """Parameter names, in order."""
+        return self.params_type.names()
 
     def formula(self, horizon: int) -> Formula:
         return self.template(horizon)
 
 
 RULES: dict[str, Rule] = {rule.name: rule for rule in (
-    Rule("speed_band", ("v_min", "v_max"), frozenset({"v_min"}), speed_band),
-    Rule("lane_keeping", ("d_max", "h_max"), frozenset(), lane_keeping),
-    Rule("lane_change_left", ("d_band", "h_max"), frozenset(), lane_change_left),
-    Rule("lane_change_right", ("d_band", "h_max"), frozenset(), lane_change_right),
-    Rule("safe_distance", ("d_safe",), frozenset({"d_safe"}), safe_distance),
-    Rule("stop_before_line", ("d_stop",), frozenset({"d_stop"}), stop_before_line),
-    Rule("reach_goal", ("r_goal",), frozenset(), reach_goal),
-    Rule("comfort", ("a_max", "j_max", "w_max"), frozenset(), comfort),
+    Rule("speed_band", SpeedBandParams, frozenset({"v_min"}), speed_band),
+    Rule("lane_keeping", LaneKeepingParams, frozenset(), lane_keeping),
+    Rule("lane_change_left", LaneChangeParams, frozenset(), lane_change_left),
+    Rule("lane_change_right", LaneChangeParams, frozenset(), lane_change_right),
+    Rule("safe_distance", SafeDistanceParams, frozenset({"d_safe"}), safe_distance),
+    Rule("stop_before_line", StopBeforeLineParams, frozenset({"d_stop"}), stop_before_line),
+    Rule("reach_goal", ReachGoalParams, frozenset(), reach_goal),
+    Rule("comfort", ComfortParams, frozenset(), comfort),
 )}
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    """The parameters of some rules: one record per rule, None where the rule is not used. Field names are the
+    rule names of RULES, in its order (the canonical order of `names`, `items` and `to_json`)."""
+
+    speed_band: SpeedBandParams | None = None
+    lane_keeping: LaneKeepingParams | None = None
+    lane_change_left: LaneChangeParams | None = None
+    lane_change_right: LaneChangeParams | None = None
+    safe_distance: SafeDistanceParams | None = None
+    stop_before_line: StopBeforeLineParams | None = None
+    reach_goal: ReachGoalParams | None = None
+    comfort: ComfortParams | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The rules that have parameters, in RULES order."""
+        return tuple(name for name, _ in self.items())
+
+    def items(self) -> tuple[tuple[str, OneRuleParams], ...]:
+        """(rule name, its parameters) of the rules that have them, in RULES order."""
+        return tuple((f.name, getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None)
+
+    def of(self, name: str) -> OneRuleParams | None:
+        """Rule `name`'s parameters, None when it has none; UnknownRuleError on a name not in RULES."""
+        if name not in RULES:
+            raise UnknownRuleError(f"unknown rule {name!r}; expected one of {', '.join(RULES)}")
+        return getattr(self, name)
+
+    def only(self, names: Iterable[str]) -> RuleParams:
+        """These parameters for the rules `names` only (rules without parameters stay absent)."""
+        return RuleParams(**{name: self.of(name) for name in names})
+
+    def updated(self, other: RuleParams) -> RuleParams:
+        """These parameters with every rule that `other` has taken from `other`."""
+        return replace(self, **dict(other.items()))
+
+    def with_rule(self, name: str, params: OneRuleParams) -> RuleParams:
+        """These parameters with rule `name`'s replaced by `params`."""
+        self.of(name)
+        return replace(self, **{name: params})
+
+    def validate(self) -> RuleParams:
+        """RuleParamsError unless every record is its rule's type and every value a finite number."""
+        for name, params in self.items():
+            if not isinstance(params, RULES[name].params_type):
+                raise RuleParamsError(f"field 'rules.{name}' must be {RULES[name].params_type.__name__}, "
+                                      f"got {type(params).__name__}")
+            params.validate(f"rules.{name}")
+        return self
+
+    def to_json(self) -> dict[str, dict[str, float]]:
+        """{rule: {param: value}} of the rules that have parameters: a params file's `rules` field."""
+        return {name: params.bindings() for name, params in self.items()}
+
+    @classmethod
+    def from_json(cls, data: object) -> RuleParams:
+        """The parameters of a params file's `rules` field {rule: {param: number}}; RuleParamsError naming the
+        field when a rule or parameter is unknown or missing, or a value is not a finite number."""
+        if not isinstance(data, Mapping):
+            raise RuleParamsError(f"field 'rules' must be an object of rule -> params, got {type(data).__name__}")
+        records = {}
+        for name, values in data.items():
+            if name not in RULES:
+                raise RuleParamsError(f"field 'rules.{name}': unknown rule {name!r}; expected some of "
+                                      f"{', '.join(RULES)}")
+            if not isinstance(values, Mapping):
+                raise RuleParamsError(f"field 'rules.{name}' must be an object of param -> number")
+            expected = RULES[name].params
+            unknown = [key for key in values if key not in expected]
+            if unknown:
+                raise RuleParamsError(f"field 'rules.{name}.{unknown[0]}': unknown parameter {unknown[0]!r}; "
+                                      f"expected {', '.join(expected)}")
+            missing = [key for key in expected if key not in values]
+            if missing:
+                raise RuleParamsError(f"missing field 'rules.{name}.{missing[0]}'")
+            records[name] = RULES[name].params_type(
+                **{key: _finite(values[key], f"rules.{name}.{key}") for key in expected})
+        return cls(**records)
+
+
+DEFAULT_PARAMS = RuleParams(  # every rule's parameters where nothing else is given (no calibration window applies)
+    speed_band=SpeedBandParams(v_min=0.0, v_max=15.0), lane_keeping=LaneKeepingParams(d_max=0.5, h_max=0.2),
+    lane_change_left=LaneChangeParams(d_band=0.5, h_max=0.2),
+    lane_change_right=LaneChangeParams(d_band=0.5, h_max=0.2), safe_distance=SafeDistanceParams(d_safe=0.5),
+    stop_before_line=StopBeforeLineParams(d_stop=0.0), reach_goal=ReachGoalParams(r_goal=2.0),
+    comfort=ComfortParams(a_max=4.0, j_max=10.0, w_max=0.5),
+)
 
 
 @dataclass(frozen=True)
@@ -139,12 +326,20 @@ class RuleSet:
     def parameters(self) -> dict[str, tuple[str, ...]]:
         return {rule.name: rule.params for rule in self.rules}
 
-    def formulas(self, horizon: int, params: dict[str, dict[str, float]] | None = None) -> dict[str, Formula]:
-        """Rule -> formula over `horizon` steps, bound with `params[rule]` when given."""
+    def formulas(self, horizon: int, params: RuleParams | None = None) -> dict[str, Formula]:
+        """Rule -> formula over `horizon` steps, bound with the rule's `params` when given (RuleParamsError
+        naming a rule that has none)."""
         out = {rule.name: rule.formula(horizon) for rule in self.rules}
         if params is not None:
-            out = {name: formula.bind(params[name]) for name, formula in out.items()}
+            out = {name: formula.bind(_required(params, name).bindings()) for name, formula in out.items()}
         return out
+
+
+def _required(params: RuleParams, name: str) -> OneRuleParams:
+    found = params.of(name)
+    if found is None:
+        raise RuleParamsError(f"missing field 'rules.{name}'")
+    return found
 
 
 def rule_set(names: Iterable[str] | str = "all") -> RuleSet:

@@ -176,7 +176,7 @@ def test_a_rerun_with_the_same_planner_scenes_and_options_does_no_evaluation_wor
                                                                                    monkeypatch):
     from typer.testing import CliRunner
 
-    import eval.runner
+    import diffplan.jobs
     from diffplan.commands.eval import app
 
     args = ["navsim", "--planner", "constant-velocity", "--scenes", str(navtest_prefix), "--out",
@@ -187,7 +187,7 @@ def test_a_rerun_with_the_same_planner_scenes_and_options_does_no_evaluation_wor
     def no_work(*args, **kwargs):
         raise AssertionError("evaluated again")
 
-    monkeypatch.setattr(eval.runner, "evaluate_dataset", no_work)
+    monkeypatch.setattr(diffplan.jobs, "run_job", no_work)
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert "finished before with the same planner, scenes, options and code" in again.output

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import hashlib
 import json
 import os
@@ -19,12 +18,14 @@ from typer.testing import CliRunner
 
 from datagen.demos import build_demo, future_states
 from datagen.expert import FollowExpert, follow_targets
-from datagen.job import DriveDatagenConfig, run_datagen
+from datagen.job import DriveDatagenConfig, DriveDatagenJob
 from diffplan.commands.datagen import app
+from diffplan.jobs import RunOptions, run_job
 from scenes.drive import CURRENT_INDEX, NUM_FUTURE_STEPS, SIM_DT
 from scenes.store import DatasetError, DriveDataset, finalize_dataset, write_shard
 from scenes.synthetic import generate_scene, scene_seed
-from stl.calibrate import DEFAULTS
+from stl.rules import DEFAULT_PARAMS, SpeedBandParams
+from trajopt.expert import ExpertResult, ExpertStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = DriveDatagenConfig(n=4, demos_per_scene=2, shard_size=2)
@@ -41,13 +42,13 @@ def dataset_hash(root: Path) -> str:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("dg") / "one"
-    run_datagen(root, SMALL, workers=1)
+    run_job(DriveDatagenJob(SMALL), root)
     return root, dataset_hash(root)
 
 
 def test_two_workers_write_the_same_bytes(small, tmp_path):
     _, expected = small
-    summary = run_datagen(tmp_path / "two", SMALL, workers=2)
+    summary = run_job(DriveDatagenJob(SMALL), tmp_path / "two", RunOptions(workers=2))
     assert dataset_hash(tmp_path / "two") == expected
     assert summary.attempts == SMALL.n * SMALL.demos_per_scene
     assert summary.demos + sum(summary.failures.values()) == summary.attempts
@@ -57,15 +58,15 @@ def test_fatrop_datasets_do_not_depend_on_the_worker_count(tmp_path):
     # fatrop keeps state between calls: without DriveExpert.reset() per shard, shard 1's iterations depended
     # on whether the process had solved shard 0 first (its fatrop failures)
     config = DriveDatagenConfig(n=8, demos_per_scene=2, shard_size=2, solver="fatrop")
-    run_datagen(tmp_path / "one", config, workers=1)
-    run_datagen(tmp_path / "two", config, workers=2)
+    run_job(DriveDatagenJob(config), tmp_path / "one")
+    run_job(DriveDatagenJob(config), tmp_path / "two", RunOptions(workers=2))
     assert dataset_hash(tmp_path / "one") == dataset_hash(tmp_path / "two")
 
 
 def test_ray_local_backend_writes_the_same_bytes(small, tmp_path):
     ray = pytest.importorskip("ray")
     _, expected = small
-    run_datagen(tmp_path / "ray", SMALL, ray_address="local")
+    run_job(DriveDatagenJob(SMALL), tmp_path / "ray", RunOptions(ray="local"))
     assert not ray.is_initialized()
     assert dataset_hash(tmp_path / "ray") == expected
 
@@ -89,23 +90,10 @@ def test_demos_round_trip_with_extras(small):
         assert np.allclose(step, scene.ego.velocity[CURRENT_INDEX + 1:, 0], atol=0.5)
 
 
-class _Status(enum.Enum):
-    OK = "ok"
-    INFEASIBLE = "infeasible"
-
-
-@dataclasses.dataclass
-class _Result:  # the trajopt TrajoptResult shape, 3 s at 0.1 s
-    states: np.ndarray
-    status: _Status = _Status.OK
-    iterations: int = 17
-    wall_ms: float = 3.0
-    robustness: dict = dataclasses.field(default_factory=lambda: {"speed_band": 1.5})
-    controls: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((30, 2)))
-
-    @property
-    def ok(self) -> bool:
-        return self.status is _Status.OK
+def _result(states: np.ndarray, status: ExpertStatus = ExpertStatus.SUCCESS) -> ExpertResult:
+    """A solve of 3 s at 0.1 s."""
+    return ExpertResult(status, states, np.zeros((30, 2)), SIM_DT, 17, 3.0, {"speed_band": 1.5},
+                        DEFAULT_PARAMS.only(["speed_band"]))
 
 
 def test_short_horizon_is_extended_at_constant_speed_and_yaw_rate():
@@ -117,13 +105,14 @@ def test_short_horizon_is_extended_at_constant_speed_and_yaw_rate():
     future, extra = future_states(states)
     assert future.shape == (NUM_FUTURE_STEPS, 4) and extra == 20
     np.testing.assert_allclose(np.linalg.norm(np.diff(future[:, :2], axis=0), axis=1), 0.5, atol=1e-9)
-    target = follow_targets(scene, DEFAULTS, np.random.default_rng(0), 1)[0]
-    demo, extras = build_demo(scene, _Result(states), target, 3)
+    target = follow_targets(scene, DEFAULT_PARAMS, np.random.default_rng(0), 1)[0]
+    demo, extras = build_demo(scene, _result(states), target, 3)
     assert demo.metadata.scene_id.endswith("-demo3") and demo.validate() is demo
     np.testing.assert_allclose(demo.ego.velocity[CURRENT_INDEX + 1:, 0], 5.0)
     assert extras["solver.iterations"] == 17 and extras["horizon.steps"] == 30
+    assert extras["solver.status"] == "success" and extras["stl.speed_band.v_max"] == 15.0
     with pytest.raises(ValueError, match="failed solve"):
-        build_demo(scene, _Result(states, status=_Status.INFEASIBLE), target, 0)
+        build_demo(scene, _result(states, status=ExpertStatus.INFEASIBLE), target, 0)
 
 
 def test_follow_expert_warm_start_and_robustness():
@@ -131,16 +120,16 @@ def test_follow_expert_warm_start_and_robustness():
     logged = float(scene.ego.acceleration[CURRENT_INDEX, 0])
     assert logged < -1.5
     expert = FollowExpert(horizon=40)
-    target = dataclasses.replace(follow_targets(scene, DEFAULTS, np.random.default_rng(1), 1)[0],
-                                 speed=float(scene.ego.speed[CURRENT_INDEX]))  # hold the current speed
+    target = dataclasses.replace(follow_targets(scene, DEFAULT_PARAMS, np.random.default_rng(1), 1)[0],
+                                 reference_speed=float(scene.ego.speed[CURRENT_INDEX]))  # hold the speed
     first = expert.solve(scene, target)
     assert first.states.shape == (41, 4) and first.controls.shape == (40, 2)
-    assert set(first.robustness) == set(target.rule_params)
+    assert set(first.robustness) == set(target.rule_params.names) and first.params == target.rule_params
     # A cold solve starts from the logged deceleration and eases it off at the jerk limit (0.8 j_max);
     # a solve warm-started from an earlier plan starts at a = 0 and so holds the speed from the first step.
-    j_step = 0.8 * target.rule_params["comfort"]["j_max"] * expert.dt
+    j_step = 0.8 * target.rule_params.comfort.j_max * expert.dt
     assert first.controls[0, 0] == pytest.approx(logged + j_step)
-    warm = expert.solve(scene, target, warm_start=first)
+    warm = expert.solve(scene, target, warm_start=first.warm_start)
     assert warm.controls[0, 0] == 0.0 and np.all(warm.states[:, 3] == warm.states[0, 3])
     assert first.states[1, 3] == pytest.approx(warm.states[1, 3] + (logged + j_step) * expert.dt)
     assert warm.iterations < first.iterations  # no jerk-limited steps
@@ -192,7 +181,32 @@ def test_resume_after_kill_gives_the_same_bytes(tmp_path):
                            capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr
     config = DriveDatagenConfig(n=16, demos_per_scene=2, shard_size=2)
-    run_datagen(tmp_path / "whole", config)
+    run_job(DriveDatagenJob(config), tmp_path / "whole")
+    assert dataset_hash(out) == dataset_hash(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_within_seconds_and_resume_gives_the_bytes_of_a_clean_run(tmp_path, workers):
+    """A real Ctrl-C (SIGINT to the process group) in the middle of IPOPT solves: IPOPT swallows the interrupt
+    inside a solve, which used to end that solve as a failure and commit the shard anyway."""
+    args = ["--n", "12", "--demos-per-scene", "2", "--shard-size", "2", "--workers", workers]
+    out = tmp_path / "interrupted"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    job = subprocess.Popen(_cli(*args, "--out", str(out)), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not (out / "meta" / "datagen" / "unit-00000.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere inside a later shard's solves
+    os.killpg(job.pid, signal.SIGINT)
+    start = time.monotonic()
+    _, err = job.communicate(timeout=60)
+    assert time.monotonic() - start < 10.0 and job.returncode == 130, err
+    assert "interrupted" in err and not (out / "info.json").exists()
+    again = subprocess.run(_cli(*args, "--out", str(out), "--resume"), cwd=ROOT, env=env, capture_output=True,
+                           text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    run_job(DriveDatagenJob(DriveDatagenConfig(n=12, demos_per_scene=2, shard_size=2)), tmp_path / "whole")
     assert dataset_hash(out) == dataset_hash(tmp_path / "whole")
 
 
@@ -238,8 +252,7 @@ def test_cli_refuses_existing_out_and_changed_resume(small, tmp_path):
 def test_cli_with_a_params_file(tmp_path):
     from stl.calibrate import CalibratedParams
 
-    rules = {k: dict(v) for k, v in DEFAULTS.items()}
-    rules["speed_band"]["v_max"] = 12.0
+    rules = DEFAULT_PARAMS.with_rule("speed_band", SpeedBandParams(v_min=0.0, v_max=12.0))
     CalibratedParams(rules, 0.9, {}, {}, "x", 0, {}, 40, 0.1).save(tmp_path / "params.json")
     out = tmp_path / "p"
     result = CliRunner().invoke(app, ["drive", "--out", str(out), "--n", "2", "--params",

@@ -12,36 +12,38 @@ import numpy as np
 import pytest
 
 import planners
+from diffplan.jobs import RunOptions, run_job
 from eval import reference as reference_module
 from eval.reference import ReferenceCache, scene_hash
 from eval.results import summarize
-from eval.runner import EvalConfig, evaluate_chunk, evaluate_dataset, evaluate_scene
+from eval.runner import EvalConfig, NavsimEvaluation, evaluate_chunk, evaluate_scene, evaluate_scenes
 from eval.scoring import reference_states, score_plans, simulate_plans
-from planners import Plan, Planner, register_planner
+from planners import DRIVE_PLAN, DrivePlanner, Plan, register_planner
 from planners.pdm.closed import PDMClosed
 from planners.pdm.scoring import MetricVersion
-from scenes import CURRENT_INDEX, PLAN_DT, Frame, ScenarioType, Trajectory
+from scenes import PLAN_DT, Frame, ScenarioType, Trajectory
 from scenes.store import DriveDataset, finalize_dataset, write_shard
 from scenes.synthetic import generate_scene, scene_seed
 from tests.factories import straight_scene
 
 
 @register_planner("test-nan")
-class NaNPlanner(Planner):
+class NaNPlanner(DrivePlanner):
     """Returns NaN on every second scene (by seed parity), and raises on seeds divisible by 3."""
 
     def plan(self, observation):
         raise AssertionError("unused")
 
-    requires_scene = True
+    privileged = True
 
-    def plan_from_scene(self, scene, at=CURRENT_INDEX):
+    def plan_privileged(self, observation, context):
+        scene = context.scene
         if scene.metadata.seed % 3 == 0:
             raise RuntimeError("planner crashed")
         poses = planners.load("constant-velocity").plan(scene.observation()).trajectory.poses.copy()
         if scene.metadata.seed % 2 == 0:
             poses[3, 0] = np.nan
-        return Plan(Trajectory(poses, PLAN_DT, Frame.EGO))
+        return Plan(Trajectory(poses, PLAN_DT, Frame.EGO), spec=DRIVE_PLAN)
 
 
 def scene_seed_id(index: int) -> str:
@@ -95,7 +97,7 @@ def test_pdm_closed_stops_behind_a_slow_lead_and_ranks_15_proposals():
 
 
 def test_failed_plans_score_zero_and_are_listed(dataset):
-    results = evaluate_chunk(str(dataset), list(range(6)), EvalConfig("test-nan"), {}).results
+    results = evaluate_chunk(str(dataset), list(range(6)), EvalConfig("test-nan")).results
     seeds = [scene_seed("test", 0, i) for i in range(6)]
     for result, seed in zip(results, seeds):
         if seed % 3 == 0:
@@ -113,11 +115,11 @@ def test_failed_plans_score_zero_and_are_listed(dataset):
 
 
 def test_human_beats_constant_velocity_and_epdms_is_labelled(dataset):
-    human = summarize(evaluate_dataset(dataset, EvalConfig("human"), list(range(6))), MetricVersion.PDMS_V1)
-    cv = summarize(evaluate_dataset(dataset, EvalConfig("constant-velocity"), list(range(6))),
+    human = summarize(evaluate_scenes(dataset, EvalConfig("human"), list(range(6))), MetricVersion.PDMS_V1)
+    cv = summarize(evaluate_scenes(dataset, EvalConfig("constant-velocity"), list(range(6))),
                    MetricVersion.PDMS_V1)
     assert human.score > cv.score and human.nc == 1.0
-    v2 = summarize(evaluate_dataset(dataset, EvalConfig("human", MetricVersion.EPDMS_V2), list(range(6))),
+    v2 = summarize(evaluate_scenes(dataset, EvalConfig("human", MetricVersion.EPDMS_V2), list(range(6))),
                    MetricVersion.EPDMS_V2)
     assert v2.as_json()["metric"] == "epdms-v2" and "epdms" in v2.as_json()
     # NAVSIM v2's human filter: every sub-metric the human fails is set to 1, so scored against itself only
@@ -129,15 +131,14 @@ def test_human_beats_constant_velocity_and_epdms_is_labelled(dataset):
 def test_reference_cache_is_reused_and_invalidated(dataset, tmp_path, monkeypatch):
     dataset = Path(shutil.copytree(dataset, tmp_path / "ds", ignore=shutil.ignore_patterns("cache")))
     assert ReferenceCache.load(dataset).entries == {}
-    evaluate_dataset(dataset, EvalConfig("constant-velocity"), [0, 2, 4])
+    evaluate_scenes(dataset, EvalConfig("constant-velocity"), [0, 2, 4])
     cache = ReferenceCache.load(dataset)
     assert sorted(cache.entries) == [scene_seed_id(i) for i in (0, 2, 4)]  # written by that evaluation
     scene = DriveDataset.open(dataset)[2]
     cached = cache.get(scene.metadata.scene_id, scene_hash(scene))
     np.testing.assert_array_equal(cached, reference_states(scene))
     monkeypatch.setattr("eval.runner.reference_states", lambda scene: (_ for _ in ()).throw(AssertionError))
-    assert len(evaluate_chunk(str(dataset), [2], EvalConfig("constant-velocity"),
-                              {scene.metadata.scene_id: cache.entries[scene.metadata.scene_id]}).results) == 1
+    assert len(evaluate_chunk(str(dataset), [2], EvalConfig("constant-velocity")).results) == 1  # from the cache
     other = generate_scene(scene_seed("test", 0, 99), "test", ScenarioType.STRAIGHT_ROAD)
     assert cache.get(scene.metadata.scene_id, scene_hash(other)) is None  # another scene: a miss
     monkeypatch.setattr(reference_module, "code_hash", lambda: "changed")
@@ -184,12 +185,49 @@ def test_cli_eval_bad_input(dataset, args, needle):
 
 
 @pytest.mark.slow
-def test_ray_backend_matches_local_processes(dataset):
+def test_ray_backend_matches_local_processes(dataset, tmp_path):
     ray = pytest.importorskip("ray")
     config = EvalConfig("constant-velocity")
-    local = evaluate_dataset(dataset, config, list(range(4)), workers=2)
-    remote = evaluate_dataset(dataset, config, list(range(4)), ray_address="local", chunk_size=2)
+    local = run_job(NavsimEvaluation(str(dataset), config, (0, 1, 2, 3), config.planner), tmp_path / "local",
+                    RunOptions(workers=2))
+    remote = run_job(NavsimEvaluation(str(dataset), config, (0, 1, 2, 3), config.planner, chunk_size=2),
+                     tmp_path / "ray", RunOptions(ray="local"))
     assert not ray.is_initialized()
     # Ray workers run BLAS single-threaded: sums may round differently in the last bits.
     assert [r.score for r in remote] == pytest.approx([r.score for r in local], abs=1e-12)
     assert [r.scene_id for r in remote] == [r.scene_id for r in local]
+
+
+def test_sub_metric_names_and_orders_of_every_output(tmp_path):
+    from eval.report import markdown_table, write_run
+    from eval.results import SceneResult, Summary
+    from planners.pdm.scoring import ProposalScores, SubMetrics
+
+    values = dict(zip(SubMetrics.NAMES, (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1), strict=True))
+    result = SceneResult(index=0, scene_id="a", scenario_type="x", score=0.5, **values)
+    assert list(result.csv_row()) == [
+        "index", "scene_id", "scenario_type", "error", "nc", "dac", "ddc", "tlc", "ttc", "ep", "comfort", "lk",
+        "hc", "ec", "score", "raw_progress", "reference_progress", "latency_ms"]
+    assert SubMetrics.NAMES == tuple(name for name in ProposalScores.NAMES)
+    for version, score_key, extra in ((MetricVersion.PDMS_V1, "pdms", []),
+                                      (MetricVersion.EPDMS_V2, "epdms", ["tlc", "lk", "hc", "ec"])):
+        summary = summarize([result], version)
+        body = summary.as_json()
+        assert list(body) == ["metric", "n_scenes", "n_failed", "nc", "dac", "ddc", "ttc", "c", "ep", *extra,
+                              score_key]
+        assert body["c"] == 0.4 and body[score_key] == 0.5
+        assert Summary.from_json(body).as_json() == body
+        write_run(tmp_path / version.value, "p", [result], summary, {})
+        header = (tmp_path / version.value / "scenes.csv").read_text().splitlines()[0]
+        assert header.split(",") == list(result.csv_row())
+        assert list(json.loads((tmp_path / version.value / "summary.json").read_text()))[:len(body) + 1] == [
+            "planner", *body]
+    v1 = markdown_table([("m", summarize([result], MetricVersion.PDMS_V1))]).splitlines()
+    assert v1[0] == "| Method | NC | DAC | TTC | Comf | EP | PDMS |"
+    assert v1[2] == "| m | 100.0 | 90.0 | 60.0 | 40.0 | 50.0 | 50.0 |"
+    v2 = markdown_table([("m", summarize([result], MetricVersion.EPDMS_V2))]).splitlines()
+    assert v2[0] == "| Method | NC | DAC | DDC | TLC | EP | TTC | LK | HC | EC | EPDMS |"
+    old = {"metric": "pdms-v1", "n_scenes": 3, "n_failed": 0, "nc": 1.0, "dac": 1.0, "ddc": 1.0, "ttc": 1.0,
+           "c": 0.5, "ep": 0.9, "pdms": 0.8}  # a v1 summary: no v2-only sub-metrics
+    read = Summary.from_json(old)
+    assert read.comfort == 0.5 and (read.tlc, read.lk, read.hc, read.ec) == (1.0, 1.0, 1.0, 1.0)

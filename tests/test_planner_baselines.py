@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import planners
 from diffplan.commands.train import train as train_command
-from eval.runner import EvalConfig, evaluate_dataset
+from eval.runner import EvalConfig, evaluate_scenes
 from planners.bench import bench_planners, drive_case
 from planners.learned import DiffusionPolicyModel, DiffusionPolicyPlanner, DriveFeatures, RegressionPlanner
 from planners.learned.diffusion import ddim_timesteps
@@ -114,7 +114,7 @@ def test_diffusiondrive_trains_in_memory_exports_and_evaluates_seeded(dataset, t
                                    "--export", str(tmp_path / "dd.pt")])
     assert bad.exit_code == 2 and "expected a .safetensors file" in bad.output
 
-    runs = [evaluate_dataset(dataset, EvalConfig(planner=str(export), seed=seed), [0, 1]) for seed in (3, 3, 4)]
+    runs = [evaluate_scenes(dataset, EvalConfig(planner=str(export), seed=seed), [0, 1]) for seed in (3, 3, 4)]
     assert all(not r.failed for run in runs for r in run)
     assert all(np.array_equal(a.plan, b.plan) for a, b in zip(runs[0], runs[1], strict=True))
     assert not all(np.array_equal(a.plan, c.plan) for a, c in zip(runs[0], runs[2], strict=True))

@@ -10,10 +10,11 @@ import shapely
 from scipy.sparse.csgraph import dijkstra
 from typer.testing import CliRunner
 
+from diffplan.jobs import RunOptions, run_job
 from eval.pointnav.episodes import episode_to_habitat, read_episodes, write_episodes
 from eval.pointnav.loop import SLIDE_MARGIN, LoopConfig, run_episode, try_step
 from eval.pointnav.metrics import habitat_success, navdp_success, soft_spl, spl, travelled_length
-from eval.pointnav.runner import PointNavConfig, evaluate_episodes
+from eval.pointnav.runner import PointNavConfig, PointNavEvaluation, evaluate_episodes
 from planners.base import Plan
 from planners.control import MPCTracker, PurePursuit
 from planners.nav_base import NavPlanner
@@ -302,18 +303,22 @@ def test_dwa_drives_around_a_box():
 
 
 @pytest.mark.slow
-def test_results_do_not_depend_on_the_number_of_workers():
+def test_results_do_not_depend_on_the_number_of_workers_and_resume(tmp_path):
     episodes = [episode("open", [0.0, 0.0, 2.0], [3.0, 1.0], "a"), episode("box", [1.0, 0.3, 0.0], [4.5, 0.0], "b")]
     config = PointNavConfig(planner="dwa", tracker="pure-pursuit", worlds="tests.test_pointnav:fake_world",
                             loop=LoopConfig(camera=CameraSpec(64, 64, 79.0, 0.4), max_time_s=30.0))
-    one = evaluate_episodes(episodes, config, workers=1, chunk_size=1)
-    two = evaluate_episodes(episodes, config, workers=2, chunk_size=1)
+    one = evaluate_episodes(episodes, config)
+    job = PointNavEvaluation(tuple(enumerate(episodes)), config, "dwa", "test", chunk_size=1)
+    two = run_job(job, tmp_path / "two", RunOptions(workers=2))
     assert [r.episode_id for r in two] == ["a", "b"] and one[0].n_plans > 5
+    (tmp_path / "two" / "units" / "unit-00001.json").unlink()  # as if the job had stopped after the first
+    again = run_job(job, tmp_path / "two", RunOptions(resume=True))
 
     def rows(results):
         return [{k: v for k, v in r.csv_row().items() if k != "latency_ms"} for r in results]
 
-    assert rows(one) == rows(two)
+    assert rows(one) == rows(two) == rows(again)
+    assert [r.positions.tobytes() for r in again] == [r.positions.tobytes() for r in one]
     for a, b in zip(one, two, strict=True):
         np.testing.assert_array_equal(a.positions, b.positions)
 

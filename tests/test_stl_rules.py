@@ -162,7 +162,7 @@ def test_dataset_quantile_gives_rate_at_least_q(synthetic, q):
     types, signals = synthetic
     rules = rule_set("all")
     params = calibrate(rules, signals, q)
-    assert params.rules["speed_band"]["v_min"] < params.rules["speed_band"]["v_max"]
+    assert params.rules.speed_band.v_min < params.rules.speed_band.v_max
     assert params.applicable["lane_change_left"] >= 1 and params.applicable["lane_change_right"] >= 1
     rates = satisfaction(rules, signals, params, types)
     assert rates["hand"]["lane_change_right"] == {"rate": 1.0, "n": 1}
@@ -189,7 +189,7 @@ def test_cli_calibrate_then_check(dataset, tmp_path):
                     "--out", str(out))
     assert result.exit_code == 0, result.output
     params = CalibratedParams.load(out)
-    assert set(params.rules) == {"speed_band", "comfort"} and params.count == 6 and params.q == 0.9
+    assert params.rules.names == ("speed_band", "comfort") and params.count == 6 and params.q == 0.9
     result = invoke("check", "--data", str(dataset), "--params", str(out), "--json")
     assert result.exit_code == 0, result.output
     rates = json.loads(result.stdout.strip().splitlines()[-1])

@@ -81,7 +81,7 @@ def test_checkpoint_round_trip_is_bitwise(run, dataset, tmp_path):
 
 def test_loaded_planner_plans_like_any_planner(run, dataset):
     planner = planners.load(str(run / "checkpoint"))
-    assert isinstance(planner, EgoMLPPlanner) and planner.name == "ego-mlp" and not planner.requires_scene
+    assert isinstance(planner, EgoMLPPlanner) and planner.name == "ego-mlp" and not planner.privileged
     obs = observations(dataset)
     batch = planner.plan_batch(obs)
     for o, batched in zip(obs, batch, strict=True):

@@ -11,23 +11,23 @@ import shapely
 from scenes import CURRENT_INDEX, NUM_STEPS, PACIFICA, AgentCategory, AgentTracks, ScenarioType
 from scenes.geometry import box_corners
 from scenes.synthetic import generate_scene
+from stl.rules import DEFAULT_PARAMS, RuleParams, SpeedBandParams
 from tests.factories import constant_speed_ego, straight_scene
 from trajopt import compiled
 from trajopt import drive_data as dd
 from trajopt.drive import (
     DriveExpert,
     DriveExpertConfig,
-    DriveTarget,
     demo_poses,
     linearisation_error,
     sample_targets,
 )
+from trajopt.expert import DriveTarget, ExpertStatus
 from trajopt.models import BICYCLE
-from trajopt.result import TrajoptStatus
 from trajopt.robot import V_MAX, solve_unicycle_goal
 
-KEEP = ("speed_band", "lane_keeping", "safe_distance", "comfort")
-LEFT = ("speed_band", "lane_change_left", "safe_distance", "comfort")
+KEEP = DEFAULT_PARAMS.only(("speed_band", "lane_keeping", "safe_distance", "comfort"))
+LEFT = DEFAULT_PARAMS.only(("speed_band", "lane_change_left", "safe_distance", "comfort"))
 
 
 def _static_agents(xy: list[tuple[float, float]], size=(4.5, 2.0)) -> AgentTracks:
@@ -77,15 +77,15 @@ def _check_solution(scene, result):
 
 def test_keep_lane_behind_stopped_car(expert):
     scene = _blocked_scene()
-    result = expert.solve(scene, DriveTarget(10.0, 0, {}, KEEP))
+    result = expert.solve(scene, DriveTarget(10.0, 0, KEEP))
     _check_solution(scene, result)
     assert result.states[-1, 0] + PACIFICA.rear_axle_to_front < 35.0 - 2.25  # stopped behind it
-    assert set(result.robustness) == set(KEEP) and result.params["safe_distance"]["d_safe"] == 0.5
+    assert set(result.robustness) == set(KEEP.names) and result.params.safe_distance.d_safe == 0.5
 
 
 def test_lane_change_passes_the_obstacle(expert):
     scene = _blocked_scene()
-    result = expert.solve(scene, DriveTarget(10.0, 1, {}, LEFT))
+    result = expert.solve(scene, DriveTarget(10.0, 1, LEFT))
     _check_solution(scene, result)
     assert abs(result.states[-1, 1] - 3.5) < 0.5 and result.states[-1, 0] > 35.0
 
@@ -94,12 +94,12 @@ def test_lane_change_passes_the_obstacle(expert):
 def test_wall_across_the_road_is_infeasible(expert, solver):
     wall = _static_agents([(15.0, y) for y in (-1.0, 1.0, 3.0, 5.0)], size=(1.0, 2.2))
     scene = _blocked_scene(speed=15.0, agents=wall)
-    params = {"speed_band": {"v_min": 5.0, "v_max": 20.0}}
+    params = KEEP.with_rule("speed_band", SpeedBandParams(v_min=5.0, v_max=20.0))
     solver_expert = expert if solver == "ipopt" else DriveExpert(DriveExpertConfig(solver=solver))
-    result = solver_expert.solve(scene, DriveTarget(15.0, 0, params, KEEP))
-    assert ("fallback_from" in result.info) == (solver == "fatrop")  # fatrop's failure was re-solved by IPOPT
+    result = solver_expert.solve(scene, DriveTarget(15.0, 0, params))
+    assert bool(result.fallback_from) == (solver == "fatrop")  # fatrop's failure was re-solved by IPOPT
     assert not result.ok
-    assert result.status in (TrajoptStatus.INFEASIBLE, TrajoptStatus.STL_VIOLATED)
+    assert result.status in (ExpertStatus.INFEASIBLE, ExpertStatus.STL_VIOLATED)
 
 
 def test_unicycle_reaches_goal():
@@ -114,21 +114,21 @@ def test_unicycle_reaches_goal():
 
 def test_warm_start_reduces_iterations(expert):
     scene = generate_scene(1_100_000_001, "test", ScenarioType.SLOW_VEHICLE)
-    target = sample_targets(scene, {}, np.random.default_rng(0), 1)[0]
+    target = sample_targets(scene, RuleParams(), np.random.default_rng(0), 1)[0]
     cold = expert.solve(scene, target)
     moved = scene.ego.pose.copy()
     moved[CURRENT_INDEX, 1] += 0.1  # neighbouring scene: the ego 0.1 m to the left
     near = replace(scene, ego=replace(scene.ego, pose=moved))
     again_cold = expert.solve(near, target)
-    warm = expert.solve(near, target, warm_start=cold)
+    warm = expert.solve(near, target, warm_start=cold.warm_start)
     assert cold.ok and warm.ok and again_cold.ok
     assert warm.iterations < again_cold.iterations
 
 
 def test_sample_targets_is_deterministic_and_uses_existing_lanes():
     scene = straight_scene()
-    a = sample_targets(scene, {}, np.random.default_rng(3), 6)
-    b = sample_targets(scene, {}, np.random.default_rng(3), 6)
+    a = sample_targets(scene, RuleParams(), np.random.default_rng(3), 6)
+    b = sample_targets(scene, RuleParams(), np.random.default_rng(3), 6)
     assert a == b and a[0].target_lane == 0
     assert {t.target_lane for t in a} <= {0, 1}
 
@@ -139,7 +139,7 @@ def test_synthetic_success_rate(expert):
                      ScenarioType.INTERSECTION_LEFT, ScenarioType.MERGE):
         for seed in (1_100_000_000, 1_100_000_002):
             scene = generate_scene(seed, "test", scenario)
-            for target in sample_targets(scene, {}, np.random.default_rng(seed), 2):
+            for target in sample_targets(scene, RuleParams(), np.random.default_rng(seed), 2):
                 outcomes.append(expert.solve(scene, target).ok)
     rate = float(np.mean(outcomes))
     print(f"trajopt synthetic success rate: {rate:.2f} over {len(outcomes)} solves")
@@ -168,7 +168,7 @@ def test_obstacles_get_slots_only_at_the_steps_they_come_near():
 def test_compiled_nlp_gives_the_same_solution(tmp_path, monkeypatch):
     monkeypatch.setenv(compiled.CACHE_ENV, str(tmp_path))
     scene = _blocked_scene()
-    target = DriveTarget(10.0, 0, {}, KEEP)
+    target = DriveTarget(10.0, 0, KEEP)
     shape = replace(DriveExpertConfig().shape, horizon=12)
     plain = DriveExpert(DriveExpertConfig(shape=shape)).solve(scene, target)
     fast = DriveExpert(DriveExpertConfig(shape=shape, compiled=True)).solve(scene, target)
@@ -178,15 +178,15 @@ def test_compiled_nlp_gives_the_same_solution(tmp_path, monkeypatch):
     assert libraries and all(name.startswith("trajopt_ipopt_bicycle_12_2_") for name in libraries)
     monkeypatch.setattr(compiled, "COMPILER", "no-such-cc")
     with pytest.raises(compiled.CompileError, match="no-such-cc is not on PATH"):
-        compiled.compiled_library(fast.info["problem"].solver)
+        compiled.compiled_library(fast.multipliers.problem.solver)
 
 
-@pytest.mark.parametrize("target", [DriveTarget(10.0, 0, {}, KEEP), DriveTarget(10.0, 1, {}, LEFT)])
+@pytest.mark.parametrize("target", [DriveTarget(10.0, 0, KEEP), DriveTarget(10.0, 1, LEFT)])
 def test_fatrop_finds_ipopts_solution(expert, target):
     scene = _blocked_scene()
     fast = DriveExpert(DriveExpertConfig(solver="fatrop")).solve(scene, target)
     _check_solution(scene, fast)
-    assert fast.info["problem"].plugin == "fatrop"
+    assert fast.multipliers.problem.plugin == "fatrop"
     reference = expert.solve(scene, target)
     assert np.abs(fast.states - reference.states).max() < 0.05
 
@@ -237,21 +237,21 @@ def test_overlaps_counts_only_the_masked_slots_and_steps():
 
 
 def test_linearisation_error_is_zero_on_a_straight_road_and_grows_with_curvature(expert):
-    target = DriveTarget(10.0, 0, {}, KEEP)
+    target = DriveTarget(10.0, 0, KEEP)
     scene = _blocked_scene()
     result = expert.solve(scene, target)
-    assert result.ok and result.info["passes"] == 1
+    assert result.ok and result.passes == 1
     curved = generate_scene(1_100_000_000, "test", ScenarioType.CURVED_ROAD)
     for sc, straight in ((scene, True), (curved, False)):
-        res = expert.solve(sc, DriveTarget(float(sc.ego.speed[CURRENT_INDEX]), 0, {}, KEEP))
+        res = expert.solve(sc, DriveTarget(float(sc.ego.speed[CURRENT_INDEX]), 0, KEEP))
         assert res.ok
-        pr, states = res.info["problem"], res.states
+        pr, states = res.multipliers.problem, res.states
         data, x0 = expert._data(sc), dd.initial_state(sc)
-        params = {name: {**p} for name, p in res.params.items()}
+        params = res.params
         stop = np.full(len(states), np.inf)
         obstacles = dd.select_obstacles(sc, [states], 0.1, pr.shape.obstacles, 0.6)
         s = data.ref.project(states[:, :2])
-        t = DriveTarget(float(sc.ego.speed[CURRENT_INDEX]), 0, {}, KEEP)
+        t = DriveTarget(float(sc.ego.speed[CURRENT_INDEX]), 0, KEEP)
         w = pr.pack_w(states, res.controls)
         setup = expert._setup(pr, sc, data, t, params, x0, s, obstacles, stop)
         values, _, _, lbg, ubg = setup

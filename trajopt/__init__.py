@@ -1,30 +1,41 @@
 """Trajectory optimisation experts in CasADi (IPOPT + MUMPS, or fatrop): the driving expert that makes
-demonstrations.
+demonstrations, and the expert contract of the data engine (trajopt.expert).
 
     expert = DriveExpert()                        # DriveExpertConfig(solver="fatrop", compiled=True): faster
-    result = expert.solve(scene, target)          # TrajoptResult; result.ok only for a verified SUCCESS
+    result = expert.solve(scene, target)          # ExpertResult; result.ok only for a verified SUCCESS
 """
 
 from trajopt.drive import (
     DriveExpert,
     DriveExpertConfig,
-    DriveTarget,
     available_lanes,
     demo_poses,
     exact_robustness,
     sample_targets,
 )
+from trajopt.expert import (
+    DriveTarget,
+    Expert,
+    ExpertError,
+    ExpertResult,
+    ExpertStatus,
+    Multipliers,
+    WarmStart,
+)
 from trajopt.nlp import Shape
-from trajopt.result import TrajoptResult, TrajoptStatus
 from trajopt.robot import solve_unicycle_goal
 
 __all__ = [
     "DriveExpert",
     "DriveExpertConfig",
     "DriveTarget",
+    "Expert",
+    "ExpertError",
+    "ExpertResult",
+    "ExpertStatus",
+    "Multipliers",
     "Shape",
-    "TrajoptResult",
-    "TrajoptStatus",
+    "WarmStart",
     "available_lanes",
     "demo_poses",
     "exact_robustness",

@@ -10,6 +10,7 @@ import numpy as np
 
 from scenes.drive import CURRENT_INDEX, ScenarioType
 from scenes.synthetic import generate_scene
+from stl.rules import RuleParams
 from trajopt.drive import DriveExpert, DriveExpertConfig, sample_targets
 
 
@@ -21,7 +22,7 @@ def bench_trajopt(seconds: float = 10.0, seed: int = 1_100_000_001,
     expert = DriveExpert(DriveExpertConfig(compiled=compiled, solver=solver))
     expert.prebuild()  # every variant a solve may pick, before the clock
     scene = generate_scene(seed, "test", scenario)
-    target = sample_targets(scene, {}, np.random.default_rng(0), 1)[0]
+    target = sample_targets(scene, RuleParams(), np.random.default_rng(0), 1)[0]
     previous = expert.solve(scene, target)
     rng = np.random.default_rng(seed)
     times, cpu, oks = [], [], []
@@ -34,9 +35,9 @@ def bench_trajopt(seconds: float = 10.0, seed: int = 1_100_000_001,
         pose[CURRENT_INDEX, 2] += rng.uniform(-0.005, 0.005)
         near = replace(scene, ego=replace(scene.ego, pose=pose))
         started = time.process_time()
-        result = expert.solve(near, target, warm_start=previous if previous.ok else None)
+        result = expert.solve(near, target, warm_start=previous.warm_start if previous.ok else None)
         cpu.append(1e3 * (time.process_time() - started))
-        times.append(result.wall_ms)
+        times.append(result.solve_ms)
         oks.append(result.ok)
         previous = result
     return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),

@@ -4,7 +4,7 @@ or fatrop with `DriveExpertConfig(solver="fatrop")`).
 Rules become per-step bounds (G of predicates, exact); reach_goal's F is a Boltzmann-max >= eps
 (under-approximation); a lane change's F[0,D] G[0,H-D] is under-approximated by its last disjunct
 (enter the band by the deadline D and stay), which is exact per-step bounds. Every result is re-checked with
-the exact robustness of `stl` on the solution's poses.
+the exact robustness of `stl` on the solution's poses. DriveExpert implements `trajopt.expert.Expert`.
 """
 
 from __future__ import annotations
@@ -18,29 +18,27 @@ import numpy as np
 
 from scenes.drive import DriveScene
 from scenes.ego import PACIFICA
-from stl.calibrate import DEFAULTS
 from stl.robustness import Mode, robustness
-from stl.rules import RULES, default_deadline
+from stl.rules import (
+    DEFAULT_PARAMS,
+    RULES,
+    LaneChangeParams,
+    LaneKeepingParams,
+    RuleParams,
+    SpeedBandParams,
+    default_deadline,
+)
 from stl.signals import signals_from_poses
 from trajopt import drive_data as dd
+from trajopt.expert import DriveTarget, ExpertResult, ExpertStatus, Multipliers, WarmStart
 from trajopt.models import MODELS
 from trajopt.nlp import Shape, build
-from trajopt.result import TrajoptResult, TrajoptStatus, classify
+from trajopt.result import classify
 
 INF = np.inf
-DEFAULT_RULES = ("speed_band", "lane_keeping", "safe_distance", "comfort")
 GUESS_REACH = 10.0  # [m] obstacle_reach for the route guess
 OBSTACLE_SLOTS = (2, 4, 8)  # NLP variants by obstacle-slot count (each is built once, on first use)
-
-
-@dataclass(frozen=True)
-class DriveTarget:
-    """What the expert is asked: speed [m/s], lane (0 route lane, +1 left, -1 right), STL rules + params."""
-
-    reference_speed: float
-    target_lane: int = 0
-    rule_params: dict[str, dict[str, float]] = field(default_factory=dict)
-    rules: tuple[str, ...] = DEFAULT_RULES
+LANE_RULES = {0: "lane_keeping", 1: "lane_change_left", -1: "lane_change_right"}  # target lane -> its rule
 
 
 @dataclass(frozen=True)
@@ -64,23 +62,20 @@ class DriveExpertConfig:
     # near (+ the clearance) to the ego's on the guess or a solution
 
 
-def _rule_params(target: DriveTarget) -> dict[str, dict[str, float]]:
-    return {name: {**DEFAULTS[name], **target.rule_params.get(name, {})} for name in target.rules}
-
-
-def exact_robustness(scene: DriveScene, states: np.ndarray, dt: float,
-                     params: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Rule -> exact robustness at t = 0 of map-frame states (N+1, >=3)."""
+def exact_robustness(scene: DriveScene, states: np.ndarray, dt: float, params: RuleParams) -> dict[str, float]:
+    """Rule -> exact robustness at t = 0 of map-frame states (N+1, >=3), for every rule in `params`."""
     horizon = states.shape[0] - 1
-    formulas = {name: RULES[name].formula(horizon) for name in params}
+    formulas = {name: RULES[name].formula(horizon) for name in params.names}
     needed = set().union(*(formula.signals() for formula in formulas.values()))
     signals = signals_from_poses(scene, states[None, :, :3], dt, names=needed)
-    return {name: float(np.asarray(robustness(formula, signals, t=0, mode=Mode.EXACT, params=params[name]))
-                        .reshape(-1)[0]) for name, formula in formulas.items()}
+    return {name: float(np.asarray(robustness(formula, signals, t=0, mode=Mode.EXACT,
+                                              params=params.of(name).bindings())).reshape(-1)[0])
+            for name, formula in formulas.items()}
 
 
 class DriveExpert:
-    """Owns the cached solvers (one per Shape) and a small per-scene cache."""
+    """The STL-constrained optimal-control expert (trajopt.expert.Expert). Owns the cached solvers (one per
+    Shape) and a small per-scene cache."""
 
     def __init__(self, config: DriveExpertConfig = DriveExpertConfig()):
         self.config = config
@@ -113,31 +108,37 @@ class DriveExpert:
             hit = self._scenes[key] = (parts, dd.scene_data(scene))
         return hit[1]
 
-    def solve(self, scene: DriveScene, target: DriveTarget,
-              warm_start: TrajoptResult | None = None) -> TrajoptResult:
-        """Optimise towards `target`, from `warm_start`'s trajectory if given (a neighbouring solve).
+    def sample_targets(self, scene: DriveScene, params: RuleParams, rng: np.random.Generator,
+                       count: int) -> list[DriveTarget]:
+        """`sample_targets` (module level)."""
+        return sample_targets(scene, params, rng, count)
+
+    def solve(self, scene: DriveScene, target: DriveTarget, warm_start: WarmStart | None = None) -> ExpertResult:
+        """Optimise towards `target`, from `warm_start` if given (a neighbouring solve's `result.warm_start`;
+        its multipliers are used when it solved the same NLP variant).
 
         With fatrop, a solve that fails in the solver (not the exact STL check) is solved again by IPOPT,
         whose restoration phase rescues starts fatrop cannot; iterations and wall time add up."""
+        target.validate()
         result = self._solve(scene, target, warm_start, self.config.solver)
-        if self.config.solver == "ipopt" or result.status not in (TrajoptStatus.INFEASIBLE,
-                                                                  TrajoptStatus.SOLVER_FAILED):
+        if self.config.solver == "ipopt" or result.status not in (ExpertStatus.INFEASIBLE,
+                                                                  ExpertStatus.SOLVER_FAILED):
             return result
         again = self._solve(scene, target, warm_start, "ipopt")
         return replace(again, iterations=again.iterations + result.iterations,
-                       wall_ms=again.wall_ms + result.wall_ms,
-                       info={**again.info, "fallback_from": result.solver_status})
+                       solve_ms=again.solve_ms + result.solve_ms, fallback_from=result.solver_status)
 
-    def _solve(self, scene: DriveScene, target: DriveTarget, warm_start: TrajoptResult | None,
-               plugin: str) -> TrajoptResult:
+    def _solve(self, scene: DriveScene, target: DriveTarget, warm_start: WarmStart | None,
+               plugin: str) -> ExpertResult:
         start = time.perf_counter()
         cfg, shape = self.config, self.config.shape
         n, dt, model = shape.horizon, shape.dt, MODELS[shape.model]
         data, x0 = self._data(scene), dd.initial_state(scene)
-        params = _rule_params(target)
-        stop = dd.stop_limits(scene, data, x0, n, dt, params["stop_before_line"]["d_stop"] + cfg.margin) \
-            if "stop_before_line" in params else np.full(n + 1, INF)
-        extra = max(params.get("safe_distance", {}).get("d_safe", 0.0), 0.0) + cfg.collision_margin
+        params = target.rule_params
+        stop = dd.stop_limits(scene, data, x0, n, dt, params.stop_before_line.d_stop + cfg.margin) \
+            if params.stop_before_line is not None else np.full(n + 1, INF)
+        d_safe = params.safe_distance.d_safe if params.safe_distance is not None else 0.0
+        extra = max(d_safe, 0.0) + cfg.collision_margin
 
         def select(paths: list[np.ndarray], reach: float = cfg.obstacle_reach) -> dd.Obstacles:
             return dd.select_obstacles(scene, paths, dt, shape.obstacles, extra, reach)
@@ -162,8 +163,8 @@ class DriveExpert:
         guess = states, controls
         iterations, passes = 0, 0
         duals = None
-        if warm_start is not None and warm_start.info.get("problem") is pr:
-            duals = warm_start.info.get("duals")
+        if warm_start is not None and warm_start.multipliers is not None and warm_start.multipliers.problem is pr:
+            duals = warm_start.multipliers.lam_x, warm_start.multipliers.lam_g
         s_ref = data.ref.project(states[:, :2])
         setup = self._setup(pr, scene, data, target, params, x0, s_ref, obstacles, stop)
         while True:
@@ -212,10 +213,10 @@ class DriveExpert:
         violation = float(max(0.0, (lbg - g).max(), (g - ubg).max(), (lbx - w).max(), (w - ubx).max()))
         rho = exact_robustness(scene, states, dt, params)
         status = classify(stats["return_status"], bool(stats["success"]), violation, rho)
-        return TrajoptResult(status, states, controls, dt, iterations, 1e3 * (time.perf_counter() - start),
-                             rho, params, stats["return_status"], violation,
-                             {"target": target, "passes": passes + 1, "obstacles": obstacles.agents.tolist(),
-                              "problem": pr, "duals": duals})
+        return ExpertResult(status, states, controls, dt, iterations, 1e3 * (time.perf_counter() - start), rho,
+                            params, stats["return_status"], violation, passes=passes + 1,
+                            obstacle_agents=tuple(obstacles.agents.tolist()),
+                            multipliers=Multipliers(pr, duals[0], duals[1]))
 
     def reset(self) -> None:
         """Start fatrop afresh: its solver keeps state between calls (a solve's iterations can depend on the
@@ -231,38 +232,38 @@ class DriveExpert:
             self._fatrop[pr] = ca.nlpsol(pr.solver.name(), pr.plugin, pr.nlp, pr.options)
         return self._fatrop[pr]
 
-    def _problem(self, obstacles: dd.Obstacles, params: dict, stop: np.ndarray, plugin: str):
+    def _problem(self, obstacles: dd.Obstacles, params: RuleParams, stop: np.ndarray, plugin: str):
         """The NLP variant for these obstacles and rules, and the obstacles cut to its slot count: the
         smallest slot count that holds the busiest step; rows whose bounds would all be (-inf, inf) are left
         out (same feasible set)."""
         shape = self.config.shape
         slots = min(next((m for m in OBSTACLE_SLOTS if m >= obstacles.needed), shape.obstacles),
                     shape.obstacles)
-        goal = "reach_goal" in params
+        goal = params.reach_goal is not None
         pr = build(replace(shape, obstacles=slots), goal=goal, stop=bool(np.isfinite(stop[1:]).any()),
                    compiled=self.config.compiled, plugin="ipopt" if goal else plugin)
         return pr, obstacles.first(slots)
 
-    def _setup(self, pr, scene, data, target, params, x0, s_ref, obstacles, stop):
-        """Parameter values and variable / row bounds for one solve of problem `pr`."""
+    def _setup(self, pr, scene, data, target: DriveTarget, params: RuleParams, x0, s_ref, obstacles, stop):
+        """Parameter values and variable / row bounds for one solve of problem `pr` under the rules `params`."""
         cfg, shape = self.config, self.config.shape
         n, m = shape.horizon, cfg.margin
         xy, heading, kappa = data.ref.at(s_ref)
         heading = heading + 2 * np.pi * np.round((x0[2] - heading[0]) / (2 * np.pi))
         lane_c = dd.lane_offsets(scene, data, s_ref, target.target_lane)
         goal = dd.goal_point(scene, n, dt=shape.dt)
-        r_goal = params.get("reach_goal", {}).get("r_goal", 0.0) - m
+        r_goal = (params.reach_goal.r_goal if params.reach_goal is not None else 0.0) - m
         shift = max(r_goal - np.linalg.norm(xy - goal, axis=-1).min(), r_goal - 30.0)
         values = {"ref_xy": xy, "ref_h": heading, "kappa": kappa, "lane_c": lane_c,
                   "v_ref": target.reference_speed, "obs": obstacles.boxes, "half": obstacles.half,
                   "goal": goal, "r_goal": r_goal, "goal_shift": shift}
         model = MODELS[shape.model]
         v_lo, v_hi, a_lo, a_hi = 0.0, 40.0, model.control_lower[0], model.control_upper[0]
-        if "speed_band" in params:
-            v_lo, v_hi = max(v_lo, params["speed_band"]["v_min"] + m), params["speed_band"]["v_max"] - m
-        comfort = params.get("comfort")
-        if comfort:
-            a_lo, a_hi = max(a_lo, -0.85 * comfort["a_max"]), min(a_hi, 0.85 * comfort["a_max"])
+        if params.speed_band is not None:
+            v_lo, v_hi = max(v_lo, params.speed_band.v_min + m), params.speed_band.v_max - m
+        comfort = params.comfort
+        if comfort is not None:
+            a_lo, a_hi = max(a_lo, -0.85 * comfort.a_max), min(a_hi, 0.85 * comfort.a_max)
         lbx, ubx = np.full(pr.num_w, -INF), np.full(pr.num_w, INF)
         lbx[pr.state_index[1:, 3]], ubx[pr.state_index[1:, 3]] = v_lo, v_hi
         lbx[pr.control_index], ubx[pr.control_index] = ([a_lo, model.control_lower[1]],
@@ -273,15 +274,15 @@ class DriveExpert:
         lbg[rows["dyn"]] = ubg[rows["dyn"]] = 0.0
         lane_lo, lane_hi = np.full(n, -INF), np.full(n, INF)
         head = np.full(n, INF)
-        if "lane_keeping" in params:
-            d, h = params["lane_keeping"]["d_max"] - m, params["lane_keeping"]["h_max"] - m
+        if params.lane_keeping is not None:
+            d, h = params.lane_keeping.d_max - m, params.lane_keeping.h_max - m
             lane_lo, lane_hi = np.maximum(lane_lo, -d - lane_c[1:]), np.minimum(lane_hi, d - lane_c[1:])
             head = np.minimum(head, h)
         deadline = default_deadline(n)
-        for side, name in ((1, "lane_change_left"), (-1, "lane_change_right")):
-            if name in params:
+        for side, change in ((1, params.lane_change_left), (-1, params.lane_change_right)):
+            if change is not None:
                 off = dd.lane_offsets(scene, data, s_ref, side)[1:] - lane_c[1:]
-                b, h = params[name]["d_band"] - m, params[name]["h_max"] - m
+                b, h = change.d_band - m, change.h_max - m
                 late = np.arange(1, n + 1) >= deadline
                 lane_lo = np.where(late, np.maximum(lane_lo, off - b), lane_lo)
                 lane_hi = np.where(late, np.minimum(lane_hi, off + b), lane_hi)
@@ -294,13 +295,13 @@ class DriveExpert:
         ubg[rows["road"]] = np.repeat(np.maximum(bounds[:, 1] - m, bounds[:, 0] + m), corners)
         if len(rows["stop"]):
             ubg[rows["stop"]] = stop[1:] - s_ref[1:]
-        if comfort:
-            lbg[rows["rate"]], ubg[rows["rate"]] = -(comfort["w_max"] - m), comfort["w_max"] - m
-        jerk = cfg.jerk_fraction * comfort["j_max"] if comfort else 30.0
+        if comfort is not None:
+            lbg[rows["rate"]], ubg[rows["rate"]] = -(comfort.w_max - m), comfort.w_max - m
+        jerk = cfg.jerk_fraction * comfort.j_max if comfort is not None else 30.0
         lbg[rows["jerk"]], ubg[rows["jerk"]] = -jerk, jerk
         if shape.model == "bicycle":
             lbg[rows["steer"]], ubg[rows["steer"]] = -cfg.steer_rate, cfg.steer_rate
-        if "reach_goal" in params:
+        if params.reach_goal is not None:
             lbg[rows["goal"]] = cfg.goal_eps
         lbg[rows["obs"]] = 0.0
         return values, lbx, ubx, lbg, ubg
@@ -350,7 +351,7 @@ def _blocked(states: np.ndarray, obstacles: dd.Obstacles, stop: np.ndarray, data
     return bool((data.ref.project(front)[1:] > stop[1:]).any())
 
 
-def demo_poses(result: TrajoptResult, scene: DriveScene | None = None) -> np.ndarray:
+def demo_poses(result: ExpertResult, scene: DriveScene | None = None) -> np.ndarray:
     """(N+1, 3) map-frame rear-axle poses every result.dt [s], state 0 = now."""
     return np.asarray(result.states[:, :3]).copy()
 
@@ -369,31 +370,30 @@ def available_lanes(scene: DriveScene) -> list[int]:
     return out
 
 
-def sample_targets(scene: DriveScene, calibrated: dict[str, dict[str, float]], rng: np.random.Generator,
+def sample_targets(scene: DriveScene, calibrated: RuleParams, rng: np.random.Generator,
                    count: int) -> list[DriveTarget]:
     """pSTL-style diverse targets (deterministic given rng): the first keeps the lane with the calibrated
-    params; others draw a lane among those that exist, a speed, and perturbed params (pSTL §1.4 offsets)."""
+    params (DEFAULT_PARAMS for rules without); others draw a lane among those that exist, a speed, and
+    perturbed params (pSTL §1.4 offsets). Each target has the rules speed_band, the lane's rule
+    (LANE_RULES), safe_distance and comfort."""
     lanes = available_lanes(scene)
     v_now = float(scene.ego.speed[dd.CURRENT_INDEX])
-    base = {name: {**DEFAULTS[name], **calibrated.get(name, {})} for name in RULES}
+    base = DEFAULT_PARAMS.updated(calibrated)
     out = []
     for i in range(count):
         lane = 0 if i == 0 else int(rng.choice(lanes))
-        side = {0: "lane_keeping", 1: "lane_change_left", -1: "lane_change_right"}[lane]
-        rules = ("speed_band", side, "safe_distance", "comfort")
-        params = {name: dict(base[name]) for name in rules}
+        lateral_rule = LANE_RULES[lane]
+        band, lateral, safe = base.speed_band, base.of(lateral_rule), base.safe_distance
         speed = v_now if i == 0 else float(np.clip(v_now + rng.uniform(-4.0, 4.0), 0.0, 20.0))
         if i > 0:
-            band = params["speed_band"]
-            band["v_min"] = band["v_min"] - rng.uniform(1.3, 3.0)
-            band["v_max"] = band["v_max"] + rng.uniform(1.3, 3.0)
-            lat = params[side]
-            key = "d_max" if lane == 0 else "d_band"
-            lat[key] = float(rng.uniform(0.5, 1.5))
-            lat["h_max"] = lat["h_max"] + rng.uniform(0.0, 0.3)
-            params["safe_distance"]["d_safe"] = max(
-                0.1, params["safe_distance"]["d_safe"] - rng.uniform(0.0, 1.5))
-        params["speed_band"]["v_max"] = max(params["speed_band"]["v_max"], speed + 1.0, v_now + 0.5)
-        params["speed_band"]["v_min"] = min(params["speed_band"]["v_min"], 0.0)
-        out.append(DriveTarget(speed, lane, params, rules))
+            v_min = band.v_min - rng.uniform(1.3, 3.0)
+            band = SpeedBandParams(v_min, band.v_max + rng.uniform(1.3, 3.0))
+            width = float(rng.uniform(0.5, 1.5))  # d_max (lane keeping) or d_band (lane change)
+            heading = lateral.h_max + rng.uniform(0.0, 0.3)
+            lateral = LaneKeepingParams(width, heading) if lane == 0 else LaneChangeParams(width, heading)
+            safe = replace(safe, d_safe=max(0.1, safe.d_safe - rng.uniform(0.0, 1.5)))
+        v_max = max(band.v_max, speed + 1.0, v_now + 0.5)
+        band = SpeedBandParams(min(band.v_min, 0.0), v_max)
+        params = RuleParams(speed_band=band, safe_distance=safe, comfort=base.comfort)
+        out.append(DriveTarget(speed, lane, params.with_rule(lateral_rule, lateral)))
     return out

@@ -11,8 +11,10 @@ import time
 import casadi as ca
 import numpy as np
 
+from stl.rules import ReachGoalParams, RuleParams
+from trajopt.expert import ExpertResult
 from trajopt.models import UNICYCLE
-from trajopt.result import TrajoptResult, classify
+from trajopt.result import classify
 from trajopt.smooth import boltzmann_max
 
 V_MAX = 2.0  # [m/s]
@@ -32,7 +34,7 @@ def _solver(n: int, dt: float, k: float) -> ca.Function:
 
 
 def solve_unicycle_goal(x0: np.ndarray, goal: np.ndarray, r_goal: float = 0.5, horizon: int = 40,
-                        dt: float = 0.1, eps: float = 0.02, k: float = 10.0) -> TrajoptResult:
+                        dt: float = 0.1, eps: float = 0.02, k: float = 10.0) -> ExpertResult:
     """Reach within r_goal [m] of goal (2,) from x0 (4,) with |a| <= 5, |omega| <= 0.5, 0 <= v <= V_MAX."""
     start = time.perf_counter()
     n = horizon
@@ -56,6 +58,5 @@ def solve_unicycle_goal(x0: np.ndarray, goal: np.ndarray, r_goal: float = 0.5, h
     violation = float(max(0.0, (lbg - g).max(), (g - ubg).max(), (lbx - w).max(), (w - ubx).max()))
     rho = {"reach_goal": float((r_goal - np.linalg.norm(states[:, :2] - goal, axis=-1)).max())}
     status = classify(stats["return_status"], bool(stats["success"]), violation, rho)
-    return TrajoptResult(status, states, controls, dt, int(stats["iter_count"]),
-                         1e3 * (time.perf_counter() - start),
-                         rho, {"reach_goal": {"r_goal": r_goal}}, stats["return_status"], violation)
+    return ExpertResult(status, states, controls, dt, int(stats["iter_count"]), 1e3 * (time.perf_counter() - start),
+                        rho, RuleParams(reach_goal=ReachGoalParams(r_goal)), stats["return_status"], violation)

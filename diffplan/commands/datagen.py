@@ -12,17 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from diffplan.console import (
-    RayOption,
-    ResumeOption,
-    UserError,
-    WorkersOption,
-    count_done_before,
-    output_console,
-    progress_bar,
-    run_with_bar,
-    user_errors,
-)
+from diffplan.console import RayOption, ResumeOption, WorkersOption, output_console, run_with_bar, user_errors
 
 app = typer.Typer(help="Expert demonstration datasets.", no_args_is_help=True, add_completion=False,
                   rich_markup_mode="markdown")
@@ -50,7 +40,7 @@ def drive(
     shard_size: Annotated[int, typer.Option(help="Source scenes per shard (the unit of work).")] = 50,
     params: Annotated[Path | None, typer.Option(
         help="Calibrated STL params JSON (`diffplan stl calibrate`). "
-             "Default: stl.calibrate.DEFAULTS.")] = None,
+             "Default: stl.rules.DEFAULT_PARAMS.")] = None,
     horizon: Annotated[int, typer.Option(help="Solver horizon [steps of 0.1 s].")] = 50,
     expert: Annotated[str, typer.Option(help="Expert: trajopt (the STL-constrained optimal control problem) or "
                                              "follow (route following).")] = "trajopt",
@@ -60,42 +50,32 @@ def drive(
     solver: Annotated[str, typer.Option(
         help="The expert's NLP solver: ipopt (MUMPS) or fatrop "
              "(structure-exploiting, faster iterations).")] = "ipopt",
-    workers: Annotated[int, typer.Option(help="Worker processes (ignored with --ray).")] = 1,
-    ray: Annotated[str | None, typer.Option(
-        "--ray", help="Ray cluster address, or 'local' for a private loopback cluster.")] = None,
-    resume: Annotated[bool, typer.Option(
-        help="Continue an interrupted job; finished shards are kept.")] = False,
+    workers: WorkersOption = 1,
+    ray: RayOption = None,
+    resume: ResumeOption = False,
 ) -> None:
     """Solve expert demonstrations for N synthetic scenes into a Parquet dataset with privileged extras.
 
     Same options, same bytes: whatever --workers / --ray, and however often the job was interrupted.
     """
-    from datagen.job import DriveDatagenConfig, UnitReport, run_datagen
-    from scenes.store import DatasetError
-    from stl.calibrate import CalibratedParams, ParamsError
-    from stl.formula import FormulaError
+    from datagen.job import DriveDatagenConfig, DriveDatagenJob
+    from diffplan.jobs import RunOptions
+    from stl.calibrate import CalibratedParams
 
-    with user_errors(DatasetError, ParamsError, FormulaError):
+    with user_errors():
         rules = CalibratedParams.load(params).rules if params is not None else None
         config = DriveDatagenConfig(n=n, demos_per_scene=demos_per_scene, seed=seed, split=split,
                                     shard_size=shard_size, horizon=horizon, expert=expert, compiled=compiled,
-                                    solver=solver,
-                                    **({"params": rules} if rules is not None else {})).validate()
-        if ray is None and workers < 1:
-            raise UserError(f"--workers must be positive, got {workers}")
+                                    solver=solver, **({"params": rules} if rules is not None else {}))
         failures: dict[str, int] = {}
-        with progress_bar("demos") as bar:
-            task = bar.add_task("solving", total=config.n * config.demos_per_scene)
 
-            def progress(report: UnitReport) -> None:
-                for key, count in report.failures.items():
-                    failures[key] = failures.get(key, 0) + count
-                if report.resumed:
-                    count_done_before(bar, task, report.attempts)
-                bar.update(task, advance=0 if report.resumed else report.attempts, description=_describe(failures))
+        def describe(report) -> str:
+            for key, count in report.failures.items():
+                failures[key] = failures.get(key, 0) + count
+            return _describe(failures)
 
-            summary = run_datagen(out, config, workers=workers, ray_address=ray, resume=resume,
-                                  on_progress=progress)
+        summary = run_with_bar(DriveDatagenJob(config), out, RunOptions(workers, ray, resume), "demos",
+                               config.n * config.demos_per_scene, "solving", describe)
     table = Table(title=f"datagen drive -> {out}")
     table.add_column("quantity")
     table.add_column("value", justify="right")

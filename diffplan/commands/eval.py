@@ -1,4 +1,4 @@
-"""`diffplan eval ...`: closed-loop evaluation of driving planners.
+"""`diffplan eval ...`: evaluation of driving (NAVSIM pseudo-simulation) and navigation (PointNav) planners.
 
 Library modules (planners, the simulator, the scorer) are imported inside the commands, so that
 `diffplan --help` answers quickly.
@@ -14,10 +14,18 @@ import typer
 
 import planners
 from diffplan.commands.pointnav import pointnav
-from diffplan.console import UserError, output_console, progress_bar, user_errors
+from diffplan.console import (
+    RayOption,
+    ResumeOption,
+    UserError,
+    WorkersOption,
+    output_console,
+    run_with_bar,
+    user_errors,
+)
 from eval.naming import run_label, run_name
-from scenes.manifest import BenchmarkIdentity, ManifestError
-from scenes.store import DatasetError, DriveDataset
+from scenes.manifest import BenchmarkIdentity
+from scenes.store import DriveDataset
 
 app = typer.Typer(help="Closed-loop evaluation.", no_args_is_help=True, add_completion=False,
                   rich_markup_mode="markdown")
@@ -34,12 +42,12 @@ def navsim(
                                               "`diffplan scenes generate --benchmark navtest-synth`.")],
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first K scenes.")] = None,
     metric: Annotated[str, typer.Option(help="pdms (NAVSIM v1.1) or epdms (NAVSIM v2).")] = "pdms",
-    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 2,
-    ray: Annotated[str | None, typer.Option(
-        "--ray", help="Ray address (e.g. auto, or local for a private loopback cluster) instead of "
-                      "local processes.")] = None,
+    workers: WorkersOption = 2,
+    ray: RayOption = None,
+    resume: ResumeOption = False,
     out: Annotated[Path | None, typer.Option(help="Run folder for scenes.csv, summary.json, table.md and "
-                                                  "worst/*.png.")] = None,
+                                                  "worst/*.png (and the job's units, so --resume continues "
+                                                  "it).")] = None,
     reactive: Annotated[bool, typer.Option(help="Reactive IDM agents instead of log replay.")] = False,
     drop_failed: Annotated[bool, typer.Option(
         help="Leave failed scenes out of the mean, as NAVSIM silently does (for comparison only).")] = False,
@@ -47,27 +55,33 @@ def navsim(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the summary.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of stochastic (diffusion) planners, reset at every scene.")] = 0,
 ) -> None:
-    """Score a planner in closed loop with NAVSIM's PDM Score (v1.1) or EPDMS (v2).
+    """Score a planner with NAVSIM's non-reactive pseudo-simulation: PDM Score (v1.1) or EPDMS (v2).
 
-    Each plan (8 poses at 0.5 s) is tracked by an LQR controller on a kinematic bicycle for 4 s at 10 Hz and
-    scored against PDM-Closed, whose trajectories are cached next to the dataset. A planner that raises or
-    returns NaN scores 0 on that scene, and the scene is listed.
+    Each plan (8 poses at 0.5 s) is tracked by an LQR controller on a kinematic bicycle for 4 s at 10 Hz, without
+    re-planning, and scored against PDM-Closed, whose trajectories are cached next to the dataset. A planner
+    that raises or returns NaN scores 0 on that scene, and the scene is listed. With --out the run is a
+    resumable job: --resume continues it; a run finished with the same planner, scenes, options and code is
+    reported again instead of being rerun.
     """
+    import tempfile
+
+    from diffplan.jobs import RunOptions
     from eval.report import markdown_table, save_worst_bevs, write_run
     from eval.results import Summary, summarize
-    from eval.reuse import finished_run, run_key
-    from eval.runner import EvalConfig, evaluate_dataset
+    from eval.reuse import finished_run, planner_fingerprint, run_key
+    from eval.runner import EvalConfig, NavsimEvaluation
     from planners.pdm.scoring import MetricVersion
     from scenes.generate import dataset_identity
 
-    with user_errors(DatasetError, ManifestError, planners.UnknownPlannerError):
+    with user_errors():
         if metric not in METRICS:
             raise UserError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-        if workers < 1:
-            raise UserError(f"--workers must be positive, got {workers}")
         if limit is not None and limit < 1:
             raise UserError(f"--limit must be positive, got {limit}")
-        oracle = planners.load(planner).requires_scene  # fails early on an unknown planner
+        options = RunOptions(workers, ray, resume).validate()
+        loaded = planners.load(planner)  # fails early on an unknown planner or one for navigation
+        planners.require_domain(loaded, planners.Domain.DRIVING, "eval navsim")
+        oracle = loaded.privileged
         data = DriveDataset.open(scenes)
         indices = list(range(len(data) if limit is None else min(limit, len(data))))
         identity = dataset_identity(data, len(indices))  # a benchmark's scenes are checked against its manifest
@@ -86,10 +100,10 @@ def navsim(
             return
         config = EvalConfig(planner=planner, version=MetricVersion(METRICS[metric]), reactive_agents=reactive,
                             seed=seed)
-        with progress_bar("scenes") as bar:
-            task = bar.add_task(f"eval {planner}", total=len(indices))
-            results = evaluate_dataset(scenes, config, indices, workers=workers, ray_address=ray,
-                                       on_progress=lambda k: bar.advance(task, k))
+        job = NavsimEvaluation(str(scenes), config, tuple(indices), planner_fingerprint(planner))
+        with tempfile.TemporaryDirectory(prefix="diffplan-eval-") as scratch:
+            folder = out if out is not None else Path(scratch) / "run"
+            results = run_with_bar(job, folder, options, "scenes", len(indices), f"eval {planner}")
         summary = summarize(results, config.version, drop_failed)
         if out is not None:
             extra = {"oracle": oracle, "reactive_agents": reactive, "dataset": str(scenes), "seed": seed,

@@ -9,9 +9,16 @@ from typing import Annotated
 import typer
 
 import planners
-from diffplan.console import UserError, output_console, progress_bar, user_errors
+from diffplan.console import (
+    RayOption,
+    ResumeOption,
+    UserError,
+    WorkersOption,
+    output_console,
+    run_with_bar,
+    user_errors,
+)
 from eval.naming import run_label, run_name
-from scenes.manifest import ManifestError
 
 BENCHMARKS = ("pointnav-synth",)  # eval.pointnav.benchmark.BENCHMARKS (checked below)
 
@@ -27,9 +34,12 @@ def pointnav(
                                                    "evenly over the set).")] = None,
     spread: Annotated[bool, typer.Option(help="With --limit, take episodes spread evenly over the set (for "
                                               "pointnav-synth: both cluttered worlds and rooms).")] = False,
-    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
+    workers: WorkersOption = 1,
+    ray: RayOption = None,
+    resume: ResumeOption = False,
     out: Annotated[Path | None, typer.Option(help="Run folder for episodes.csv, summary.json, table.md and "
-                                                  "failures/*.png.")] = None,
+                                                  "failures/*.png (and the job's units, so --resume continues "
+                                                  "it).")] = None,
     robot: Annotated[str | None, typer.Option(help="wheeled or quadruped (default: each episode's robot).")] = None,
     tracker: Annotated[str, typer.Option(help="mpc (NavDP's) or pure-pursuit.")] = "mpc",
     seed: Annotated[int, typer.Option(help="Seed for stochastic planners (per episode: seed and index).")] = 0,
@@ -47,30 +57,34 @@ def pointnav(
     Every 0.3 s the planner sees depth and the goal in the robot frame; the tracker follows its plan at 10 Hz on
     a unicycle; moves into obstacles count as collisions and slide along them (habitat's allow_sliding).
     STOP is a command below 0.025 m/s and 1 deg/s.
-    Episodes end on STOP, after 120 s, or when stuck (< 0.1 m in 9 s).
+    Episodes end on STOP, after 120 s, or when stuck (< 0.1 m in 9 s). With --out the run is a resumable job:
+    --resume continues it; a run finished with the same planner, episodes, options and code is reported again.
     """
+    import tempfile
+
+    from diffplan.jobs import RunOptions
     from eval.pointnav import benchmark as synth
     from eval.pointnav.episodes import read_episodes
     from eval.pointnav.loop import LoopConfig
     from eval.pointnav.report import collisions_note, markdown_table, save_failure_pictures, write_run
     from eval.pointnav.results import PointNavSummary, summarize
-    from eval.pointnav.runner import PointNavConfig, WorldCache, evaluate_episodes
-    from eval.reuse import finished_run, run_key
+    from eval.pointnav.runner import PointNavConfig, PointNavEvaluation, WorldCache
+    from eval.reuse import finished_run, planner_fingerprint, run_key
     from planners.control import TRACKERS
     from scenes.nav import ROBOTS
 
     assert BENCHMARKS == synth.BENCHMARKS
-    with user_errors(ManifestError, planners.UnknownPlannerError):
-        if workers < 1:
-            raise UserError(f"--workers must be positive, got {workers}")
+    with user_errors():
+        options = RunOptions(workers, ray, resume).validate()
         if limit is not None and limit < 1:
             raise UserError(f"--limit must be positive, got {limit}")
         if robot is not None and robot not in ROBOTS:
             raise UserError(f"unknown --robot {robot!r}; expected one of {', '.join(ROBOTS)}")
         if tracker not in TRACKERS:
             raise UserError(f"unknown --tracker {tracker!r}; expected one of {', '.join(TRACKERS)}")
-        loaded = planners.load(planner)  # fail early on an unknown planner
-        oracle = bool(getattr(loaded, "requires_world", False))
+        loaded = planners.load(planner)  # fail early on an unknown planner or one for driving
+        planners.require_domain(loaded, planners.Domain.NAVIGATION, "eval pointnav")
+        oracle = loaded.privileged
         if no_critic and not hasattr(loaded, "use_critic"):
             raise UserError(f"--no-critic: planner {planner!r} has no critic (it is for navdp)")
         if episodes in BENCHMARKS:
@@ -102,9 +116,11 @@ def pointnav(
             return
         config = PointNavConfig(planner=planner, tracker=tracker, robot=robot, seed=seed,
                                 use_critic=not no_critic, loop=LoopConfig(allow_sliding=sliding))
-        with progress_bar("episodes") as bar:
-            task = bar.add_task(f"pointnav {planner}", total=len(items))
-            results = evaluate_episodes(items, config, workers=workers, on_progress=lambda k: bar.advance(task, k))
+        job = PointNavEvaluation(tuple(enumerate(items)), config, planner_fingerprint(planner),
+                                 identity.evaluated_hash)
+        with tempfile.TemporaryDirectory(prefix="diffplan-pointnav-") as scratch:
+            folder = out if out is not None else Path(scratch) / "run"
+            results = run_with_bar(job, folder, options, "episodes", len(items), f"pointnav {planner}")
         summary = summarize(results)
         if out is not None:
             extra = {"oracle": oracle, "episodes": episodes, "tracker": tracker, "robot": robot, "seed": seed,

@@ -76,14 +76,14 @@ def calibrate_cmd(
     table = Table(title=f"{data}: {params.count} windows, q = {q}")
     for column in ("rule", "windows", "level", "parameters"):
         table.add_column(column)
-    for name, values in params.rules.items():
-        shown = ", ".join(f"{k} = {v:.3f}" for k, v in values.items())
+    for name in chosen.names:
+        shown = ", ".join(f"{k} = {v:.3f}" for k, v in params.rules.of(name).bindings().items())
         used = params.applicable[name]
         table.add_row(name, str(used), _fmt(params.levels[name]), shown + ("" if used else " (default)"))
     console.print(table)
     console.print(f"wrote {out}")
     if as_json:
-        print(json.dumps(params.rules, sort_keys=True))
+        print(json.dumps(params.rules.to_json(), sort_keys=True))
 
 
 @app.command()
@@ -96,18 +96,11 @@ def check(
     from scenes.store import DatasetError
     from stl.calibrate import CalibratedParams, ParamsError, satisfaction
     from stl.formula import FormulaError
-    from stl.rules import UnknownRuleError, rule_set
+    from stl.rules import rule_set
 
-    with user_errors(DatasetError, UnknownRuleError, ParamsError, FormulaError):
-        calibrated = CalibratedParams.load(params)
-        try:
-            chosen = rule_set(list(calibrated.rules))
-        except UnknownRuleError as error:
-            raise ParamsError(f"{params}: field 'rules': {error}") from None
-        for name, values in calibrated.rules.items():
-            missing = [p for p in RULES[name].params if p not in values]
-            if missing:
-                raise ParamsError(f"{params}: missing field 'rules.{name}.{missing[0]}'")
+    with user_errors(DatasetError, ParamsError, FormulaError):
+        calibrated = CalibratedParams.load(params)  # checks every rule and parameter name
+        chosen = rule_set(calibrated.rules.names)
         signals, types = dataset_windows(data)
         rates = satisfaction(chosen, signals, calibrated, types)
     table = Table(title=f"{data}: satisfaction rate (applicable windows) under {params}")

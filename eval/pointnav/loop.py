@@ -3,7 +3,7 @@
 Timeline (control step dt = NAV_CONTROL_DT = 0.1 s):
     every `plan_every` = 3 steps (0.3 s, the InternNav real-robot client's planning period and the nearest
     multiple of 0.1 s not below NAV_PLAN_DT): render depth at the pose, NavObservation with the goal in the robot
-    frame -> planner.plan (plan_privileged for oracles) -> plan to the world frame;
+    frame -> planner.plan_privileged (NavPrivileged: only oracles read it) -> plan to the world frame;
     every step: tracker (v, omega) on the latest plan -> unicycle_step -> world.collides on the new position.
     A move that would collide counts one collision and, as habitat-sim's `step_filter` with habitat-lab's
     default `allow_sliding: True`, ends at the nearest free position to its target (the disc slides along the
@@ -36,8 +36,9 @@ from eval.pointnav.metrics import (
     travelled_length,
 )
 from eval.pointnav.results import EpisodeResult
+from planners.base import Planner
 from planners.control import Tracker, clip_control, plan_to_world, unicycle_step
-from planners.nav_base import NavPlanner, validate_nav_plan
+from planners.nav_base import NavPrivileged
 from scenes.geometry import points_to_local
 from scenes.nav import NAV_CONTROL_DT, CameraSpec, NavEpisode, NavObservation, NavWorldInterface, RobotProfile
 
@@ -114,8 +115,9 @@ def try_step(world: NavWorldInterface, pose: np.ndarray, control: np.ndarray, ro
     return np.array([position[0], position[1], moved[2]]), True
 
 
-def run_episode(world: NavWorldInterface, episode: NavEpisode, planner: NavPlanner, tracker: Tracker,
-                robot: RobotProfile, config: LoopConfig = LoopConfig(), index: int = 0,
+def run_episode(world: NavWorldInterface, episode: NavEpisode,
+                planner: Planner[NavObservation, NavPrivileged], tracker: Tracker, robot: RobotProfile,
+                config: LoopConfig = LoopConfig(), index: int = 0,
                 on_plan: Callable[[np.ndarray], None] | None = None) -> EpisodeResult:
     """Drive one episode in closed loop and score it with habitat-lab's metrics (see the module docstring)."""
     planner.reset()
@@ -144,11 +146,9 @@ def run_episode(world: NavWorldInterface, episode: NavEpisode, planner: NavPlann
             observation = observe(world, pose, goal, velocity, config.camera, step * config.dt)
             started = time.perf_counter()
             try:
-                if planner.requires_world:
-                    plan = planner.plan_privileged(observation, world, pose.copy(), goal.copy(), robot)
-                else:
-                    plan = planner.plan(observation)
-                validate_nav_plan(plan)
+                context = NavPrivileged(world, pose.copy(), goal.copy(), robot)  # only oracles read it
+                plan = planner.plan_privileged(observation, context)
+                plan.validate(planner.plan_spec)
                 if not np.isfinite(plan.trajectory.poses).all():
                     raise ValueError("the plan has non-finite poses")
             except Exception as exception:  # noqa: BLE001 - any planner failure ends the episode as a failure

@@ -1,25 +1,27 @@
-"""PointNav evaluation over many episodes: one process (workers=1) or a spawn process pool, chunked.
+"""PointNav evaluation over many episodes, as a resumable sharded job of chunks of episodes.
 
-Each worker loads the planner and the tracker once and keeps the worlds it has built. Every episode reseeds
-numpy and torch from (seed, episode index), so results do not depend on the number of workers.
+A chunk loads the planner and the tracker once and keeps the worlds it has built. Every episode reseeds numpy
+and torch from (seed, episode index), so results do not depend on how the chunks are run.
 """
 
 from __future__ import annotations
 
 import importlib
 import random
-from collections.abc import Callable, Iterator
-from concurrent.futures import as_completed
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 import planners
 from eval.pointnav.loop import LoopConfig, run_episode
 from eval.pointnav.results import EpisodeResult
-from eval.pool import worker_pool
+from eval.records import from_json, to_json
 from planners.control import make_tracker
 from scenes.nav import ROBOTS, NavEpisode, NavWorldInterface, RobotProfile
+from scenes.store.units import read_unit_records, unit_record_path, write_unit_record
 
 HABITAT_SCENE_SUFFIXES = (".glb", ".ply", ".obj", ".gltf")
 DEFAULT_WORLDS = "eval.pointnav.runner:synthetic_world"
@@ -91,8 +93,10 @@ def _seed_everything(seed: int, index: int) -> None:
     torch.manual_seed(value)
 
 
-def evaluate_chunk(episodes: list[tuple[int, NavEpisode]], config: PointNavConfig) -> list[EpisodeResult]:
-    """Run the (index, episode) pairs in order with one planner, one tracker per robot and a world cache."""
+def evaluate_chunk(episodes: list[tuple[int, NavEpisode]], config: PointNavConfig,
+                   on_episode: Callable[[EpisodeResult], None] = lambda result: None) -> list[EpisodeResult]:
+    """Run the (index, episode) pairs in order with one planner, one tracker per robot and a world cache;
+    `on_episode(result)` after each."""
     planner = planners.load(config.planner)
     if not config.use_critic:
         planner.use_critic = False
@@ -106,31 +110,74 @@ def evaluate_chunk(episodes: list[tuple[int, NavEpisode]], config: PointNavConfi
         if isinstance(getattr(planner, "robot", None), RobotProfile):  # the rule-based baselines' footprint
             planner.robot = robot
         _seed_everything(config.seed, index)
-        if hasattr(planner, "seed"):  # stochastic learned planners draw from their own generator, reset per episode
-            planner.seed = _episode_seed(config.seed, index)
+        planner.seed = _episode_seed(config.seed, index)  # stochastic planners restart their generator
         results.append(run_episode(worlds.get(episode.world_id), episode, planner, trackers[robot.name], robot,
                                    config.loop, index=index))
+        on_episode(results[-1])
     return results
 
 
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+@dataclass(frozen=True)
+class PointNavEvaluation:
+    """`diffplan eval pointnav` as a sharded job (`diffplan.jobs.run_job` runs it) in its run folder: unit u runs
+    episodes[u * chunk_size, ...] and commits `units/unit-NNNNN.json` (their results). A rerun resumes.
+
+    Attributes:
+        episodes: the (index, episode) pairs to run, indices into the evaluated list.
+        config: what to run.
+        planner_fingerprint: the planner's name or its checkpoint's content hash (a resumed run must match).
+        episodes_hash: content hash of the episodes (a resumed run must match).
+        chunk_size: episodes per unit.
+    """
+
+    episodes: tuple[tuple[int, NavEpisode], ...]
+    config: PointNavConfig
+    planner_fingerprint: str
+    episodes_hash: str
+    chunk_size: int = 8
+    command: ClassVar[str] = "diffplan eval pointnav"
+
+    def job_record(self) -> dict[str, object]:
+        c = self.config
+        return {"planner": c.planner, "planner_fingerprint": self.planner_fingerprint, "tracker": c.tracker,
+                "robot": c.robot, "seed": c.seed, "use_critic": c.use_critic, "loop": asdict(c.loop),
+                "worlds": c.worlds, "episodes": [i for i, _ in self.episodes], "episodes_hash": self.episodes_hash,
+                "chunk_size": self.chunk_size}
+
+    def job_defaults(self) -> dict[str, object]:
+        return {}
+
+    @property
+    def num_units(self) -> int:
+        return -(-len(self.episodes) // self.chunk_size)
+
+    def finished(self, root: Path) -> tuple[dict[int, list[EpisodeResult]], dict[int, str]]:
+        done, damaged = {}, {}
+        for unit, body in read_unit_records(root, UNIT_DIR, range(self.num_units)).items():
+            try:
+                done[unit] = [from_json(EpisodeResult, r) for r in body["results"]]
+            except (KeyError, TypeError, ValueError) as error:
+                damaged[unit] = f"{unit_record_path(root, UNIT_DIR, unit)} is unreadable ({error!r})"
+        return done, damaged
+
+    def run_unit(self, root: Path, unit: int, on_item: Callable[[list[EpisodeResult]], None]
+                 ) -> list[EpisodeResult]:
+        chunk = list(self.episodes[unit * self.chunk_size:(unit + 1) * self.chunk_size])
+        results = evaluate_chunk(chunk, self.config, lambda result: on_item([result]))
+        write_unit_record(Path(root), UNIT_DIR, unit, {"results": [to_json(r) for r in results]})
+        return results
+
+    def amount(self, report: list[EpisodeResult]) -> int:
+        return len(report)
+
+    def finish(self, root: Path, run) -> list[EpisodeResult]:
+        return sorted((r for results in run.reports.values() for r in results), key=lambda r: r.index)
 
 
-def evaluate_episodes(episodes: list[NavEpisode], config: PointNavConfig, workers: int = 1, chunk_size: int = 8,
-                      on_progress: Callable[[int], None] = lambda n: None) -> list[EpisodeResult]:
-    """Evaluate every episode; results come back in episode order whatever the number of workers."""
-    chunks = list(_chunks(list(enumerate(episodes)), chunk_size))
-    results: list[EpisodeResult] = []
-    if workers == 1:
-        for chunk in chunks:
-            results.extend(evaluate_chunk(chunk, config))
-            on_progress(len(chunk))
-    else:
-        with worker_pool(workers) as pool:
-            futures = {pool.submit(evaluate_chunk, chunk, config): len(chunk) for chunk in chunks}
-            for future in as_completed(futures):
-                results.extend(future.result())
-                on_progress(futures[future])
-    return sorted(results, key=lambda r: r.index)
+UNIT_DIR = "units"
+
+
+def evaluate_episodes(episodes: list[NavEpisode], config: PointNavConfig) -> list[EpisodeResult]:
+    """Evaluate every episode in this process, without a job folder (tests, notebooks); the same results as
+    `PointNavEvaluation` run by `diffplan.jobs.run_job`."""
+    return evaluate_chunk(list(enumerate(episodes)), config)

@@ -4,7 +4,13 @@ Importing this package registers the learned planners ("ego-mlp", "diffusiondriv
 "regression"); it imports torch.
 """
 
-from planners.learned.base import ExpertPlanTarget, LearnedPlanner, Normaliser, PlanningModel
+from planners.learned.base import (
+    ExpertPlanTarget,
+    LearnedDrivePlanner,
+    LearnedPlanner,
+    Normaliser,
+    PlanningModel,
+)
 from planners.learned.baselines import (
     DiffusionPolicyModel,
     DiffusionPolicyPlanner,
@@ -26,6 +32,7 @@ __all__ = [
     "EgoStatusFeatures",
     "EgoStatusMLP",
     "ExpertPlanTarget",
+    "LearnedDrivePlanner",
     "LearnedPlanner",
     "Normaliser",
     "PlanningModel",

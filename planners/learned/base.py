@@ -2,8 +2,10 @@
 
 A `PlanningModel` is a plain `nn.Module` (it never imports Lightning) that also says how to build its
 features (from the observation only) and targets (privileged), and how to score itself (`loss`).
-`LearnedPlanner` wraps one as a `Planner`: features -> forward -> a validated ego-frame `Plan`.
-Normalisers are registered buffers, so they travel with the weights in the checkpoint.
+`LearnedPlanner[Observation, Privileged]` wraps one as a `Planner` of either domain (model, seeded generator,
+batched features); `LearnedDrivePlanner` is the driving one: features -> forward -> a validated ego-frame
+`Plan` (navigation: planners.navdp.NavDPPlanner). Normalisers are registered buffers, so they travel with
+the weights in the checkpoint.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from planners.base import Plan, Planner
+from planners.base import Domain, ObservationT, Planner, PrivilegedT
+from planners.drive_base import DRIVE_PLAN, DrivePrivileged
+from planners.plan import Plan
 from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation, DriveScene, Frame, Trajectory
 
 
@@ -94,12 +98,12 @@ class PlanningModel(nn.Module, ABC):
         return torch.optim.Adam(self.parameters(), lr=lr), None
 
 
-class LearnedPlanner(Planner):
-    """Adapter: runs a `PlanningModel` on observations. Subclasses set `model_class`.
+class LearnedPlanner(Planner[ObservationT, PrivilegedT]):
+    """Adapter: runs a `PlanningModel` on observations of one domain. Subclasses set `model_class`, `domain`
+    and `plan_spec`, and implement `plan_batch` (batched: one forward pass); `plan` is a batch of one.
 
-    A model with a `propose(features, generator=...)` method (multi-modal, stochastic) returns
-    (best, candidates, scores); the plan then carries all candidates and their scores. The generator is
-    seeded with `seed` and restarted by `reset()` (called at the start of every evaluated scene).
+    Stochastic models (diffusion) draw their noise from a torch.Generator seeded with `seed` and restarted by
+    `reset()` (and when `seed` is set), so the same seed and calls give the same plans.
     """
 
     model_class: ClassVar[type[PlanningModel]]
@@ -110,32 +114,40 @@ class LearnedPlanner(Planner):
         self._features = self.model.feature_builder()
         self.seed = seed
 
-    @property
-    def seed(self) -> int:
-        """Seed of the generator that stochastic models (diffusion) draw their noise from; setting it, or
-        `reset()`, restarts the generator, so the same seed and calls give the same plans."""
-        return self._seed
-
-    @seed.setter
-    def seed(self, value: int) -> None:
-        self._seed = int(value)
-        self.reset()
-
     def reset(self) -> None:
-        self._generator = torch.Generator().manual_seed(self._seed)
+        self._generator = torch.Generator().manual_seed(self.seed)
 
-    def plan(self, observation: DriveObservation) -> Plan:
+    def plan(self, observation: ObservationT) -> Plan:
         return self.plan_batch([observation])[0]
+
+    @abstractmethod
+    def plan_batch(self, observations: Sequence[ObservationT]) -> list[Plan]:
+        """One plan per observation, from one batched forward pass."""
+
+    def batched_features(self, observations: Sequence[ObservationT]) -> Any:
+        """The observations' features, collated into a batch on the model's device."""
+        device = next(self.model.parameters()).device
+        features = default_collate([self._features(obs) for obs in observations])
+        return features.to(device) if isinstance(features, torch.Tensor) else type(features)(
+            *(f.to(device) for f in features))
+
+
+class LearnedDrivePlanner(LearnedPlanner[DriveObservation, DrivePrivileged]):
+    """A learned driving planner: features -> forward -> DRIVE_PLAN plans, one batched pass.
+
+    A model with a `propose(features, generator=...)` method (multi-modal, stochastic) returns
+    (best, candidates, scores); the plan then carries all candidates and their scores.
+    """
+
+    domain = Domain.DRIVING
+    plan_spec = DRIVE_PLAN
 
     @torch.no_grad()
     def plan_batch(self, observations: Sequence[DriveObservation]) -> list[Plan]:
         if not observations:
             return []
         start = time.perf_counter()
-        device = next(self.model.parameters()).device
-        features = default_collate([self._features(obs) for obs in observations])
-        features = features.to(device) if isinstance(features, torch.Tensor) else type(features)(
-            *(f.to(device) for f in features))
+        features = self.batched_features(observations)
         self.model.eval()
         propose = getattr(self.model, "propose", None)
         if propose is None:
@@ -147,7 +159,8 @@ class LearnedPlanner(Planner):
         latency = 1e3 * (time.perf_counter() - start) / len(observations)
         return [Plan(Trajectory(p, PLAN_DT, Frame.EGO), info={"latency_ms": latency},
                      candidates=None if candidates is None else candidates[i],
-                     scores=None if scores is None else scores[i]).validate() for i, p in enumerate(poses)]
+                     scores=None if scores is None else scores[i], spec=DRIVE_PLAN).validate()
+                for i, p in enumerate(poses)]
 
 
 def as_numpy(poses: torch.Tensor) -> np.ndarray:

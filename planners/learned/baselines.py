@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from planners.learned.base import LearnedPlanner
+from planners.learned.base import LearnedDrivePlanner
 from planners.learned.diffusion import (
     NUM_TRAIN_TIMESTEPS,
     add_noise,
@@ -164,14 +164,14 @@ class RegressionModel(VectorPlanningModel):
 
 
 @register_planner("diffusion-policy")
-class DiffusionPolicyPlanner(LearnedPlanner):
+class DiffusionPolicyPlanner(LearnedDrivePlanner):
     """Vanilla 20-step DDIM diffusion policy on DiffusionDrive's encoder (a baseline)."""
 
     model_class = DiffusionPolicyModel
 
 
 @register_planner("regression")
-class RegressionPlanner(LearnedPlanner):
+class RegressionPlanner(LearnedDrivePlanner):
     """TransFuser-style single-query regression on DiffusionDrive's encoder (a baseline)."""
 
     model_class = RegressionModel

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from planners.learned.base import LearnedPlanner
+from planners.learned.base import LearnedDrivePlanner
 from planners.learned.diffusion import add_noise, ddim_step, scaled_linear_alphas_cumprod, truncated_timesteps
 from planners.learned.vector import (
     Attention,
@@ -322,7 +322,7 @@ def load_anchors(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 @register_planner("diffusiondrive")
-class DiffusionDrivePlanner(LearnedPlanner):
+class DiffusionDrivePlanner(LearnedDrivePlanner):
     """DiffusionDrive; `load("diffusiondrive")` gives an untrained one, train it with `diffplan train`."""
 
     model_class = DiffusionDriveModel

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from planners.learned.base import LearnedPlanner, Normaliser, PlanningModel
+from planners.learned.base import LearnedDrivePlanner, Normaliser, PlanningModel
 from planners.registry import register_planner
 from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation
 
@@ -75,7 +75,7 @@ class EgoStatusMLP(PlanningModel):
 
 
 @register_planner("ego-mlp")
-class EgoMLPPlanner(LearnedPlanner):
+class EgoMLPPlanner(LearnedDrivePlanner):
     """NAVSIM's EgoStatusMLP agent; `load("ego-mlp")` gives an untrained one, train it with `diffplan train`."""
 
     model_class = EgoStatusMLP

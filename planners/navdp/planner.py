@@ -1,4 +1,4 @@
-"""The `navdp` NavPlanner: sample 16 trajectories, rank them with the critic, apply NavDP's inference rules.
+"""The `navdp` navigation planner: sample 16 trajectories, rank them with the critic, apply NavDP's rules.
 
 Plans follow closed-loop evaluation's convention (eval/pointnav, planners/nav_baselines): waypoints that all
 sit at the robot mean STOP (the tracker rests, which ends the episode); waypoints beside the robot make the
@@ -30,13 +30,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate
 
-from planners.base import Plan
+from planners.base import Domain
 from planners.learned.base import LearnedPlanner, wrap_angle
-from planners.nav_base import NavPlanner, validate_nav_plan
-from planners.navdp.data import NavDPFeatures
+from planners.nav_base import NAV_PLAN, NavPrivileged
 from planners.navdp.model import NavDPModel
+from planners.plan import Plan
 from planners.registry import register_planner
 from scenes import Frame, Trajectory
 from scenes.nav import NAV_PLAN_DT, NavObservation
@@ -129,12 +128,15 @@ def select_trajectory(candidates: np.ndarray, values: np.ndarray, goal: np.ndarr
 
 
 @register_planner("navdp")
-class NavDPPlanner(LearnedPlanner, NavPlanner):
-    """NavDP (depth + point goal -> 16 sampled trajectories, critic-ranked). `load("navdp")` is untrained;
-    train with `diffplan train navdp --data NAV_DATASET`. Settings after construction: `num_samples`, `rules`
-    (InferenceRules), `seed`; `use_critic` is a shortcut into `rules`."""
+class NavDPPlanner(LearnedPlanner[NavObservation, NavPrivileged]):
+    """NavDP (depth + point goal -> 16 sampled trajectories, critic-ranked): a learned navigation planner,
+    NAV_PLAN plans. `load("navdp")` is untrained; train with `diffplan train navdp --data NAV_DATASET`.
+    Settings after construction: `num_samples`, `rules` (InferenceRules), `seed`; `use_critic` is a shortcut
+    into `rules`."""
 
     model_class = NavDPModel
+    domain = Domain.NAVIGATION
+    plan_spec = NAV_PLAN
 
     def __init__(self, model: NavDPModel | None = None, *, num_samples: int = 16, seed: int = 0,
                  rules: InferenceRules = InferenceRules(), **hyperparameters: Any):
@@ -149,19 +151,14 @@ class NavDPPlanner(LearnedPlanner, NavPlanner):
     def use_critic(self, value: bool) -> None:
         self.rules = replace(self.rules, use_critic=bool(value))
 
-    def plan(self, observation: NavObservation) -> Plan:  # type: ignore[override]
-        return self.plan_batch([observation])[0]
-
     @torch.no_grad()
-    def plan_batch(self, observations: Sequence[NavObservation]) -> list[Plan]:  # type: ignore[override]
+    def plan_batch(self, observations: Sequence[NavObservation]) -> list[Plan]:
         if not observations:
             return []
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be positive, got {self.num_samples}")
         start = time.perf_counter()
-        device = next(self.model.parameters()).device
-        features = default_collate([self._features(obs) for obs in observations])
-        features = NavDPFeatures(*(part.to(device) for part in features))
+        features = self.batched_features(observations)
         self.model.eval()
         _, candidates, values = self.model.propose(features, self._generator, self.num_samples)
         candidates, values = candidates.double().cpu().numpy(), values.double().cpu().numpy()
@@ -172,6 +169,7 @@ class NavDPPlanner(LearnedPlanner, NavPlanner):
             chosen = select_trajectory(candidate, value, np.asarray(obs.goal, dtype=np.float64), self.rules, pick)
             candidate[..., 2] = wrap_angle(candidate[..., 2])
             plan = Plan(Trajectory(chosen.poses, NAV_PLAN_DT, Frame.EGO), candidates=candidate, scores=value,
-                        info={"latency_ms": latency, "index": float(chosen.index), **chosen.info})
-            plans.append(validate_nav_plan(plan))
+                        info={"latency_ms": latency, "index": float(chosen.index), **chosen.info},
+                        spec=NAV_PLAN)
+            plans.append(plan.validate())
         return plans

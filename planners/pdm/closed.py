@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 
-from planners.base import Plan, Planner
+from planners.drive_base import DRIVE_PLAN, DrivePlanner
 from planners.pdm.centerline import lane_polygons, route_centerline
 from planners.pdm.forecast import forecast_scene
 from planners.pdm.idm import IDMParameters, idm_step
@@ -21,6 +21,7 @@ from planners.pdm.scoring import ScorerConfig, score_proposal_set
 from planners.pdm.scoring.areas import route_lane_mask
 from planners.pdm.simulation import ego_state_vector, simulate
 from planners.pdm.states import NUM_STATE_FIELDS, SIM_INTERVAL
+from planners.plan import Plan
 from planners.registry import register_planner
 from scenes import NUM_PLAN_POSES, PACIFICA, PLAN_DT, AgentCategory, DriveObservation, Frame, Trajectory
 from scenes.geometry import box_corners, wrap_angle
@@ -167,7 +168,7 @@ class PDMClosed:
 
 
 @register_planner("pdm-closed")
-class PDMClosedPlanner(Planner):
+class PDMClosedPlanner(DrivePlanner):
     """PDM-Closed as a driving planner: 8 poses at 0.5 s from its best proposal."""
 
     def __init__(self, config: PDMClosedConfig = PDMClosedConfig()):
@@ -178,4 +179,5 @@ class PDMClosedPlanner(Planner):
         stride = round(PLAN_DT / SIM_INTERVAL)
         pick = stride * np.arange(1, NUM_PLAN_POSES + 1)
         candidates = proposals[:, pick[pick < proposals.shape[1]]]
-        return Plan(Trajectory(dense[pick], PLAN_DT, Frame.EGO), candidates=candidates, scores=scores)
+        return Plan(Trajectory(dense[pick], PLAN_DT, Frame.EGO), candidates=candidates, scores=scores,
+                    spec=DRIVE_PLAN)

@@ -16,6 +16,7 @@ from planners.pdm.scoring.scorer import (
     score_proposals,
     score_reference,
 )
+from planners.pdm.scoring.sub_metrics import SubMetrics
 
 __all__ = [
     "EgoAreas",
@@ -24,6 +25,7 @@ __all__ = [
     "SceneGeometry",
     "ScoredReference",
     "ScorerConfig",
+    "SubMetrics",
     "apply_human_filter",
     "combine",
     "ego_areas",

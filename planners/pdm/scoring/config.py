@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planners.pdm.scoring.sub_metrics import SubMetrics
+
 
 class MetricVersion(enum.Enum):
     """Which NAVSIM score to compute."""
@@ -71,39 +73,25 @@ class ScorerConfig:
 
 
 @dataclass(frozen=True, eq=False)
-class ProposalScores:
-    """Per-proposal sub-metrics, each (K,). v2-only fields are all 1 under v1 (and `comfort` all 1 under v2).
+class ProposalScores(SubMetrics[np.ndarray]):
+    """Per-proposal sub-metrics (SubMetrics, each (K,)), score and progress.
 
     Attributes:
-        nc, dac, ddc, ttc, ep, comfort: NAVSIM sub-metrics (ddc weight 0 in v1).
-        tlc, lk, hc, ec: v2 sub-metrics.
-        score: PDMS (v1) or EPDMS (v2).
+        score: (K,) PDMS (v1) or EPDMS (v2).
         raw_progress: (K,) [m] box-centre progress along the centreline, >= 0 (before NC*DAC scaling).
         reference_progress: (K,) [m] the reference's raw progress, repeated.
         version: MetricVersion.
     """
 
-    nc: np.ndarray
-    dac: np.ndarray
-    ddc: np.ndarray
-    ttc: np.ndarray
-    ep: np.ndarray
-    comfort: np.ndarray
-    tlc: np.ndarray
-    lk: np.ndarray
-    hc: np.ndarray
-    ec: np.ndarray
     score: np.ndarray
     raw_progress: np.ndarray
     reference_progress: np.ndarray
     version: MetricVersion
 
-    SUB_METRICS = ("nc", "dac", "ddc", "tlc", "ep", "ttc", "comfort", "lk", "hc", "ec")
-
     def __len__(self) -> int:
         return int(self.score.shape[0])
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        """Sub-metrics, score and progress as a dict of (K,) arrays."""
-        keys = (*self.SUB_METRICS, "score", "raw_progress", "reference_progress")
+        """Sub-metrics (canonical order), score and progress as a dict of (K,) arrays."""
+        keys = (*self.NAMES, "score", "raw_progress", "reference_progress")
         return {key: getattr(self, key) for key in keys}

@@ -17,6 +17,7 @@ from planners.pdm.scoring.comfort import comfort, extended_comfort, history_comf
 from planners.pdm.scoring.compliance import driving_direction, lane_keeping, traffic_light
 from planners.pdm.scoring.config import MetricVersion, ProposalScores, ScorerConfig
 from planners.pdm.scoring.progress import pairwise_progress, raw_progress
+from planners.pdm.scoring.sub_metrics import SubMetrics
 from planners.pdm.states import NUM_STATE_FIELDS
 from scenes.drive import DriveScene
 
@@ -152,16 +153,7 @@ def score_proposals(
     else:
         m["ec"] = np.ones(num)
     return ProposalScores(
-        nc=m["nc"],
-        dac=m["dac"],
-        ddc=m["ddc"],
-        ttc=m["ttc"],
-        ep=m["ep"],
-        comfort=m["comfort"],
-        tlc=m["tlc"],
-        lk=m["lk"],
-        hc=m["hc"],
-        ec=m["ec"],
+        **{name: m[name] for name in SubMetrics.NAMES},
         score=combine(m, config),
         raw_progress=m["raw_progress"],
         reference_progress=np.full(num, ref["raw_progress"]),
@@ -181,7 +173,7 @@ def score_proposal_set(
     best = float(np.max(m["raw_progress"] * _multiplier(m, config)))
     m["ep"] = pairwise_progress(m["raw_progress"], _multiplier(m, config), best, 1.0, config)
     m["ec"] = np.ones(states.shape[0])
-    return ProposalScores(**{k: m[k] for k in ProposalScores.SUB_METRICS}, score=combine(m, config),
+    return ProposalScores(**{k: m[k] for k in SubMetrics.NAMES}, score=combine(m, config),
                           raw_progress=m["raw_progress"], reference_progress=np.full(states.shape[0], best),
                           version=config.version)
 
@@ -208,7 +200,7 @@ def apply_human_filter(
     config = replace(config or ScorerConfig(), version=agent_scores.version)
     num = len(agent_scores)
     fields = {}
-    for key in ProposalScores.SUB_METRICS:
+    for key in SubMetrics.NAMES:
         human = np.broadcast_to(getattr(human_scores, key), (num,))
         fields[key] = np.where(human == 0.0, 1.0, getattr(agent_scores, key))
     return replace(agent_scores, **fields, score=combine(fields, config))
