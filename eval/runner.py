@@ -56,14 +56,16 @@ def evaluate_scene(scene: DriveScene, index: int, planner: planners.Planner, con
         message = f"{type(error).__name__}: {error}".splitlines()[0]
         return SceneResult(index=index, scene_id=meta.scene_id, scenario_type=meta.scenario_type.value,
                            error=message)
-    if config.reactive_agents:
+    states = None
+    if config.reactive_agents:  # agents react to the simulated ego, which is then scored as simulated here
         from eval.reactive import reactive_agent_tracks
         from eval.scoring import simulate_plans
 
-        states = simulate_plans(scene, plan.trajectory.poses[None])[0]
-        scene = replace(scene, agents=reactive_agent_tracks(scene, states))
+        states = simulate_plans(scene, plan.trajectory.poses[None])
+        scene = replace(scene, agents=reactive_agent_tracks(scene, states[0]))
     evaluation = score_plans(scene, plan.trajectory.poses[None], reference, config.version,
-                             previous_plans=None if previous is None else previous.trajectory.poses[None])
+                             previous_plans=None if previous is None else previous.trajectory.poses[None],
+                             states=states)
     return SceneResult.from_scores(index, meta.scene_id, meta.scenario_type.value, evaluation.scores, 0,
                                    latency_ms=latency_ms, plan=plan.trajectory.poses.copy(),
                                    simulated_xy=evaluation.states[0, :, :2].copy())

@@ -83,6 +83,7 @@ def score_plans(
     geometry: SceneGeometry | None = None,
     human_filter: bool = True,
     previous_plans: np.ndarray | None = None,
+    states: np.ndarray | None = None,
 ) -> PlanEvaluation:
     """Score K ego-frame plans (K, 8, 3) at 0.5 s on `scene` in one call.
 
@@ -93,11 +94,13 @@ def score_plans(
         human_filter: v2 only: sub-metrics the logged human fails are set to 1 (NAVSIM v2).
         previous_plans: v2 only, (K or 1, 8, 3) the plans made 0.5 s earlier (ego frame at that step), for
             extended comfort (EC); without them EC is 1.
+        states: (K, 41, 11) `simulate_plans(scene, plans)` when the caller has them already (the ego's
+            simulation does not depend on the other agents).
     """
     reference = reference_states(scene) if reference is None else reference
     geometry = geometry or SceneGeometry.from_scene(scene)
     config = ScorerConfig(version=version)
-    states = simulate_plans(scene, plans)
+    states = simulate_plans(scene, plans) if states is None else states
     earlier = CURRENT_INDEX - PREVIOUS_PLAN_STEPS
     previous = None if previous_plans is None else simulate_plans(scene, previous_plans, at=earlier)
     scores = score_proposals(geometry, states, reference, config, previous)

@@ -231,3 +231,20 @@ def test_sub_metric_names_and_orders_of_every_output(tmp_path):
            "c": 0.5, "ep": 0.9, "pdms": 0.8}  # a v1 summary: no v2-only sub-metrics
     read = Summary.from_json(old)
     assert read.comfort == 0.5 and (read.tlc, read.lk, read.hc, read.ec) == (1.0, 1.0, 1.0, 1.0)
+
+
+def test_reactive_agents_simulate_the_plan_once(monkeypatch):
+    import eval.scoring
+
+    scene = straight_scene()
+    calls = []
+    simulate = eval.scoring.simulate_plans
+
+    def counted(*args, **kwargs):
+        calls.append(args[1].shape)
+        return simulate(*args, **kwargs)
+
+    monkeypatch.setattr(eval.scoring, "simulate_plans", counted)
+    config = EvalConfig("constant-velocity", reactive_agents=True)
+    result = evaluate_scene(scene, 0, planners.load("constant-velocity"), config, reference_states(scene))
+    assert not result.failed and calls == [(1, 8, 3)]  # the reactive agents and the scorer share one simulation

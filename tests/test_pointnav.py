@@ -14,6 +14,7 @@ from diffplan.jobs import RunOptions, run_job
 from eval.pointnav.episodes import episode_to_habitat, read_episodes, write_episodes
 from eval.pointnav.loop import SLIDE_MARGIN, LoopConfig, run_episode, try_step
 from eval.pointnav.metrics import habitat_success, navdp_success, soft_spl, spl, travelled_length
+from eval.pointnav.results import Termination
 from eval.pointnav.runner import PointNavConfig, PointNavEvaluation, evaluate_episodes
 from planners.base import Plan
 from planners.control import MPCTracker, PurePursuit
@@ -237,7 +238,7 @@ def test_box_world_depth_and_geodesic_are_analytic():
 def test_expert_reaches_a_goal_around_a_box_without_collisions(tracker):
     run = episode("box", [0.0, 0.0, 0.0], [6.0, 0.0])
     result = run_episode(WORLDS["box"], run, ExpertNavPlanner(), tracker, WHEELED)
-    assert result.termination == "stop" and result.error == ""
+    assert result.termination is Termination.STOP and result.error == ""
     assert result.success == 1.0 and result.success_navdp == 1.0
     assert result.collisions == 0
     assert result.final_euclidean < 0.2
@@ -261,7 +262,7 @@ def test_a_planner_that_drives_into_a_wall_collides_and_does_not_pass():
     run = episode("wall", [0.0, 0.0, 0.0], [6.0, 0.0])
     result = run_episode(WORLDS["wall"], run, DriveStraight(), PurePursuit(WHEELED), WHEELED,
                          LoopConfig(max_time_s=30.0))
-    assert result.termination == "stuck"
+    assert result.termination is Termination.STUCK
     assert result.collisions > 10
     assert result.positions[:, 0].max() < 3.0 - WHEELED.radius + 1e-9  # never through the wall's near face
     assert result.positions[:, 0].max() > 3.0 - WHEELED.radius - 0.06  # but right up against it
@@ -288,7 +289,7 @@ def test_a_move_into_a_wall_slides_along_it_as_habitat_allow_sliding():
 def test_go_to_goal_stops_before_a_wall_and_reaches_an_open_goal():
     blocked = run_episode(WORLDS["wall"], episode("wall", [0.0, 0.0, 0.0], [6.0, 0.0]), GoToGoalPlanner(),
                           PurePursuit(WHEELED), WHEELED)
-    assert blocked.termination == "stop" and blocked.success == 0.0 and blocked.collisions == 0
+    assert blocked.termination is Termination.STOP and blocked.success == 0.0 and blocked.collisions == 0
     assert 3.0 - blocked.positions[-1, 0] < 1.2  # drove up to the wall, then gave up
     free = run_episode(WORLDS["open"], episode("open", [0.0, 0.0, 1.0], [5.0, 1.0]), GoToGoalPlanner(),
                        MPCTracker(WHEELED), WHEELED)

@@ -26,16 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from eval.pointnav.metrics import (
-    NAVDP_SUCCESS_DISTANCE,
-    SUCCESS_DISTANCE,
-    habitat_success,
-    navdp_success,
-    soft_spl,
-    spl,
-    travelled_length,
-)
-from eval.pointnav.results import EpisodeResult
+from eval.pointnav.metrics import NAVDP_SUCCESS_DISTANCE, SUCCESS_DISTANCE, EpisodeTrace, score_episode
+from eval.pointnav.results import EpisodeResult, Termination
 from planners.base import Planner
 from planners.control import Tracker, clip_control, plan_to_world, unicycle_step
 from planners.nav_base import NavPrivileged
@@ -119,20 +111,32 @@ def run_episode(world: NavWorldInterface, episode: NavEpisode,
                 planner: Planner[NavObservation, NavPrivileged], tracker: Tracker, robot: RobotProfile,
                 config: LoopConfig = LoopConfig(), index: int = 0,
                 on_plan: Callable[[np.ndarray], None] | None = None) -> EpisodeResult:
-    """Drive one episode in closed loop and score it with habitat-lab's metrics (see the module docstring)."""
+    """Drive one episode in closed loop (`drive_episode`) and score it with habitat-lab's metrics."""
+    pose = np.asarray(episode.start, dtype=np.float64)
+    start_distance = float(world.geodesic_distance(pose[:2], np.asarray(episode.goal, np.float64), robot))
+    if not (math.isfinite(start_distance) and start_distance > 0):
+        return EpisodeResult(index=index, episode_id=episode.episode_id, world_id=episode.world_id,
+                             termination=Termination.ERROR,
+                             error=f"the goal is unreachable from the start for {robot.name}",
+                             start_distance=start_distance, positions=pose[None, :2].copy())
+    trace = drive_episode(world, episode, planner, tracker, robot, config, start_distance, on_plan)
+    return score_episode(trace, index, episode.episode_id, episode.world_id, config.success_distance,
+                         config.navdp_success_distance)
+
+
+def drive_episode(world: NavWorldInterface, episode: NavEpisode,
+                  planner: Planner[NavObservation, NavPrivileged], tracker: Tracker, robot: RobotProfile,
+                  config: LoopConfig, start_distance: float,
+                  on_plan: Callable[[np.ndarray], None] | None = None) -> EpisodeTrace:
+    """The closed loop of one episode (see the module docstring): what happened, not yet scored."""
     planner.reset()
     tracker.reset()
     pose = np.asarray(episode.start, dtype=np.float64).copy()
     goal = np.asarray(episode.goal, dtype=np.float64)
-    start_distance = float(world.geodesic_distance(pose[:2], goal, robot))
-    if not (math.isfinite(start_distance) and start_distance > 0):
-        return EpisodeResult(index=index, episode_id=episode.episode_id, world_id=episode.world_id,
-                             termination="error", error=f"the goal is unreachable from the start for {robot.name}",
-                             start_distance=start_distance, positions=pose[None, :2].copy())
     positions, plan_positions = [pose[:2].copy()], []
     velocity = np.zeros(2)
     path = np.repeat(pose[None, :2], 2, axis=0)
-    collisions, latencies, termination, error = 0, [], "timeout", ""
+    collisions, latencies, termination, error = 0, [], Termination.TIMEOUT, ""
     steps = round(config.max_time_s / config.dt)
     step = 0
     for step in range(steps):
@@ -141,7 +145,7 @@ def run_episode(world: NavWorldInterface, episode: NavEpisode,
             back = config.stuck_plans
             if len(plan_positions) > back and np.linalg.norm(plan_positions[-1] - plan_positions[-1 - back]) \
                     < config.stuck_distance:
-                termination = "stuck"
+                termination = Termination.STUCK
                 break
             observation = observe(world, pose, goal, velocity, config.camera, step * config.dt)
             started = time.perf_counter()
@@ -152,7 +156,7 @@ def run_episode(world: NavWorldInterface, episode: NavEpisode,
                 if not np.isfinite(plan.trajectory.poses).all():
                     raise ValueError("the plan has non-finite poses")
             except Exception as exception:  # noqa: BLE001 - any planner failure ends the episode as a failure
-                termination, error = "error", f"{type(exception).__name__}: {exception}".splitlines()[0]
+                termination, error = Termination.ERROR, f"{type(exception).__name__}: {exception}".splitlines()[0]
                 break
             latencies.append(1e3 * (time.perf_counter() - started))
             path = plan_to_world(plan.trajectory.poses, pose)
@@ -160,7 +164,7 @@ def run_episode(world: NavWorldInterface, episode: NavEpisode,
                 on_plan(path)
         control = clip_control(tracker.control(pose, path), robot)
         if is_stop(control):
-            termination = "stop"
+            termination = Termination.STOP
             break
         pose, collided = try_step(world, pose, control, robot, config.dt, config.allow_sliding)
         collisions += int(collided)
@@ -168,19 +172,6 @@ def run_episode(world: NavWorldInterface, episode: NavEpisode,
         positions.append(pose[:2].copy())
     else:
         step = steps
-    positions = np.array(positions)
-    final_distance = float(world.geodesic_distance(pose[:2], goal, robot))
-    final_euclidean = float(np.linalg.norm(pose[:2] - goal))
-    length = travelled_length(positions)
-    success = habitat_success(termination == "stop", final_distance, config.success_distance)
-    return EpisodeResult(
-        index=index, episode_id=episode.episode_id, world_id=episode.world_id, termination=termination,
-        error=error, success=success if not error else 0.0,
-        success_navdp=navdp_success(final_euclidean, config.navdp_success_distance) if not error else 0.0,
-        spl=spl(success, start_distance, length) if not error else 0.0,
-        soft_spl=soft_spl(start_distance, final_distance, length) if math.isfinite(final_distance) and not error
-        else 0.0,
-        collisions=collisions, time_s=step * config.dt, start_distance=start_distance,
-        final_distance=final_distance, final_euclidean=final_euclidean, path_length=length,
-        n_plans=len(latencies), latency_ms=float(np.mean(latencies)) if latencies else math.nan,
-        positions=positions)
+    return EpisodeTrace(termination, error, np.array(positions), start_distance,
+                        float(world.geodesic_distance(pose[:2], goal, robot)), float(np.linalg.norm(pose[:2] - goal)),
+                        collisions, step * config.dt, tuple(latencies))

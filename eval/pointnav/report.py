@@ -84,7 +84,7 @@ def save_failure_pictures(out: Path, episodes: list[NavEpisode], results: list[E
         ax.plot(*episode.goal, "*", color="#d62728", ms=12, label="goal")
         ax.set_aspect("equal")
         ax.legend(fontsize=8, loc="upper right")
-        ax.set_title(f"{episode.episode_id} ({episode.world_id}): {result.termination}, "
+        ax.set_title(f"{episode.episode_id} ({episode.world_id}): {result.termination.value}, "
                      f"{result.collisions} collisions, d_T {result.final_distance:.2f} m"
                      + (f"\n{result.error[:100]}" if result.error else ""), fontsize=9)
         path = folder / f"{result.index:04d}_{episode.episode_id}.png"

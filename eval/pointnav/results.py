@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-TERMINATIONS = ("stop", "timeout", "stuck", "error")
+
+class Termination(enum.Enum):
+    """How a PointNav episode ended: the robot called STOP, the time ran out, it stopped moving, or the planner
+    failed (or the goal was unreachable)."""
+
+    STOP = "stop"
+    TIMEOUT = "timeout"
+    STUCK = "stuck"
+    ERROR = "error"
+
+
+TERMINATIONS = tuple(t.value for t in Termination)  # the summary's and the CSV's order
 
 
 @dataclass(frozen=True, eq=False)
@@ -15,7 +27,7 @@ class EpisodeResult:
     """One closed-loop PointNav episode. A planner that raises ends the episode as a failure with its error.
 
     Attributes:
-        index: position in the episode list. termination: one of TERMINATIONS.
+        index: position in the episode list. termination: a Termination.
         success: habitat-lab's (STOP within 0.2 m, geodesic). success_navdp: within 1.0 m (Euclidean) at the end.
         spl, soft_spl: habitat-lab's SPL and SoftSPL in [0, 1].
         collisions: control steps whose move was refused because it would collide.
@@ -28,7 +40,7 @@ class EpisodeResult:
     index: int
     episode_id: str
     world_id: str
-    termination: str
+    termination: Termination
     error: str = ""
     success: float = 0.0
     success_navdp: float = 0.0
@@ -50,7 +62,8 @@ class EpisodeResult:
         return bool(self.error)
 
     def csv_row(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "positions"}
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "positions"}
+        return {**row, "termination": self.termination.value}
 
 
 @dataclass(frozen=True)
@@ -87,4 +100,4 @@ def summarize(results: list[EpisodeResult]) -> PointNavSummary:
         n_episodes=len(results), n_failed=sum(r.failed for r in results), success=mean("success"),
         success_navdp=mean("success_navdp"), spl=mean("spl"), soft_spl=mean("soft_spl"),
         collisions_per_episode=mean("collisions"), mean_time_s=mean("time_s"),
-        terminations={name: sum(r.termination == name for r in results) for name in TERMINATIONS})
+        terminations={t.value: sum(r.termination is t for r in results) for t in Termination})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from planners.pdm.states import NUM_SIM_STATES, NUM_STATE_FIELDS, SIM_INTERVAL, StateIndex
+from scenes.geometry import wrap_angle
 
 PLAN_INTERVAL = 0.5  # [s] spacing of the agent's 8 poses
 _LINEAR_FIELDS = [StateIndex.VELOCITY_X, StateIndex.VELOCITY_Y, StateIndex.ACCELERATION_X,
@@ -67,7 +68,7 @@ def interpolate_poses(
     out[..., 0] = _interp_linear(poses[..., 0], interval_in, num_out, interval_out)
     out[..., 1] = _interp_linear(poses[..., 1], interval_in, num_out, interval_out)
     heading = _interp_linear(np.unwrap(poses[..., 2], axis=-1), interval_in, num_out, interval_out)
-    out[..., 2] = (heading + np.pi) % (2.0 * np.pi) - np.pi
+    out[..., 2] = wrap_angle(heading)
     return out
 
 

@@ -56,8 +56,9 @@ def ego_state_vector(ego: EgoState) -> np.ndarray:
     return out
 
 
-def _wrap(angle: np.ndarray) -> np.ndarray:
-    """NAVSIM `normalize_angle`: arctan2(sin, cos), in [-pi, pi] [rad]."""
+def navsim_normalize_angle(angle: np.ndarray) -> np.ndarray:
+    """NAVSIM's `normalize_angle`, arctan2(sin, cos), in [-pi, pi] [rad]: not `scenes.geometry.wrap_angle`
+    (which rounds differently and returns [-pi, pi)), so that the simulated states match NAVSIM's code."""
     return np.arctan2(np.sin(angle), np.cos(angle))
 
 
@@ -97,7 +98,7 @@ def fit_velocity_curvature(poses: np.ndarray, dt: float) -> tuple[np.ndarray, np
     diag[:, 0] += INITIAL_CURVATURE_PENALTY
     off = np.full((k, m), -rate_weight)
     off[:, -1] = 0.0  # no coupling between rows
-    rhs = weight * _wrap(diff[..., 2])
+    rhs = weight * navsim_normalize_angle(diff[..., 2])
     _, _, curvature, info = lapack.dptsv(diag.ravel(), off.ravel()[:-1], rhs.ravel())
     if info != 0:
         raise np.linalg.LinAlgError(f"curvature fit: LAPACK ptsv info={info}")

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from scenes import portable
+from scenes.geometry import wrap_angle
 
 
 def points_to_habitat(xy: np.ndarray, floor_height: float = 0.0) -> np.ndarray:
@@ -51,6 +52,6 @@ def pose_from_habitat(position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     forward_x = -2.0 * (qx * qz + qw * qy)
     forward_z = -(1.0 - 2.0 * (qx * qx + qy * qy))
     yaw = float(portable.arctan2(-forward_z, forward_x))  # world forward = (habitat X, -habitat Z)
-    yaw = (yaw + math.pi) % (2 * math.pi) - math.pi
+    yaw = float(wrap_angle(yaw))
     x, y = points_from_habitat(position)
     return np.array([x, y, yaw])

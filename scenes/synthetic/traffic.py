@@ -49,11 +49,8 @@ def _fourth(x):
 
 
 def idm1(v: float, v0: float, gap: float, dv: float, a: float, b: float, T: float, s0: float) -> float:
-    """Scalar `idm`."""
-    s_star = s0 + max(0.0, v * T + v * dv / (2.0 * math.sqrt(a * b)))
-    ratio = s_star / max(gap, 0.05)
-    inter = ratio * ratio if math.isfinite(gap) else 0.0
-    return a * (1.0 - _fourth(v / max(v0, 0.1)) - inter)
+    """`idm` of one vehicle, as a float."""
+    return float(idm(*(np.float64(x) for x in (v, v0, gap, dv, a, b, T, s0))))
 
 
 class Fleet:
