@@ -9,7 +9,6 @@ from trajopt.drive import (
     DriveExpert,
     DriveExpertConfig,
     available_lanes,
-    demo_poses,
     exact_robustness,
     sample_targets,
 )
@@ -23,7 +22,6 @@ from trajopt.expert import (
     WarmStart,
 )
 from trajopt.nlp import Shape
-from trajopt.robot import solve_unicycle_goal
 
 __all__ = [
     "DriveExpert",
@@ -37,8 +35,6 @@ __all__ = [
     "Shape",
     "WarmStart",
     "available_lanes",
-    "demo_poses",
     "exact_robustness",
     "sample_targets",
-    "solve_unicycle_goal",
 ]

@@ -351,11 +351,6 @@ def _blocked(states: np.ndarray, obstacles: dd.Obstacles, stop: np.ndarray, data
     return bool((data.ref.project(front)[1:] > stop[1:]).any())
 
 
-def demo_poses(result: ExpertResult, scene: DriveScene | None = None) -> np.ndarray:
-    """(N+1, 3) map-frame rear-axle poses every result.dt [s], state 0 = now."""
-    return np.asarray(result.states[:, :3]).copy()
-
-
 def available_lanes(scene: DriveScene) -> list[int]:
     """Target lanes that exist next to the ego now: 0, and +1 / -1 where the route lane has such a peer."""
     data = dd.scene_data(scene)
