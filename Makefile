@@ -61,13 +61,13 @@ demo: $(VENV)/.installed-demo
 	$(VENV)/bin/diffplan scenes generate --benchmark navtest-synth --workers 2 --out $(DEMO_DIR)/navtest-synth --resume
 	for pair in $(DEMO_DRIVE_PLANNERS); do \
 		$(VENV)/bin/diffplan eval navsim --planner $${pair#*=} --scenes $(DEMO_DIR)/navtest-synth \
-			--limit $(DEMO_EVAL_SCENES) --workers 2 --out $(DEMO_DIR)/runs/$${pair%%=*} --worst 3 || exit 1; \
+			--limit $(DEMO_EVAL_SCENES) --workers 2 --out $(DEMO_DIR)/runs/$${pair%%=*} --worst 3 --resume || exit 1; \
 	done
 	$(VENV)/bin/diffplan datagen nav --n 8 --shard-size 4 --workers 2 --out $(DEMO_DIR)/nav-train --resume
 	$(VENV)/bin/diffplan scenes show-nav $(DEMO_DIR)/nav-train --depth --out $(DEMO_DIR)/nav-world.png
 	for pair in $(DEMO_NAV_PLANNERS); do \
 		$(VENV)/bin/diffplan eval pointnav --planner $${pair#*=} --episodes pointnav-synth \
-			--limit $(DEMO_NAV_EPISODES) --spread --workers 2 --out $(DEMO_DIR)/nav-runs/$${pair%%=*} || exit 1; \
+			--limit $(DEMO_NAV_EPISODES) --spread --workers 2 --out $(DEMO_DIR)/nav-runs/$${pair%%=*} --resume || exit 1; \
 	done
 	$(VENV)/bin/diffplan eval table $(foreach pair,$(DEMO_DRIVE_PLANNERS),$(DEMO_DIR)/runs/$(firstword $(subst =, ,$(pair))))
 	$(VENV)/bin/diffplan eval table $(foreach pair,$(DEMO_NAV_PLANNERS),$(DEMO_DIR)/nav-runs/$(firstword $(subst =, ,$(pair))))
