@@ -201,3 +201,15 @@ def test_nav_dataset_opens_from_a_path_as_documented(small):
     root, _ = small
     data, opened = NavDataset(root), NavDataset.open(root)
     assert len(data) == len(opened) > 0 and repr(data) == repr(opened)
+
+
+def test_a_dataset_of_the_other_kind_says_what_it_is(small, tmp_path):
+    from scenes.generate import GenerateConfig, SceneGenerationJob
+    from scenes.store import DriveDataset
+
+    root, _ = small
+    with pytest.raises(DatasetError, match="this is a navigation dataset"):
+        DriveDataset(root)
+    run_job(SceneGenerationJob(GenerateConfig(n=1, shard_size=1)), tmp_path / "drive")
+    with pytest.raises(DatasetError, match="this is a driving dataset"):
+        NavDataset(tmp_path / "drive")

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scenes.store.errors import DatasetError, IncompleteDatasetError, first_line
+from scenes.store.nav_schema import NAV_SCHEMA_VERSION
 from scenes.store.schema import (
     EPISODE_COLUMNS,
     EPISODE_UNITS,
@@ -170,6 +171,8 @@ class DatasetInfo:
         if not isinstance(data, dict) or "schema_version" not in data:
             raise DatasetError(f"{path}: corrupt {INFO} (no schema_version)")
         version = data["schema_version"]
+        if version == NAV_SCHEMA_VERSION:
+            raise DatasetError(f"{root}: this is a navigation dataset (datagen nav); a driving dataset is needed")
         if version != STORE_SCHEMA_VERSION:
             raise DatasetError(
                 f"{root}: schema version {version}, this diffplan reads {STORE_SCHEMA_VERSION}"

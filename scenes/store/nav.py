@@ -57,7 +57,7 @@ from scenes.store.nav_schema import (
     field_descriptions,
     part_schema,
 )
-from scenes.store.schema import PRIVILEGED, SHARDS
+from scenes.store.schema import PRIVILEGED, SHARDS, STORE_SCHEMA_VERSION
 from scenes.store.writer import check_file_version, read_parquet
 
 
@@ -338,6 +338,9 @@ def _checked_nav(root: Path, privileged: bool) -> tuple[dict, pa.Table, dict[tup
         raise DatasetError(f"{path}: corrupt {INFO} ({error})") from None
     if not isinstance(info, dict) or info.get("schema_version") != NAV_SCHEMA_VERSION:
         version = info.get("schema_version") if isinstance(info, dict) else None
+        if version == STORE_SCHEMA_VERSION:
+            raise DatasetError(f"{root}: this is a driving dataset (scenes generate or datagen drive); a "
+                               "navigation dataset is needed")
         raise DatasetError(f"{root}: schema version {version}, this diffplan reads {NAV_SCHEMA_VERSION}")
     episodes = read_parquet(root / EPISODES, version=NAV_SCHEMA_VERSION)
     if episodes.num_rows != info["num_episodes"]:
