@@ -248,3 +248,26 @@ def test_reactive_agents_simulate_the_plan_once(monkeypatch):
     config = EvalConfig("constant-velocity", reactive_agents=True)
     result = evaluate_scene(scene, 0, planners.load("constant-velocity"), config, reference_states(scene))
     assert not result.failed and calls == [(1, 8, 3)]  # the reactive agents and the scorer share one simulation
+
+
+def test_out_naming_a_file_or_another_planners_run_is_refused_before_any_work(dataset, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import eval.runner
+    from diffplan.commands.eval import app
+
+    def run(planner: str, out: Path, *extra: str):
+        return CliRunner().invoke(app, ["navsim", "--planner", planner, "--scenes", str(dataset), "--limit", "2",
+                                        "--workers", "1", "--worst", "0", "--out", str(out), *extra])
+
+    assert run("constant-velocity", tmp_path / "cv").exit_code == 0
+    monkeypatch.setattr(eval.runner, "evaluate_chunk", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    (tmp_path / "file").write_text("not a run folder")
+    for planner, out, extra, needle in (
+            ("human", tmp_path / "file", (), "exists and is not a directory"),
+            ("human", tmp_path / "cv", (), "already exists and is not empty; pass --resume to continue it"),
+            ("human", tmp_path / "cv", ("--resume",), "cannot resume, it was started with planner='constant-velocity'")):
+        result = run(planner, out, *extra)
+        assert result.exit_code == 2, result.output
+        assert needle in result.output and len(result.output.strip().splitlines()) == 1
+    assert "human" not in (tmp_path / "cv" / "summary.json").read_text()  # nothing of the human's run written
