@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from scenes import NUM_PLAN_POSES
+from scenes.errors import ConfigError
 from scenes.store import DriveDataset
 
 
@@ -48,7 +49,7 @@ def fit_anchors(futures: np.ndarray, k: int = 20, seed: int = 0, n_init: int = 1
     if futures.ndim != 3 or futures.shape[1:] != (NUM_PLAN_POSES, 2):
         raise ValueError(f"futures must be (N, {NUM_PLAN_POSES}, 2), got {futures.shape}")
     if not 1 <= k <= len(futures):
-        raise ValueError(f"--k must be between 1 and the number of futures ({len(futures)}), got {k}")
+        raise ConfigError("k", f"{{field}} must be between 1 and the number of futures ({len(futures)}), got {k}")
     flat = futures.reshape(len(futures), -1)
     model = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(flat)
     centers = model.cluster_centers_.reshape(k, NUM_PLAN_POSES, 2)

@@ -20,7 +20,7 @@ def collisions_note(sliding: bool) -> str:
     if sliding:
         return ("Collisions/ep: control steps (10 Hz) whose move hit an obstacle; with sliding on (habitat-lab's "
                 "allow_sliding) the robot then slides along it, so one long contact counts once per step.")
-    return "Collisions/ep: control steps (10 Hz) whose move into an obstacle was refused (--no-sliding)."
+    return "Collisions/ep: control steps (10 Hz) whose move into an obstacle was refused (sliding off)."
 
 
 def markdown_table(rows: list[tuple[str, PointNavSummary]]) -> str:
