@@ -1,4 +1,4 @@
-"""Signal Temporal Logic: formulas, batched robustness, driving rules, calibration (issue 4)."""
+"""Signal Temporal Logic: formulas, batched robustness, driving rules with typed parameters, calibration."""
 
 from stl.formula import (
     Always,
