@@ -22,6 +22,7 @@ Two labels (CRITIC_LABELS), the same formula on different distances d:
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 from scipy.interpolate import CubicSpline
@@ -68,7 +69,7 @@ def critic_value(waypoints: np.ndarray, obstacle_points: np.ndarray) -> float:
         return NO_OBSTACLE_VALUE
     d = cdist(np.asarray(waypoints, dtype=np.float64), np.asarray(obstacle_points, dtype=np.float64),
               "cityblock").min(axis=1)
-    return critic_from_distances(d)
+    return cast(float, critic_from_distances(d))  # d is 1-D: a float
 
 
 def crop_obstacles(obstacle_points: np.ndarray, path_xy: np.ndarray, margin: float = OBSTACLE_CROP) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
+from typing import cast
 
 import numpy as np
 import shapely
@@ -19,7 +20,7 @@ import shapely
 from scenes.drive import CURRENT_INDEX, SIM_DT, DriveScene
 from scenes.errors import ConfigError
 from stl.calibrate import window_robustness
-from stl.rules import DEFAULT_PARAMS, RuleParams, rule_set
+from stl.rules import DEFAULT_PARAMS, ComfortParams, RuleParams, SpeedBandParams, rule_set
 from stl.signals import signals_from_poses
 from trajopt.expert import DriveTarget, Expert, ExpertResult, ExpertStatus, WarmStart
 
@@ -34,7 +35,7 @@ def follow_targets(scene: DriveScene, params: RuleParams, rng: np.random.Generat
     (DEFAULT_PARAMS' without one); their rules are those of FOLLOW_RULES that `params` has."""
     logged = float(np.mean(scene.ego.speed[CURRENT_INDEX:]))
     rules = params.only(FOLLOW_RULES)
-    band = rules.speed_band or DEFAULT_PARAMS.speed_band
+    band = cast(SpeedBandParams, rules.speed_band or DEFAULT_PARAMS.speed_band)  # (DEFAULT_PARAMS has all)
     speeds = np.clip(logged * rng.uniform(0.7, 1.15, count), band.v_min, band.v_max)
     return [DriveTarget(round(float(s), 3), 0, rules) for s in speeds]
 
@@ -77,20 +78,20 @@ class FollowExpert:
         (any) starts the profile at zero acceleration instead of the logged one."""
         start = time.perf_counter()
         target.validate()
-        comfort = target.rule_params.comfort or DEFAULT_PARAMS.comfort
+        comfort = cast(ComfortParams, target.rule_params.comfort or DEFAULT_PARAMS.comfort)  # (DEFAULT_PARAMS has all)
         a_lim, j_lim = 0.8 * comfort.a_max, 0.8 * comfort.j_max
         v = float(scene.ego.speed[CURRENT_INDEX])
         a = float(scene.ego.acceleration[CURRENT_INDEX, 0]) if warm_start is None else 0.0
         a = float(np.clip(a, -a_lim, a_lim))
-        speeds, limited = [v], 0
+        profile, limited = [v], 0
         for _ in range(self.horizon):
             want = np.clip((target.reference_speed - v) / max(self.dt, 1.0), -a_lim, a_lim)
             new = float(np.clip(want, a - j_lim * self.dt, a + j_lim * self.dt))
             limited += new != want
             a = new
             v = max(0.0, v + a * self.dt)
-            speeds.append(v)
-        speeds = np.asarray(speeds)
+            profile.append(v)
+        speeds = np.asarray(profile)
         distance = np.concatenate([[0.0], np.cumsum(0.5 * (speeds[1:] + speeds[:-1]) * self.dt)])
         points, arc = _path(scene)
         if distance[-1] > arc[-1]:

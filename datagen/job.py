@@ -52,6 +52,7 @@ class DriveDatagenConfig:
     generator_version: str = GENERATOR_VERSION
 
     def validate(self) -> DriveDatagenConfig:
+        """The config itself; ConfigError naming the field when a value is out of range or unknown."""
         if self.n < 1:
             raise ConfigError("n", f"{{field}} must be a positive number of scenes, got {self.n}")
         if self.demos_per_scene < 1:
@@ -101,6 +102,7 @@ class UnitReport:
     resumed: bool = False
 
     def stored(self) -> dict:
+        """The fields the unit record keeps (not the timing of this run)."""
         return {"shard": self.shard, "attempts": self.attempts, "demos": self.demos,
                 "failures": dict(sorted(self.failures.items())), "iterations": self.iterations}
 
@@ -153,16 +155,20 @@ class DriveDatagenJob:
         self.config.validate()
 
     def job_record(self) -> dict[str, object]:
+        """The config as JSON (`DriveDatagenConfig.as_json`)."""
         return self.config.as_json()
 
     def job_defaults(self) -> dict[str, object]:
+        """Empty: every field is in every job file."""
         return {}
 
     @property
     def num_units(self) -> int:
+        """Number of shards."""
         return self.config.shards.num_units
 
     def finished(self, root: Path) -> tuple[dict[int, UnitReport], dict[int, str]]:
+        """Shards an earlier run committed (from their unit records), and those whose files are damaged."""
         done, damaged = {}, {}
         shards = sorted(s for s in completed_shards(root) if s < self.num_units)
         for shard, data in read_unit_records(root, UNIT_DIR, shards).items():
@@ -193,6 +199,7 @@ class DriveDatagenJob:
         return report
 
     def amount(self, report: UnitReport) -> int:
+        """Solve attempts."""
         return report.attempts
 
     def finish(self, root: Path, run) -> JobSummary:
@@ -211,30 +218,38 @@ def total_failures(reports) -> dict[str, int]:
 
 @dataclass
 class JobSummary:
+    """The dataset's info and every shard's report (what `DriveDatagenJob.finish` returns)."""
+
     info: DatasetInfo
     reports: list[UnitReport]
 
     @property
     def scenes(self) -> int:
+        """Source scenes."""
         return self.info.generator_config["n"]
 
     @property
     def demos(self) -> int:
+        """Demos written."""
         return sum(r.demos for r in self.reports)
 
     @property
     def attempts(self) -> int:
+        """Solve attempts."""
         return sum(r.attempts for r in self.reports)
 
     @property
     def failures(self) -> dict[str, int]:
+        """Failures by status over every shard."""
         return total_failures(self.reports)
 
     @property
     def mean_solve_ms(self) -> float:
+        """Mean solve time [ms] over the solves this run timed; NaN with none."""
         solves = sum(r.solves for r in self.reports)
         return sum(r.solve_ms for r in self.reports) / solves if solves else float("nan")
 
     @property
     def mean_iterations(self) -> float:
+        """Mean solver iterations per written demo; NaN with none."""
         return sum(r.iterations for r in self.reports) / self.demos if self.demos else float("nan")

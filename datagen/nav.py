@@ -65,6 +65,7 @@ class NavDatagenConfig:
     generator_version: str = NAV_GENERATOR_VERSION
 
     def validate(self) -> NavDatagenConfig:
+        """The config itself; ConfigError naming the field when a value is out of range or unknown."""
         if self.n < 1:
             raise ConfigError("n", f"{{field}} must be a positive number of trajectories, got {self.n}")
         if self.robot not in ROBOTS:
@@ -85,6 +86,7 @@ class NavDatagenConfig:
 
     @property
     def camera_spec(self) -> CameraSpec:
+        """The camera of `camera` (WxH), `hfov_deg` and `mount_height`."""
         width, height = parse_camera(self.camera)
         return CameraSpec(width, height, self.hfov_deg, self.mount_height)
 
@@ -99,6 +101,7 @@ class NavDatagenConfig:
         return self.world_kinds[w % len(self.world_kinds)], training_world_seed(self.seed, w)
 
     def episode_rng(self, episode: int) -> PortableRandom:
+        """The generator of episode `episode`'s rollout (a pure function of seed and episode)."""
         return PortableRandom(np.random.SeedSequence([int(self.seed), int(episode), 1]))
 
 
@@ -116,6 +119,7 @@ class NavUnitReport:
     resumed: bool = False
 
     def stored(self) -> dict:
+        """The fields the unit record keeps (not the timing of this run)."""
         return {"shard": self.shard, "episodes": self.episodes, "attempts": self.attempts,
                 "trajectories": self.trajectories,
                 "frames": self.frames, "failures": dict(sorted(self.failures.items()))}
@@ -133,16 +137,20 @@ class NavDatagenJob:
         self.config.validate()
 
     def job_record(self) -> dict[str, object]:
+        """The config, world kinds as a list."""
         return {**asdict(self.config), "world_kinds": list(self.config.world_kinds)}
 
     def job_defaults(self) -> dict[str, object]:
+        """Empty: every field is in every job file."""
         return {}
 
     @property
     def num_units(self) -> int:
+        """Number of shards."""
         return self.config.shards.num_units
 
     def finished(self, root: Path) -> tuple[dict[int, NavUnitReport], dict[int, str]]:
+        """Shards an earlier run committed (from their unit records); none is reported damaged."""
         records = read_unit_records(root, UNIT_DIR, sorted(s for s in completed_shards(root) if s < self.num_units))
         done = {shard: NavUnitReport(shard, data["episodes"], data["attempts"], data["trajectories"],
                                      data["frames"], data["failures"], resumed=True)
@@ -172,9 +180,12 @@ class NavDatagenJob:
                 before = report.trajectories
                 for _ in range(MAX_ATTEMPTS):
                     report.attempts += 1
-                    episode = sample_episode(world, robot, rng, f"{config.seed}-{index:07d}")
+                    # `world` is set above on the first index
+                    episode = sample_episode(world, robot, rng,  # type: ignore[arg-type]
+                                             f"{config.seed}-{index:07d}")
                     demo = ("no_episode" if episode is None
-                            else record_demo(world, episode, robot, camera, rng, config.critic_label))
+                            else record_demo(world, episode, robot, camera, rng,  # type: ignore[arg-type]
+                                             config.critic_label))
                     if isinstance(demo, str):
                         report.failures[demo] = report.failures.get(demo, 0) + 1
                         continue
@@ -197,6 +208,7 @@ class NavDatagenJob:
         return report
 
     def amount(self, report: NavUnitReport) -> int:
+        """Episodes done."""
         return report.episodes
 
     def finish(self, root: Path, run) -> NavJobSummary:
@@ -217,20 +229,25 @@ class NavJobSummary:
 
     @property
     def trajectories(self) -> int:
+        """Trajectories in the dataset."""
         return int(self.info["num_episodes"])
 
     @property
     def frames(self) -> int:
+        """Frames in the dataset."""
         return int(self.info["num_frames"])
 
     @property
     def attempts(self) -> int:
+        """Episode attempts over every shard."""
         return sum(r.attempts for r in self.reports)
 
     @property
     def failures(self) -> dict[str, int]:
+        """Failures by reason over every shard."""
         return total_failures(self.reports)
 
     @property
     def new_trajectories(self) -> int:
+        """Trajectories rolled out by this run."""
         return sum(r.trajectories for r in self.reports if r.shard in self.new_units)

@@ -8,6 +8,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def bench_scenes(seconds: float) -> dict[str, float]:
@@ -17,7 +18,8 @@ def bench_scenes(seconds: float) -> dict[str, float]:
     from scenes.synthetic import SYNTHETIC_SCENARIOS, generate_scene, scene_seed
 
     generate_scene(scene_seed("train", 0, 0), "train")  # warm caches and imports
-    scenes, start = [], time.perf_counter()
+    scenes: list[Any] = []
+    start = time.perf_counter()
     while time.perf_counter() - start < seconds or len(scenes) < len(SYNTHETIC_SCENARIOS):
         i = len(scenes)
         scenario = SYNTHETIC_SCENARIOS[i % len(SYNTHETIC_SCENARIOS)]
@@ -157,7 +159,8 @@ def bench_startup(seconds: float) -> dict[str, float]:
     exe = Path(sys.executable).parent / "diffplan"
     figures = {}
     for name, args in (("help", ["--help"]), ("version", ["--version"])):
-        times, start = [], time.perf_counter()
+        times: list[float] = []
+        start = time.perf_counter()
         while len(times) < 5 or time.perf_counter() - start < seconds / 2:
             began = time.perf_counter()
             subprocess.run([str(exe), *args], check=True, capture_output=True)

@@ -56,7 +56,7 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
         yield
     except ConfigError as error:
         raise fail(error.as_option()) from None
-    except (DiffplanError, *extra) as error:
+    except (DiffplanError, *extra) as error:  # type: ignore[misc]  # mypy does not take a starred tuple here
         raise fail(str(error)) from None
     except KeyboardInterrupt:
         stderr.print("[yellow]interrupted[/]: committed units are kept; rerun with --resume to continue")
@@ -71,6 +71,7 @@ class RateColumn(ProgressColumn):
         self.unit = unit
 
     def render(self, task: Task) -> Text:
+        """The task's rate, e.g. ' 37.2 scenes/s' (its finished speed once done); dashes before it has one."""
         speed = task.finished_speed or task.speed
         return Text(f"{speed:6.1f} {self.unit}/s" if speed else f"   -- {self.unit}/s", style="cyan")
 
@@ -90,7 +91,8 @@ def count_done_before(bar: Progress, task: TaskID, amount: float) -> None:
     would otherwise read hundreds of thousands per second). Call it before this run's own work."""
     if amount:
         current = next(t for t in bar.tasks if t.id == task)
-        bar.reset(task, total=current.total, completed=current.completed + amount,
+        # (rich keeps `completed` as a float; `reset` is annotated int)
+        bar.reset(task, total=current.total, completed=current.completed + amount,  # type: ignore[arg-type]
                   description=current.description)
 
 
@@ -107,18 +109,22 @@ class LogLines(Progress):
         self._done_before: dict[TaskID, float] = {}  # work an earlier run finished, left out of the rate
 
     def reset(self, task_id: TaskID, **fields) -> None:
+        """Reset the task; a `completed` given here is work done before this run (left out of the rate)."""
         super().reset(task_id, **fields)
         self._done_before[task_id] = fields.get("completed", 0)
 
     def update(self, task_id: TaskID, **fields) -> None:
+        """Update the task, then write the lines if `interval` has passed."""
         super().update(task_id, **fields)
         self._maybe_log()
 
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        """Advance the task, then write the lines if `interval` has passed."""
         super().advance(task_id, advance)
         self._maybe_log()
 
     def stop(self) -> None:
+        """Write the final lines, then stop."""
         self.log_lines()
         super().stop()
 
@@ -161,16 +167,20 @@ class JobBar:
         self.bar, self.task, self.describe = bar, task, describe
 
     def done_before(self, amount: int) -> None:
+        """Count `amount` items an earlier run finished (`count_done_before`)."""
         count_done_before(self.bar, self.task, amount)
 
     def advance(self, amount: int) -> None:
+        """Count `amount` items done now."""
         self.bar.advance(self.task, amount)
 
     def unit_report(self, report: object) -> None:
+        """Show `describe(report)` as the bar's description, when it gives one."""
         if self.describe is not None and (description := self.describe(report)):
             self.bar.update(self.task, description=description)
 
     def warn(self, message: str) -> None:
+        """Print `warning: message` on stderr."""
         stderr.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 

@@ -46,6 +46,7 @@ class RunOptions:
     resume: bool = False
 
     def validate(self) -> RunOptions:
+        """The options themselves; ConfigError naming the option when workers < 1 or Ray is not installed."""
         if self.ray is None and self.workers < 1:
             raise ConfigError("workers", f"{{field}} must be positive, got {self.workers}")
         if self.ray is not None:
@@ -75,13 +76,17 @@ class UnitJob(Protocol[ReportT]):
         ...
 
     @property
-    def num_units(self) -> int: ...
+    def num_units(self) -> int:
+        """Number of units; they are numbered 0 .. num_units - 1."""
+        ...
 
     def finished(self, root: Path) -> tuple[dict[int, ReportT], dict[int, str]]:
         """Units an earlier run committed, and {unit: why} of committed units whose files are damaged."""
         ...
 
-    def run_unit(self, root: Path, unit: int, on_item: Callable[[ReportT], None]) -> ReportT: ...
+    def run_unit(self, root: Path, unit: int, on_item: Callable[[ReportT], None]) -> ReportT:
+        """Compute and commit unit `unit` (see the class docstring); its report."""
+        ...
 
     def amount(self, report: ReportT) -> int:
         """Items a (partial) report counts for progress."""
@@ -95,13 +100,21 @@ class UnitJob(Protocol[ReportT]):
 class JobProgress(Protocol):
     """What a job reports while it runs (diffplan.console.JobBar draws it)."""
 
-    def done_before(self, amount: int) -> None: ...
+    def done_before(self, amount: int) -> None:
+        """Count `amount` items that an earlier run committed."""
+        ...
 
-    def advance(self, amount: int) -> None: ...
+    def advance(self, amount: int) -> None:
+        """Count `amount` items done by this run."""
+        ...
 
-    def unit_report(self, report: Any) -> None: ...
+    def unit_report(self, report: Any) -> None:
+        """A unit's report, once it is committed (or found committed)."""
+        ...
 
-    def warn(self, message: str) -> None: ...
+    def warn(self, message: str) -> None:
+        """Show a warning (e.g. a damaged unit that runs again)."""
+        ...
 
 
 @dataclass
@@ -276,7 +289,7 @@ def _on_ray(job: UnitJob[ReportT], root: Path, todo: list[int], address: str) ->
             ray.init(address=address, log_to_driver=False)
     pending: dict = {}
     try:
-        task = ray.remote(_unit_in_worker)
+        task: Any = ray.remote(_unit_in_worker)  # a ray RemoteFunction
         pending = {task.remote(job, str(root), unit): unit for unit in todo}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

@@ -13,6 +13,11 @@ import typing
 
 import numpy as np
 
+if typing.TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Record = typing.TypeVar("_Record", bound="DataclassInstance")  # a result dataclass
+
 
 def to_json(value: object) -> object:
     """A JSON-able copy of a result dataclass, array, enum or plain value."""
@@ -32,7 +37,7 @@ def array_from_json(body: dict) -> np.ndarray:
     return np.asarray(body["values"], dtype=np.float64).reshape(body["shape"])
 
 
-def from_json(kind: type, body: dict) -> object:
+def from_json(kind: type[_Record], body: dict) -> _Record:
     """The dataclass of `kind` that `to_json` wrote (arrays, enums and nested dataclasses by field type)."""
     hints = typing.get_type_hints(kind)
     values = {}
@@ -43,6 +48,6 @@ def from_json(kind: type, body: dict) -> object:
         elif isinstance(hint, type) and issubclass(hint, enum.Enum):
             raw = hint(raw)
         elif dataclasses.is_dataclass(hint):
-            raw = from_json(hint, raw)
+            raw = from_json(hint, raw)  # type: ignore[arg-type]  # a field's hint: a dataclass type
         values[field.name] = raw
     return kind(**values)

@@ -49,10 +49,12 @@ class ReferenceCache:
         self.entries = dict(entries or {})
 
     def get(self, scene_id: str, digest: str) -> np.ndarray | None:
+        """The cached states of `scene_id`, if cached for this scene hash `digest`; else None."""
         hit = self.entries.get(scene_id)
         return hit[1] if hit is not None and hit[0] == digest else None
 
     def put(self, scene_id: str, digest: str, states: np.ndarray) -> None:
+        """Cache `states` for `scene_id` with scene hash `digest`."""
         self.entries[scene_id] = (digest, states)
 
     @classmethod

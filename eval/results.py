@@ -42,14 +42,17 @@ class SceneResult(SubMetrics[float]):
 
     @property
     def failed(self) -> bool:
+        """Whether the scene failed (it has an error message)."""
         return bool(self.error)
 
     @classmethod
     def from_scores(cls, index: int, scene_id: str, scenario_type: str, scores: ProposalScores, row: int,
                     **extra) -> SceneResult:
+        """The result of proposal `row` of `scores`; `extra`: more fields (error, latency_ms, plan, ...)."""
         values = {key: float(getattr(scores, key)[row]) for key in (*SubMetrics.NAMES, "score", "raw_progress",
                                                                        "reference_progress")}
-        return cls(index=index, scene_id=scene_id, scenario_type=scenario_type, **values, **extra)
+        return cls(index=index, scene_id=scene_id, scenario_type=scenario_type,
+                   **values, **extra)  # type: ignore[arg-type]  # (values: the float fields, by name)
 
     def csv_row(self) -> dict[str, object]:
         """Flat values for the per-scene CSV, in CSV_COLUMNS order (arrays left out)."""
@@ -68,6 +71,7 @@ class Summary(SubMetrics[float]):
 
     @property
     def is_v2(self) -> bool:
+        """Whether the metric is EPDMS (NAVSIM v2)."""
         return self.metric == MetricVersion.EPDMS_V2.value
 
     @classmethod
@@ -78,7 +82,8 @@ class Summary(SubMetrics[float]):
         keys = cls.JSON_KEYS
         values = {name: body.get(keys[name], 1.0) if name in cls.V2_ONLY else body[keys[name]]
                   for name in cls.SUMMARY_ORDER}
-        return cls(**counts, dropped_failed=False, score=body.get("pdms", body.get("epdms")), **values)
+        return cls(**counts, dropped_failed=False,  # (a summary.json has pdms or epdms)
+                   score=body.get("pdms", body.get("epdms")), **values)  # type: ignore[arg-type]
 
     def as_json(self) -> dict[str, object]:
         """The `--json` line: metric, counts, sub-metric means (SubMetrics.summary_names, under their JSON keys)

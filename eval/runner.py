@@ -130,22 +130,28 @@ class NavsimEvaluation:
     command: ClassVar[str] = "diffplan eval navsim"
 
     def job_record(self) -> dict[str, object]:
+        """Planner (and its fingerprint), dataset, metric, reactivity, seed and scenes: what a resumed run
+        must match."""
         return {"planner": self.config.planner, "planner_fingerprint": self.planner_fingerprint,
                 "dataset": str(Path(self.dataset).resolve()), "metric": self.config.version.value,
                 "reactive_agents": self.config.reactive_agents, "seed": self.config.seed,
                 "scenes": list(self.indices), "chunk_size": self.chunk_size}
 
     def job_defaults(self) -> dict[str, object]:
+        """Empty: every field is in every job file."""
         return {}
 
     @property
     def num_units(self) -> int:
+        """Number of chunks."""
         return -(-len(self.indices) // self.chunk_size)
 
     def chunk(self, unit: int) -> list[int]:
+        """The dataset indices of unit `unit`'s scenes."""
         return list(self.indices[unit * self.chunk_size:(unit + 1) * self.chunk_size])
 
     def finished(self, root: Path) -> tuple[dict[int, ChunkOutput], dict[int, str]]:
+        """Chunks an earlier run committed (their outputs), and those whose unit record is unreadable."""
         done, damaged = {}, {}
         for unit, body in read_unit_records(root, UNIT_DIR, range(self.num_units)).items():
             try:
@@ -155,12 +161,14 @@ class NavsimEvaluation:
         return done, damaged
 
     def run_unit(self, root: Path, unit: int, on_item: Callable[[ChunkOutput], None]) -> ChunkOutput:
+        """Evaluate chunk `unit`, then commit its results and new references; its output."""
         output = evaluate_chunk(self.dataset, self.chunk(unit), self.config,
                                 lambda result: on_item(ChunkOutput([result], {})))
         write_unit_record(Path(root), UNIT_DIR, unit, _chunk_to_json(output))
         return output
 
     def amount(self, report: ChunkOutput) -> int:
+        """Scenes evaluated."""
         return len(report.results)
 
     def finish(self, root: Path, run) -> list[SceneResult]:

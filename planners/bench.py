@@ -39,6 +39,7 @@ def drive_observation() -> DriveObservation:
 
 
 def drive_case(name: str) -> Callable[[], tuple[Planner, Any]]:
+    """A case that loads planner `name` and one driving observation."""
     return lambda: (load(name), drive_observation())
 
 

@@ -1,11 +1,15 @@
 """Learned-planner checkpoints: a folder with `model.safetensors` and `config.json`, or one file.
 
     model.safetensors  every weight and normaliser buffer (the model's state_dict), on CPU
-    config.json        {"format", "planner", "model" (constructor hyperparameters), "spec" (features and
-                        targets), "diffplan_version"}
+    config.json        {"format", "planner", "model" (the model's config dataclass, `ModelConfig.to_json`),
+                        "spec" (features and targets), "diffplan_version"}
 
 A single-file checkpoint `NAME.safetensors` (`export_single_file`) holds the same weights and the same
 config JSON under the safetensors metadata key "diffplan_config". `load_checkpoint` reads either.
+
+"model" holds every field of the model's config (planners.learned.config) under its name, as the constructor
+keywords of earlier versions did; `ModelConfig.from_json` reads it back (lists as tuples, ints in float fields
+as floats; a field missing from an older checkpoint takes its default).
 
 `save_checkpoint` writes a temporary sibling folder and renames it into place, and `export_single_file` a
 temporary sibling file, so a reader never sees a half-written checkpoint.
@@ -35,6 +39,7 @@ class CheckpointError(UnknownPlannerError):
 
 
 def diffplan_version() -> str:
+    """The installed diffplan's version, "unknown" when it is not installed."""
     try:
         return metadata.version("diffplan")
     except metadata.PackageNotFoundError:
@@ -43,15 +48,13 @@ def diffplan_version() -> str:
 
 def save_checkpoint(planner: Planner, folder: Path | str) -> Path:
     """Write `planner` (a LearnedPlanner) to `folder`, replacing any checkpoint there. Returns the folder."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     config, state = checkpoint_contents(planner)
     folder.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     temp.chmod(0o755)
     try:
-        save_file(state, str(temp / WEIGHTS), metadata={"planner": planner.name})
+        (temp / WEIGHTS).write_bytes(safetensors_bytes(state, {"planner": planner.name}))
         (temp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
@@ -66,6 +69,24 @@ def save_checkpoint(planner: Planner, folder: Path | str) -> Path:
     return folder
 
 
+def safetensors_bytes(state: dict[str, Any], metadata: dict[str, str]) -> bytes:
+    """`state` (name -> CPU tensor) and `metadata` as safetensors bytes, the same for the same inputs.
+
+    safetensors writes its metadata map in a random order; the header is rewritten with the metadata keys
+    sorted (same length, same data offsets), so equal weights give equal files.
+    """
+    from safetensors.torch import save
+
+    raw = save(state, metadata=metadata)
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + size])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > size:  # cannot happen for safetensors' compact JSON; keep its bytes rather than fail
+        return raw
+    return raw[:8] + text.ljust(size) + raw[8 + size:]
+
+
 def checkpoint_contents(planner: Planner) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config, CPU state_dict) of a LearnedPlanner."""
     from planners.learned import LearnedPlanner
@@ -73,7 +94,8 @@ def checkpoint_contents(planner: Planner) -> tuple[dict[str, Any], dict[str, Any
     if not isinstance(planner, LearnedPlanner):
         raise CheckpointError(f"planner {planner.name!r} has no weights to save")
     model = planner.model
-    config = {"format": FORMAT, "planner": planner.name, "model": model.config, "spec": model.spec(),
+    config = {"format": FORMAT, "planner": planner.name, "model": model.config.to_json(),
+              "spec": model.spec(),
               "diffplan_version": diffplan_version()}
     state = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
     return config, state
@@ -82,8 +104,6 @@ def checkpoint_contents(planner: Planner) -> tuple[dict[str, Any], dict[str, Any
 def export_single_file(planner: Planner, path: Path | str) -> Path:
     """Write `planner` (a LearnedPlanner) as one `.safetensors` file, the config JSON in its metadata.
     Replaces `path` atomically; returns it."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: a single-file checkpoint must end in .safetensors")
@@ -91,7 +111,8 @@ def export_single_file(planner: Planner, path: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        save_file(state, str(temp), metadata={"planner": planner.name, METADATA_KEY: json.dumps(config, sort_keys=True)})
+        metadata = {"planner": planner.name, METADATA_KEY: json.dumps(config, sort_keys=True)}
+        temp.write_bytes(safetensors_bytes(state, metadata))
         temp.chmod(0o644)
         os.replace(temp, path)
     finally:
@@ -122,6 +143,7 @@ def read_single_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def check_config(config: Any, where: Path) -> dict[str, Any]:
+    """`config` if it is a dict of this diffplan's checkpoint format; CheckpointError otherwise."""
     if not isinstance(config, dict) or not {"format", "planner", "model"} <= set(config):
         raise CheckpointError(f"{where}: expected config keys format, planner, model")
     if config["format"] != FORMAT:
@@ -130,6 +152,7 @@ def check_config(config: Any, where: Path) -> dict[str, Any]:
 
 
 def read_config(folder: Path) -> dict[str, Any]:
+    """The checked config.json of checkpoint folder `folder` (which must also hold the weights)."""
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: not a checkpoint folder")
     for name in (CONFIG, WEIGHTS):
@@ -166,16 +189,22 @@ def build_planner(config: dict[str, Any], state: dict[str, Any], folder: Path) -
     """The planner a checked config names, with weights `state`; CheckpointError if they do not fit."""
     import torch
 
-    from planners.learned import LearnedPlanner
+    from planners.learned import LearnedPlanner, ModelConfigError
 
     name = config["planner"]
     cls = planner_class(name)
-    if cls is None or not issubclass(cls, LearnedPlanner):
+    if not (isinstance(cls, type) and issubclass(cls, LearnedPlanner)):
         raise CheckpointError(f"{folder}: unknown learned planner {name!r}")
+    if not isinstance(config["model"], dict):
+        raise CheckpointError(f"{folder}: its model config is not a JSON object")
     try:
-        planner = cls(**config["model"])
+        model_config = cls.model_class.config_class.from_json(config["model"])
+    except ModelConfigError as error:
+        raise CheckpointError(f"{folder}: bad model config for {name}: {error.problem}") from None
+    try:
+        planner = cls(config=model_config)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{folder}: bad hyperparameters for {name}: {error}") from None
+        raise CheckpointError(f"{folder}: model config does not build a {name}: {error}") from None
     if config.get("spec") != planner.model.spec():
         raise CheckpointError(f"{folder}: its feature/target spec differs from this diffplan's {name}")
     expected = planner.model.state_dict()

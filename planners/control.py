@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -104,9 +104,13 @@ def point_at(path: np.ndarray, stations: np.ndarray) -> np.ndarray:
 class Tracker(Protocol):
     """Maps the current pose (3,) and a world-frame path (P, 2) to a control (v, omega) within limits."""
 
-    def reset(self) -> None: ...
+    def reset(self) -> None:
+        """Forget any state of the previous episode."""
+        ...
 
-    def control(self, pose: np.ndarray, path: np.ndarray) -> np.ndarray: ...
+    def control(self, pose: np.ndarray, path: np.ndarray) -> np.ndarray:
+        """The control (v [m/s], omega [rad/s]) from `pose` (3,) along `path` (P, 2)."""
+        ...
 
 
 @dataclass
@@ -127,6 +131,7 @@ class PurePursuit:
         """Pure pursuit keeps no state."""
 
     def control(self, pose: np.ndarray, path: np.ndarray) -> np.ndarray:
+        """The control (v [m/s], omega [rad/s]) pursuing the look-ahead point on `path`; zeros at its end."""
         pose = np.asarray(pose, dtype=np.float64)
         station, total = project_onto_path(pose[:2], path)
         remaining = total - station
@@ -168,7 +173,7 @@ class MPCTracker:
         controls = casadi.SX.sym("u", 2, horizon)
         params = casadi.SX.sym("p", 3 + 2 * n_ref)
         x, y, yaw = params[0], params[1], params[2]
-        cost = 0
+        cost: casadi.SX | float = 0
         q = MPC_STATE_WEIGHTS
         r = MPC_CONTROL_WEIGHTS
         for k in range(horizon):
@@ -179,14 +184,16 @@ class MPCTracker:
                 j = int(np.searchsorted(self.reference_steps, k + 1))
                 cost += q[0] * (x - params[3 + 2 * j]) ** 2 + q[1] * (y - params[4 + 2 * j]) ** 2
         nlp = {"x": casadi.reshape(controls, -1, 1), "p": params, "f": cost}
-        options = {"print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes", "ipopt.max_iter": 100,
-                   "ipopt.tol": 1e-6, "ipopt.warm_start_init_point": "yes"}
+        options: dict[str, Any] = {"print_time": False, "ipopt.print_level": 0, "ipopt.sb": "yes",
+                                   "ipopt.max_iter": 100, "ipopt.tol": 1e-6,
+                                   "ipopt.warm_start_init_point": "yes"}
         self._solver = casadi.nlpsol("navdp_mpc", "ipopt", nlp, options)
         self._lower = np.tile([0.0, -robot.omega_max], horizon)
         self._upper = np.tile([robot.v_max, robot.omega_max], horizon)
         self.reset()
 
     def reset(self) -> None:
+        """Forget the warm start."""
         self._guess = np.zeros(2 * self.horizon)
 
     def references(self, pose: np.ndarray, path: np.ndarray) -> np.ndarray:
@@ -195,6 +202,8 @@ class MPCTracker:
         return point_at(path, station + self.speed * self.dt * self.reference_steps)
 
     def control(self, pose: np.ndarray, path: np.ndarray) -> np.ndarray:
+        """The first control (v [m/s], omega [rad/s]) of the MPC solution towards the references on `path`;
+        zeros at its end."""
         pose = np.asarray(pose, dtype=np.float64)
         if float(np.linalg.norm(np.asarray(path)[-1, :2] - pose[:2])) < ARRIVED_DISTANCE:
             self._guess[:] = 0.0

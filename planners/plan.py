@@ -27,6 +27,7 @@ class PlanSpec:
 
     @property
     def horizon_s(self) -> float:
+        """Time [s] the poses span."""
         return self.num_poses * self.dt
 
 

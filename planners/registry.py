@@ -13,12 +13,12 @@ from scenes.errors import DiffplanError
 _REGISTRY: dict[str, Callable[[], Planner]] = {}
 # Every built-in planner's module: registered on first use, so `import planners` stays light (no torch,
 # no scipy.signal).
-_LAZY: dict[str, str] = {"constant-velocity": "planners.baselines", "human": "planners.baselines",
+_LAZY: dict[str, str] = {"constant-velocity": "planners.drive_reference", "human": "planners.drive_reference",
                          "pdm-closed": "planners.pdm.closed", "ego-mlp": "planners.learned", "diffusiondrive": "planners.learned",
                          "diffusion-policy": "planners.learned", "regression": "planners.learned",
                          "navdp": "planners.navdp",
-                         "expert": "planners.nav_baselines", "go-to-goal": "planners.nav_baselines",
-                         "dwa": "planners.nav_baselines"}
+                         "expert": "planners.nav_rule_based", "go-to-goal": "planners.nav_rule_based",
+                         "dwa": "planners.nav_rule_based"}
 
 
 class UnknownPlannerError(DiffplanError, ValueError):
@@ -43,6 +43,7 @@ def register_planner(name: str) -> Callable[[type[Planner]], type[Planner]]:
 
 
 def available_planners() -> list[str]:
+    """Every registered or lazily registered planner name, sorted."""
     return sorted(set(_REGISTRY) | set(_LAZY))
 
 

@@ -1,4 +1,8 @@
-"""Training learned planners with Lightning: a thin LightningModule and `train(...)`.
+"""Training learned planners with Lightning: a thin LightningModule and `train(name, data, out, config,
+model)`.
+
+`TrainConfig` says how to train (epochs, batch size, lr, Lightning's settings, ...); the model's
+hyperparameters are its own config dataclass (planners.learned.config), e.g. `DiffusionDriveConfig`.
 
 The only module in `planners` that imports Lightning; models stay plain `nn.Module`s. A run folder holds
     checkpoint/      the exported planner (model.safetensors + config.json), what `planners.load` reads
@@ -10,25 +14,144 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
+import math
 import sys
+from collections.abc import Mapping, Sized
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from planners.base import Planner
 from planners.checkpoint import CheckpointError, export_single_file, load_checkpoint, save_checkpoint
-from planners.learned import LearnedPlanner, PlanningModel
+from planners.learned import LearnedPlanner, ModelConfig, PlanningModel
 from planners.registry import load, planner_class
-from scenes.errors import DiffplanError
+from scenes.errors import ConfigError, DiffplanError
 
 NORMALISER_SAMPLES = 4096  # scenes read to fit the normalisers
 
 
 class TrainingError(DiffplanError, ValueError):
-    """Bad training input (not a learned planner, bad numbers, empty split, nothing to resume)."""
+    """Bad training input (not a learned planner, empty split, nothing to resume, a bad init checkpoint)."""
+
+
+class TrainConfigError(TrainingError, ConfigError):
+    """A `TrainConfig` field has a bad value; the message names the field."""
+
+
+SEED_RANGE = (0, 2 ** 32 - 1)  # what numpy (and so Lightning's seed_everything) accepts
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a learned planner (its model's hyperparameters are the model's own config).
+
+    Attributes:
+        epochs: passes over the training scenes.
+        batch_size: scenes per optimiser step.
+        lr: learning rate; None takes the model's `default_lr` (DiffusionDrive and its baselines 6e-4), else
+            1e-4.
+        max_steps: stop after this many optimiser steps (None: no limit).
+        max_minutes: stop after this much fitting time [min] (None: no limit; not reproducible across
+            machines).
+        split: the dataset split to train on; None for every scene.
+        devices, num_nodes, strategy, accelerator, precision: Lightning Trainer settings (devices: "auto", a
+            count, or a tuple of device ids; strategy e.g. "ddp"; precision e.g. "bf16-mixed").
+        num_workers: DataLoader worker processes.
+        in_memory: build every item's features and targets once and keep them (tensors or NamedTuples).
+        resume: continue from `out`/lightning/last.ckpt (model, optimiser, epoch).
+        seed: seeds shuffling, workers and training noise (0 .. 2^32 - 1).
+        export: also write the planner as this one `.safetensors` file.
+        init: fine-tune from this checkpoint folder or `.safetensors` file of the same planner, keeping its
+            normalisers and model config.
+        progress: draw a progress bar (Rich in a terminal, else tqdm lines).
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float | None = None
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    split: str | None = "train"
+    devices: int | str | tuple[int, ...] = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    accelerator: str = "auto"
+    precision: str = "32-true"
+    num_workers: int = 0
+    in_memory: bool = False
+    resume: bool = False
+    seed: int = 0
+    export: Path | None = None
+    init: Path | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("export", "init"):  # paths may be given as strings
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        if isinstance(self.devices, list):
+            object.__setattr__(self, "devices", tuple(self.devices))
+
+    def validate(self) -> TrainConfig:
+        """Self, or TrainConfigError naming the first bad field."""
+        for name, low in (("epochs", 1), ("batch_size", 1), ("num_nodes", 1), ("num_workers", 0)):
+            check_int(name, getattr(self, name), low)
+        if self.max_steps is not None:
+            check_int("max_steps", self.max_steps, 1)
+        for name in ("lr", "max_minutes"):
+            value = getattr(self, name)
+            if value is not None and not (is_number(value) and math.isfinite(value) and value > 0):
+                raise config_error(name, f"must be positive, got {value!r}")
+        check_int("seed", self.seed, SEED_RANGE[0], SEED_RANGE[1])
+        if self.split is not None and not (isinstance(self.split, str) and self.split):
+            raise config_error("split", f"must be a split name or None, got {self.split!r}")
+        self.check_devices()
+        for name in ("strategy", "accelerator", "precision"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise config_error(name, f"must be a non-empty string, got {getattr(self, name)!r}")
+        for name in ("in_memory", "resume", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise config_error(name, f"must be True or False, got {getattr(self, name)!r}")
+        if self.export is not None and self.export.suffix != ".safetensors":
+            raise config_error("export", f"{self.export}: expected a .safetensors file")
+        return self
+
+    def check_devices(self) -> None:
+        """TrainConfigError unless `devices` is "auto" (or another name), a count or device ids."""
+        devices = self.devices
+        if isinstance(devices, tuple):
+            ok = bool(devices) and all(is_number(d) and isinstance(d, int) and d >= 0 for d in devices)
+        elif isinstance(devices, int) and not isinstance(devices, bool):
+            ok = devices == -1 or devices >= 1
+        else:
+            ok = isinstance(devices, str) and bool(devices.strip())
+        if not ok:
+            raise config_error("devices", f"{devices!r}: expected 'auto', a count (-1: all) or a "
+                                              "tuple of device ids")
+
+
+def is_number(value: Any) -> bool:
+    """Whether `value` is an int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """TrainConfigError unless field `name` is an int in [low, high]."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise config_error(name, f"must be an integer, got {value!r}")
+    if value < low or high is not None and value > high:
+        bounds = f"in {low} .. {high}" if high is not None else "positive" if low == 1 else f"{low} or more"
+        raise config_error(name, f"must be {bounds}, got {value!r}")
+
+
+def config_error(name: str, problem: str) -> TrainConfigError:
+    """TrainConfigError "<name> <problem>" (on the command line "--<name> <problem>")."""
+    return TrainConfigError(name, "{field} " + problem.replace("{", "{{").replace("}", "}}"))
 
 
 class PlanningModule(L.LightningModule):
@@ -39,9 +162,11 @@ class PlanningModule(L.LightningModule):
         self.model, self.lr, self.total_steps = model, lr, total_steps
 
     def forward(self, features: Any) -> torch.Tensor:
+        """The model's plans for batched features."""
         return self.model(features)
 
     def training_step(self, batch: tuple[Any, Any], batch_idx: int) -> torch.Tensor:
+        """The model's loss on one batch; logs it and its diagnostics."""
         features, targets = batch
         loss, logs = self.model.loss(features, targets)
         size = len(targets)
@@ -50,6 +175,7 @@ class PlanningModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> Any:
+        """The model's optimiser and per-step schedule over the run's optimiser steps."""
         total_steps = self.total_steps
         if self._trainer is not None:  # optimiser steps of the whole run, per process (DDP shards the data)
             total_steps = max(1, int(self.trainer.estimated_stepping_batches))
@@ -59,102 +185,92 @@ class PlanningModule(L.LightningModule):
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def train(
-    name: str,
-    data: Path | str,
-    out: Path | str,
-    epochs: int = 10,
-    batch_size: int = 64,
-    lr: float | None = 1e-4,
-    devices: int | str = "auto",
-    precision: str = "32-true",
-    resume: bool = False,
-    seed: int = 0,
-    num_workers: int = 0,
-    split: str | None = "train",
-    accelerator: str = "auto",
-    progress: bool = False,
-    in_memory: bool = False,
-    num_nodes: int = 1,
-    strategy: str = "auto",
-    hyperparameters: dict[str, Any] | None = None,
-    export: Path | str | None = None,
-    max_steps: int | None = None,
-    max_minutes: float | None = None,
-    init: Path | str | None = None,
-) -> Path:
-    """Train planner `name` on the scenes of dataset `data` (one split); returns `out`/checkpoint.
+def train(name: str, data: Path | str, out: Path | str, config: TrainConfig = TrainConfig(),
+          model: ModelConfig | Mapping[str, Any] | None = None) -> Path:
+    """Train planner `name` on the scenes of dataset `data` (one split) as `config` says; returns
+    `out`/checkpoint.
 
-    With `resume`, training continues from `out`/lightning/last.ckpt (model, optimiser, epoch). With
-    `in_memory`, features and targets are built once and kept (tensors or NamedTuples of tensors).
-    `lr=None` takes the model's `default_lr` (e.g. DiffusionDrive's 6e-4), else 1e-4. `devices`,
-    `num_nodes`, `strategy` (e.g. "ddp") and `precision` (e.g. "bf16-mixed") go to Lightning's Trainer.
-    `max_steps` and `max_minutes` end training early (optimiser steps; wall-clock minutes of fitting).
-    With `export`, the planner is also written as one `.safetensors` file there. Under DDP only global
-    rank 0 writes; the other ranks wait for it. With `init` (a checkpoint folder or `.safetensors` file of
-    planner `name`), training fine-tunes its weights and keeps its normalisers and hyperparameters.
+    `model` is the model's config (e.g. a DiffusionDriveConfig), or typed values of some of its fields over
+    its defaults ({"d_model": 64}); None: the defaults. It excludes `config.init`, whose checkpoint fixes the
+    model config. Under DDP only global rank 0 writes; the other ranks wait for it.
     """
-    if init is not None:
-        planner = _initial(name, init, hyperparameters)
+    config = config.validate()
+    L.seed_everything(config.seed, workers=True, verbose=False)  # before the model: `seed` fixes its init
+    planner: Planner
+    if config.init is not None:
+        planner = _initial(name, config.init, model)
     else:
-        planner = load(name) if not hyperparameters else _build(name, hyperparameters)
+        planner = load(name) if not model else _build(name, model)
     if not isinstance(planner, LearnedPlanner):
         raise TrainingError(f"planner {name!r} is not a learned planner; it has nothing to train")
-    if lr is None:
-        lr = float(getattr(planner.model, "default_lr", 1e-4))
-    if epochs < 1 or batch_size < 1 or lr <= 0 or num_workers < 0 or num_nodes < 1:
-        raise TrainingError("epochs, batch size and num_nodes must be positive, lr > 0 and num_workers >= 0")
+    lr = config.lr if config.lr is not None else float(getattr(planner.model, "default_lr", 1e-4))
+    epochs, max_steps, num_workers = config.epochs, config.max_steps, config.num_workers
     out = Path(out)
     last = out / "lightning" / "last.ckpt"
-    if resume and not last.is_file():
+    if config.resume and not last.is_file():
         raise TrainingError(f"resume: {last} does not exist")
-    L.seed_everything(seed, workers=True, verbose=False)
-    model = planner.model
-    dataset: Dataset = model.training_dataset(data, split)
-    if len(dataset) == 0:
-        raise TrainingError(f"{data}: no scenes in split {split!r}")
-    if not resume and init is None:  # resuming or fine-tuning keeps the normalisers with the weights
-        sample = Subset(dataset, range(min(len(dataset), NORMALISER_SAMPLES)))
+    planning_model = planner.model
+    dataset: Dataset = planning_model.training_dataset(data, config.split)
+    if len(cast(Sized, dataset)) == 0:
+        raise TrainingError(f"{data}: no scenes in split {config.split!r}")
+    if not config.resume and config.init is None:  # resuming or fine-tuning keeps the normalisers
+        sample = Subset(dataset, range(min(len(cast(Sized, dataset)), NORMALISER_SAMPLES)))
         try:
-            model.fit_normalisers(DataLoader(sample, batch_size=256, num_workers=num_workers))
+            planning_model.fit_normalisers(DataLoader(sample, batch_size=256, num_workers=num_workers))
         except ValueError as error:  # e.g. fewer scenes than anchors, a bad anchors file
             raise TrainingError(str(error).splitlines()[0]) from None
     collate = None
-    if in_memory:
+    if config.in_memory:
         dataset = materialise(dataset, num_workers)
         num_workers, collate = 0, TensorTreeDataset.collate
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                        persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed),
-                        collate_fn=collate)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=num_workers,
+                        persistent_workers=num_workers > 0,
+                        generator=torch.Generator().manual_seed(config.seed), collate_fn=collate)
     loggers: list[Any] = [L.pytorch.loggers.CSVLogger(out, name="logs")]  # a new logs/version_N per run
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(L.pytorch.loggers.TensorBoardLogger(out, name="logs", version=loggers[0].version))
     saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "lightning", save_last=True, save_top_k=0)
     callbacks: list[Any] = [saver]
-    if progress:
+    if config.progress:
         callbacks.append(progress_callback(sys.stderr.isatty()))
+    devices = list(config.devices) if isinstance(config.devices, tuple) else config.devices
     try:
         trainer = L.Trainer(
             max_epochs=epochs, max_steps=max_steps or -1,
-            max_time=datetime.timedelta(minutes=max_minutes) if max_minutes else None,
-            accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-            precision=precision, logger=loggers,
-            callbacks=callbacks, deterministic=True, default_root_dir=out, enable_progress_bar=progress,
+            max_time=datetime.timedelta(minutes=config.max_minutes) if config.max_minutes else None,
+            accelerator=config.accelerator, devices=devices, num_nodes=config.num_nodes,
+            strategy=config.strategy, precision=cast(Any, config.precision), logger=loggers,  # Lightning checks it
+            callbacks=callbacks, deterministic=True, default_root_dir=out,
+            enable_progress_bar=config.progress,
             enable_model_summary=False, log_every_n_steps=max(1, min(50, len(loader))),
         )
     except (MisconfigurationException, ValueError, ImportError) as error:  # bad accelerator, devices or precision
         raise TrainingError(str(error).splitlines()[0]) from None
-    model.train()
+    planning_model.train()
     total_steps = min(epochs * len(loader), max_steps or epochs * len(loader))
-    trainer.fit(PlanningModule(model, lr, total_steps), loader, ckpt_path=last if resume else None)
-    planner.model = model.cpu().eval()
+    trainer.fit(PlanningModule(planning_model, lr, total_steps), loader,
+                ckpt_path=last if config.resume else None)
+    planner.model = planning_model.cpu().eval()
     folder = out / "checkpoint"
     if trainer.is_global_zero:
         save_checkpoint(planner, folder)
-        if export is not None:
-            export_single_file(planner, export)
+        if config.export is not None:
+            export_single_file(planner, config.export)
     trainer.strategy.barrier("diffplan-checkpoint")
     return folder
+
+
+def model_config_class(name: str) -> type[ModelConfig]:
+    """The config class of learned planner `name`'s model; TrainingError if it is not a learned planner."""
+    return learned_planner_class(name).model_class.config_class
+
+
+def learned_planner_class(name: str) -> type[LearnedPlanner]:
+    """The class of learned planner `name`; TrainingError if it is not a learned planner."""
+    cls = planner_class(name)
+    if not (isinstance(cls, type) and issubclass(cls, LearnedPlanner)):
+        raise TrainingError(f"planner {name!r} is not a learned planner; it has no model config")
+    return cls
 
 
 def progress_callback(interactive: bool) -> L.pytorch.callbacks.ProgressBar:
@@ -165,28 +281,35 @@ def progress_callback(interactive: bool) -> L.pytorch.callbacks.ProgressBar:
     return L.pytorch.callbacks.TQDMProgressBar(refresh_rate=50)
 
 
-def _initial(name: str, init: Path | str, hyperparameters: dict[str, Any] | None) -> LearnedPlanner:
+def _initial(name: str, init: Path, model: ModelConfig | Mapping[str, Any] | None) -> Planner:
     """The planner saved at `init`, which must be a `name`, for fine-tuning."""
-    if hyperparameters:
-        raise TrainingError("--model and --init exclude each other: the checkpoint fixes the hyperparameters")
+    if model:
+        raise TrainingError("init and model exclude each other: the checkpoint fixes the model config")
     try:
         planner = load_checkpoint(init)
     except CheckpointError as error:
-        raise TrainingError(f"--init {error}") from None
+        raise config_error("init", f"{error}") from None
     if planner.name != name:
-        raise TrainingError(f"--init {init} holds a {planner.name} planner, not {name}")
+        raise config_error("init", f"{init} holds a {planner.name} planner, not {name}")
     return planner
 
 
-def _build(name: str, hyperparameters: dict[str, Any]) -> LearnedPlanner:
-    """Planner `name` built with model hyperparameters (the model's constructor keywords)."""
-    cls = planner_class(name)
-    if cls is None or not isinstance(cls, type) or not issubclass(cls, LearnedPlanner):
-        raise TrainingError(f"planner {name!r} is not a learned planner; it has no model hyperparameters")
+def _build(name: str, model: ModelConfig | Mapping[str, Any]) -> LearnedPlanner:
+    """Planner `name` built from a model config, or from typed values of its fields over the defaults."""
+    config_class = model_config_class(name)
+    if isinstance(model, ModelConfig):
+        if type(model) is not config_class:
+            raise TrainingError(f"{name}'s model is built from {config_class.__name__}, not "
+                                f"{type(model).__name__}")
+        config = model.validate()
+    else:
+        config = config_class().with_values(**model)
     try:
-        return cls(**hyperparameters)
+        return learned_planner_class(name)(config=config)
     except (TypeError, ValueError) as error:
-        raise TrainingError(f"{name}: bad model hyperparameters {hyperparameters}: {error}") from None
+        if isinstance(error, DiffplanError):
+            raise
+        raise TrainingError(f"{name}: the model config does not build a model: {error}") from None
 
 
 def materialise(dataset: Dataset, num_workers: int) -> TensorTreeDataset:
@@ -195,7 +318,7 @@ def materialise(dataset: Dataset, num_workers: int) -> TensorTreeDataset:
     The first batch fixes every leaf's shape and dtype; the full tensors are allocated then and filled
     batch by batch, so memory peaks at the dataset's size plus one batch.
     """
-    total, filled, tree = len(dataset), 0, None
+    total, filled, tree = len(cast(Sized, dataset)), 0, None
     for batch in DataLoader(dataset, batch_size=256, num_workers=num_workers):
         try:
             if tree is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NoReturn
 
 import numpy as np
 import shapely
@@ -26,7 +27,7 @@ class ShapeChecker:
         self.owner = owner
         self.dims: dict[str, int] = dict(bound)
 
-    def fail(self, field: str, problem: str) -> None:
+    def fail(self, field: str, problem: str) -> NoReturn:
         raise ValidationError(f"{self.owner}.{field}: {problem}")
 
     def array(self, field: str, value: object, shape: Sequence[Dim], kind: str, finite: bool = True) -> None:

@@ -12,6 +12,8 @@ from scenes.geometry import points_to_local, vectors_to_local, wrap_angle
 
 
 class AgentCategory(enum.IntEnum):
+    """Agent category (NAVSIM's tracked object types)."""
+
     VEHICLE = 0
     PEDESTRIAN = 1
     BICYCLE = 2
@@ -41,6 +43,7 @@ class AgentTracks:
     valid: np.ndarray
 
     def validate(self) -> AgentTracks:
+        """The tracks themselves; ValidationError naming the field on a bad shape, dtype or value."""
         check = ShapeChecker("AgentTracks")
         check.array("track_ids", self.track_ids, ("N",), "i")
         check.array("category", self.category, ("N",), "i")
@@ -60,6 +63,7 @@ class AgentTracks:
 
     @classmethod
     def empty(cls, num_steps: int) -> AgentTracks:
+        """No agents, over `num_steps` steps."""
         return cls(
             track_ids=np.zeros(0, np.int64),
             category=np.zeros(0, np.int8),
@@ -72,10 +76,12 @@ class AgentTracks:
 
     @property
     def num_agents(self) -> int:
+        """Agents N."""
         return self.track_ids.shape[0]
 
     @property
     def num_steps(self) -> int:
+        """Steps T."""
         return self.xy.shape[1]
 
     @property

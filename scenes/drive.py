@@ -42,6 +42,7 @@ class DrivingCommand(enum.IntEnum):
     UNKNOWN = 3
 
     def one_hot(self) -> np.ndarray:
+        """(4,) float32 one-hot vector in NAVSIM's order."""
         return np.eye(4, dtype=np.float32)[self.value]
 
 
@@ -74,6 +75,8 @@ class Route:
     centerline: shapely.LineString
 
     def validate(self) -> Route:
+        """The route itself; ValidationError naming the field unless it has lanes and a finite, non-empty
+        centreline."""
         check = ShapeChecker("Route")
         if not self.lane_ids:
             check.fail("lane_ids", "a route needs at least one lane")
@@ -97,6 +100,8 @@ class TrafficLights:
     is_red: np.ndarray
 
     def validate(self, num_steps: int | None = None) -> TrafficLights:
+        """The lights themselves; ValidationError naming the field on a bad shape or dtype (`num_steps`: T, if
+        given)."""
         check = ShapeChecker("TrafficLights")
         check.array("lane_ids", self.lane_ids, ("K",), "i")
         check.array("is_red", self.is_red, ("K", num_steps), "b")
@@ -114,6 +119,8 @@ class SceneMetadata:
     generator_version: str
 
     def validate(self) -> SceneMetadata:
+        """The metadata itself; ValidationError naming the field on an unknown split or scenario type or an
+        empty id."""
         check = ShapeChecker("SceneMetadata")
         if self.split not in SPLITS:
             check.fail("split", f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
@@ -178,6 +185,7 @@ class DriveScene:
     traffic_lights: TrafficLights
 
     def validate(self) -> DriveScene:
+        """The scene itself (every part); ValidationError naming the field on a bad shape, dtype or value."""
         self.metadata.validate()
         self.ego.validate()
         if self.ego.pose.shape[:1] != (NUM_STEPS,):

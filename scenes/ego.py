@@ -22,6 +22,7 @@ class VehicleGeometry:
 
     @property
     def length(self) -> float:
+        """Bumper to bumper [m]."""
         return self.rear_axle_to_front + self.rear_axle_to_rear
 
     @property
@@ -58,6 +59,7 @@ class EgoState:
     steering: np.ndarray
 
     def validate(self) -> EgoState:
+        """The state itself; ValidationError naming the field on a bad shape, dtype or value."""
         check = ShapeChecker("EgoState")
         lead = self.pose.shape[:-1] if isinstance(self.pose, np.ndarray) else ()
         check.array("pose", self.pose, (*lead, 3), "f")
@@ -113,6 +115,7 @@ class Trajectory:
     frame: Frame = Frame.EGO
 
     def validate(self) -> Trajectory:
+        """The trajectory itself; ValidationError naming the field on bad poses, dt or frame."""
         check = ShapeChecker("Trajectory")
         check.array("poses", self.poses, (None, 3), "f")
         if not (np.isfinite(self.dt) and self.dt > 0):
@@ -123,6 +126,7 @@ class Trajectory:
 
     @property
     def num_poses(self) -> int:
+        """Poses N."""
         return self.poses.shape[0]
 
     @property

@@ -43,6 +43,7 @@ class GenerateConfig:
     generator_version: str = GENERATOR_VERSION
 
     def validate(self) -> GenerateConfig:
+        """The config itself; ConfigError naming the field when a value is out of range or unknown."""
         if self.n < 1:
             raise ConfigError("n", f"{{field}} must be a positive number of scenes, got {self.n}")
         if self.split not in SPLITS:
@@ -101,13 +102,16 @@ class SceneGenerationJob:
         benchmark_manifest(self.config)  # a missing or stale manifest fails before any work
 
     def job_record(self) -> dict[str, object]:
+        """The config's fields."""
         return asdict(self.config)
 
     @property
     def num_units(self) -> int:
+        """Number of shards."""
         return self.config.shards.num_units
 
     def finished(self, root: Path) -> tuple[dict[int, int], dict[int, str]]:
+        """Shards an earlier run committed (report: their scene counts), and those whose files are damaged."""
         done, damaged = {}, {}
         for shard in sorted(completed_shards(root)):
             if shard >= self.num_units:
@@ -120,6 +124,7 @@ class SceneGenerationJob:
         return done, damaged
 
     def run_unit(self, root: Path, unit: int, on_item: Callable[[int], None]) -> int:
+        """Generate, check and write shard `unit`; its scene count."""
         manifest = benchmark_manifest(self.config)
         scenes = []
         for index in self.config.shards.indices(unit):
@@ -129,12 +134,15 @@ class SceneGenerationJob:
         return len(scenes)
 
     def amount(self, report: int) -> int:
+        """Scenes generated."""
         return report
 
     def finish(self, root: Path, run) -> DatasetInfo:
+        """Write the dataset's index; its DatasetInfo."""
         return finalize_dataset(Path(root), asdict(self.config), self.config.shards.num_units)
 
     def job_defaults(self) -> dict[str, object]:
+        """Fields that older job files lack, at their defaults."""
         return asdict(GenerateConfig(n=self.config.n))  # fields added later default in older job files
 
 

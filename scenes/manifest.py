@@ -59,6 +59,7 @@ class BenchmarkIdentity:
         return f"{name}, {'' if self.spread else 'first '}{self.evaluated} {how} {self.total}"
 
     def as_json(self) -> dict[str, object]:
+        """The identity as summary.json records it."""
         return {"name": self.name, "version": self.version, "set_hash": self.set_hash,
                 "evaluated_hash": self.evaluated_hash, "evaluated": self.evaluated, "total": self.total,
                 "spread": self.spread, "subset": self.subset}
@@ -98,6 +99,7 @@ class BenchmarkManifest:
 
     @property
     def set_hash(self) -> str:
+        """Combined digest of every item's digest, in order."""
         return combined_digest(self.digests)
 
     def identity(self, evaluated_digests: list[str]) -> BenchmarkIdentity:
@@ -124,6 +126,7 @@ class BenchmarkManifest:
             self.check(index, item_id, digest)
 
     def to_json(self) -> str:
+        """The manifest file's text (JSON, one item per line)."""
         body = {"benchmark": self.name, "version": self.version, "generator_version": self.generator_version,
                 "count": len(self), "set_hash": self.set_hash,
                 "items": [[i, d] for i, d in zip(self.item_ids, self.digests, strict=True)]}
@@ -148,6 +151,7 @@ class BenchmarkManifest:
 
 
 def manifest_path(name: str, directory: Path = MANIFEST_DIR) -> Path:
+    """The file of manifest `name` in `directory`."""
     return Path(directory) / f"{name}.json"
 
 

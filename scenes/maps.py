@@ -57,6 +57,7 @@ class MapLayers:
     crosswalks: np.ndarray
 
     def validate(self) -> MapLayers:
+        """The layers themselves; ValidationError naming the field on a bad shape, dtype or geometry."""
         check = ShapeChecker("MapLayers")
         check.array("lane_ids", self.lane_ids, ("L",), "i")
         for name in ("lane_centerlines", "lane_left_boundaries", "lane_right_boundaries"):
@@ -82,6 +83,7 @@ class MapLayers:
 
     @property
     def num_lanes(self) -> int:
+        """Lanes L."""
         return self.lane_ids.shape[0]
 
     def lane_index(self, lane_id: int) -> int:

@@ -76,8 +76,9 @@ _LG = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e
 _SQRT_HALF = 0.70710678118654752440
 
 
-def _out(value: np.ndarray, like) -> np.ndarray | np.float64:
-    """A 0-d result as a numpy scalar (so float(...) and comparisons work as for numpy's ufuncs)."""
+def _out(value: np.ndarray, like) -> np.ndarray:
+    """A 0-d result as a numpy scalar (so float(...) and comparisons work as for numpy's ufuncs). Typed as an
+    array, as are the public functions that return it: a numpy scalar has the array interface."""
     return value[()] if np.ndim(like) == 0 else value
 
 
@@ -116,14 +117,16 @@ def sincos(angle: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     A scalar gives numpy float64 scalars, computed with Python floats by the same operations as arrays.
     """
     if np.ndim(angle) == 0:
-        x = float(angle)
-        if not abs(x) < MAX_TRIG_ARGUMENT:
-            raise ValueError(f"portable sin/cos take finite angles below {MAX_TRIG_ARGUMENT:.3g} rad, got {x}")
-        n, y0, y1 = _reduce(x)
+        v = float(angle)
+        if not abs(v) < MAX_TRIG_ARGUMENT:
+            raise ValueError(
+                f"portable sin/cos take finite angles below {MAX_TRIG_ARGUMENT:.3g} rad, got {v}")
+        n, y0, y1 = _reduce(v)
         ks, kc = _kernel_sin(y0, y1), _kernel_cos(y0, y1)
         quadrant = int(n) & 3
         sin, cos = (kc, ks) if quadrant & 1 else (ks, kc)
-        return np.float64(-sin if quadrant >= 2 else sin), np.float64(-cos if quadrant in (1, 2) else cos)
+        return (np.float64(-sin if quadrant >= 2 else sin),  # type: ignore[return-value]  # (see _out)
+                np.float64(-cos if quadrant in (1, 2) else cos))
     x = np.asarray(angle, dtype=np.float64)
     if not np.all(np.abs(x) < MAX_TRIG_ARGUMENT):  # also refuses NaN and inf
         raise ValueError(f"portable sin/cos take finite angles below {MAX_TRIG_ARGUMENT:.3g} rad in magnitude")
@@ -199,7 +202,7 @@ def _log_float(x: float) -> float:
 def log(value: ArrayLike) -> np.ndarray:
     """Portable natural logarithm of positive finite `value`."""
     if np.ndim(value) == 0:
-        return np.float64(_log_float(float(value)))
+        return np.float64(_log_float(float(value)))  # type: ignore[return-value]  # a scalar (see _out)
     x = np.asarray(value, dtype=np.float64)
     if not np.all((x > 0) & np.isfinite(x)):
         raise ValueError("portable log takes positive finite values")
@@ -274,18 +277,23 @@ class PortableRandom:
         self.generator = np.random.default_rng(seed)
 
     def random(self, size=None):
+        """numpy's `Generator.random`: floats in [0, 1)."""
         return self.generator.random(size)
 
     def integers(self, low, high=None, size=None):
+        """numpy's `Generator.integers`."""
         return self.generator.integers(low, high, size)
 
     def choice(self, a, size=None, replace=True, p=None):
+        """numpy's `Generator.choice`."""
         return self.generator.choice(a, size, replace, p)
 
     def permutation(self, x):
+        """numpy's `Generator.permutation`."""
         return self.generator.permutation(x)
 
     def uniform(self, low: ArrayLike = 0.0, high: ArrayLike = 1.0, size=None):
+        """Uniform draws in [low, high): a Python float for scalar bounds and no size, else an array."""
         if size is None and isinstance(low, float | int) and isinstance(high, float | int):
             low, high = float(low), float(high)  # Python floats: one IEEE operation each
             return low + (high - low) * self.generator.random()
@@ -294,6 +302,7 @@ class PortableRandom:
         return low_a + (high_a - low_a) * self.generator.random(shape)
 
     def exponential(self, scale: float = 1.0, size=None):
+        """Exponential draws of mean `scale`, by inverting random() with the portable log."""
         if size is None:
             return -scale * _log_float(1.0 - self.generator.random())
         return -scale * log(1.0 - self.generator.random(size))

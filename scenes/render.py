@@ -170,6 +170,9 @@ def draw_agents(ax: Axes, scene: DriveScene, radius: float, legend: _Legend) -> 
     future_rows = future_rows[future_rows < agents.num_steps]
     fading = np.linspace(1.0, 0.2, FUTURE_BOXES)[: len(future_rows)]
     reach = CROP * radius
+    boxes: list[np.ndarray]  # (4, 2) corners [m]
+    faces: list[tuple[float, float, float, float]]  # RGBA
+    edges: list[tuple[float, float, float, float]]
     boxes, faces, edges = [], [], []
     for i in range(agents.num_agents):
         valid = agents.valid[i]
@@ -182,7 +185,8 @@ def draw_agents(ax: Axes, scene: DriveScene, radius: float, legend: _Legend) -> 
             ax.plot(*agents.xy[i, : now + 1][past].T, color=color, lw=1.0, alpha=0.8, zorder=3)
             legend.line("agent history", color="#555555", lw=1.0)
         if valid[now]:
-            _box(ax, agents.xy[i, now], agents.heading[i, now], *agents.size[i], color=color)
+            _box(ax, agents.xy[i, now], agents.heading[i, now], *agents.size[i],  # type: ignore[misc]
+                 color=color)  # (size (2,) gives length and width)
             legend.patch(f"{_category_label(category)} (now)", facecolor=color, edgecolor="black", lw=0.6)
         rows = future_rows[valid[future_rows]]
         if not len(rows):
@@ -248,7 +252,8 @@ def draw_simulated(ax: Axes, scene: DriveScene, states: np.ndarray, legend: _Leg
     every = round(1.0 / SIM_DT)
     footprints = ego_footprints(local[every::every])
     if len(footprints):
-        ax.add_collection(PolyCollection(footprints, facecolors="none", edgecolors=SIMULATED_COLOR,
+        ax.add_collection(PolyCollection(footprints,  # type: ignore[arg-type]  # (K, 4, 2) array of polygons
+                                         facecolors="none", edgecolors=SIMULATED_COLOR,
                                          linewidths=0.8, alpha=0.7, zorder=9))
         legend.patch("simulated ego footprint (every 1 s)", facecolor="none", edgecolor=SIMULATED_COLOR)
     return local[:, :2]

@@ -230,6 +230,7 @@ class FailureMark:
 
     @property
     def located(self) -> bool:
+        """Whether the failure has a step."""
         return self.step is not None
 
 

@@ -18,12 +18,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from scenes.errors import DiffplanError
 from stl.robustness import Mode, Signals, robustness
-from stl.rules import DEFAULT_PARAMS, RuleParams, RuleParamsError, RuleSet, default_deadline
+from stl.rules import DEFAULT_PARAMS, OneRuleParams, RuleParams, RuleParamsError, RuleSet, default_deadline
 from stl.signals import ABSENT, FAR
 
 PARAMS_VERSION = 1
@@ -123,7 +124,7 @@ class CalibratedParams:
 
     rules: RuleParams
     q: float
-    levels: dict[str, float]
+    levels: dict[str, float | None]
     margins: dict[str, float]
     dataset: str
     count: int
@@ -183,7 +184,8 @@ def calibrate(rules: RuleSet, signals: Signals, q: float, dataset: str = "", dt:
         mask = ~np.isnan(tight[rule.name][rule.params[0]])
         applicable[rule.name] = int(mask.sum())
         if not mask.any():
-            params, levels[rule.name] = params.with_rule(rule.name, DEFAULT_PARAMS.of(rule.name)), float("nan")
+            default = cast("OneRuleParams", DEFAULT_PARAMS.of(rule.name))  # it has every rule
+            params, levels[rule.name] = params.with_rule(rule.name, default), float("nan")
             continue
         sub = {p: v[mask] for p, v in tight[rule.name].items()}
         top = 1.0 - (1.0 - q) / len(rule.params)
@@ -193,9 +195,9 @@ def calibrate(rules: RuleSet, signals: Signals, q: float, dataset: str = "", dt:
                 break
         params = params.with_rule(rule.name, rule.params_type(**theta))
         levels[rule.name] = float(level)
-    levels = {k: (None if math.isnan(v) else v) for k, v in levels.items()}
+    found = {k: (None if math.isnan(v) else v) for k, v in levels.items()}
     used = {p: float(margins[p]) for rule in rules.rules for p in rule.params}
-    return CalibratedParams(params, float(q), levels, used, str(dataset), int(signals.values.shape[0]),
+    return CalibratedParams(params, float(q), found, used, str(dataset), int(signals.values.shape[0]),
                             applicable, int(signals.values.shape[1] - 1), float(dt))
 
 

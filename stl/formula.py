@@ -11,7 +11,7 @@ import enum
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from scenes.errors import DiffplanError
@@ -56,6 +56,7 @@ class Formula(ABC):
     """Base of every node. Combine with `&`, `|`, `~`, `.always(a, b)`, `.eventually(a, b)`, `.until(...)`."""
 
     def children(self) -> tuple[Formula, ...]:
+        """The direct sub-formulas (none for a predicate)."""
         return ()
 
     @property
@@ -89,12 +90,15 @@ class Formula(ABC):
         return Not(self)
 
     def always(self, start: int, end: int) -> Always:
+        """G[start, end] self."""
         return Always(self, start, end)
 
     def eventually(self, start: int, end: int) -> Eventually:
+        """F[start, end] self."""
         return Eventually(self, start, end)
 
     def until(self, other: Formula, start: int, end: int, semantics: UntilSemantics | None = None) -> Until:
+        """self U[start, end] other, with UntilSemantics.TEXTBOOK unless `semantics` is given."""
         return Until(self, other, start, end, semantics or UntilSemantics.TEXTBOOK)
 
     def __str__(self) -> str:
@@ -103,7 +107,7 @@ class Formula(ABC):
         return format_formula(self)
 
 
-def _flatten(formula: Formula, kind: type) -> tuple[Formula, ...]:
+def _flatten(formula: Formula, kind: type[And | Or]) -> tuple[Formula, ...]:
     return formula.args if isinstance(formula, kind) else (formula,)
 
 
@@ -116,7 +120,7 @@ def _check_bound(bound: Bound, node: str) -> None:
         finite_number(bound, f"{node}: bound")
 
 
-def _check_names(names: object, node: str) -> None:
+def _check_names(names: Iterable[object], node: str) -> None:
     if isinstance(names, str) or not all(isinstance(name, str) for name in names):
         raise FormulaError(f"{node}: signal names must be a tuple of strings, got {names!r}")
 
@@ -137,12 +141,15 @@ class LinearPredicate(Formula):
         _check_bound(self.bound, "linear predicate")
 
     def signals(self) -> set[str]:
+        """The names in `terms`."""
         return {name for name, _ in self.terms}
 
     def parameters(self) -> set[str]:
+        """The bound's parameter name, if the bound is a `Param`."""
         return {self.bound.name} if isinstance(self.bound, Param) else set()
 
     def bind(self, params: Mapping[str, float]) -> LinearPredicate:
+        """The predicate with its bound filled from `params` when it names a parameter there."""
         return replace(self, bound=_bind_bound(self.bound, params))
 
 
@@ -164,28 +171,37 @@ class NonlinearPredicate(Formula):
         _check_bound(self.bound, f"function {self.name!r}")
 
     def signals(self) -> set[str]:
+        """The `inputs` names."""
         return set(self.inputs)
 
     def parameters(self) -> set[str]:
+        """The bound's parameter name, if the bound is a `Param`."""
         return {self.bound.name} if isinstance(self.bound, Param) else set()
 
     def bind(self, params: Mapping[str, float]) -> NonlinearPredicate:
+        """The predicate with its bound filled from `params` when it names a parameter there."""
         return replace(self, bound=_bind_bound(self.bound, params))
 
 
 @dataclass(frozen=True, eq=True)
 class Not(Formula):
+    """!arg."""
+
     arg: Formula
 
     def children(self) -> tuple[Formula, ...]:
+        """(arg,)."""
         return (self.arg,)
 
     def bind(self, params: Mapping[str, float]) -> Not:
+        """!arg with arg bound."""
         return Not(self.arg.bind(params))
 
 
 @dataclass(frozen=True, eq=True)
 class And(Formula):
+    """args[0] & args[1] & ... (at least two operands)."""
+
     args: tuple[Formula, ...]
 
     def __post_init__(self):
@@ -193,14 +209,18 @@ class And(Formula):
             raise FormulaError("'and' needs at least two operands")
 
     def children(self) -> tuple[Formula, ...]:
+        """The operands."""
         return self.args
 
     def bind(self, params: Mapping[str, float]) -> And:
+        """The conjunction of the bound operands."""
         return And(tuple(arg.bind(params) for arg in self.args))
 
 
 @dataclass(frozen=True, eq=True)
 class Or(Formula):
+    """args[0] | args[1] | ... (at least two operands)."""
+
     args: tuple[Formula, ...]
 
     def __post_init__(self):
@@ -208,9 +228,11 @@ class Or(Formula):
             raise FormulaError("'or' needs at least two operands")
 
     def children(self) -> tuple[Formula, ...]:
+        """The operands."""
         return self.args
 
     def bind(self, params: Mapping[str, float]) -> Or:
+        """The disjunction of the bound operands."""
         return Or(tuple(arg.bind(params) for arg in self.args))
 
 
@@ -231,13 +253,16 @@ class Always(Formula):
         _check_window("G", self.start, self.end)
 
     def children(self) -> tuple[Formula, ...]:
+        """(arg,)."""
         return (self.arg,)
 
     @property
     def horizon(self) -> int:
+        """end + arg's horizon [steps]."""
         return self.end + self.arg.horizon
 
     def bind(self, params: Mapping[str, float]) -> Always:
+        """The formula with arg bound."""
         return replace(self, arg=self.arg.bind(params))
 
 
@@ -253,13 +278,16 @@ class Eventually(Formula):
         _check_window("F", self.start, self.end)
 
     def children(self) -> tuple[Formula, ...]:
+        """(arg,)."""
         return (self.arg,)
 
     @property
     def horizon(self) -> int:
+        """end + arg's horizon [steps]."""
         return self.end + self.arg.horizon
 
     def bind(self, params: Mapping[str, float]) -> Eventually:
+        """The formula with arg bound."""
         return replace(self, arg=self.arg.bind(params))
 
 
@@ -289,11 +317,14 @@ class Until(Formula):
         _check_window("U", self.start, self.end)
 
     def children(self) -> tuple[Formula, ...]:
+        """(left, right)."""
         return (self.left, self.right)
 
     @property
     def horizon(self) -> int:
+        """end + the larger horizon of left and right [steps]."""
         return self.end + max(self.left.horizon, self.right.horizon)
 
     def bind(self, params: Mapping[str, float]) -> Until:
+        """The formula with left and right bound."""
         return replace(self, left=self.left.bind(params), right=self.right.bind(params))

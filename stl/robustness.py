@@ -39,6 +39,7 @@ import enum
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -59,12 +60,16 @@ from stl.formula import (
     finite_number,
 )
 
+if TYPE_CHECKING:
+    import torch
+    from typing_extensions import TypeIs
+
 
 class SignalError(FormulaError):
     """Signal names or values that cannot be evaluated; the message names the name or the value."""
 
 
-def _is_torch(x) -> bool:
+def _is_torch(x: object) -> TypeIs[torch.Tensor]:
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
 
@@ -78,7 +83,7 @@ class Signals:
     """
 
     names: tuple[str, ...]
-    values: np.ndarray | object  # np.ndarray or torch.Tensor
+    values: np.ndarray | torch.Tensor
 
     def __post_init__(self):
         names = self.names
@@ -100,7 +105,7 @@ class Signals:
             object.__setattr__(self, "values", values)
 
     @classmethod
-    def from_mapping(cls, columns: Mapping[str, object]) -> Signals:
+    def from_mapping(cls, columns: Mapping[str, Any]) -> Signals:
         """Stack (B, T) arrays or tensors, one per name, into (B, T, D)."""
         names = tuple(columns)
         arrays = list(columns.values())
@@ -153,14 +158,16 @@ def _check_finite(signals: Signals) -> None:
     with np.errstate(over="ignore"):
         total = values.sum() if values.dtype.kind == "f" else 0.0
     if not np.isfinite(total):  # all values are finite if their sum is
-        bad = np.argwhere(~np.isfinite(values))
-        if len(bad):
-            b, t, d = (int(i) for i in bad[0])
+        bad_idx = np.argwhere(~np.isfinite(values))
+        if len(bad_idx):
+            b, t, d = (int(i) for i in bad_idx[0])
             raise SignalError(f"signal {signals.names[d]!r} is {values[b, t, d]} at item {b}, step {t}; "
                               "values must be finite")
 
 
 class Mode(enum.Enum):
+    """EXACT: min / max; SMOOTH: their smooth approximations at a temperature (module docstring)."""
+
     EXACT = "exact"
     SMOOTH = "smooth"
 
@@ -244,7 +251,8 @@ class _Ops:
         return exp(self._lcse(z + log_shifted) - self._lcse(z)) + low - 1.0
 
 
-def _trace(node: Formula, y, index: Mapping[str, int], ops: _Ops, horizons: dict[int, int] | None = None,
+# `node` is a Formula; typed Any because dispatching on _KINDS[type(node)] does not narrow it for mypy
+def _trace(node: Any, y, index: Mapping[str, int], ops: _Ops, horizons: dict[int, int] | None = None,
            negate: bool = False):
     """Robustness of `node` (of !node when `negate`) at every step where it is defined: (B, T - node.horizon).
 
@@ -273,8 +281,8 @@ def _trace(node: Formula, y, index: Mapping[str, int], ops: _Ops, horizons: dict
         if all(type(arg) is LinearPredicate and len(arg.terms) == 1 for arg in node.args):
             # c_i * y_i - bound_i of every operand at once, as (B, n, k): the same numbers as stacking them
             columns = [index[arg.terms[0][0]] for arg in node.args]
-            scale = [arg.terms[0][1] for arg in node.args]
-            bound = [arg.bound for arg in node.args]
+            scale: Any = [arg.terms[0][1] for arg in node.args]  # then an array or tensor
+            bound: Any = [arg.bound for arg in node.args]
             if ops.torch:
                 scale, bound = (ops.T.tensor(v, dtype=y.dtype, device=y.device) for v in (scale, bound))
             else:
@@ -304,7 +312,7 @@ def _kind(node: Formula) -> str:
     raise FormulaError(f"{node}: unsupported node {type(node).__name__}")
 
 
-def _horizon(node: Formula, memo: dict[int, int]) -> int:
+def _horizon(node: Any, memo: dict[int, int]) -> int:
     """node.horizon, memoised by node identity in `memo`."""
     key = id(node)
     if key not in memo:

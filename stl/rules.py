@@ -24,6 +24,7 @@ import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from scenes.errors import DiffplanError
 from stl.formula import Formula, LinearPredicate, Param
@@ -44,7 +45,7 @@ class RuleParamsError(DiffplanError, ValueError):
 def _finite(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise RuleParamsError(f"field '{where}' must be a finite number, got {value!r}")
-    return value
+    return value  # type: ignore[return-value]  # a finite Real (int, float or numpy scalar), kept as given
 
 
 @dataclass(frozen=True)
@@ -145,10 +146,12 @@ def default_deadline(horizon: int) -> int:
 
 
 def speed_band(horizon: int) -> Formula:
+    """G[0,H] (v >= v_min & v <= v_max) over horizon H [steps]."""
     return (lower("v", "v_min") & upper("v", "v_max")).always(0, horizon)
 
 
 def lane_keeping(horizon: int) -> Formula:
+    """G[0,H] (|d_c| <= d_max & |h_c| <= h_max) over horizon H [steps]."""
     return (within("d_c", "d_max") & within("h_c", "h_max")).always(0, horizon)
 
 
@@ -161,27 +164,34 @@ def _lane_change(side: str, horizon: int, deadline: int | None) -> Formula:
 
 
 def lane_change_left(horizon: int, deadline: int | None = None) -> Formula:
+    """F[0,D] G[0,H-D] (|d_l| <= d_band & |h_l| <= h_max): in the left lane by deadline D [steps] (default:
+    `default_deadline`), then kept."""
     return _lane_change("l", horizon, deadline)
 
 
 def lane_change_right(horizon: int, deadline: int | None = None) -> Formula:
+    """`lane_change_left` on the right neighbour lane (d_r, h_r)."""
     return _lane_change("r", horizon, deadline)
 
 
 def safe_distance(horizon: int) -> Formula:
+    """G[0,H] s >= d_safe over horizon H [steps]."""
     return lower("s", "d_safe").always(0, horizon)
 
 
 def stop_before_line(horizon: int) -> Formula:
+    """G[0,H] (!red | stop_dist >= d_stop) over horizon H [steps]."""
     green = LinearPredicate((("red", -FAR),), -FAR / 2)  # +-FAR/2: never the binding disjunct
     return (green | lower("stop_dist", "d_stop")).always(0, horizon)
 
 
 def reach_goal(horizon: int) -> Formula:
+    """F[0,H] goal_dist <= r_goal over horizon H [steps]."""
     return upper("goal_dist", "r_goal").eventually(0, horizon)
 
 
 def comfort(horizon: int) -> Formula:
+    """G[0,H] (|a| <= a_max & |j| <= j_max & |w| <= w_max) over horizon H [steps]."""
     return (within("a", "a_max") & within("j", "j_max") & within("w", "w_max")).always(0, horizon)
 
 
@@ -207,6 +217,7 @@ class Rule:
         return self.params_type.names()
 
     def formula(self, horizon: int) -> Formula:
+        """The rule's formula over horizon `horizon` [steps], its bounds `Param`s."""
         return self.template(horizon)
 
 
@@ -253,16 +264,16 @@ class RuleParams:
 
     def only(self, names: Iterable[str]) -> RuleParams:
         """These parameters for the rules `names` only (rules without parameters stay absent)."""
-        return RuleParams(**{name: self.of(name) for name in names})
+        return RuleParams(**{name: self.of(name) for name in names})  # type: ignore[arg-type]  # (by name)
 
     def updated(self, other: RuleParams) -> RuleParams:
         """These parameters with every rule that `other` has taken from `other`."""
-        return replace(self, **dict(other.items()))
+        return replace(self, **dict(other.items()))  # type: ignore[arg-type]  # each record by its field name
 
     def with_rule(self, name: str, params: OneRuleParams) -> RuleParams:
         """These parameters with rule `name`'s replaced by `params`."""
         self.of(name)
-        return replace(self, **{name: params})
+        return replace(self, **{name: params})  # type: ignore[arg-type]  # the record by its field name
 
     def validate(self) -> RuleParams:
         """RuleParamsError unless every record is its rule's type and every value a finite number."""
@@ -283,7 +294,7 @@ class RuleParams:
         field when a rule or parameter is unknown or missing, or a value is not a finite number."""
         if not isinstance(data, Mapping):
             raise RuleParamsError(f"field 'rules' must be an object of rule -> params, got {type(data).__name__}")
-        records = {}
+        records: dict[str, Any] = {}  # rule name -> its record (field name -> value)
         for name, values in data.items():
             if name not in RULES:
                 raise RuleParamsError(f"field 'rules.{name}': unknown rule {name!r}; expected some of "
@@ -320,10 +331,12 @@ class RuleSet:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The rule names, in order."""
         return tuple(rule.name for rule in self.rules)
 
     @property
     def parameters(self) -> dict[str, tuple[str, ...]]:
+        """Rule name -> its parameter names."""
         return {rule.name: rule.params for rule in self.rules}
 
     def formulas(self, horizon: int, params: RuleParams | None = None) -> dict[str, Formula]:

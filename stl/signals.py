@@ -22,7 +22,8 @@ A trajectory of T states starts at the current time (state 0 = the ego now) and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import shapely
@@ -62,11 +63,12 @@ def _global_states(scene: DriveScene, trajectory: Trajectory, dt: float | None) 
     return out, float(dt)
 
 
-_CACHE: dict[str, dict[tuple, tuple[tuple, object]]] = {}
+_T = TypeVar("_T")
+_CACHE: dict[str, dict[tuple, tuple[tuple, Any]]] = {}  # kind -> key -> (parts, built value)
 _CACHE_SIZE = {"polyline": 2048}  # entries per kind before that kind is cleared; others 64 (they hold maps)
 
 
-def _cached(kind: str, parts: tuple, build: Callable[[], object], *extra) -> object:
+def _cached(kind: str, parts: tuple, build: Callable[[], _T], *extra) -> _T:
     """build() memoised on the identity of `parts` (scene objects, taken as immutable) and `extra` values."""
     cache = _CACHE.setdefault(kind, {})
     key = (*(id(part) for part in parts), *extra)
@@ -219,8 +221,8 @@ def _lane_signals(scene: DriveScene, poses: np.ndarray, neighbours: bool = True)
     xy, psi = poses[..., :2], poses[..., 2]
     flat = xy.reshape(-1, 2)
     frenet = {}
-    near = _nearest_lanes([_Polyline.of(m.lane_centerlines[row]) for row in route_rows], flat)
-    near = dict(zip(route_rows, near, strict=True))
+    found = _nearest_lanes([_Polyline.of(m.lane_centerlines[row]) for row in route_rows], flat)
+    near = dict(zip(route_rows, found, strict=True))
 
     def lane(row: int) -> tuple[np.ndarray, np.ndarray]:
         if row not in frenet:
@@ -228,7 +230,8 @@ def _lane_signals(scene: DriveScene, poses: np.ndarray, neighbours: bool = True)
             frenet[row] = (offset, wrap_angle(psi - heading))
         return frenet[row]
 
-    dist = np.stack([np.full(len(flat), np.inf) if near[r] is None else near[r][0] for r in route_rows])
+    dist = np.stack([np.full(len(flat), np.inf) if near[r] is None
+                     else near[r][0] for r in route_rows])  # type: ignore[index]  # near[r] is not None here
     nearest = np.asarray(route_rows)[np.argmin(dist, axis=0)].reshape(xy.shape[:-1])
     out = np.zeros((*xy.shape[:-1], 6))
     out[..., 2] = out[..., 4] = ABSENT
@@ -422,7 +425,7 @@ def _unwrap(angle: np.ndarray) -> np.ndarray:
 
 
 def signals_from_poses(scene: DriveScene, poses: np.ndarray, dt: float,
-                       names: Sequence[str] | None = None) -> Signals:
+                       names: Collection[str] | None = None) -> Signals:
     """Signals (B, T, D) of map-frame rear-axle poses (B, T, 3) [m, rad], state 0 = now, spaced dt [s].
 
     `names` (default: all of SIGNAL_NAMES) picks the signals to compute, in SIGNAL_NAMES order; groups that no

@@ -27,13 +27,13 @@ from stl.formula import (
 )
 
 
-def _bound(node: Formula) -> float:
+def _bound(node: LinearPredicate | NonlinearPredicate) -> float:
     if isinstance(node.bound, Param):
         raise FormulaError(f"{node}: missing parameter {node.bound.name!r}; bind it before translating")
     return float(node.bound)
 
 
-def _predicate(node: Formula, index: dict[str, int], negate: bool):
+def _predicate(node: LinearPredicate | NonlinearPredicate, index: dict[str, int], negate: bool):
     import stlpy.STL as S
 
     unknown = sorted(node.signals() - set(index))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from typing import cast
 
 from stl.formula import (
     Always,
@@ -117,7 +118,7 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
                 break
             bad = pos + len(text[pos:]) - len(text[pos:].lstrip())
             raise FormulaError(f"syntax error at position {bad}: unexpected character {text[bad]!r} in {text!r}")
-        kind = m.lastgroup
+        kind = cast(str, m.lastgroup)  # a group matched
         tokens.append((kind, m.group(kind), m.start(kind)))
         pos = m.end()
     tokens.append(("end", "end of input", len(text)))
@@ -238,10 +239,13 @@ class _Parser:
         lo, hi = (c[0] if len(c) == 1 else sum(c) for c in (lhs[1], rhs[1]))  # keeps the sign of -0.0
         return float(-lo if not rhs[1] else hi - lo if lhs[1] else hi)
 
-    def sum(self) -> tuple[list, list, Param | None]:
+    def sum(self) -> tuple[list[tuple[str, float]], list[float], Param | None]:
         """(signal terms, constants, parameter) of `['-'] term (('+'|'-') term)*`."""
+        terms: list[tuple[str, float]]
+        consts: list[float]
+        param: Param | None
         terms, consts, param = [], [], None
-        op = self.accept("-", "+") or "+"
+        op: str | None = self.accept("-", "+") or "+"
         while True:
             coef = -1.0 if op == "-" else 1.0
             kind, tok, pos = self.peek()

@@ -12,7 +12,12 @@ from torch.utils.data import default_collate
 
 import planners
 from planners.checkpoint import CheckpointError, export_single_file, save_checkpoint
-from planners.learned import DiffusionDriveModel, DiffusionDrivePlanner
+from planners.learned import (
+    DiffusionDriveConfig,
+    DiffusionDriveModel,
+    DiffusionDrivePlanner,
+    ModelConfigError,
+)
 from planners.learned import diffusiondrive as dd
 from planners.learned.diffusion import truncated_timesteps
 from planners.learned.vector import normalise_xy
@@ -20,6 +25,10 @@ from scenes.synthetic import generate_scene
 from tests.factories import fit_full_batch
 
 TINY = {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "max_agents": 8, "max_polylines": 16}
+
+
+def tiny_model(**changes) -> DiffusionDriveModel:
+    return DiffusionDriveModel(DiffusionDriveConfig(**{**TINY, **changes}))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +39,7 @@ def scenes():
 @pytest.fixture(scope="module")
 def batch(scenes):
     """(features, expert plans (32, 8, 3)) of the 32 scenes, built for the TINY configuration."""
-    builder = DiffusionDriveModel(**TINY).feature_builder()
+    builder = tiny_model().feature_builder()
     features = default_collate([builder(scene.observation()) for scene in scenes])
     plans = torch.stack([torch.from_numpy(s.expert_plan().poses.astype(np.float32)) for s in scenes])
     return features, plans
@@ -58,7 +67,7 @@ def test_kmeans_anchors_are_deterministic_under_a_seed(batch, tmp_path):
     features, plans = batch
     futures = plans[..., :2].repeat(4, 1, 1) + 0.3 * torch.randn(128, 8, 2, generator=torch.Generator().manual_seed(1))
     targets = [(features, futures[:64]), (features, futures[64:])]
-    first, again = DiffusionDriveModel(**TINY, kmeans_seed=3), DiffusionDriveModel(**TINY, kmeans_seed=3)
+    first, again = tiny_model(kmeans_seed=3), tiny_model(kmeans_seed=3)
     before = first.anchors.clone()
     first.fit_normalisers(targets)
     again.fit_normalisers(targets)
@@ -72,12 +81,12 @@ def test_kmeans_anchors_are_deterministic_under_a_seed(batch, tmp_path):
     # an anchors.npy (as `diffplan anchors` writes) replaces k-means; a wrong shape is refused
     path = tmp_path / "anchors.npy"
     np.save(path, expected[::-1].astype(np.float32))
-    given = DiffusionDriveModel(**TINY, anchors=str(path))
+    given = tiny_model(anchors=str(path))
     given.fit_normalisers(targets)
     np.testing.assert_array_equal(given.anchors.numpy(), expected[::-1].astype(np.float32))
     np.save(path, expected[:5].astype(np.float32))
     with pytest.raises(ValueError, match=r"expected finite values of shape \(20, 8, 2\)"):
-        DiffusionDriveModel(**TINY, anchors=str(path)).fit_normalisers(targets)
+        tiny_model(anchors=str(path)).fit_normalisers(targets)
 
 
 def test_noise_schedule_and_truncation_are_exact(batch):
@@ -85,7 +94,7 @@ def test_noise_schedule_and_truncation_are_exact(batch):
     betas = np.linspace(np.sqrt(1e-4), np.sqrt(0.02), 1000, dtype=np.float64) ** 2
     alpha_bar = np.cumprod(1.0 - betas)
     torch.manual_seed(0)
-    model = DiffusionDriveModel(**TINY)
+    model = tiny_model()
     for t in (0, 8, 49, 999):
         assert float(model.alphas_cumprod[t]) == pytest.approx(alpha_bar[t], rel=1e-12)
     assert np.sqrt(1 - alpha_bar[8]) == pytest.approx(0.0316, abs=5e-4)  # the spec's sigma at t = 8
@@ -117,7 +126,7 @@ def test_noise_schedule_and_truncation_are_exact(batch):
 
 
 def test_positive_mode_is_the_nearest_clean_anchor_not_the_nearest_noisy_one(batch, monkeypatch):
-    model = DiffusionDriveModel(**TINY, num_modes=2)
+    model = tiny_model(num_modes=2)
     straight = torch.stack([torch.linspace(2.0, 16.0, 8), torch.zeros(8)], dim=-1)
     model.anchors.copy_(torch.stack([straight, straight + torch.tensor([0.0, 2.0])]))
     target = torch.cat([straight + torch.tensor([0.0, 0.5]), torch.zeros(8, 1)], dim=-1)[None]  # 0.5 m from anchor 0
@@ -214,3 +223,41 @@ def test_bad_checkpoints_fail_in_one_line(trained, tmp_path):
         with pytest.raises(CheckpointError, match=message) as error:
             planners.load(bad)
         assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"inference_steps": 5}, "inference_steps=5: must be 1 to 4"),
+    ({"inference_start": 50}, "need 0 <= inference_start < train_truncation"),
+    ({"num_modes": 0}, "num_modes=0: must be positive"),
+    ({"heads": 3}, "d_model=32: must be divisible by heads=3"),
+    ({"anchors": 3}, "anchors=3: expected a string or none"),
+    ({"dropout": 1.5}, r"dropout=1.5: must be in \[0, 1\]"),
+])
+def test_config_is_validated_in_one_line(changes, message):
+    with pytest.raises(ModelConfigError, match=message) as error:
+        tiny_model(**changes)
+    assert "\n" not in str(error.value) and "--" not in str(error.value)
+
+
+def test_checkpoint_model_configs_load_in_their_json_forms(trained, scenes, tmp_path):
+    """Checkpoint "model" keys as older versions wrote them (the constructor keywords): an int in a float
+    field (`--model cls_weight=10` read as JSON), a key missing (its default), an unknown key (refused)."""
+    obs = [scene.observation() for scene in scenes[:2]]
+    path = export_single_file(trained, tmp_path / "dd.safetensors")
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    config = json.loads(metadata["diffplan_config"])
+    assert config["model"] == trained.model.config.to_json() and config["model"]["cls_weight"] == 10.0
+    config["model"]["cls_weight"], config["model"]["dropout"] = 10, 0
+    del config["model"]["focal_gamma"]
+    save_file(state, str(tmp_path / "old.safetensors"), metadata={"diffplan_config": json.dumps(config)})
+    loaded = planners.load(tmp_path / "old.safetensors")
+    assert loaded.model.config == trained.model.config and isinstance(loaded.model.config.cls_weight, float)
+    trained.seed = loaded.seed = 5
+    for a, b in zip(trained.plan_batch(obs), loaded.plan_batch(obs), strict=True):
+        assert np.array_equal(a.trajectory.poses, b.trajectory.poses) and np.array_equal(a.scores, b.scores)
+    config["model"]["d_modle"] = 32
+    save_file(state, str(tmp_path / "typo.safetensors"), metadata={"diffplan_config": json.dumps(config)})
+    with pytest.raises(CheckpointError, match="bad model config for diffusiondrive: has no key 'd_modle'"):
+        planners.load(tmp_path / "typo.safetensors")

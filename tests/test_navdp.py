@@ -13,6 +13,7 @@ from planners.checkpoint import export_single_file, load_checkpoint, save_checkp
 from planners.navdp import (
     DDPMSchedule,
     InferenceRules,
+    NavDPConfig,
     NavDPFeatures,
     NavDPModel,
     NavDPPlanner,
@@ -178,7 +179,7 @@ def trained():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = NavDPModel(**TINY)
+    model = NavDPModel(NavDPConfig(**TINY))
     samples = obstacle_samples()
     features, targets = batch_of(samples, model)
     before = fixed_noise_mse(model, features, targets.actions), median_final_errors(NavDPPlanner(model), samples)
@@ -213,7 +214,7 @@ def test_critic_ranks_the_expert_above_its_rotated_negative(trained):
 
 def test_seeded_sampling_is_reproducible():
     torch.manual_seed(1)
-    model = NavDPModel(**TINY)
+    model = NavDPModel(NavDPConfig(**TINY))
     obs = observation(obstacle_frame("left"))
     first = NavDPPlanner(model, seed=7).plan(obs)
     again = NavDPPlanner(model, seed=7).plan(obs)
@@ -252,7 +253,7 @@ class ScriptedModel(NavDPModel):
     """A NavDP model whose proposals are fixed: (N, 24, 3) scaled deltas and (N,) values, batch 1."""
 
     def __init__(self, actions: np.ndarray, values: np.ndarray):
-        super().__init__(**TINY)
+        super().__init__(NavDPConfig(**TINY))
         self.poses = deltas_to_poses(torch.tensor(actions))[None]
         self.values = torch.tensor(values)[None]
 
@@ -347,16 +348,16 @@ def test_without_the_critic_a_seeded_random_candidate_is_executed():
 
 
 def test_training_schedule_and_lightning_training(tmp_path):
-    model = NavDPModel(**TINY)
+    model = NavDPModel(NavDPConfig(**TINY))
     optimiser, scheduler = model.optimizer(1e-4, total_steps=5)
     for _ in range(10_000):
         optimiser.step()
         scheduler.step()
     assert optimiser.param_groups[0]["lr"] == pytest.approx(0.5e-4)
-    from planners.training import train
+    from planners.training import TrainConfig, train
 
-    folder = train("navdp", obstacle_samples(), tmp_path / "run", epochs=1, batch_size=4, accelerator="cpu",
-                   devices=1)
+    folder = train("navdp", obstacle_samples(), tmp_path / "run",
+                   TrainConfig(epochs=1, batch_size=4, accelerator="cpu", devices=1))
     planner = load(folder)
     assert isinstance(planner, NavDPPlanner)
     plan = planner.plan(observation(obstacle_frame("left")))

@@ -92,9 +92,10 @@ def test_map_polylines_lanes_edges_and_route_flags(scenes):
 
 
 def test_diffusiondrive_trains_in_memory_exports_and_evaluates_seeded(dataset, tmp_path):
-    from planners.learned import DiffusionDriveModel
+    from planners.learned import DiffusionDriveConfig, DiffusionDriveModel
 
-    data = materialise(DiffusionDriveModel(**TINY).training_dataset(dataset, "train"), 0)
+    model = DiffusionDriveModel(DiffusionDriveConfig(**TINY))
+    data = materialise(model.training_dataset(dataset, "train"), 0)
     features, plans = data.__getitems__([0, 3])
     assert isinstance(features, DriveFeatures) and plans.shape == (2, 8, 3) and len(data) == 24
     assert torch.equal(features.status[1], data[3][0].status)
@@ -133,6 +134,6 @@ def test_bench_planner_includes_the_shipped_navdp_checkpoint():
 
     assert SHIPPED_NAVDP.is_file() and {"navdp", "navdp-synth"} <= set(PLANNER_CASES)
     planner, _ = PLANNER_CASES["navdp-synth"]()
-    assert planner.model.config["d_model"] == 64 and planner.model.config["num_layers"] == 3
+    assert planner.model.config.d_model == 64 and planner.model.config.num_layers == 3
     figures = bench_planners(0.01, {"navdp-synth": PLANNER_CASES["navdp-synth"]})
     assert figures["latency_ms"]["navdp-synth"] > 0

@@ -19,7 +19,7 @@ from eval.pointnav.runner import PointNavConfig, PointNavEvaluation, evaluate_ep
 from planners.base import Plan
 from planners.control import MPCTracker, PurePursuit
 from planners.nav_base import NavPlanner
-from planners.nav_baselines import DWAPlanner, ExpertNavPlanner, GoToGoalPlanner, waypoints_plan
+from planners.nav_rule_based import DWAPlanner, ExpertNavPlanner, GoToGoalPlanner, waypoints_plan
 from scenes.nav import NAV_PLAN_POSES, WHEELED, CameraSpec, NavEpisode
 from scenes.nav.habitat_frames import (
     points_from_habitat,

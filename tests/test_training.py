@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 import planners
 from diffplan.commands.train import train as train_command
 from planners.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from planners.learned import EgoMLPPlanner
-from planners.training import TrainingError, train
+from planners.learned import EgoMLPConfig, EgoMLPPlanner, ModelConfigError
+from planners.training import TrainConfig, TrainConfigError, TrainingError, train
 from scenes import NUM_PLAN_POSES, PLAN_DT, Frame
 from scenes.store import DriveDataset, finalize_dataset, write_shard
 from scenes.synthetic import generate_scene
@@ -37,7 +37,8 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, dataset) -> Path:
     out = tmp_path_factory.mktemp("learned") / "run"
-    folder = train("ego-mlp", dataset, out, epochs=150, batch_size=8, lr=1e-3, seed=0, in_memory=True)
+    config = TrainConfig(epochs=150, batch_size=8, lr=1e-3, seed=0, in_memory=True)
+    folder = train("ego-mlp", dataset, out, config)
     assert folder == out / "checkpoint"
     return out
 
@@ -77,6 +78,21 @@ def test_checkpoint_round_trip_is_bitwise(run, dataset, tmp_path):
     config = json.loads((tmp_path / "copy" / "config.json").read_text())
     assert config["planner"] == "ego-mlp" and config["model"] == {"hidden_dim": 512, "num_poses": 8}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_same_seed_trains_the_same_bytes(dataset, tmp_path):
+    """`seed` fixes the initial weights and the batches: two runs export byte-equal files; another seed differs."""
+    from planners.checkpoint import export_single_file
+
+    def trained(seed: int, name: str) -> bytes:
+        config = TrainConfig(epochs=2, batch_size=4, lr=1e-3, seed=seed, in_memory=True, progress=False)
+        path = export_single_file(planners.load(train("ego-mlp", dataset, tmp_path / name, config)),
+                                  tmp_path / f"{name}.safetensors")
+        return path.read_bytes()
+
+    first = trained(3, "a")
+    assert trained(3, "b") == first
+    assert trained(4, "c") != first
 
 
 def test_loaded_planner_plans_like_any_planner(run, dataset):
@@ -161,9 +177,45 @@ def test_train_rejects_bad_input(dataset, tmp_path):
     with pytest.raises(TrainingError, match="not a learned planner"):
         train("constant-velocity", dataset, tmp_path / "a")
     with pytest.raises(TrainingError, match="no scenes"):
-        train("ego-mlp", dataset, tmp_path / "b", split="val")
+        train("ego-mlp", dataset, tmp_path / "b", TrainConfig(split="val"))
     with pytest.raises(TrainingError, match="last.ckpt does not exist"):
-        train("ego-mlp", dataset, tmp_path / "c", resume=True)
+        train("ego-mlp", dataset, tmp_path / "c", TrainConfig(resume=True))
+    with pytest.raises(ModelConfigError, match="hidden_dim=0: must be positive"):
+        train("ego-mlp", dataset, tmp_path / "d", model=EgoMLPConfig(hidden_dim=0))
+    with pytest.raises(ModelConfigError, match="has no key 'width'; EgoMLPConfig has hidden_dim, num_poses"):
+        train("ego-mlp", dataset, tmp_path / "e", model={"width": 8})
+    with pytest.raises(TrainingError, match="not a learned planner"):
+        train("constant-velocity", dataset, tmp_path / "f", model={"width": 8})
+    assert not any((tmp_path / name).exists() for name in "abcdef")
+
+
+@pytest.mark.parametrize("changes, field, message", [
+    ({"epochs": 0}, "epochs", "epochs must be positive, got 0"),
+    ({"batch_size": 2.5}, "batch_size", "batch_size must be an integer, got 2.5"),
+    ({"num_workers": -1}, "num_workers", "num_workers must be 0 or more, got -1"),
+    ({"lr": -1e-3}, "lr", "lr must be positive, got -0.001"),
+    ({"lr": float("nan")}, "lr", "lr must be positive, got nan"),
+    ({"max_steps": 0}, "max_steps", "max_steps must be positive, got 0"),
+    ({"max_minutes": 0.0}, "max_minutes", "max_minutes must be positive, got 0.0"),
+    ({"seed": -1}, "seed", "seed must be in 0 .. 4294967295, got -1"),
+    ({"devices": 0}, "devices", "devices 0: expected 'auto', a count"),
+    ({"devices": ()}, "devices", "devices (): expected 'auto', a count"),
+    ({"in_memory": 1}, "in_memory", "in_memory must be True or False, got 1"),
+    ({"export": "run/dd.pt"}, "export", "export run/dd.pt: expected a .safetensors file"),
+])
+def test_train_config_is_validated_with_one_line_naming_the_field(changes, field, message):
+    with pytest.raises(TrainConfigError) as error:
+        TrainConfig(**changes).validate()
+    assert error.value.field == field and str(error.value).startswith(message), str(error.value)
+    assert "\n" not in str(error.value) and "--" not in str(error.value)
+    assert error.value.as_option().startswith("--" + field.replace("_", "-"))
+
+
+def test_train_config_takes_paths_as_strings_and_device_lists():
+    config = TrainConfig(export="out/x.safetensors", init="ckpt", devices=[0, 1]).validate()
+    assert config.export == Path("out/x.safetensors") and config.init == Path("ckpt")
+    assert config.devices == (0, 1)
+    assert TrainConfig().lr is None  # the model's default_lr
 
 
 def test_cli_trains_resumes_and_reports_errors_in_one_line(dataset, tmp_path):
@@ -205,9 +257,16 @@ def test_cli_model_hyperparameters_reach_the_checkpoint(dataset, tmp_path):
     config = json.loads((tmp_path / "a" / "checkpoint" / "config.json").read_text())
     assert config["model"]["hidden_dim"] == 16
     assert planners.load(tmp_path / "a" / "checkpoint").model.mlp[0].out_features == 16
-    for value, message in [("hidden=16", "unexpected keyword"), ("16", "expected KEY=VALUE")]:
-        result = runner.invoke(app, ["train", "ego-mlp", *common, "--out", str(tmp_path / value), "--model", value])
-        assert result.exit_code == 2 and message in result.output, result.output
+    unknown = "--model has no key 'hidden'; EgoMLPConfig has hidden_dim, num_poses"
+    for value, message in [("hidden=16", unknown),
+                           ("16", "--model '16': expected KEY=VALUE"),
+                           ("hidden_dim=big", "--model hidden_dim=big: expected an int"),
+                           ("hidden_dim=1.5", "--model hidden_dim=1.5: expected an int"),
+                           ("hidden_dim=0", "--model hidden_dim=0: must be positive")]:
+        out = tmp_path / value.replace("=", "-")
+        result = runner.invoke(app, ["train", "ego-mlp", *common, "--out", str(out), "--model", value])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+        assert not out.exists()
 
 
 def test_cli_max_steps_ends_training_early(dataset, tmp_path):
@@ -231,16 +290,18 @@ def test_init_fine_tunes_from_a_checkpoint(run, dataset, tmp_path):
     trained = load_checkpoint(run / "checkpoint")
     start = trained.model.state_dict()
     # one step at a tiny learning rate: the weights move from the checkpoint's, not from a fresh init
-    folder = train("ego-mlp", dataset, tmp_path / "tune", epochs=1, batch_size=8, lr=1e-9, in_memory=True,
-                   max_steps=1, init=run / "checkpoint")
+    tune = TrainConfig(epochs=1, batch_size=8, lr=1e-9, in_memory=True, max_steps=1, init=run / "checkpoint")
+    folder = train("ego-mlp", dataset, tmp_path / "tune", tune)
     tuned = load_checkpoint(folder).model.state_dict()
     assert set(tuned) == set(start)
     for key, value in start.items():
         np.testing.assert_allclose(tuned[key].numpy(), value.numpy(), atol=1e-6, err_msg=key)
     assert any(not np.array_equal(tuned[k].numpy(), start[k].numpy()) for k in start if "norm" not in k)
-    with pytest.raises(TrainingError, match="holds a ego-mlp planner, not diffusiondrive"):
-        train("diffusiondrive", dataset, tmp_path / "x", init=run / "checkpoint")
-    with pytest.raises(TrainingError, match="exclude each other"):
-        train("ego-mlp", dataset, tmp_path / "y", init=run / "checkpoint", hyperparameters={"hidden_dim": 8})
-    with pytest.raises(TrainingError, match="--init .*missing"):
-        train("ego-mlp", dataset, tmp_path / "z", init=tmp_path / "missing")
+    with pytest.raises(TrainConfigError, match="^init .* holds a ego-mlp planner, not diffusiondrive"):
+        train("diffusiondrive", dataset, tmp_path / "x", TrainConfig(init=run / "checkpoint"))
+    with pytest.raises(TrainingError, match="init and model exclude each other"):
+        train("ego-mlp", dataset, tmp_path / "y", TrainConfig(init=run / "checkpoint"),
+              EgoMLPConfig(hidden_dim=8))
+    with pytest.raises(TrainConfigError, match="^init .*missing") as error:
+        train("ego-mlp", dataset, tmp_path / "z", TrainConfig(init=tmp_path / "missing"))
+    assert error.value.field == "init" and "--" not in str(error.value)

@@ -25,6 +25,9 @@ def bench_trajopt(seconds: float = 10.0, seed: int = 1_100_000_001,
     target = sample_targets(scene, RuleParams(), np.random.default_rng(0), 1)[0]
     previous = expert.solve(scene, target)
     rng = np.random.default_rng(seed)
+    times: list[float]
+    cpu: list[float]
+    oks: list[bool]
     times, cpu, oks = [], [], []
     stop = time.perf_counter() + seconds
     while time.perf_counter() < stop or not times:

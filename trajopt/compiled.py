@@ -32,6 +32,7 @@ class CompileError(DiffplanError, RuntimeError):
 
 
 def cache_dir() -> Path:
+    """Where compiled solvers are cached: $DIFFPLAN_CACHE/trajopt, default ~/.cache/diffplan/trajopt."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "diffplan") / "trajopt"
 
 

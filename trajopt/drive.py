@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import casadi as ca
 import numpy as np
@@ -25,6 +26,7 @@ from stl.rules import (
     LaneChangeParams,
     LaneKeepingParams,
     RuleParams,
+    SafeDistanceParams,
     SpeedBandParams,
     default_deadline,
 )
@@ -68,9 +70,10 @@ def exact_robustness(scene: DriveScene, states: np.ndarray, dt: float, params: R
     formulas = {name: RULES[name].formula(horizon) for name in params.names}
     needed = set().union(*(formula.signals() for formula in formulas.values()))
     signals = signals_from_poses(scene, states[None, :, :3], dt, names=needed)
-    return {name: float(np.asarray(robustness(formula, signals, t=0, mode=Mode.EXACT,
-                                              params=params.of(name).bindings())).reshape(-1)[0])
-            for name, formula in formulas.items()}
+    # params.of(name) is not None for a name in params.names
+    return {name: float(np.asarray(robustness(
+        formula, signals, t=0, mode=Mode.EXACT, params=params.of(name).bindings(),  # type: ignore[union-attr]
+    )).reshape(-1)[0]) for name, formula in formulas.items()}
 
 
 class DriveExpert:
@@ -82,7 +85,8 @@ class DriveExpert:
         # the common variant, built eagerly
         self.problem = build(replace(config.shape, obstacles=min(OBSTACLE_SLOTS[0], config.shape.obstacles)),
                              goal=False, stop=False, compiled=config.compiled, plugin=config.solver)
-        self._scenes: dict[int, tuple[DriveScene, dd.SceneData]] = {}
+        # ids of (route, map, lights) -> (those objects, their SceneData)
+        self._scenes: dict[tuple[int, ...], tuple[tuple[object, ...], dd.SceneData]] = {}
         self._fatrop: dict = {}  # Problem -> its fatrop solver since the last reset()
 
     def prebuild(self, goal: bool = False) -> None:
@@ -174,8 +178,8 @@ class DriveExpert:
             warm = duals is not None and pr.plugin == "ipopt"
             if warm:
                 solver = pr.warm_solver
-                sol = solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg, lam_x0=duals[0],
-                             lam_g0=duals[1])
+                sol = solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg,
+                             lam_x0=duals[0], lam_g0=duals[1])  # type: ignore[index]  # warm: duals is set
             else:
                 solver = self._cold_solver(pr)
                 sol = solver(x0=w0, p=pr.pack(values), lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg)
@@ -378,7 +382,10 @@ def sample_targets(scene: DriveScene, calibrated: RuleParams, rng: np.random.Gen
     for i in range(count):
         lane = 0 if i == 0 else int(rng.choice(lanes))
         lateral_rule = LANE_RULES[lane]
-        band, lateral, safe = base.speed_band, base.of(lateral_rule), base.safe_distance
+        # DEFAULT_PARAMS has every rule, so `base` has them all
+        band = cast(SpeedBandParams, base.speed_band)
+        lateral = cast("LaneKeepingParams | LaneChangeParams", base.of(lateral_rule))
+        safe = cast(SafeDistanceParams, base.safe_distance)
         speed = v_now if i == 0 else float(np.clip(v_now + rng.uniform(-4.0, 4.0), 0.0, 20.0))
         if i > 0:
             v_min = band.v_min - rng.uniform(1.3, 3.0)

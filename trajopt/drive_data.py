@@ -30,6 +30,7 @@ class SceneData:
 
 
 def scene_data(scene: DriveScene) -> SceneData:
+    """The reference, drivable area, stop points and lateral corridor of `scene`."""
     ref, area = Reference.from_line(scene.route.centerline), scene.map.drivable_area()
     return SceneData(ref, area, _stop_points(scene), StationCorridor(area, ref))
 
@@ -171,13 +172,13 @@ def route_guess(scene: DriveScene, data: SceneData, model: Model, x0: np.ndarray
         vk = max(vk, v[-1] - 6.0 * dt)
         s.append(s[-1] + vk * dt)
         v.append(vk)
-    s, v = np.asarray(s), np.asarray(v)
-    xy, heading, _ = ref.at(s)
+    station, speed = np.asarray(s), np.asarray(v)
+    xy, heading, _ = ref.at(station)
     normal = np.stack([-np.sin(heading), np.cos(heading)], -1)
     xy = xy + lat[:, None] * normal
-    heading = heading + np.arctan2(np.gradient(lat), np.maximum(np.gradient(s), 0.05))
+    heading = heading + np.arctan2(np.gradient(lat), np.maximum(np.gradient(station), 0.05))
     heading = heading + 2 * np.pi * np.round((x0[2] - heading[0]) / (2 * np.pi))
-    states = np.concatenate([xy, heading[:, None], v[:, None]], -1)
+    states = np.concatenate([xy, heading[:, None], speed[:, None]], -1)
     states[0] = x0
     return states
 

@@ -64,6 +64,7 @@ class DriveTarget:
     rule_params: RuleParams = DEFAULT_TARGET_PARAMS
 
     def validate(self) -> DriveTarget:
+        """The target itself; ExpertError on a non-finite speed, an unknown lane or bad rule parameters."""
         if not math.isfinite(self.reference_speed):
             raise ExpertError(f"reference_speed must be a finite speed [m/s], got {self.reference_speed!r}")
         if self.target_lane not in (-1, 0, 1):
@@ -142,6 +143,7 @@ class ExpertResult:
 
     @property
     def ok(self) -> bool:
+        """Whether the solve succeeded."""
         return self.status.ok
 
     @property

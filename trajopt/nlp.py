@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import Any
 
 import casadi as ca
 import numpy as np
@@ -93,7 +94,8 @@ class Problem:
     state_index: np.ndarray
     control_index: np.ndarray
     previous_index: np.ndarray
-    constraints: ca.Function = field(repr=False, default=None)  # (w, p) -> g, for checks outside the solver
+    # (w, p) -> g, for checks outside the solver; `build` always sets it
+    constraints: ca.Function = field(repr=False, default=None)  # type: ignore[assignment]
     nlp: dict | str = field(repr=False, default_factory=dict)  # SX expressions, or a compiled library's path
     options: dict = field(repr=False, default_factory=dict)
     plugin: str = "ipopt"
@@ -151,6 +153,7 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
     the same, but the dense goal row (Hessian block over every position) no longer fills the KKT system."""
     model, n, m = MODELS[shape.model], shape.horizon, shape.obstacles
     w = dict(shape.weights)
+    layout: dict[str, tuple[slice, tuple[int, ...]]]  # name -> (slice of p, shape)
     layout, offset = {}, 0
     for name, dims in (("ref_xy", (n + 1, 2)), ("ref_h", (n + 1,)), ("kappa", (n + 1,)), ("lane_c", (n + 1,)),
                        ("v_ref", (1,)), ("obs", (m, n + 1, 4)), ("half", (m, n + 1, 2)), ("goal", (2,)),
@@ -181,7 +184,7 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
     stages = [ca.SX.sym(f"s{k}", size) for k in range(n + 1)]  # x, y, heading, v (, previous controls)
     controls = [ca.SX.sym(f"u{k}", 2) for k in range(n)]
     g_rows: list[tuple[str, ca.SX]] = []  # (kind, row) in stage order
-    cost = 0
+    cost: ca.SX | float = 0
     goal_terms = []
     for k in range(n + 1):
         sk, xk = stages[k], stages[k][:4]
@@ -240,10 +243,11 @@ def build(shape: Shape, goal: bool = True, stop: bool = True, compiled: bool = F
     previous_index = stage_start[:, None] + np.arange(4, size)  # (N+1, 0) for IPOPT
     control_index = stage_start[:n, None] + np.arange(size, size + 2)
     nlp_g = ca.vertcat(*[row for _, row in g_rows])
-    nlp = {"x": wvec, "f": cost, "g": nlp_g, "p": p}
-    opts = {"expand": True, "print_time": False, "show_eval_warnings": False, "ipopt.print_level": 0,
-            "ipopt.sb": "yes", "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol,
-            "ipopt.linear_solver": "mumps", **MUMPS_OPTIONS, "ipopt.expect_infeasible_problem": "yes"}
+    nlp: dict | str = {"x": wvec, "f": cost, "g": nlp_g, "p": p}
+    opts: dict[str, Any] = {
+        "expand": True, "print_time": False, "show_eval_warnings": False, "ipopt.print_level": 0,
+        "ipopt.sb": "yes", "ipopt.max_iter": shape.max_iter, "ipopt.tol": shape.tol,
+        "ipopt.linear_solver": "mumps", **MUMPS_OPTIONS, "ipopt.expect_infeasible_problem": "yes"}
     # expect_infeasible_problem: IPOPT enters restoration sooner and gives up on infeasible targets (a lane
     # change through traffic) in fewer iterations; on datagen's solves, 8% less time and no fewer successes
     # No CPU-time limit: a limit would make the outcome depend on the machine; max_iter bounds the work.

@@ -31,6 +31,8 @@ class Reference:
 
     @classmethod
     def from_line(cls, centerline: shapely.LineString) -> Reference:
+        """The reference of a route centreline, sampled every STEP and extended straight by PRE before and
+        POST after it."""
         length = centerline.length
         s_in = np.arange(0.0, length + 1e-9, STEP) if length > STEP else np.array([0.0, length])
         xy = shapely.get_coordinates(shapely.line_interpolate_point(centerline, s_in))

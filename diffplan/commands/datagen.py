@@ -66,7 +66,8 @@ def drive(
         rules = CalibratedParams.load(params).rules if params is not None else None
         config = DriveDatagenConfig(n=n, demos_per_scene=demos_per_scene, seed=seed, split=split,
                                     shard_size=shard_size, horizon=horizon, expert=expert, compiled=compiled,
-                                    solver=solver, **({"params": rules} if rules is not None else {}))
+                                    solver=solver, **({"params": rules}  # type: ignore[arg-type]
+                                                      if rules is not None else {}))
         failures: dict[str, int] = {}
 
         def describe(report) -> str:

@@ -90,7 +90,7 @@ def navsim(
         label = run_label(run_name(planner, out), oracle)
         previous = finished_run(out, key, "scenes.csv")
         if previous is not None:
-            summary = _read(out, previous, Summary)
+            summary = _read(out, previous, Summary)  # type: ignore[arg-type]  # (found only under an --out)
             console.print(f"{out}: finished before with the same planner, scenes, options and code; not run "
                           "again (choose another --out to rerun)", highlight=False)
             console.print(markdown_table([(label, summary)]) + f"\n{identity.subset}; {summary.metric}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,9 @@ from diffplan.console import (
     user_errors,
 )
 from scenes.store import DatasetError, DriveDataset
+
+if TYPE_CHECKING:
+    from scenes.nav.types import NavEpisode
 
 app = typer.Typer(help="Synthetic driving scenes and datasets.", no_args_is_help=True, add_completion=False,
                   rich_markup_mode="markdown")
@@ -112,6 +115,7 @@ def show_nav(
 
     with user_errors(DatasetError):
         path = poses = None
+        chosen: NavEpisode | None
         if Path(source).is_dir():
             from scenes.store.nav import NavDataset
 

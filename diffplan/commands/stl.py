@@ -44,7 +44,7 @@ def dataset_windows(path: Path):
     return Signals(SIGNAL_NAMES, np.stack(values)), types
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
@@ -77,7 +77,8 @@ def calibrate_cmd(
     for column in ("rule", "windows", "level", "parameters"):
         table.add_column(column)
     for name in chosen.names:
-        shown = ", ".join(f"{k} = {v:.3f}" for k, v in params.rules.of(name).bindings().items())
+        bindings = params.rules.of(name).bindings()  # type: ignore[union-attr]  # (calibrated: not None)
+        shown = ", ".join(f"{k} = {v:.3f}" for k, v in bindings.items())
         used = params.applicable[name]
         table.add_row(name, str(used), _fmt(params.levels[name]), shown + ("" if used else " (default)"))
     console.print(table)

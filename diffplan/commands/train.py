@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -74,11 +73,12 @@ def train(
              "normalisers and hyperparameters.")] = None,
     model: Annotated[list[str] | None, typer.Option(
         "--model", help="A model hyperparameter KEY=VALUE, repeatable (e.g. --model d_model=64 --model "
-        "num_layers=3); VALUE is read as JSON, else as a string. Default: the model's defaults.")] = None,
+        "num_layers=3): KEY a field of the planner's model config, VALUE converted to its type (int, float, "
+        "bool true/false, string, none, comma-separated tuple). Default: the model's defaults.")] = None,
 ) -> None:
     """Train a learned planner with Lightning and export a checkpoint that `--planner OUT/checkpoint` loads."""
     from planners.registry import UnknownPlannerError, available_planners
-    from planners.training import TrainingError
+    from planners.training import TrainConfig, TrainingError, model_config_class
     from planners.training import train as run_training
 
     with user_errors(DatasetError, UnknownPlannerError, TrainingError):
@@ -86,46 +86,28 @@ def train(
             raise UserError(f"unknown planner {name!r}; expected one of {', '.join(available_planners())}")
         if out.is_dir() and not resume and any(out.iterdir()):
             raise UserError(f"--out {out} is not empty; pass --resume to continue it or choose a new folder")
-        if export is not None and export.suffix != ".safetensors":
-            raise UserError(f"--export {export}: expected a .safetensors file")
-        if max_steps is not None and max_steps < 1 or max_minutes is not None and max_minutes <= 0:
-            raise UserError("--max-steps and --max-minutes must be positive")
-        hyperparameters = parse_hyperparameters(model or [])
-        folder = run_training(
-            name, data, out, epochs=epochs, batch_size=batch_size, lr=lr, devices=parse_devices(devices),
-            precision=precision, resume=resume, seed=seed, num_workers=num_workers,
-            split=None if split == "all" else split, accelerator=accelerator, progress=True, in_memory=in_memory,
-            num_nodes=num_nodes, strategy=strategy, hyperparameters=hyperparameters, export=export,
-            max_steps=max_steps, max_minutes=max_minutes, init=init,
-        )
+        config = TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, max_minutes=max_minutes,
+            split=None if split == "all" else split, devices=parse_devices(devices), num_nodes=num_nodes,
+            strategy=strategy, accelerator=accelerator, precision=precision, num_workers=num_workers,
+            in_memory=in_memory, resume=resume, seed=seed, export=export, init=init, progress=True,
+        ).validate()
+        model_config = model_config_class(name).from_text(model) if model else None
+        folder = run_training(name, data, out, config, model_config)
     limits = [f"{epochs} epoch(s)"] + ([f"at most {max_steps} steps"] if max_steps else []) \
         + ([f"at most {max_minutes:g} min"] if max_minutes else [])
     console.print(f"{name} trained for {', '.join(limits)} -> {folder}; metrics in {out / 'logs'}"
                   + (f"; exported {export}" if export is not None else ""))
 
 
-def parse_hyperparameters(items: list[str]) -> dict[str, object]:
-    """["d_model=64", "encoder=vit"] -> {"d_model": 64, "encoder": "vit"}; UserError on a malformed item."""
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise UserError(f"--model {item!r}: expected KEY=VALUE, e.g. d_model=64")
-        try:
-            out[key.strip()] = json.loads(text)
-        except ValueError:
-            out[key.strip()] = text
-    return out
-
-
-def parse_devices(devices: str) -> int | str | list[int]:
+def parse_devices(devices: str) -> int | str | tuple[int, ...]:
     """'auto' stays; '2' is a count; '0,1' lists device ids."""
     text = devices.strip()
     if text == "auto":
         return text
     try:
         if "," in text:
-            return [int(part) for part in text.split(",") if part.strip()]
+            return tuple(int(part) for part in text.split(",") if part.strip())
         return int(text)
     except ValueError:
         raise UserError(f"--devices {devices!r}: expected 'auto', a count or ids such as '0,1'") from None

@@ -33,14 +33,17 @@ WORLD_ITEM = "world:"  # manifest item ids of worlds start with this; episodes u
 
 
 def cache_dir() -> Path:
+    """Where built benchmarks are cached: $DIFFPLAN_CACHE/pointnav, default ~/.cache/diffplan/pointnav."""
     return Path(os.environ.get("DIFFPLAN_CACHE", Path.home() / ".cache" / "diffplan")) / "pointnav"
 
 
 def benchmark_path(name: str, robot: str) -> Path:
+    """The cached episodes file of benchmark `name` for `robot`."""
     return cache_dir() / f"{name}-{BENCHMARK_VERSION}-{robot}.json.gz"
 
 
 def manifest_name(name: str, robot: str) -> str:
+    """The manifest name of benchmark `name` for `robot`."""
     return f"{name}-{robot}"
 
 
@@ -58,6 +61,9 @@ def _synth_items(robot_name: str, manifest: BenchmarkManifest | None, on_world: 
     from scenes.nav.mujoco_world import MujocoNavWorld
 
     robot = ROBOTS[robot_name]
+    episodes: list[NavEpisode]
+    ids: list[str]
+    digests: list[str]
     episodes, ids, digests = [], [], []
 
     def add(item_id: str, digest: str) -> None:
@@ -99,6 +105,7 @@ def build_manifest(name: str, robot_name: str) -> BenchmarkManifest:
 
 
 def shipped_manifest(name: str, robot: str) -> BenchmarkManifest:
+    """The manifest of benchmark `name` for `robot` that this checkout ships."""
     return load_manifest(manifest_name(name, robot), NAV_GENERATOR_VERSION, MANIFEST_DIR)
 
 

@@ -62,6 +62,7 @@ class EpisodeResult:
         return bool(self.error)
 
     def csv_row(self) -> dict[str, object]:
+        """Flat values for the per-episode CSV (positions left out; termination by its value)."""
         row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "positions"}
         return {**row, "termination": self.termination.value}
 
@@ -88,11 +89,13 @@ class PointNavSummary:
             "mean_time_s", "terminations")})
 
     def as_json(self) -> dict[str, object]:
+        """The `--json` line: episode count and the means."""
         return {"n_episodes": self.n_episodes, "success": self.success, "success_navdp": self.success_navdp,
                 "spl": self.spl, "soft_spl": self.soft_spl, "collisions_per_episode": self.collisions_per_episode}
 
 
 def summarize(results: list[EpisodeResult]) -> PointNavSummary:
+    """The means of `results` (failed episodes count as 0; NaN with none)."""
     def mean(name: str) -> float:
         return float(np.mean([getattr(r, name) for r in results])) if results else math.nan
 

@@ -63,9 +63,11 @@ class WorldCache:
     """Worlds by id, built on first use (episodes of one world are usually consecutive)."""
 
     def __init__(self, spec: str, size: int = 4):
+        self.worlds: dict[str, NavWorldInterface]  # id -> world, oldest first
         self.spec, self.size, self.worlds = spec, size, {}
 
     def get(self, world_id: str) -> NavWorldInterface:
+        """World `world_id` (a Habitat scene by its file suffix, else from the world spec), cached."""
         if world_id not in self.worlds:
             if len(self.worlds) >= self.size:
                 self.worlds.pop(next(iter(self.worlds)))
@@ -99,7 +101,7 @@ def evaluate_chunk(episodes: list[tuple[int, NavEpisode]], config: PointNavConfi
     `on_episode(result)` after each."""
     planner = planners.load(config.planner)
     if not config.use_critic:
-        planner.use_critic = False
+        planner.use_critic = False  # type: ignore[attr-defined]  # (planners without a critic ignore it)
     worlds = WorldCache(config.worlds)
     trackers = {}
     results = []
@@ -108,7 +110,7 @@ def evaluate_chunk(episodes: list[tuple[int, NavEpisode]], config: PointNavConfi
         if robot.name not in trackers:
             trackers[robot.name] = make_tracker(config.tracker, robot)
         if isinstance(getattr(planner, "robot", None), RobotProfile):  # the rule-based baselines' footprint
-            planner.robot = robot
+            planner.robot = robot  # type: ignore[attr-defined]
         _seed_everything(config.seed, index)
         planner.seed = _episode_seed(config.seed, index)  # stochastic planners restart their generator
         results.append(run_episode(worlds.get(episode.world_id), episode, planner, trackers[robot.name], robot,
@@ -138,6 +140,8 @@ class PointNavEvaluation:
     command: ClassVar[str] = "diffplan eval pointnav"
 
     def job_record(self) -> dict[str, object]:
+        """Planner (and its fingerprint), tracker, robot, seed, critic use, loop, worlds and episodes: what a
+        resumed run must match."""
         c = self.config
         return {"planner": c.planner, "planner_fingerprint": self.planner_fingerprint, "tracker": c.tracker,
                 "robot": c.robot, "seed": c.seed, "use_critic": c.use_critic, "loop": asdict(c.loop),
@@ -145,13 +149,16 @@ class PointNavEvaluation:
                 "chunk_size": self.chunk_size}
 
     def job_defaults(self) -> dict[str, object]:
+        """Empty: every field is in every job file."""
         return {}
 
     @property
     def num_units(self) -> int:
+        """Number of chunks."""
         return -(-len(self.episodes) // self.chunk_size)
 
     def finished(self, root: Path) -> tuple[dict[int, list[EpisodeResult]], dict[int, str]]:
+        """Chunks an earlier run committed (their results), and those whose unit record is unreadable."""
         done, damaged = {}, {}
         for unit, body in read_unit_records(root, UNIT_DIR, range(self.num_units)).items():
             try:
@@ -162,15 +169,18 @@ class PointNavEvaluation:
 
     def run_unit(self, root: Path, unit: int, on_item: Callable[[list[EpisodeResult]], None]
                  ) -> list[EpisodeResult]:
+        """Run chunk `unit`'s episodes, then commit their results; the results."""
         chunk = list(self.episodes[unit * self.chunk_size:(unit + 1) * self.chunk_size])
         results = evaluate_chunk(chunk, self.config, lambda result: on_item([result]))
         write_unit_record(Path(root), UNIT_DIR, unit, {"results": [to_json(r) for r in results]})
         return results
 
     def amount(self, report: list[EpisodeResult]) -> int:
+        """Episodes done."""
         return len(report)
 
     def finish(self, root: Path, run) -> list[EpisodeResult]:
+        """Every episode's result, sorted by index."""
         return sorted((r for results in run.reports.values() for r in results), key=lambda r: r.index)
 
 

@@ -22,12 +22,16 @@ from torch.utils.data import default_collate
 
 from planners.base import Domain, ObservationT, Planner, PrivilegedT
 from planners.drive_base import DRIVE_PLAN, DrivePrivileged
+from planners.learned.config import ModelConfig
 from planners.plan import Plan
 from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation, DriveScene, Frame, Trajectory
 
 
 class Normaliser(nn.Module):
     """x -> (x - mean) / std over the trailing `shape`; identity until `fit`. Buffers: mean, std."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, shape: Sequence[int]):
         super().__init__()
@@ -43,9 +47,11 @@ class Normaliser(nn.Module):
         self.std.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., *shape) -> normalised (x - mean) / std."""
         return (x - self.mean) / self.std
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """Undo `forward`: z * std + mean."""
         return z * self.std + self.mean
 
 
@@ -56,16 +62,27 @@ class ExpertPlanTarget:
         self.num_poses, self.dt = num_poses, dt
 
     def __call__(self, scene: DriveScene, obs: DriveObservation) -> torch.Tensor:
+        """The expert plan (num_poses, 3) float32 of `scene` from now."""
         return torch.from_numpy(scene.expert_plan(self.num_poses, self.dt).poses.astype(np.float32))
 
 
 class PlanningModel(nn.Module, ABC):
-    """A trainable planning model. Subclasses keep their constructor keyword arguments in `config`."""
+    """A trainable planning model, built from its hyperparameters: a `config_class` instance, kept in `config`
+    (a checkpoint stores it). Subclasses take `config: <their config class> | None` (None: the defaults)."""
 
-    config: dict[str, Any]
+    config_class: ClassVar[type[ModelConfig]]
+    config: ModelConfig
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        config = self.config_class() if config is None else config
+        if type(config) is not self.config_class:
+            raise TypeError(f"{type(self).__name__} is built from {self.config_class.__name__}, "
+                            f"not {type(config).__name__}")
+        self.config = config.validate()
 
     @abstractmethod
-    def feature_builder(self) -> Callable[[DriveObservation], Any]:
+    def feature_builder(self) -> Callable[[Any], Any]:
         """A picklable callable: observation -> features (a tensor or NamedTuple of tensors), unbatched."""
 
     def target_builder(self) -> Callable[[DriveScene, DriveObservation], Any]:
@@ -102,22 +119,33 @@ class LearnedPlanner(Planner[ObservationT, PrivilegedT]):
     """Adapter: runs a `PlanningModel` on observations of one domain. Subclasses set `model_class`, `domain`
     and `plan_spec`, and implement `plan_batch` (batched: one forward pass); `plan` is a batch of one.
 
+    The model is `model`, else one built from `config` (default: the model's defaults) with `overrides`, typed
+    values of its fields, applied: `DiffusionDrivePlanner(d_model=64)`.
+
     Stochastic models (diffusion) draw their noise from a torch.Generator seeded with `seed` and restarted by
     `reset()` (and when `seed` is set), so the same seed and calls give the same plans.
     """
 
     model_class: ClassVar[type[PlanningModel]]
 
-    def __init__(self, model: PlanningModel | None = None, seed: int = 0, **hyperparameters: Any):
-        self.model = model if model is not None else self.model_class(**hyperparameters)
+    def __init__(self, model: PlanningModel | None = None, seed: int = 0, *,
+                 config: ModelConfig | None = None, **overrides: Any):
+        if model is None:
+            config = self.model_class.config_class() if config is None else config
+            model = self.model_class(config.with_values(**overrides) if overrides else config)
+        elif config is not None or overrides:
+            raise TypeError(f"{type(self).__name__}: give a model or its config, not both")
+        self.model = model
         self.model.eval()
         self._features = self.model.feature_builder()
         self.seed = seed
 
     def reset(self) -> None:
+        """Restart the noise generator from `seed`."""
         self._generator = torch.Generator().manual_seed(self.seed)
 
     def plan(self, observation: ObservationT) -> Plan:
+        """The plan of one observation (a batch of one)."""
         return self.plan_batch([observation])[0]
 
     @abstractmethod
@@ -144,6 +172,7 @@ class LearnedDrivePlanner(LearnedPlanner[DriveObservation, DrivePrivileged]):
 
     @torch.no_grad()
     def plan_batch(self, observations: Sequence[DriveObservation]) -> list[Plan]:
+        """One validated DRIVE_PLAN plan per observation, from one forward pass."""
         if not observations:
             return []
         start = time.perf_counter()

@@ -40,8 +40,9 @@ Deviations, for vector inputs and for small models trained on a CPU in minutes:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,11 +50,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from planners.learned.base import LearnedDrivePlanner
+from planners.learned.config import ModelConfigError, check_positive
 from planners.learned.diffusion import add_noise, ddim_step, scaled_linear_alphas_cumprod, truncated_timesteps
 from planners.learned.vector import (
     Attention,
     DriveFeatures,
     TimestepEmbedding,
+    VectorModelConfig,
     VectorPlanningModel,
     denormalise_xy,
     normalise_xy,
@@ -125,6 +128,7 @@ class TrajectoryEmbedding(nn.Module):
                                  nn.Linear(d_model, d_model))
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """Points (..., T, 2) [m] -> (..., d)."""
         z = normalise_xy(points)
         return self.mlp(torch.cat([sine_point_embedding(z, POINT_FEATS), z.flatten(-2)], dim=-1))
 
@@ -150,14 +154,15 @@ class CascadeLayer(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model))
         self.norm3 = nn.LayerNorm(d_model)
         self.modulation = nn.Sequential(nn.Mish(), nn.Linear(d_model, 2 * d_model))
+        score = nn.Linear(d_model, 1)
         self.cls_head = nn.Sequential(
             nn.Linear(d_model, d_model), nn.ReLU(), nn.LayerNorm(d_model),
             nn.Linear(d_model, d_model), nn.ReLU(), nn.LayerNorm(d_model),
-            nn.Linear(d_model, 1),
+            score,
         )
         self.reg_head = nn.Sequential(nn.Linear(d_model + 2 * num_poses, d_model), nn.ReLU(),
                                       nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, num_poses * 3))
-        nn.init.constant_(self.cls_head[-1].bias, CLS_PRIOR_BIAS)
+        nn.init.constant_(score.bias, CLS_PRIOR_BIAS)
 
     def context(self, tokens: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         """What does not change across modes and steps: scene keys/values, and the ego attention (B, 1, d)."""
@@ -184,49 +189,80 @@ class CascadeLayer(nn.Module):
         return torch.cat([xy, heading], dim=-1), self.cls_head(f).squeeze(-1) if scores else None
 
 
-class DiffusionDriveModel(VectorPlanningModel):
-    """DiffusionDrive's truncated diffusion decoder on the shared vector `SceneEncoder`.
+@dataclass(frozen=True)
+class DiffusionDriveConfig(VectorModelConfig):
+    """DiffusionDrive's hyperparameters beyond the encoder's (`VectorModelConfig`).
 
-    Hyperparameters beyond the encoder's: `num_modes` anchors (20), `decoder_layers` cascade layers (2),
-    `train_truncation` (t ~ U{0 .. 49}), `inference_start` (t = 8) and `inference_steps` (2, 1 to 4),
-    `anchors` (an anchors.npy from `diffplan anchors`; default: k-means on the training targets with
-    `kmeans_seed`), and the loss weights `cls_weight` 10, `reg_weight` 8, `trajectory_weight` 12.
-    Buffer `anchors` (K, T, 2) [m] travels with the weights.
+    Attributes:
+        num_modes: anchors K (20).
+        decoder_layers: cascade layers (2).
+        train_truncation: training draws t ~ U{0 .. train_truncation - 1} (50).
+        inference_start: inference noises the anchors at t = 8.
+        inference_steps: DDIM steps at inference (2; 1 to 4).
+        anchors: an anchors .npy (K, T, 2) [m] from `diffplan anchors`; None: k-means on the training
+            targets with `kmeans_seed`.
+        cls_weight, reg_weight, trajectory_weight: loss weights 10, 8, 12.
+        focal_alpha, focal_gamma: the focal loss's 0.25 and 2.
     """
 
-    def __init__(self, d_model: int = 128, depth: int = 2, heads: int = 4, ffn_dim: int = 256, dropout: float = 0.0,
-                 max_agents: int = 16, max_polylines: int = 64, num_poses: int = NUM_PLAN_POSES,
-                 num_modes: int = NUM_MODES, decoder_layers: int = 2, train_truncation: int = TRAIN_TRUNCATION,
-                 inference_start: int = INFERENCE_START, inference_steps: int = INFERENCE_STEPS,
-                 anchors: str | None = None, kmeans_seed: int = 0, cls_weight: float = 10.0,
-                 reg_weight: float = 8.0, trajectory_weight: float = 12.0, focal_alpha: float = 0.25,
-                 focal_gamma: float = 2.0):
-        super().__init__(d_model, depth, heads, ffn_dim, dropout, max_agents, max_polylines, num_poses)
-        if not 1 <= inference_steps <= 4:
-            raise ValueError(f"inference_steps must be 1 to 4, got {inference_steps}")
-        if not 0 <= inference_start < train_truncation <= 1000:
-            raise ValueError("need 0 <= inference_start < train_truncation <= 1000")
-        if num_modes < 1 or decoder_layers < 1:
-            raise ValueError("num_modes and decoder_layers must be positive")
-        self.config.update({
-            "num_modes": num_modes, "decoder_layers": decoder_layers, "train_truncation": train_truncation,
-            "inference_start": inference_start, "inference_steps": inference_steps, "anchors": anchors,
-            "kmeans_seed": kmeans_seed, "cls_weight": cls_weight, "reg_weight": reg_weight,
-            "trajectory_weight": trajectory_weight, "focal_alpha": focal_alpha, "focal_gamma": focal_gamma,
-        })
-        self.num_modes, self.train_truncation = num_modes, train_truncation
-        self.inference_start, self.inference_steps = inference_start, inference_steps
-        self.anchors_path, self.kmeans_seed = anchors, kmeans_seed
-        self.cls_weight, self.reg_weight, self.trajectory_weight = cls_weight, reg_weight, trajectory_weight
-        self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
-        self.register_buffer("anchors", default_anchors(num_modes, num_poses))
+    num_modes: int = NUM_MODES
+    decoder_layers: int = 2
+    train_truncation: int = TRAIN_TRUNCATION
+    inference_start: int = INFERENCE_START
+    inference_steps: int = INFERENCE_STEPS
+    anchors: str | None = None
+    kmeans_seed: int = 0
+    cls_weight: float = 10.0
+    reg_weight: float = 8.0
+    trajectory_weight: float = 12.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+    def validate(self) -> DiffusionDriveConfig:
+        """Self, or ModelConfigError naming the first bad field."""
+        super().validate()
+        check_positive(self, "num_modes", "decoder_layers")
+        if not 1 <= self.inference_steps <= 4:
+            raise ModelConfigError(f"inference_steps={self.inference_steps}: must be 1 to 4")
+        if not 0 <= self.inference_start < self.train_truncation <= 1000:
+            raise ModelConfigError(f"inference_start={self.inference_start}, train_truncation="
+                                   f"{self.train_truncation}: need 0 <= inference_start < train_truncation "
+                                   "<= 1000")
+        return self
+
+
+class DiffusionDriveModel(VectorPlanningModel):
+    """DiffusionDrive's truncated diffusion decoder on the shared vector `SceneEncoder`, built from a
+    `DiffusionDriveConfig`. Buffer `anchors` (K, T, 2) [m] travels with the weights.
+    """
+
+    config_class = DiffusionDriveConfig
+    config: DiffusionDriveConfig
+    anchors: torch.Tensor
+
+    def __init__(self, config: DiffusionDriveConfig | None = None):
+        super().__init__(config)
+        c = self.config
+        d_model, num_poses = c.d_model, c.num_poses
+        self.num_modes, self.train_truncation = c.num_modes, c.train_truncation
+        self.inference_start, self.inference_steps = c.inference_start, c.inference_steps
+        self.anchors_path, self.kmeans_seed = c.anchors, c.kmeans_seed
+        self.cls_weight, self.reg_weight = c.cls_weight, c.reg_weight
+        self.trajectory_weight = c.trajectory_weight
+        self.focal_alpha, self.focal_gamma = c.focal_alpha, c.focal_gamma
+        self.register_buffer("anchors", default_anchors(c.num_modes, num_poses))
         self.alphas_cumprod = scaled_linear_alphas_cumprod()  # float64, CPU; not a buffer (fixed formula)
         self.query = TrajectoryEmbedding(d_model, num_poses)
         self.time_embedding = TimestepEmbedding(d_model)
-        self.layers = nn.ModuleList(CascadeLayer(d_model, heads, ffn_dim, dropout, num_poses)
-                                    for _ in range(decoder_layers))
+        self.layers = nn.ModuleList(CascadeLayer(d_model, c.heads, c.ffn_dim, c.dropout, num_poses)
+                                    for _ in range(c.decoder_layers))
+
+    def cascade(self) -> list[CascadeLayer]:
+        """The decoder's cascade layers, in order."""
+        return cast("list[CascadeLayer]", list(self.layers))
 
     def spec(self) -> dict[str, Any]:
+        """The vector features' spec plus the anchors' shape (K, T, 2) [m]."""
         spec = super().spec()
         spec["anchors"] = {"shape": [self.num_modes, self.num_poses, 2], "frame": "ego", "unit": "m"}
         return spec
@@ -239,7 +275,7 @@ class DiffusionDriveModel(VectorPlanningModel):
         query = self.query(points)
         time = self.time_embedding(t)
         outputs = []
-        for i, (layer, context) in enumerate(zip(self.layers, contexts, strict=True)):
+        for i, (layer, context) in enumerate(zip(self.cascade(), contexts, strict=True)):
             plans, logits = layer(query, points, self.anchors, context, valid, time,
                                   scores or i == len(self.layers) - 1)
             outputs.append((plans, logits))
@@ -252,17 +288,19 @@ class DiffusionDriveModel(VectorPlanningModel):
         return add_noise(x0, noise, self.alphas_cumprod.to(noise.device), t).clamp(-1.0, 1.0)
 
     def loss(self, features: DriveFeatures, plan: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """DiffusionDrive's focal + L1 loss over both cascade layers (see the module docstring)."""
         b = plan.shape[0]
         tokens, valid = self.encoder(features)
         t = torch.randint(0, self.train_truncation, (b,), device=plan.device)
         noise = torch.randn(b, *self.anchors.shape, device=plan.device)
-        contexts = [layer.context(tokens) for layer in self.layers]
+        contexts = [layer.context(tokens) for layer in self.cascade()]
         outputs = self.decode(contexts, valid, denormalise_xy(self.noisy_anchors(noise, t)), t)
         positive = assign_modes(self.anchors, plan[..., :2])
         one_hot = F.one_hot(positive, self.num_modes).to(plan.dtype)
         rows = torch.arange(b, device=plan.device)
         total, logs = plan.new_zeros(()), {}
         for i, (plans, logits) in enumerate(outputs, start=1):
+            assert logits is not None  # decode scores every layer by default
             focal = sigmoid_focal_loss(logits.float(), one_hot, self.focal_alpha, self.focal_gamma)
             l1 = (plans[rows, positive].float() - plan).abs().mean()
             total = total + self.cls_weight * focal + self.reg_weight * l1
@@ -281,12 +319,13 @@ class DiffusionDriveModel(VectorPlanningModel):
         steps = truncated_timesteps(self.inference_start, self.inference_steps)
         noise = torch.randn(b, *self.anchors.shape, generator=generator).to(device, tokens.dtype)
         x = self.noisy_anchors(noise, torch.full((b,), steps[0], device=device))
-        contexts = [layer.context(tokens) for layer in self.layers]
+        contexts = [layer.context(tokens) for layer in self.cascade()]
         for i, t in enumerate(steps):
             plans, logits = self.decode(contexts, valid, denormalise_xy(x.clamp(-1.0, 1.0)),
                                         torch.full((b,), t, device=device), scores=False)[-1]
             if i + 1 < len(steps):
                 x = ddim_step(x, normalise_xy(plans[..., :2]), self.alphas_cumprod, t, steps[i + 1])
+        assert logits is not None  # decode always scores the last layer
         scores = logits.sigmoid()
         best = plans[torch.arange(b, device=device), scores.argmax(dim=-1)]
         return best, plans, scores

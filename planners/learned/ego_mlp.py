@@ -8,6 +8,7 @@ Unlike NAVSIM, the status and plan are normalised with buffers fitted on the tra
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from planners.learned.base import LearnedDrivePlanner, Normaliser, PlanningModel
+from planners.learned.config import ModelConfig, check_positive
 from planners.registry import register_planner
 from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation
 
@@ -25,17 +27,35 @@ class EgoStatusFeatures:
     """DriveObservation -> (8,) float32 status (see the module docstring)."""
 
     def __call__(self, obs: DriveObservation) -> torch.Tensor:
+        """The (8,) float32 ego status of `obs`."""
         ego = obs.ego
         status = np.concatenate([obs.command.one_hot(), ego.velocity, ego.acceleration])
         return torch.from_numpy(status.astype(np.float32))
 
 
+@dataclass(frozen=True)
+class EgoMLPConfig(ModelConfig):
+    """EgoStatusMLP's hyperparameters: `hidden_dim` h (NAVSIM: 512), `num_poses` planned poses."""
+
+    hidden_dim: int = 512
+    num_poses: int = NUM_PLAN_POSES
+
+    def validate(self) -> EgoMLPConfig:
+        """Self, or ModelConfigError naming the first bad field."""
+        super().validate()
+        check_positive(self, "hidden_dim", "num_poses")
+        return self
+
+
 class EgoStatusMLP(PlanningModel):
     """Linear(8, h) ReLU Linear(h, h) ReLU Linear(h, h) ReLU Linear(h, 8 * 3), as in NAVSIM."""
 
-    def __init__(self, hidden_dim: int = 512, num_poses: int = NUM_PLAN_POSES):
-        super().__init__()
-        self.config = {"hidden_dim": hidden_dim, "num_poses": num_poses}
+    config_class = EgoMLPConfig
+    config: EgoMLPConfig
+
+    def __init__(self, config: EgoMLPConfig | None = None):
+        super().__init__(config)
+        hidden_dim, num_poses = self.config.hidden_dim, self.config.num_poses
         self.num_poses = num_poses
         self.status_norm = Normaliser((len(STATUS_FIELDS),))
         self.plan_norm = Normaliser((num_poses, 3))
@@ -47,9 +67,11 @@ class EgoStatusMLP(PlanningModel):
         )
 
     def feature_builder(self) -> EgoStatusFeatures:
+        """EgoStatusFeatures: observation -> (8,) status."""
         return EgoStatusFeatures()
 
     def spec(self) -> dict[str, Any]:
+        """The (8,) status feature and the (num_poses, 3) plan target."""
         return {
             "features": {"status": {"shape": [len(STATUS_FIELDS)], "dtype": "float32",
                                     "fields": list(STATUS_FIELDS), "frame": "ego body"}},
@@ -69,6 +91,7 @@ class EgoStatusMLP(PlanningModel):
         return loss, {"l1": float(loss.detach()), "final_xy_l1": float(error[:, -1, :2].mean().detach())}
 
     def fit_normalisers(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Fit the status and plan normalisers on (status, plan) batches."""
         statuses, plans = zip(*batches, strict=True)
         self.status_norm.fit(torch.cat(statuses))
         self.plan_norm.fit(torch.cat(plans))

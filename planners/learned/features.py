@@ -50,6 +50,7 @@ ROUTE_SPACING = 2.0  # [m]
 
 
 class ObservationFeatures(NamedTuple):
+    """Default features of one observation (see the module docstring for units)."""
     ego_history: torch.Tensor  # (16, 7)
     agents: torch.Tensor  # (A, 16, 8)
     agents_mask: torch.Tensor  # (A, 16) bool
@@ -60,6 +61,7 @@ class ObservationFeatures(NamedTuple):
 
 
 class SceneTargets(NamedTuple):
+    """Default targets of one scene window (see the module docstring for units)."""
     plan: torch.Tensor  # (8, 3)
     agents_future: torch.Tensor  # (A, 50, 2)
     agents_future_mask: torch.Tensor  # (A, 50) bool
@@ -83,6 +85,7 @@ class ObservationFeatureBuilder:
         self.max_agents, self.route_points, self.route_spacing = max_agents, route_points, route_spacing
 
     def __call__(self, obs: DriveObservation) -> ObservationFeatures:
+        """The ObservationFeatures of `obs`."""
         ego = obs.ego_history
         ego_history = np.concatenate([ego.pose, ego.velocity, ego.acceleration], axis=-1)
         agents, rows = obs.agents, nearest_agents(obs, self.max_agents)
@@ -141,6 +144,7 @@ MAP_RADIUS = 60.0  # [m]
 
 
 class MapPolylines(NamedTuple):
+    """Map polylines of one observation (see the module docstring for units)."""
     map_points: torch.Tensor  # (M, Q, 4)
     map_attributes: torch.Tensor  # (M, 8)
     map_mask: torch.Tensor  # (M,) bool
@@ -183,6 +187,7 @@ class MapPolylineBuilder:
         return np.array(lines, dtype=object), np.array(rows, np.float64).reshape(-1, len(MAP_ATTRIBUTES))
 
     def __call__(self, obs: DriveObservation) -> MapPolylines:
+        """The map polylines of `obs`, nearest the ego first."""
         m_max, q = self.max_polylines, self.points
         points = np.zeros((m_max, q, 4))
         attributes = np.zeros((m_max, len(MAP_ATTRIBUTES)))
@@ -236,6 +241,7 @@ class SceneTargetBuilder:
         self.max_agents, self.num_plan_poses, self.plan_dt = max_agents, num_plan_poses, plan_dt
 
     def __call__(self, scene: DriveScene, obs: DriveObservation) -> SceneTargets:
+        """The expert plan and the feature agents' futures of `scene` at `obs`."""
         plan = scene.expert_plan(self.num_plan_poses, self.plan_dt).poses
         ids = obs.agents.track_ids[nearest_agents(obs, self.max_agents)]
         scene_rows = np.array([np.flatnonzero(scene.agents.track_ids == i)[0] for i in ids], np.int64)

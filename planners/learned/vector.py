@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from planners.learned.base import PlanningModel
+from planners.learned.config import ModelConfig, ModelConfigError, check_fraction, check_positive
 from planners.learned.features import MAP_ATTRIBUTES, MapPolylineBuilder, ObservationFeatureBuilder
 from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation
 
@@ -67,6 +69,7 @@ class DriveFeatureBuilder:
         self.map = MapPolylineBuilder(max_polylines=max_polylines, points=polyline_points)
 
     def __call__(self, obs: DriveObservation) -> DriveFeatures:
+        """The DriveFeatures of `obs`."""
         base = self.observation(obs)
         frames = slice(-1 - AGENT_STRIDE * (self.agent_frames - 1), None, AGENT_STRIDE)
         polylines = self.map(obs)
@@ -130,6 +133,7 @@ class TimestepEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.Mish(), nn.Linear(4 * d_model, d_model))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """(B,) timesteps -> (B, d)."""
         return self.mlp(sinusoidal_embedding(t, self.d_model))
 
 
@@ -165,6 +169,7 @@ class Attention(nn.Module):
 
 
 def mlp(in_dim: int, out_dim: int) -> nn.Sequential:
+    """Linear(in, out) ReLU Linear(out, out)."""
     return nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim))
 
 
@@ -192,6 +197,7 @@ class SceneEncoder(nn.Module):
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, f: DriveFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scene tokens (B, N, d), N = 1 + A + M + 1, and their validity (B, N)."""
         status = f.status / f.status.new_tensor([1, 1, 1, 1] + [VELOCITY_SCALE] * 2 + [ACCELERATION_SCALE] * 2)
         scale = f.agents.new_tensor([POSITION_SCALE] * 2 + [1, 1] + [VELOCITY_SCALE] * 2 + [SIZE_SCALE] * 2)
         agent_mask = f.agents_mask.to(f.agents.dtype)[..., None]
@@ -232,29 +238,59 @@ def warmup_cosine(optimiser: torch.optim.Optimizer, lr: float, total_steps: int,
     return torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
 
 
+@dataclass(frozen=True)
+class VectorModelConfig(ModelConfig):
+    """The vector planners' shared hyperparameters. SceneEncoder: width `d_model`, `depth` layers, `heads`
+    attention heads, FFN width `ffn_dim`, `dropout`; features: at most `max_agents` agents and
+    `max_polylines` map polylines; `num_poses` planned poses (0.5 s apart)."""
+
+    d_model: int = 128
+    depth: int = 2
+    heads: int = 4
+    ffn_dim: int = 256
+    dropout: float = 0.0
+    max_agents: int = 16
+    max_polylines: int = 64
+    num_poses: int = NUM_PLAN_POSES
+
+    def validate(self) -> VectorModelConfig:
+        """Self, or ModelConfigError naming the first bad field."""
+        super().validate()
+        check_positive(self, "d_model", "heads", "ffn_dim", "max_agents", "max_polylines", "num_poses")
+        check_fraction(self, "dropout")
+        if self.depth < 0:
+            raise ModelConfigError(f"depth={self.depth}: must be 0 or more")
+        if self.d_model % self.heads:
+            raise ModelConfigError(f"d_model={self.d_model}: must be divisible by heads={self.heads}")
+        return self
+
+
 class VectorPlanningModel(PlanningModel):
-    """A `PlanningModel` on `DriveFeatures` with a `SceneEncoder`; subclasses add the trajectory decoder.
+    """A `PlanningModel` on `DriveFeatures` with a `SceneEncoder`; subclasses add the trajectory decoder and
+    their config class (a `VectorModelConfig`).
 
     Trained with DiffusionDrive's optimiser (AdamW, lr 6e-4 by default, weight decay 1e-4, warm-up then
     cosine). Targets are the expert plan (8, 3).
     """
 
+    config_class = VectorModelConfig
+    config: VectorModelConfig
     default_lr = 6e-4
     weight_decay = 1e-4
 
-    def __init__(self, d_model: int = 128, depth: int = 2, heads: int = 4, ffn_dim: int = 256,
-                 dropout: float = 0.0, max_agents: int = 16, max_polylines: int = 64, num_poses: int = NUM_PLAN_POSES):
-        super().__init__()
-        self.config = {"d_model": d_model, "depth": depth, "heads": heads, "ffn_dim": ffn_dim, "dropout": dropout,
-                       "max_agents": max_agents, "max_polylines": max_polylines, "num_poses": num_poses}
-        self.d_model, self.num_poses = d_model, num_poses
-        self.max_agents, self.max_polylines = max_agents, max_polylines
-        self.encoder = SceneEncoder(d_model, depth, heads, ffn_dim, dropout)
+    def __init__(self, config: VectorModelConfig | None = None):
+        super().__init__(config)
+        c = self.config
+        self.d_model, self.num_poses = c.d_model, c.num_poses
+        self.max_agents, self.max_polylines = c.max_agents, c.max_polylines
+        self.encoder = SceneEncoder(c.d_model, c.depth, c.heads, c.ffn_dim, c.dropout)
 
     def feature_builder(self) -> DriveFeatureBuilder:
+        """DriveFeatureBuilder with this model's agent and polyline limits."""
         return DriveFeatureBuilder(max_agents=self.max_agents, max_polylines=self.max_polylines)
 
     def spec(self) -> dict[str, Any]:
+        """Shapes, dtypes and units of the DriveFeatures and the plan target."""
         a, m = self.max_agents, self.max_polylines
         return {
             "features": {

@@ -13,13 +13,14 @@ from planners.navdp.data import (
     poses_to_deltas,
     resize_depth,
 )
-from planners.navdp.model import NavDPModel
+from planners.navdp.model import NavDPConfig, NavDPModel
 from planners.navdp.planner import InferenceRules, NavDPPlanner, Selection, select_trajectory
 from planners.navdp.schedule import DDPMSchedule, cosine_betas
 
 __all__ = [
     "DDPMSchedule",
     "InferenceRules",
+    "NavDPConfig",
     "NavDPFeatureBuilder",
     "NavDPFeatures",
     "NavDPModel",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -81,6 +81,7 @@ class NavDPFeatureBuilder:
         self.image_size = image_size
 
     def __call__(self, obs: NavObservation) -> NavDPFeatures:
+        """Resized depth (1, S, S) [m] and the clipped goal (3,) of `obs`."""
         depth = resize_depth(np.asarray(obs.depth, dtype=np.float32), self.image_size)
         return NavDPFeatures(torch.from_numpy(np.ascontiguousarray(depth))[None],
                              torch.from_numpy(clip_goal(obs.goal)))
@@ -115,13 +116,14 @@ def open_nav_samples(data: Any, split: str | None) -> Sequence[NavTrainingSample
     """Every frame of nav dataset folder `data` (scenes.store.nav), or an in-memory sequence of samples as given.
 
     Nav datasets have no splits (evaluation uses separate PointNav episodes): `split` must be None or "train",
-    the CLI's default; anything else is a DatasetError.
+    the CLI's default; anything else is a ConfigError naming `split`.
     """
     if not isinstance(data, str | Path):
         return data
-    from scenes.store import DatasetError
+    from scenes.errors import ConfigError
     from scenes.store.nav import NavDataset
 
     if split not in (None, "train"):
-        raise DatasetError(f"{data}: nav datasets have no splits; use --split train (all frames), not {split!r}")
-    return NavDataset.open(data)
+        raise ConfigError("split", f"{data}: nav datasets have no splits; {{field}} must be 'train' (all frames), "
+                                   f"not {split!r}")
+    return cast(Sequence[NavTrainingSample], NavDataset.open(data))

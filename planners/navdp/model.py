@@ -10,12 +10,14 @@ Defaults are small for CPU (d 128, 4 layers, 64 px depth, a CNN encoder); NavDP'
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from planners.learned.base import PlanningModel
+from planners.learned.config import ModelConfig, ModelConfigError, check_fraction, check_positive
 from planners.navdp.data import (
     GOAL_X_RANGE,
     GOAL_Y_RANGE,
@@ -36,29 +38,77 @@ LR_DECAY_STEPS, LR_END_FACTOR = 10_000, 0.5
 ENCODERS = ("cnn", "vit")
 
 
-class NavDPModel(PlanningModel):
-    """NavDP's diffusion policy and critic (see the module docstring and planners.navdp.network)."""
+@dataclass(frozen=True)
+class NavDPConfig(ModelConfig):
+    """NavDP's hyperparameters (defaults small for CPU; see the module docstring for NavDP's own).
 
-    def __init__(self, d_model: int = 128, num_layers: int = 4, num_heads: int = 4, dropout: float = 0.1,
-                 image_size: int = 64, encoder: str = "cnn", cnn_width: int = 32, cnn_stages: int = 4,
-                 vit_patch: int = 16, vit_width: int = 192, vit_layers: int = 4, vit_heads: int = 4,
-                 num_poses: int = NAV_PLAN_POSES):
-        super().__init__()
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
-        if d_model % num_heads or d_model % 2:
-            raise ValueError(f"d_model {d_model} must be even and divisible by num_heads {num_heads}")
-        self.config = {"d_model": d_model, "num_layers": num_layers, "num_heads": num_heads, "dropout": dropout,
-                       "image_size": image_size, "encoder": encoder, "cnn_width": cnn_width,
-                       "cnn_stages": cnn_stages, "vit_patch": vit_patch, "vit_width": vit_width,
-                       "vit_layers": vit_layers, "vit_heads": vit_heads, "num_poses": num_poses}
-        self.image_size, self.num_poses = image_size, num_poses
-        depth_encoder = (ConvDepthEncoder(d_model, image_size, cnn_width, cnn_stages) if encoder == "cnn" else
-                         ViTDepthEncoder(d_model, image_size, vit_patch, vit_width, vit_layers, vit_heads))
-        self.network = NavDPNetwork(d_model, num_layers, num_heads, dropout, num_poses, depth_encoder)
+    Attributes:
+        d_model, num_layers, num_heads, dropout: the shared transformer decoder (width, layers, heads).
+        image_size: depth images are resized to image_size x image_size [px].
+        encoder: the depth encoder, "cnn" (cnn_width channels, cnn_stages stride-2 stages) or "vit" (patch
+            vit_patch [px], width vit_width, vit_layers layers, vit_heads heads).
+        num_poses: planned poses (NAV_PLAN_DT apart).
+    """
+
+    d_model: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    dropout: float = 0.1
+    image_size: int = 64
+    encoder: str = "cnn"
+    cnn_width: int = 32
+    cnn_stages: int = 4
+    vit_patch: int = 16
+    vit_width: int = 192
+    vit_layers: int = 4
+    vit_heads: int = 4
+    num_poses: int = NAV_PLAN_POSES
+
+    def validate(self) -> NavDPConfig:
+        """Self, or ModelConfigError naming the first bad field."""
+        super().validate()
+        if self.encoder not in ENCODERS:
+            raise ModelConfigError(f"encoder={self.encoder!r}: expected one of {', '.join(ENCODERS)}")
+        check_positive(self, "d_model", "num_heads", "image_size", "cnn_width", "vit_patch", "vit_width",
+                       "vit_heads", "num_poses")
+        check_fraction(self, "dropout")
+        if self.d_model % self.num_heads or self.d_model % 2:
+            raise ModelConfigError(f"d_model={self.d_model}: must be even and divisible by num_heads="
+                                   f"{self.num_heads}")
+        if self.encoder == "cnn" and (self.cnn_stages < 1 or self.image_size % 2 ** self.cnn_stages):
+            raise ModelConfigError(f"cnn_stages={self.cnn_stages}: need at least 1 and image_size="
+                                   f"{self.image_size} divisible by 2^cnn_stages")
+        if self.encoder == "vit" and self.image_size % self.vit_patch:
+            raise ModelConfigError(f"vit_patch={self.vit_patch}: image_size={self.image_size} is not "
+                                   "divisible by it")
+        if self.encoder == "vit" and self.vit_width % self.vit_heads:
+            raise ModelConfigError(f"vit_width={self.vit_width}: must be divisible by vit_heads="
+                                   f"{self.vit_heads}")
+        return self
+
+
+class NavDPModel(PlanningModel):
+    """NavDP's diffusion policy and critic (see the module docstring and planners.navdp.network), built from
+    a `NavDPConfig`."""
+
+    config_class = NavDPConfig
+    config: NavDPConfig
+
+    def __init__(self, config: NavDPConfig | None = None):
+        super().__init__(config)
+        c = self.config
+        self.image_size, self.num_poses = c.image_size, c.num_poses
+        if c.encoder == "cnn":
+            depth_encoder: ConvDepthEncoder | ViTDepthEncoder = ConvDepthEncoder(c.d_model, c.image_size, c.cnn_width, c.cnn_stages)
+        else:
+            depth_encoder = ViTDepthEncoder(c.d_model, c.image_size, c.vit_patch, c.vit_width, c.vit_layers,
+                                            c.vit_heads)
+        self.network = NavDPNetwork(c.d_model, c.num_layers, c.num_heads, c.dropout, c.num_poses,
+                                    depth_encoder)
         self.schedule = DDPMSchedule(NAVDP_DIFFUSION_STEPS)
 
     def feature_builder(self) -> NavDPFeatureBuilder:
+        """NavDPFeatureBuilder at this model's image size."""
         return NavDPFeatureBuilder(self.image_size)
 
     def target_builder(self) -> Any:
@@ -66,6 +116,7 @@ class NavDPModel(PlanningModel):
         return build_targets
 
     def spec(self) -> dict[str, Any]:
+        """Shapes, dtypes and units of the depth and goal features and the targets."""
         return {
             "features": {
                 "depth": {"shape": [1, self.image_size, self.image_size], "dtype": "float32", "unit": "m",

@@ -47,6 +47,7 @@ class ConvDepthEncoder(nn.Module):
         self.num_tokens = (image_size // 2 ** stages) ** 2
 
     def forward(self, depth: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) depth [m] -> (B, (S / 2^stages)^2, d) tokens."""
         return self.net(depth / DEPTH_MAX).flatten(2).transpose(1, 2)
 
 
@@ -70,6 +71,7 @@ class ViTDepthEncoder(nn.Module):
         self.project = nn.Linear(width, d_model)
 
     def forward(self, depth: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) depth [m] -> (B, (S / patch)^2, d) tokens."""
         tokens = self.patchify(depth / DEPTH_MAX).flatten(2).transpose(1, 2) + self.position
         return self.project(self.norm(self.blocks(tokens)))
 
@@ -78,7 +80,7 @@ class NavDPNetwork(nn.Module):
     """The denoiser and critic of NavDP around one shared decoder (see the module docstring)."""
 
     def __init__(self, d_model: int, num_layers: int, num_heads: int, dropout: float, num_poses: int,
-                 encoder: nn.Module):
+                 encoder: ConvDepthEncoder | ViTDepthEncoder):
         super().__init__()
         self.d_model, self.num_poses = d_model, num_poses
         self.encoder = encoder

@@ -1,6 +1,6 @@
 """The `navdp` navigation planner: sample 16 trajectories, rank them with the critic, apply NavDP's rules.
 
-Plans follow closed-loop evaluation's convention (eval/pointnav, planners/nav_baselines): waypoints that all
+Plans follow closed-loop evaluation's convention (eval/pointnav, planners/nav_rule_based): waypoints that all
 sit at the robot mean STOP (the tracker rests, which ends the episode); waypoints beside the robot make the
 tracker turn on the spot. Rules (NavDP's point-goal agent, adapted to that convention; `select_trajectory`):
 1. stop: the goal is within `stop_radius` [m] (habitat's 0.2 m): every pose at the origin;
@@ -34,14 +34,14 @@ import torch
 from planners.base import Domain
 from planners.learned.base import LearnedPlanner, wrap_angle
 from planners.nav_base import NAV_PLAN, NavPrivileged
-from planners.navdp.model import NavDPModel
+from planners.navdp.model import NavDPConfig, NavDPModel
 from planners.plan import Plan
 from planners.registry import register_planner
 from scenes import Frame, Trajectory
 from scenes.nav import NAV_PLAN_DT, NavObservation
 
 TURN_IN_PLACE_RADIUS = 0.5  # [m] NavDP: trajectories ending closer than this turn in place
-SIDEWAYS_OFFSET = 0.5  # [m] turn-in-place waypoints beside the robot (as planners.nav_baselines)
+SIDEWAYS_OFFSET = 0.5  # [m] turn-in-place waypoints beside the robot (as planners.nav_rule_based)
 
 
 @dataclass(frozen=True)
@@ -131,20 +131,24 @@ def select_trajectory(candidates: np.ndarray, values: np.ndarray, goal: np.ndarr
 class NavDPPlanner(LearnedPlanner[NavObservation, NavPrivileged]):
     """NavDP (depth + point goal -> 16 sampled trajectories, critic-ranked): a learned navigation planner,
     NAV_PLAN plans. `load("navdp")` is untrained; train with `diffplan train navdp --data NAV_DATASET`.
+    The model is `model`, else one built from `config` (a NavDPConfig) with `overrides` of its fields.
     Settings after construction: `num_samples`, `rules` (InferenceRules), `seed`; `use_critic` is a shortcut
     into `rules`."""
 
     model_class = NavDPModel
+    model: NavDPModel
     domain = Domain.NAVIGATION
     plan_spec = NAV_PLAN
 
     def __init__(self, model: NavDPModel | None = None, *, num_samples: int = 16, seed: int = 0,
-                 rules: InferenceRules = InferenceRules(), **hyperparameters: Any):
-        super().__init__(model, seed=seed, **hyperparameters)
+                 rules: InferenceRules = InferenceRules(), config: NavDPConfig | None = None,
+                 **overrides: Any):
+        super().__init__(model, seed=seed, config=config, **overrides)
         self.num_samples, self.rules = num_samples, rules
 
     @property
     def use_critic(self) -> bool:
+        """Whether the critic ranks the candidates (`rules.use_critic`)."""
         return self.rules.use_critic
 
     @use_critic.setter
@@ -153,6 +157,7 @@ class NavDPPlanner(LearnedPlanner[NavObservation, NavPrivileged]):
 
     @torch.no_grad()
     def plan_batch(self, observations: Sequence[NavObservation]) -> list[Plan]:
+        """One validated NAV_PLAN plan per observation, from one batched sampling pass."""
         if not observations:
             return []
         if self.num_samples < 1:
@@ -160,8 +165,8 @@ class NavDPPlanner(LearnedPlanner[NavObservation, NavPrivileged]):
         start = time.perf_counter()
         features = self.batched_features(observations)
         self.model.eval()
-        _, candidates, values = self.model.propose(features, self._generator, self.num_samples)
-        candidates, values = candidates.double().cpu().numpy(), values.double().cpu().numpy()
+        _, proposed, scored = self.model.propose(features, self._generator, self.num_samples)
+        candidates, values = proposed.double().cpu().numpy(), scored.double().cpu().numpy()
         picks = torch.randint(0, values.shape[1], (len(observations),), generator=self._generator).tolist()
         latency = 1e3 * (time.perf_counter() - start) / len(observations)
         plans = []

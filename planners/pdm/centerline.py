@@ -49,7 +49,7 @@ def route_centerline(road: MapLayers, route: Route, ego_pose: np.ndarray) -> tup
         raise ValueError("no lane of the route is near the ego")
     polygons = lane_polygons(road)
     start = starting_lane(road, on_route, polygons, ego_pose)
-    order = {}
+    order: dict[int, int] = {}  # roadblock id -> its first position along the route
     for lane_id in route.lane_ids:
         rows = np.flatnonzero(road.lane_ids == lane_id)
         if rows.size:
@@ -68,9 +68,9 @@ def route_centerline(road: MapLayers, route: Route, ego_pose: np.ndarray) -> tup
             cost[succ], parent[succ] = c + lengths[succ], row
             heapq.heappush(heap, (cost[succ], succ))
     target = max(cost, key=lambda r: (order.get(int(road.lane_roadblock_ids[r]), -1), -cost[r]))
-    rows = []
+    path_rows = []
     while target != -1:
-        rows.append(target)
+        path_rows.append(target)
         target = parent[target]
-    points = np.concatenate([shapely.get_coordinates(road.lane_centerlines[r]) for r in reversed(rows)])
+    points = np.concatenate([shapely.get_coordinates(road.lane_centerlines[r]) for r in reversed(path_rows)])
     return DiscretePath.from_points(points), start

@@ -175,6 +175,7 @@ class PDMClosedPlanner(DrivePlanner):
         self.algorithm = PDMClosed(config)
 
     def plan(self, observation: DriveObservation) -> Plan:
+        """The best proposal at PLAN_DT, with every proposal (at PLAN_DT) and its score."""
         dense, proposals, scores = self.algorithm.trajectory(observation)
         stride = round(PLAN_DT / SIM_INTERVAL)
         pick = stride * np.arange(1, NUM_PLAN_POSES + 1)

@@ -37,6 +37,7 @@ class DiscretePath:
 
     @property
     def length(self) -> float:
+        """Path length [m]."""
         return float(self.progress[-1])
 
     def interpolate(self, distances: np.ndarray) -> np.ndarray:

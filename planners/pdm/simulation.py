@@ -187,7 +187,7 @@ def _closed_loop(poses: np.ndarray, state: np.ndarray, dt: float, out: np.ndarra
     accel_gain = dt / (dt + ACCEL_TIME_CONSTANT)
     steer_gain = dt / (dt + STEERING_TIME_CONSTANT)
     two_pi, inv_two_pi = 2.0 * np.pi, 0.5 / np.pi
-    clip = np.core.umath.clip
+    clip = np.core.umath.clip  # type: ignore[attr-defined]  # the ufunc itself (np.clip wraps it)
     yaw_step = 1j * dt / WHEELBASE
 
     feats = np.empty((num_k, 6))  # (v^2, va, av, a^2, v, a)
@@ -197,7 +197,7 @@ def _closed_loop(poses: np.ndarray, state: np.ndarray, dt: float, out: np.ndarra
     feats[:, 4] = state[:, S.VELOCITY_X]
     accel, steer = state[:, S.ACCELERATION_X], state[:, S.STEERING_ANGLE]
     j_yaw_step = feats[:, 4] * np.tan(steer) * yaw_step  # heading rate v tan(steer) / wheelbase, times j dt
-    hist = {f: [] for f in ("xy", "h", "v", "a", "d", "r")}
+    hist: dict[str, list[np.ndarray]] = {f: [] for f in ("xy", "h", "v", "a", "d", "r")}  # (K,) per step
     for t in range(num_t - 1):
         vel = feats[:, 4]
         dv = vel - ref_velocity[t]

@@ -10,6 +10,8 @@ import enum
 
 
 class StateIndex(enum.IntEnum):
+    """Fields of an ego state array (..., NUM_STATE_FIELDS), in NAVSIM's order."""
+
     X = 0  # [m] rear axle, map frame
     Y = 1  # [m]
     HEADING = 2  # [rad]

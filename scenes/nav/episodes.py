@@ -8,6 +8,7 @@ Start and goal lie on cells the robot can occupy and on one island; the geodesic
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def sample_episode(world: MujocoNavWorld, robot: RobotProfile, rng: PortableRand
             # rejected before the (costlier) taut path: keep_probability grows with the ratio.
             if euclid < 1e-6 or keep > keep_probability((dist[goal_node] + 2 * res) / euclid):
                 continue
-            nodes = trace(pred, start_node, goal_node)
+            nodes = cast(np.ndarray, trace(pred, start_node, goal_node))  # goal_node is reachable
             cells = np.vstack([goal[None], rmap.centres(nodes), start[None]])[::-1]
             geodesic = path_length(rmap.taut(cells, rmap.need))
             if not (lo <= geodesic <= hi) or keep > keep_probability(geodesic / euclid):

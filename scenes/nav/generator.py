@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,6 +30,7 @@ def training_world_seed(dataset_seed: int, index: int) -> int:
 
 
 def world_id(kind: str, seed: int) -> str:
+    """The id of the world of `kind` and `seed`, e.g. 'rooms-3'."""
     return f"{kind}-{int(seed)}"
 
 
@@ -80,7 +82,7 @@ def _random_obstacle(rng: PortableRandom, p_table: float = 0.25) -> tuple:
 
 
 def _scatter(rng: PortableRandom, count: int, region: tuple, placed: list[tuple],
-             keep_out: list[tuple] = (), p_table: float = 0.25, tries: int = 30) -> None:
+             keep_out: Sequence[tuple] = (), p_table: float = 0.25, tries: int = 30) -> None:
     """Add up to `count` random obstacles inside region (xmin, ymin, xmax, ymax), apart from `placed` and
     from keep-out discs (x, y, r)."""
     xmin, ymin, xmax, ymax = region
@@ -155,6 +157,7 @@ def _rooms(rng: PortableRandom):
 
     edges = [((i, j), (i, j + 1)) for i in range(ny) for j in range(nx - 1)] + \
             [((i, j), (i + 1, j)) for i in range(ny - 1) for j in range(nx)]
+    doors: list[tuple[float, float, float]]  # door centre x, y [m] and width [m]
     walls, doors = boundary_walls(bounds, 0.1, height), []
     for e in rng.permutation(len(edges)):
         (i0, j0), (i1, j1) = edges[e]
@@ -185,6 +188,7 @@ def _passages(rng: PortableRandom):
     length, width = rng.uniform(16.0, 24.0), rng.uniform(6.0, 10.0)
     bounds = (0.0, 0.0, length, width)
     height = rng.uniform(1.8, 2.6)
+    doors: list[tuple[float, float, float]]  # door centre x, y [m] and width [m]
     walls, doors = boundary_walls(bounds, 0.1, height), []
     count = int(rng.integers(2, 5))
     xs = (np.arange(1, count + 1) + rng.uniform(-0.2, 0.2, count)) * length / (count + 1)

@@ -41,6 +41,7 @@ class GridMap:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(H, W) cells."""
         return self.occupied.shape  # type: ignore[return-value]
 
     def cells(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -137,12 +137,15 @@ class HabitatWorld:
         return request if found else None
 
     def shortest_path(self, start: np.ndarray, goal: np.ndarray, robot: RobotProfile) -> np.ndarray | None:
+        """(P, 2) obstacle-free path [m] from start (2,) to goal (2,) for `robot` on the navmesh, or None if
+        unreachable."""
         request = self._find_path(start, goal, robot)
         if request is None or not len(request.points):
             return None
         return points_from_habitat(np.asarray(request.points, dtype=np.float64))
 
     def geodesic_distance(self, start: np.ndarray, goal: np.ndarray, robot: RobotProfile) -> float:
+        """Length [m] of `shortest_path`, or inf if unreachable."""
         request = self._find_path(start, goal, robot)
         distance = math.inf if request is None else float(request.geodesic_distance)
         return distance if math.isfinite(distance) else math.inf
@@ -163,4 +166,5 @@ class HabitatWorld:
         return list(getattr(merged, "geoms", [merged])) if not merged.is_empty else []
 
     def close(self) -> None:
+        """Close the simulator."""
         self.sim.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -147,6 +147,7 @@ class RobotMap:
         self._fields: OrderedDict[tuple[bool, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     def graph(self, penalized: bool):
+        """The grid graph of the traversable cells (edges weighted by `cost` if `penalized`), cached."""
         if penalized not in self._graphs:
             self._graphs[penalized] = grid_graph(self.traversable, self.grid.resolution,
                                                  self.cost if penalized else None)
@@ -180,6 +181,7 @@ class RobotMap:
         return int((rr[k] + r0) * w + cc[k] + c0) if d[k] <= SNAP_DISTANCE else None
 
     def centres(self, nodes: np.ndarray) -> np.ndarray:
+        """(K, 2) world xy [m] of the cells `nodes` (K,) (flat indices into the grid)."""
         w = self.traversable.shape[1]
         return self.grid.centres(nodes // w, nodes % w)
 
@@ -217,6 +219,13 @@ class MujocoNavWorld:
         self.primitives = world.primitives()
         self._maps: dict[RobotProfile, RobotMap] = {}
         self._points: dict[RobotProfile, np.ndarray] = {}
+        # mujoco's model, data, render context, scene, options and camera (untyped), built on first use
+        self._model: Any
+        self._data: Any
+        self._context: Any
+        self._scene: Any
+        self._option: Any
+        self._camera: Any
         self._model = self._data = self._context = self._scene = self._option = self._camera = None
 
     # --- MuJoCo ---
@@ -313,6 +322,7 @@ class MujocoNavWorld:
 
     # --- geometry per robot ---
     def robot_map(self, robot: RobotProfile) -> RobotMap:
+        """The RobotMap of `robot`, built on first use."""
         if robot not in self._maps:
             self._maps[robot] = RobotMap(self.primitives.blocking(robot), self.bounds, robot)
         return self._maps[robot]
@@ -340,6 +350,7 @@ class MujocoNavWorld:
         return None if points is None else rmap.taut(points, rmap.need)
 
     def geodesic_distance(self, start: np.ndarray, goal: np.ndarray, robot: RobotProfile) -> float:
+        """Length [m] of `shortest_path`, or inf if unreachable."""
         path = self.shortest_path(start, goal, robot)
         return math.inf if path is None else path_length(path)
 

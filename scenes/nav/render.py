@@ -159,7 +159,8 @@ def render_nav_picture(world: NavWorld, robot: RobotProfile, episode: NavEpisode
         ax.plot(sx, sy, "o", color="#2ca02c", ms=9, zorder=7)
         ax.arrow(sx, sy, 0.6 * np.cos(yaw), 0.6 * np.sin(yaw), color="#2ca02c", width=0.04, zorder=7)
         ax.plot(*episode.goal, "*", color="#d62728", ms=15, zorder=7)
-        ax.add_patch(plt.Circle(episode.start[:2], robot.radius, fill=False, color="#2ca02c", lw=1, zorder=7))
+        ax.add_patch(plt.Circle(episode.start[:2], robot.radius,  # type: ignore[arg-type]  # (2,) array
+                                fill=False, color="#2ca02c", lw=1, zorder=7))
         handles += [Line2D([], [], color="#2ca02c", marker="o", ls="", ms=8, label="start (arrow: its yaw)"),
                     Line2D([], [], color="#2ca02c", marker="o", ms=12, ls="", mfc="none",
                            label=f"robot radius {robot.radius:.2f} m"),

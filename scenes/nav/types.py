@@ -26,6 +26,8 @@ DEPTH_SCALE = 10000.0  # stored depth = round(m x DEPTH_SCALE) as uint16, i.e. 0
 
 
 class RobotKind(enum.Enum):
+    """How a robot moves: differential drive (unicycle) or legged."""
+
     WHEELED = "wheeled"
     QUADRUPED = "quadruped"
 
@@ -57,6 +59,8 @@ class RobotProfile:
         return 0.5 * math.sqrt(self.length * self.length + self.width * self.width)  # not libm's hypot
 
     def validate(self) -> RobotProfile:
+        """The profile itself; ValidationError naming the field unless every size and limit is a positive
+        number."""
         check = ShapeChecker(f"RobotProfile({self.name})")
         for field in ("length", "width", "height", "v_max", "omega_max"):
             value = getattr(self, field)
@@ -97,6 +101,8 @@ class CameraSpec:
         return np.array([[fx, 0.0, self.width / 2], [0.0, fx, self.height / 2], [0.0, 0.0, 1.0]])
 
     def validate(self) -> CameraSpec:
+        """The camera itself; ValidationError naming the field when the image size, field of view or mount
+        height is out of range."""
         check = ShapeChecker("CameraSpec")
         if not (64 <= self.width <= 640 and 64 <= self.height <= 640):
             check.fail("width/height", f"{self.width}x{self.height} px is outside 64..640")
@@ -128,6 +134,7 @@ class NavEpisode:
     robot: str = WHEELED.name
 
     def validate(self) -> NavEpisode:
+        """The episode itself; ValidationError naming the field on a bad start, goal or geodesic distance."""
         check = ShapeChecker(f"NavEpisode({self.episode_id})")
         check.array("start", self.start, (3,), "f")
         check.array("goal", self.goal, (2,), "f")
@@ -155,6 +162,7 @@ class NavObservation:
     time_s: float = 0.0
 
     def validate(self) -> NavObservation:
+        """The observation itself; ValidationError naming the field on a bad shape, dtype or value."""
         check = ShapeChecker("NavObservation", H=self.camera.height, W=self.camera.width)
         check.array("depth", self.depth, ("H", "W"), "f")
         check.array("goal", self.goal, (3,), "f")
@@ -221,6 +229,7 @@ class NavTrainingSample:
     augmented_critic_target: float
 
     def validate(self) -> NavTrainingSample:
+        """The sample itself (observation included); ValidationError naming the field on a bad shape/value."""
         self.observation.validate()
         check = ShapeChecker("NavTrainingSample")
         check.array("future", self.future, (NAV_PLAN_POSES, 3), "f")
@@ -263,9 +272,12 @@ class NavDemo:
 
     @property
     def num_frames(self) -> int:
+        """Recorded frames T."""
         return int(self.poses.shape[0])
 
     def validate(self) -> NavDemo:
+        """The demo itself (episode included); ValidationError naming the field on a bad shape, dtype or
+        value."""
         self.episode.validate()
         check = ShapeChecker(f"NavDemo({self.episode.episode_id})", P=NAV_PLAN_POSES)
         check.array("path", self.path, ("L", 2), "f")

@@ -28,12 +28,16 @@ TABLE_LEG_INSET = 0.04  # [m] from the slab's edge to the leg's outer face
 
 
 class ObstacleKind(enum.IntEnum):
+    """An obstacle's shape: a box, a cylinder, or a table (a top on four legs)."""
+
     BOX = 0
     CYLINDER = 1
     TABLE = 2
 
 
 class PrimitiveKind(enum.IntEnum):
+    """A primitive's shape: a vertical box or cylinder."""
+
     BOX = 0
     CYLINDER = 1
 
@@ -60,6 +64,7 @@ class Primitives:
         return int(self.kind.shape[0])
 
     def select(self, keep: np.ndarray) -> Primitives:
+        """The primitives where `keep` (a (P,) mask or indices) holds."""
         return Primitives(self.kind[keep], self.center[keep], self.half[keep], self.yaw[keep], self.z[keep])
 
     def blocking(self, robot: RobotProfile) -> Primitives:
@@ -159,13 +164,16 @@ class NavWorld:
 
     @property
     def num_obstacles(self) -> int:
+        """Obstacles N."""
         return int(self.kind.shape[0])
 
     @property
     def num_walls(self) -> int:
+        """Walls W."""
         return int(self.wall_start.shape[0])
 
     def validate(self) -> NavWorld:
+        """The world itself; ValidationError naming the field on a bad shape, dtype or value."""
         check = ShapeChecker(f"NavWorld({self.world_id})")
         check.array("bounds", self.bounds, (4,), "f")
         check.array("kind", self.kind, ("N",), "i")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -144,7 +145,7 @@ class DecodedPart:
 
     def __init__(self, part: str, table: pa.Table, where: str):
         self.num_rows = table.num_rows
-        self.data: dict[str, object] = {}
+        self.data: dict[str, list | np.ndarray] = {}  # scalars as lists; tensors, geometries, ragged data
         self.offsets: dict[str, np.ndarray] = {}
         self.specs = PART_FIELDS[part]
         for spec in self.specs:
@@ -174,22 +175,22 @@ class DecodedPart:
                     flat = flat.flatten()
                 self.data[spec.name] = flat.to_numpy(zero_copy_only=False).reshape(-1, *spec.inner)
 
-    def row(self, r: int) -> dict[str, object]:
+    def row(self, r: int) -> dict[str, Any]:
         """Fresh (writable, unshared) values of row `r`."""
-        out: dict[str, object] = {}
+        out: dict[str, Any] = {}
         for spec in self.specs:
             data = self.data[spec.name]
             if spec.kind in ("scalar", "geometry"):
-                out[spec.name] = data[r]  # type: ignore[index]
+                out[spec.name] = data[r]
             elif spec.kind == "tensor":
-                out[spec.name] = data[r].copy()  # type: ignore[index]
+                out[spec.name] = data[r].copy()
             else:
                 lo, hi = self.offsets[spec.name][r : r + 2]
-                out[spec.name] = data[lo:hi].copy()  # type: ignore[index]
+                out[spec.name] = data[lo:hi].copy()
         return out
 
 
-def assemble_scene(obs: dict[str, object], priv: dict[str, object] | None) -> DriveScene:
+def assemble_scene(obs: dict[str, Any], priv: dict[str, Any] | None) -> DriveScene:
     """The DriveScene of one row. Without `priv`, a history-only scene (steps 0..CURRENT_INDEX) whose
     `observation()` equals the full scene's; it is not a valid DriveScene and must not leave the store."""
 

@@ -53,7 +53,7 @@ def extra_columns(extras: Sequence[Mapping[str, object]], num_scenes: int, root:
         if "string" in found and len(found) > 1:
             raise DatasetError(f"{root}: shard {shard}: extra {name!r} mixes str and numbers")
         kind = "string" if "string" in found else ("float64" if "float64" in found else "int64")
-        values = [record.get(name) for record in extras]
+        values: list = [record.get(name) for record in extras]  # float | int | str | None (checked above)
         if kind == "float64":
             values = [None if v is None else float(v) for v in values]
         elif kind == "int64":

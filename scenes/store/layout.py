@@ -127,6 +127,7 @@ class DatasetInfo:
     extras: dict[str, str] = field(default_factory=dict)  # "extra.NAME" -> dtype of privileged extras
 
     def to_json(self) -> str:
+        """info.json's text."""
         data = {
             "schema_version": self.schema_version,
             "num_episodes": self.num_episodes,

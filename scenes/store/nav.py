@@ -17,8 +17,9 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -72,7 +73,7 @@ def _column(values: Sequence, kind: pa.DataType) -> pa.Array:
     return pa.array(list(values), type=kind)
 
 
-def _table(columns: dict[str, Sequence], schema: pa.Schema) -> pa.Table:
+def _table(columns: Mapping[str, Sequence], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays([_column(columns[f.name], f.type) for f in schema], schema=schema)
 
 
@@ -144,6 +145,7 @@ def _footer(path: Path) -> pq.FileMetaData:
 
 
 def camera_info(camera: CameraSpec) -> dict:
+    """The camera's fields as info.json records them."""
     return {"width": camera.width, "height": camera.height, "hfov_deg": camera.hfov_deg,
             "mount_height": camera.mount_height}
 
@@ -231,7 +233,7 @@ class NavDataset:
         self.camera = CameraSpec(cam["width"], cam["height"], cam["hfov_deg"], cam["mount_height"])
         self._shard_start = np.concatenate([[0], np.cumsum(info["shard_frames"])]).astype(np.int64)
         self._first = episodes.column("frame_index").to_numpy().astype(np.int64)
-        self._cache: OrderedDict[tuple[str, int, int], dict[str, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, int], dict[str, np.ndarray | list]] = OrderedDict()
         self._group_starts = group_starts  # (part, shard) -> first row of each row group, from the footers
         self.cache_size = max(1, cache_size)
 
@@ -260,7 +262,7 @@ class NavDataset:
         shard = int(np.searchsorted(self._shard_start, index, side="right") - 1)
         return shard, index - int(self._shard_start[shard])
 
-    def _group(self, part: str, shard: int, row: int) -> tuple[dict[str, np.ndarray], int]:
+    def _group(self, part: str, shard: int, row: int) -> tuple[dict[str, np.ndarray | list], int]:
         """(decoded columns of the row group holding `row`, the row's index in it); row groups are located
         from each file's own footer, so files written with any row-group size read alike."""
         starts = self._group_starts[(part, shard)]
@@ -286,7 +288,7 @@ class NavDataset:
         return NavObservation(depth, obs["goal"][r].astype(np.float32), obs["velocity"][r].astype(np.float32),
                               self.camera, float(obs["time_s"][r]))
 
-    def privileged_frame(self, i: int) -> dict[str, object]:
+    def privileged_frame(self, i: int) -> dict[str, Any]:
         """Frame `i`'s privileged columns: world_id, pose (3,), future and augmented_future (24, 3), ..."""
         if not self.privileged:
             raise DatasetError(f"{self.root}: opened with privileged=False; frame {i}'s labels are privileged")

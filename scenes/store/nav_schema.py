@@ -17,8 +17,10 @@ NAV_SCHEMA_VERSION = "diffplan-nav-store/1"
 ROW_GROUP = 16  # frames per Parquet row group (the unit of random access: ~0.6 MB of depth at 160 x 120)
 P = NAV_PLAN_POSES
 
+FieldSpec = tuple[tuple, pa.DataType, str, str]  # (shape per row, arrow value type, unit, doc)
+
 # name -> (part, shape per frame, arrow value type, unit, doc)
-FRAME_FIELDS = {
+FRAME_FIELDS: dict[str, dict[str, FieldSpec]] = {
     SHARDS: {
         "episode_id": ((), pa.string(), "", ""),
         "frame": ((), pa.int32(), "", "frame number within the episode"),
@@ -39,7 +41,7 @@ FRAME_FIELDS = {
         "augmented_critic_target": ((), pa.float64(), "", "NavDP's value of augmented_future"),
     },
 }
-EPISODE_FIELDS = {
+EPISODE_FIELDS: dict[str, FieldSpec] = {
     "episode_index": ((), pa.int64(), "", "only in episodes.parquet"),
     "episode_id": ((), pa.string(), "", ""),
     "world_id": ((), pa.string(), "", ""),
@@ -70,15 +72,20 @@ def _schema(fields: dict, camera: CameraSpec, part: str, skip: tuple = ()) -> pa
 
 
 def part_schema(part: str, camera: CameraSpec) -> pa.Schema:
+    """Arrow schema of `part` (shards/ or privileged/) files for `camera`'s image size, with the store's
+    metadata."""
     return _schema(FRAME_FIELDS[part], camera, part)
 
 
 def episode_schema(with_index: bool) -> pa.Schema:
+    """Arrow schema of episodes.parquet (`with_index`: with episode_index and frame_index), with the store's
+    metadata."""
     skip = () if with_index else ("episode_index", "frame_index")
     return _schema(EPISODE_FIELDS, CameraSpec(), "episodes", skip)
 
 
 def field_descriptions(camera: CameraSpec) -> dict[str, dict]:
+    """'part/name' -> part, shape (camera size filled in), dtype, unit, privileged and doc of each column."""
     out = {}
     for part, fields in (*FRAME_FIELDS.items(), ("episodes", EPISODE_FIELDS)):
         for name, (shape, kind, unit, doc) in fields.items():

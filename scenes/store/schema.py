@@ -59,6 +59,7 @@ class FieldSpec:
 
     @property
     def privileged(self) -> bool:
+        """Whether the column lives in privileged/ files."""
         return self.part == PRIVILEGED
 
     @property
@@ -68,6 +69,7 @@ class FieldSpec:
 
     @property
     def arrow_type(self) -> pa.DataType:
+        """The column's arrow type: a value, a fixed-size list (tensor) or a list (ragged, geometries)."""
         base = _ARROW[self.dtype]
         if self.kind in ("scalar", "geometry"):
             return base
@@ -79,6 +81,7 @@ class FieldSpec:
 
     @property
     def numpy_dtype(self) -> np.dtype:
+        """The numpy dtype of the column's values."""
         return np.dtype(bool if self.dtype == "bool" else self.dtype)
 
     def describe(self) -> dict:
@@ -183,6 +186,8 @@ def part_schema(part: str) -> pa.Schema:
 
 
 def episode_schema(with_index: bool) -> pa.Schema:
+    """Arrow schema of episodes.parquet (`with_index`: with the episode_index column), with the store's
+    metadata."""
     names = [n for n in EPISODE_COLUMNS if with_index or n != "episode_index"]
     return pa.schema(
         [pa.field(n, EPISODE_COLUMNS[n], nullable=False) for n in names],

@@ -33,6 +33,7 @@ class Shards:
 
     @property
     def num_units(self) -> int:
+        """Number of units (the last may hold fewer items)."""
         return -(-self.n // self.shard_size)
 
     def indices(self, unit: int) -> range:
@@ -45,6 +46,7 @@ class Shards:
 
 
 def unit_record_path(root: Path, folder: str, unit: int) -> Path:
+    """The unit record file of unit `unit` in `root`/`folder`."""
     return Path(root) / folder / f"unit-{unit:05d}.json"
 
 

@@ -122,6 +122,7 @@ def read_parquet(path: Path, columns: list[str] | None = None, version: str = ST
 
 
 def check_file_version(path: Path, metadata: dict | None, expected: str = STORE_SCHEMA_VERSION) -> None:
+    """DatasetError unless the file's key-value `metadata` names schema version `expected`."""
     version = (metadata or {}).get(SCHEMA_KEY, b"").decode(errors="replace")
     if version != expected:
         raise DatasetError(f"{path}: schema version {version or '(none)'}, this diffplan reads {expected}")

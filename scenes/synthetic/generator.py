@@ -35,6 +35,7 @@ S = ScenarioType
 
 
 def make_layout(rng: PortableRandom, scenario: ScenarioType) -> Layout:
+    """The road layout, traffic lights and pedestrians of a `scenario` scene."""
     sim_times = (np.arange(T_SIM) - WARMUP - CURRENT_INDEX) * SIM_DT
     if scenario in (S.INTERSECTION_LEFT, S.INTERSECTION_RIGHT, S.INTERSECTION_STRAIGHT):
         return intersection_layout(rng, scenario, sim_times)
@@ -66,6 +67,7 @@ def _start_speed(tab: PathTable, p: int, s: float, v: float) -> float:
 
 
 def make_fleet(rng: PortableRandom, lay: Layout, tab: PathTable) -> Fleet:
+    """The vehicles: the ego, the layout's parked or slow vehicles, initial traffic and inflow, as a Fleet."""
     t_pre = (WARMUP + CURRENT_INDEX) * SIM_DT
     pe = lay.ego_path
     v_e = tab.vmax[pe, int(lay.ego_s_now)] * rng.uniform(0.75, 0.95)
@@ -84,9 +86,9 @@ def make_fleet(rng: PortableRandom, lay: Layout, tab: PathTable) -> Fleet:
             rows.append(_vehicle(rng, p, s0, speed, cap=speed, factor=1.0))
             taken.append((p, s0, 15.0))
     occupied = []
-    for p, s, r in taken:
-        row, s_in = tab.locate(np.array([p]), np.array([s]))
-        occupied.append((int(row[0]), float(s_in[0]), r))
+    for p, s, radius in taken:
+        lane_row, s_in = tab.locate(np.array([p]), np.array([s]))
+        occupied.append((int(lane_row[0]), float(s_in[0]), radius))
     for g in lay.groups:
         pos = g.s_min + rng.uniform(0.0, 20.0) * lay.density
         while pos < g.s_max:
@@ -109,7 +111,8 @@ def make_fleet(rng: PortableRandom, lay: Layout, tab: PathTable) -> Fleet:
     return Fleet(rows)
 
 
-def _ego_state(sim: Simulation, tab: PathTable) -> np.ndarray:
+def _ego_state(sim: Simulation, tab: PathTable
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Ego rear-axle arrays over T_SIM: pose (T, 3), body velocity (T, 2), body accel (T, 2), yaw rate, steer."""
     xy, h, kappa = tab.sample(sim.h_path[:, 0], sim.h_s[:, 0])
     sin_h, cos_h = portable.sincos(h)
@@ -133,6 +136,8 @@ def _ego_state(sim: Simulation, tab: PathTable) -> np.ndarray:
 
 
 def generate(seed: int, split: str, scenario: ScenarioType, version: str) -> DriveScene:
+    """The `scenario` DriveScene of `seed`: a layout and its simulated traffic (the ego drives as the expert),
+    in a random map frame; `split` and `version` go into its metadata."""
     rng = PortableRandom([seed, 2])
     lay = make_layout(rng, scenario)
     tab = PathTable(lay)

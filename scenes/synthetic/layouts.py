@@ -161,7 +161,8 @@ def merge_layout(rng: PortableRandom) -> Layout:
     ramp = b.add_lane(pl.resample(pl.offset(main, -o)), width, 0.8 * speed, b.new_roadblock())
     b.lanes[ramp].xy[-1] = main[-1]
     b.link(ramp, seg_b[-1])
-    paths = [(seg_a[k], seg_b[k]) for k in range(n)] + [(ramp, seg_b[-1])]
+    paths: list[tuple[int, ...]] = [(seg_a[k], seg_b[k]) for k in range(n)]
+    paths.append((ramp, seg_b[-1]))
     lengths = [sum(b.lanes[i].length for i in p) for p in paths]
     groups = [SpawnGroup([i], [1.0], lengths[i]) for i in range(len(paths))]
     on_ramp = rng.random() < 0.5
@@ -188,7 +189,8 @@ def lane_drop_layout(rng: PortableRandom) -> Layout:
     drop = b.add_lane(centre, width, speed, b.lanes[seg_a[0]].roadblock, left=pl.offset(part, -n * width + shift),
                       right=edge)
     b.link(drop, seg_b[-1])
-    paths = [(seg_a[k], seg_b[k]) for k in range(n)] + [(drop, seg_b[-1])]
+    paths: list[tuple[int, ...]] = [(seg_a[k], seg_b[k]) for k in range(n)]
+    paths.append((drop, seg_b[-1]))
     if rng.random() < 0.5:
         opp = b.add_road(ref, int(rng.integers(1, 3)), width, speed, [i_drop], side=1.0)
         paths += [tuple(seg[k] for seg in opp) for k in range(len(opp[0]))]

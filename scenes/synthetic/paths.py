@@ -85,8 +85,8 @@ class PathTable:
             kappa = portable.moving_average(np.gradient(h), 5)
             self.heading[p] = np.concatenate([h, np.full(m - n_valid, h[-1])])
             self.curv[p] = np.concatenate([kappa, np.zeros(m - n_valid)])
-            k = np.clip(np.searchsorted(self.start[p], grid, side="right") - 1, 0, len(lay.paths[p]) - 1)
-            limit = np.array([lay.builder.lanes[i].speed for i in lay.paths[p]])[k]
+            lane_k = np.clip(np.searchsorted(self.start[p], grid, side="right") - 1, 0, len(lay.paths[p]) - 1)
+            limit = np.array([lay.builder.lanes[i].speed for i in lay.paths[p]])[lane_k]
             vlim = np.minimum(limit, np.sqrt(A_LAT / np.maximum(np.abs(self.curv[p]), 1e-4)))
             cost = vlim * vlim + 2 * B_ANTICIPATE * grid
             best = np.minimum.accumulate(cost[::-1])[::-1]

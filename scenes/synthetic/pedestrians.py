@@ -34,6 +34,7 @@ class Walkers:
 
     @property
     def count(self) -> int:
+        """Pedestrians W."""
         return len(self.u)
 
     def positions_from_a(self) -> np.ndarray:

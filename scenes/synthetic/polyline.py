@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import cast
 
 import numpy as np
 
@@ -109,7 +110,7 @@ def project(points: np.ndarray, line: np.ndarray | None,
             ) -> tuple[np.ndarray, np.ndarray]:
     """Station [m] and signed lateral distance [m] (left +) of points (K, 2) on the polyline (M, 2);
     `segs`, the line's `segments`, may be given instead of the line when it is projected on often."""
-    a, ab, seg_len2, s = segments(line) if segs is None else segs
+    a, ab, seg_len2, s = segments(cast(np.ndarray, line)) if segs is None else segs  # (line given then)
     ap = points[:, None, :] - a[None]
     t = np.clip((ap * ab[None]).sum(-1) / seg_len2[None], 0.0, 1.0)
     foot = a[None] + t[..., None] * ab[None]

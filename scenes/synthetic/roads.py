@@ -30,9 +30,11 @@ class Lane:
 
     @property
     def length(self) -> float:
+        """Centreline length [m]."""
         return float(pl.arc_length(self.xy)[-1])
 
     def polygon(self) -> shapely.Polygon:
+        """The lane's area, between its left and right borders."""
         return shapely.Polygon(np.concatenate([self.left, self.right[::-1]]))
 
 
@@ -48,6 +50,7 @@ class MapBuilder:
         self.crosswalks: list[shapely.Polygon] = []
 
     def new_roadblock(self) -> int:
+        """A fresh roadblock id."""
         self._next_block += 1
         return self._next_block
 
@@ -101,6 +104,7 @@ class MapBuilder:
         return segments
 
     def lane_polygons(self, roadblock: int) -> list[shapely.Polygon]:
+        """The polygons of the lanes of `roadblock`."""
         return [lane.polygon() for lane in self.lanes.values() if lane.roadblock == roadblock]
 
     def build(self) -> MapLayers:

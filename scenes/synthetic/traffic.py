@@ -56,6 +56,23 @@ def idm1(v: float, v0: float, gap: float, dv: float, a: float, b: float, T: floa
 class Fleet:
     """Vehicle pool arrays (N,): path, s [m] (box centre station), v [m/s], half length [m], IDM params."""
 
+    # one array (N,) per key of the rows (set in __init__)
+    path: np.ndarray  # path index
+    s: np.ndarray  # [m] box centre station
+    v: np.ndarray  # [m/s]
+    length: np.ndarray  # [m]
+    width: np.ndarray  # [m]
+    half: np.ndarray  # [m] half length
+    a: np.ndarray  # [m/s^2] IDM maximum acceleration
+    b: np.ndarray  # [m/s^2] IDM comfortable deceleration
+    T: np.ndarray  # [s] IDM time headway
+    s0: np.ndarray  # [m] IDM jam distance
+    factor: np.ndarray  # desired speed / speed limit
+    cap: np.ndarray  # [m/s] desired speed cap
+    static: np.ndarray  # bool, parked
+    spawn: np.ndarray  # [steps] step at which the vehicle enters
+    category: np.ndarray  # AgentCategory
+
     def __init__(self, rows: list[dict]):
         for key in rows[0]:
             setattr(self, key, np.array([r[key] for r in rows]))
@@ -131,6 +148,7 @@ class Simulation:
         self.live: _Live | None = None
 
     def run(self) -> None:
+        """Simulate T_SIM steps, recording each (the pedestrians' states at the end)."""
         f = self.f
         f.active[:] = f.spawn == 0
         for k in range(T_SIM):
@@ -419,3 +437,4 @@ class Simulation:
             f.path[0], f.s[0] = target, s_t[0]
             self.lane_changed = True
             return True
+        return False

@@ -40,7 +40,7 @@ from tests.planners.golden import CHECKPOINTS
 from tests.planners.observations import drive_observations, drive_scenes, nav_cases
 
 SHIPPED = {"diffusiondrive": "diffusiondrive-synth", "ego-mlp": "ego-mlp-synth", "navdp": "navdp-synth"}
-SMALL = {  # untrained, small: constructor keywords
+SMALL = {  # untrained, small: values of the model config's fields
     "diffusion-policy": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "decoder_layers": 1,
                          "sampling_steps": 4},
     "regression": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "decoder_layers": 1},

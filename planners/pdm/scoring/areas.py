@@ -101,10 +101,12 @@ class SceneGeometry:
 
     @property
     def num_agents(self) -> int:
+        """Agents N."""
         return int(self.agent_xy.shape[0])
 
     @property
     def num_frames(self) -> int:
+        """Frames T."""
         return int(self.agent_xy.shape[1])
 
     @classmethod

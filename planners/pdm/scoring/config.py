@@ -69,6 +69,7 @@ class ScorerConfig:
 
     @property
     def is_v2(self) -> bool:
+        """Whether the metric is EPDMS (NAVSIM v2)."""
         return self.version is MetricVersion.EPDMS_V2
 
 

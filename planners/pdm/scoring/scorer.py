@@ -7,6 +7,7 @@ scaled by its own multiplicative metrics.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -17,7 +18,7 @@ from planners.pdm.scoring.comfort import comfort, extended_comfort, history_comf
 from planners.pdm.scoring.compliance import driving_direction, lane_keeping, traffic_light
 from planners.pdm.scoring.config import MetricVersion, ProposalScores, ScorerConfig
 from planners.pdm.scoring.progress import pairwise_progress, raw_progress
-from planners.pdm.scoring.sub_metrics import SubMetrics
+from planners.pdm.scoring.sub_metrics import SubMetrics, V
 from planners.pdm.states import NUM_STATE_FIELDS
 from scenes.drive import DriveScene
 
@@ -48,7 +49,7 @@ def _per_proposal(geometry: SceneGeometry, states: np.ndarray, config: ScorerCon
     return out
 
 
-def _multiplier(m: dict[str, np.ndarray], config: ScorerConfig) -> np.ndarray:
+def _multiplier(m: Mapping[str, V], config: ScorerConfig) -> V:
     base = m["nc"] * m["dac"]
     return base * m["ddc"] * m["tlc"] if config.is_v2 else base
 
@@ -203,4 +204,4 @@ def apply_human_filter(
     for key in SubMetrics.NAMES:
         human = np.broadcast_to(getattr(human_scores, key), (num,))
         fields[key] = np.where(human == 0.0, 1.0, getattr(agent_scores, key))
-    return replace(agent_scores, **fields, score=combine(fields, config))
+    return replace(agent_scores, **fields, score=combine(fields, config))  # type: ignore[arg-type]

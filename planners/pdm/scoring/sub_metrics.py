@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
 V = TypeVar("V", float, np.ndarray)
+_ZERO: Any = 0.0  # every sub-metric's default (a float, whichever V: typed Any so that it fits both)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,16 +26,16 @@ class SubMetrics(Generic[V]):
         V1_TABLE, V2_TABLE: the Markdown table's columns for PDMS (the DiffusionDrive paper's) and EPDMS.
     """
 
-    nc: V = 0.0  # no at-fault collision (0.5 for an at-fault collision with a static object)
-    dac: V = 0.0  # drivable area compliance
-    ddc: V = 0.0  # driving direction compliance (weight 0 in v1)
-    tlc: V = 0.0  # traffic light compliance (v2)
-    ttc: V = 0.0  # time to collision
-    ep: V = 0.0  # ego progress, relative to the reference's
-    comfort: V = 0.0  # comfort C (v1)
-    lk: V = 0.0  # lane keeping (v2)
-    hc: V = 0.0  # history comfort (v2)
-    ec: V = 0.0  # extended comfort (v2)
+    nc: V = _ZERO  # no at-fault collision (0.5 for an at-fault collision with a static object)
+    dac: V = _ZERO  # drivable area compliance
+    ddc: V = _ZERO  # driving direction compliance (weight 0 in v1)
+    tlc: V = _ZERO  # traffic light compliance (v2)
+    ttc: V = _ZERO  # time to collision
+    ep: V = _ZERO  # ego progress, relative to the reference's
+    comfort: V = _ZERO  # comfort C (v1)
+    lk: V = _ZERO  # lane keeping (v2)
+    hc: V = _ZERO  # history comfort (v2)
+    ec: V = _ZERO  # extended comfort (v2)
 
     NAMES: ClassVar[tuple[str, ...]] = ("nc", "dac", "ddc", "tlc", "ttc", "ep", "comfort", "lk", "hc", "ec")
     LABELS: ClassVar[Mapping[str, str]] = {"nc": "NC", "dac": "DAC", "ddc": "DDC", "tlc": "TLC", "ttc": "TTC",

@@ -1,4 +1,4 @@
-"""Navigation baselines: the privileged `expert`, reactive `go-to-goal`, and a depth-based `dwa`.
+"""Rule-based navigation planners: the privileged `expert`, reactive `go-to-goal`, and a depth-based `dwa`.
 
 All return NAV_PLAN_POSES robot-frame waypoints NAV_PLAN_DT apart. A plan whose waypoints all sit at the robot
 means "stop here" (trackers then command rest, which closed-loop evaluation takes as STOP). To turn in place a
@@ -87,29 +87,36 @@ class ExpertNavPlanner(NavPlanner):
         self.reset()
 
     def reset(self) -> None:
+        """Forget the followed path."""
         self._path: np.ndarray | None = None
         self._goal: np.ndarray | None = None
 
     def plan(self, observation: NavObservation) -> Plan:
+        """Raises OracleError: the expert needs the privileged world."""
         raise self.oracle_error()
 
     def plan_privileged(self, observation: NavObservation, context: NavPrivileged) -> Plan:
+        """Waypoints along the world's shortest path to the goal (re-planned when off it)."""
         world, robot = context.world, context.robot
         pose, goal = np.asarray(context.pose, np.float64), np.asarray(context.goal, np.float64)
         if self._path is None or self._goal is None or not np.allclose(goal, self._goal) or \
-                self._off_path(pose[:2]) > self.replan_distance:
+                _off_path(self._path, pose[:2]) > self.replan_distance:
             found = world.shortest_path(pose[:2], goal, robot)
             self._path = None if found is None else np.vstack([np.asarray(found, np.float64)[:, :2], goal])
             self._goal = goal.copy()
         if self._path is None:  # unreachable: stay
             return waypoints_plan(np.zeros((NAV_PLAN_POSES, 2)))
-        station, _ = project_onto_path(pose[:2], self._path)
-        ahead = point_at(self._path, station + robot.v_max * NAV_PLAN_DT * np.arange(1, NAV_PLAN_POSES + 1))
+        path = self._path
+        station, _ = project_onto_path(pose[:2], path)
+        ahead = point_at(path, station + robot.v_max * NAV_PLAN_DT * np.arange(1, NAV_PLAN_POSES + 1))
         return waypoints_plan(points_to_local(ahead, pose))
 
-    def _off_path(self, xy: np.ndarray) -> float:
-        station, _ = project_onto_path(xy, self._path)
-        return float(np.linalg.norm(point_at(self._path, np.array([station]))[0] - xy))
+
+
+def _off_path(path: np.ndarray, xy: np.ndarray) -> float:
+    """Distance [m] from xy (2,) to its projection on the polyline path (N, 2)."""
+    station, _ = project_onto_path(xy, path)
+    return float(np.linalg.norm(point_at(path, np.array([station]))[0] - xy))
 
 
 @register_planner("go-to-goal")
@@ -122,6 +129,7 @@ class GoToGoalPlanner(NavPlanner):
     robot = WHEELED
 
     def plan(self, observation: NavObservation) -> Plan:
+        """Straight at the goal; STOP for good once depth shows an obstacle ahead."""
         goal = observation.goal[:2].astype(np.float64)
         distance = float(np.hypot(*goal))
         if distance < 1e-3:
@@ -167,6 +175,7 @@ class DWAPlanner(NavPlanner):
         self.reset()
 
     def reset(self) -> None:
+        """Forget the turning side, detour and dead-reckoned pose."""
         self._turning = 0.0  # while blocked, keep turning the same way
         self._detour = 0  # planning steps left in which arcs curving back towards the obstacle are dropped
         self._odom = np.zeros(3)  # dead-reckoned pose from the observed velocities
@@ -188,6 +197,7 @@ class DWAPlanner(NavPlanner):
         return cells[first] * 0.05
 
     def plan(self, observation: NavObservation) -> Plan:
+        """The best-scored arc of the dynamic window, from depth and the goal."""
         goal = observation.goal[:2].astype(np.float64)
         distance = float(np.hypot(*goal))
         if distance < self.arrive_distance:

@@ -1,4 +1,4 @@
-"""Simple reference planners: constant velocity, and the human (expert) log as a privileged oracle."""
+"""Reference driving planners: constant velocity, and the human (expert) log as a privileged oracle."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ class ConstantVelocityPlanner(DrivePlanner):
     """NAVSIM's ConstantVelocityAgent: x_i = (i + 1) * dt * |v|, y = heading = 0, in the ego frame."""
 
     def plan(self, observation: DriveObservation) -> Plan:
+        """Straight ahead at the current speed [m/s]: (8, 3) ego-frame poses."""
         speed = float(np.linalg.norm(observation.ego.velocity))
         poses = np.zeros((NUM_PLAN_POSES, 3))
         poses[:, 0] = speed * PLAN_DT * np.arange(1, NUM_PLAN_POSES + 1)
@@ -29,7 +30,9 @@ class HumanPlanner(DrivePlanner):
     privileged = True
 
     def plan(self, observation: DriveObservation) -> Plan:
+        """Raises OracleError: the human log needs the privileged scene."""
         raise self.oracle_error()
 
     def plan_privileged(self, observation: DriveObservation, context: DrivePrivileged) -> Plan:
+        """The scene's logged expert plan from now."""
         return Plan(context.scene.expert_plan(at=context.at), spec=DRIVE_PLAN)

@@ -1,27 +1,26 @@
-"""Baselines on DiffusionDrive's encoder and data: a vanilla diffusion policy and a regression planner.
+"""The vanilla diffusion policy baseline on DiffusionDrive's encoder and data ("diffusion-policy").
 
-`diffusion-policy` (TransfuserDP in DiffusionDrive's Table 1): DDPM training over all 1000 steps of the
-same scaled-linear schedule, epsilon prediction, and 20-step DDIM sampling from pure Gaussian noise in the
-same normalised plan space; no anchors, one plan per call. The denoiser follows Diffusion Policy's
-transformer variant (Chi et al., RSS 2023: `TransformerForDiffusion`, 8 layers by default): one token per
-waypoint (embedding of its noisy xy plus a learned position), `decoder_layers` pre-norm layers of
-self-attention among waypoints, cross-attention to the scene tokens and an FFN, each modulated by the
-timestep. The heading (not diffused) is read from a head at the last step. DiffusionDrive's TransfuserDP
-likewise carries a much heavier denoiser (101M parameters in all) than DiffusionDrive's 2-layer decoder
-(60M); with `decoder_layers=2` the two decoders have equal depth.
-
-`regression` (TransFuser's planning head): one learned query cross-attends to the scene tokens through
-`decoder_layers` transformer-decoder layers and an MLP regresses the 8 poses; L1 loss.
+TransfuserDP in DiffusionDrive's Table 1: DDPM training over all 1000 steps of the same scaled-linear
+schedule, epsilon prediction, and 20-step DDIM sampling from pure Gaussian noise in the same normalised plan
+space; no anchors, one plan per call. The denoiser follows Diffusion Policy's transformer variant (Chi et al.,
+RSS 2023: `TransformerForDiffusion`, 8 layers by default): one token per waypoint (embedding of its noisy xy
+plus a learned position), `decoder_layers` pre-norm layers of self-attention among waypoints,
+cross-attention to the scene tokens and an FFN, each modulated by the timestep. The heading (not diffused)
+is read from a head at the last step. DiffusionDrive's TransfuserDP likewise carries a much heavier denoiser
+(101M parameters in all) than DiffusionDrive's 2-layer decoder (60M); with `decoder_layers=2` the two
+decoders have equal depth.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from planners.learned.base import LearnedDrivePlanner
+from planners.learned.config import ModelConfigError
 from planners.learned.diffusion import (
     NUM_TRAIN_TIMESTEPS,
     add_noise,
@@ -34,13 +33,33 @@ from planners.learned.vector import (
     Attention,
     DriveFeatures,
     TimestepEmbedding,
+    VectorModelConfig,
     VectorPlanningModel,
     denormalise_xy,
     normalise_xy,
-    plan_l1,
 )
 from planners.registry import register_planner
-from scenes import NUM_PLAN_POSES
+
+
+@dataclass(frozen=True)
+class DiffusionPolicyConfig(VectorModelConfig):
+    """The diffusion policy's hyperparameters beyond the encoder's (`VectorModelConfig`): `decoder_layers`
+    denoiser layers (8, Diffusion Policy's depth), `sampling_steps` DDIM steps (20; 1 to 1000) and the
+    heading loss weight `heading_weight` (1)."""
+
+    decoder_layers: int = 8
+    sampling_steps: int = 20
+    heading_weight: float = 1.0
+
+    def validate(self) -> DiffusionPolicyConfig:
+        """Self, or ModelConfigError naming the first bad field."""
+        super().validate()
+        if not 1 <= self.sampling_steps <= NUM_TRAIN_TIMESTEPS:
+            raise ModelConfigError(f"sampling_steps={self.sampling_steps}: must be 1 to "
+                                   f"{NUM_TRAIN_TIMESTEPS}")
+        if self.decoder_layers < 0:
+            raise ModelConfigError(f"decoder_layers={self.decoder_layers}: must be 0 or more")
+        return self
 
 
 class DenoiserLayer(nn.Module):
@@ -66,27 +85,25 @@ class DenoiserLayer(nn.Module):
 
 
 class DiffusionPolicyModel(VectorPlanningModel):
-    """Vanilla DDIM diffusion policy (see the module docstring); `sampling_steps` 20, `decoder_layers` 8
-    (Diffusion Policy's transformer denoiser depth), `heading_weight` 1."""
+    """Vanilla DDIM diffusion policy (see the module docstring), built from a `DiffusionPolicyConfig`."""
 
-    def __init__(self, d_model: int = 128, depth: int = 2, heads: int = 4, ffn_dim: int = 256, dropout: float = 0.0,
-                 max_agents: int = 16, max_polylines: int = 64, num_poses: int = NUM_PLAN_POSES,
-                 decoder_layers: int = 8, sampling_steps: int = 20, heading_weight: float = 1.0):
-        super().__init__(d_model, depth, heads, ffn_dim, dropout, max_agents, max_polylines, num_poses)
-        if not 1 <= sampling_steps <= NUM_TRAIN_TIMESTEPS:
-            raise ValueError(f"sampling_steps must be 1 to {NUM_TRAIN_TIMESTEPS}, got {sampling_steps}")
-        self.config.update({"decoder_layers": decoder_layers, "sampling_steps": sampling_steps,
-                            "heading_weight": heading_weight})
-        self.sampling_steps, self.heading_weight = sampling_steps, heading_weight
+    config_class = DiffusionPolicyConfig
+    config: DiffusionPolicyConfig
+
+    def __init__(self, config: DiffusionPolicyConfig | None = None):
+        super().__init__(config)
+        c = self.config
+        d_model = c.d_model
+        self.sampling_steps, self.heading_weight = c.sampling_steps, c.heading_weight
         self.alphas_cumprod = scaled_linear_alphas_cumprod()  # float64, CPU; fixed formula, not a buffer
         self.waypoint = nn.Linear(2, d_model)
-        self.waypoint_position = nn.Parameter(torch.zeros(num_poses, d_model))
+        self.waypoint_position = nn.Parameter(torch.zeros(c.num_poses, d_model))
         nn.init.normal_(self.waypoint_position, std=0.02)
         self.time_embedding = TimestepEmbedding(d_model)
-        self.layers = nn.ModuleList(DenoiserLayer(d_model, heads, ffn_dim, dropout) for _ in range(decoder_layers))
+        self.layers = nn.ModuleList(DenoiserLayer(d_model, c.heads, c.ffn_dim, c.dropout)
+                                    for _ in range(c.decoder_layers))
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 3)  # epsilon x, y and heading (tanh * pi)
-
     def denoise(self, x: torch.Tensor, t: torch.Tensor, memories: list[Any], valid: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Noisy normalised xy (B, T, 2) at timesteps t (B,) -> predicted noise (B, T, 2), heading (B, T).
@@ -99,9 +116,11 @@ class DiffusionPolicyModel(VectorPlanningModel):
         return out[..., :2], torch.tanh(out[..., 2]) * torch.pi
 
     def memories(self, tokens: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [layer.cross_attention.memory(tokens) for layer in self.layers]
+        """Each layer's scene keys and values for tokens (B, N, d)."""
+        return [cast(DenoiserLayer, layer).cross_attention.memory(tokens) for layer in self.layers]
 
     def loss(self, features: DriveFeatures, plan: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Epsilon MSE at a random t ~ U{0 .. 999} plus `heading_weight` * heading L1 [rad]."""
         tokens, valid = self.encoder(features)
         b = plan.shape[0]
         t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (b,), device=plan.device)
@@ -134,44 +153,8 @@ class DiffusionPolicyModel(VectorPlanningModel):
         return plan, plan[:, None], plan.new_ones(plan.shape[0], 1)
 
 
-class RegressionModel(VectorPlanningModel):
-    """TransFuser-style regression: a learned query decodes the 8 poses; L1 over x, y [m], heading [rad]."""
-
-    def __init__(self, d_model: int = 128, depth: int = 2, heads: int = 4, ffn_dim: int = 256, dropout: float = 0.0,
-                 max_agents: int = 16, max_polylines: int = 64, num_poses: int = NUM_PLAN_POSES,
-                 decoder_layers: int = 2):
-        super().__init__(d_model, depth, heads, ffn_dim, dropout, max_agents, max_polylines, num_poses)
-        self.config["decoder_layers"] = decoder_layers
-        self.query = nn.Parameter(torch.zeros(1, 1, d_model))
-        nn.init.normal_(self.query, std=0.02)
-        layer = nn.TransformerDecoderLayer(d_model, heads, ffn_dim, dropout, batch_first=True, norm_first=True)
-        self.decoder = nn.TransformerDecoder(layer, decoder_layers, norm=nn.LayerNorm(d_model))
-        self.head = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, num_poses * 3))
-
-    def forward(self, features: DriveFeatures) -> torch.Tensor:
-        """Batched features -> (B, T, 3): xy regressed in normalised units, heading tanh * pi."""
-        tokens, valid = self.encoder(features)
-        query = self.query.expand(tokens.shape[0], -1, -1)
-        out = self.head(self.decoder(query, tokens, memory_key_padding_mask=~valid)[:, 0])
-        out = out.reshape(-1, self.num_poses, 3)
-        return torch.cat([denormalise_xy(out[..., :2]), torch.tanh(out[..., 2:]) * torch.pi], dim=-1)
-
-    def loss(self, features: DriveFeatures, plan: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        predicted = self(features).float()
-        loss = plan_l1(predicted, plan).mean()
-        final = torch.linalg.vector_norm(predicted[:, -1, :2] - plan[:, -1, :2], dim=-1).mean()
-        return loss, {"l1": float(loss.detach()), "final_xy_l2": float(final.detach())}
-
-
 @register_planner("diffusion-policy")
 class DiffusionPolicyPlanner(LearnedDrivePlanner):
     """Vanilla 20-step DDIM diffusion policy on DiffusionDrive's encoder (a baseline)."""
 
     model_class = DiffusionPolicyModel
-
-
-@register_planner("regression")
-class RegressionPlanner(LearnedDrivePlanner):
-    """TransFuser-style single-query regression on DiffusionDrive's encoder (a baseline)."""
-
-    model_class = RegressionModel
