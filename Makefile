@@ -116,6 +116,7 @@ test-random: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

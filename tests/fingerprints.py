@@ -1,6 +1,6 @@
 """Content digests of one scene of every scenario type, one world of every kind and a few PointNav episodes.
 
-`python -m tests.fingerprints` prints them as one JSON object; tests/test_portability.py runs it in
+`python -m tests.fingerprints` prints them as one JSON object; tests/scenes/test_portability.py runs it in
 subprocesses under other BLAS kernels, numpy CPU features and thread counts, and compares with FINGERPRINTS.
 """
 

@@ -1,5 +1,5 @@
 """The synthetic generator's cached / vectorised helpers equal their plain forms bit for bit (scene fingerprints:
-tests/test_portability.py)."""
+tests/scenes/test_portability.py)."""
 
 from __future__ import annotations
 

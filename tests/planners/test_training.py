@@ -21,7 +21,7 @@ from scenes import NUM_PLAN_POSES, PLAN_DT, Frame
 from scenes.store import DriveDataset, finalize_dataset, write_shard
 from scenes.synthetic import generate_scene
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

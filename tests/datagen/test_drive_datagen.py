@@ -27,7 +27,7 @@ from scenes.synthetic import generate_scene, scene_seed
 from stl.rules import DEFAULT_PARAMS, SpeedBandParams
 from trajopt.expert import ExpertResult, ExpertStatus
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = DriveDatagenConfig(n=4, demos_per_scene=2, shard_size=2)
 
 

@@ -27,7 +27,7 @@ import pytest
 from scenes import portable
 from tests import fingerprints
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 FINGERPRINTS = {
     "STRAIGHT_ROAD": "7807413aede6e8fc",

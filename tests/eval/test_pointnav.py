@@ -125,7 +125,7 @@ WORLDS = {
 
 
 def fake_world(world_id: str) -> BoxWorld:
-    """World factory for PointNavConfig.worlds ("tests.test_pointnav:fake_world")."""
+    """World factory for PointNavConfig.worlds ("tests.eval.test_pointnav:fake_world")."""
     return WORLDS[world_id]
 
 
@@ -306,7 +306,7 @@ def test_dwa_drives_around_a_box():
 @pytest.mark.slow
 def test_results_do_not_depend_on_the_number_of_workers_and_resume(tmp_path):
     episodes = [episode("open", [0.0, 0.0, 2.0], [3.0, 1.0], "a"), episode("box", [1.0, 0.3, 0.0], [4.5, 0.0], "b")]
-    config = PointNavConfig(planner="dwa", tracker="pure-pursuit", worlds="tests.test_pointnav:fake_world",
+    config = PointNavConfig(planner="dwa", tracker="pure-pursuit", worlds="tests.eval.test_pointnav:fake_world",
                             loop=LoopConfig(camera=CameraSpec(64, 64, 79.0, 0.4), max_time_s=30.0))
     one = evaluate_episodes(episodes, config)
     job = PointNavEvaluation(tuple(enumerate(episodes)), config, "dwa", "test", chunk_size=1)
