@@ -24,11 +24,22 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 from scenes.errors import ConfigError, DiffplanError
 
 stderr = Console(stderr=True)
+
+
+def quantity_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    """A two-column "quantity | value" table, as the data jobs print at the end."""
+    table = Table(title=title)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for quantity, value in rows:
+        table.add_row(quantity, value)
+    return table
 
 
 def output_console() -> Console:

@@ -10,9 +10,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from diffplan.console import RayOption, ResumeOption, WorkersOption, output_console, run_with_bar, user_errors
+from diffplan.console import (
+    RayOption,
+    ResumeOption,
+    WorkersOption,
+    output_console,
+    quantity_table,
+    run_with_bar,
+    user_errors,
+)
 
 app = typer.Typer(help="Expert demonstration datasets.", no_args_is_help=True, add_completion=False,
                   rich_markup_mode="markdown")
@@ -77,19 +84,15 @@ def drive(
 
         summary = run_with_bar(DriveDatagenJob(config), out, RunOptions(workers, ray, resume), "demos",
                                config.n * config.demos_per_scene, "solving", describe)
-    table = Table(title=f"datagen drive -> {out}")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    table.add_row("scenes", str(summary.scenes))
-    table.add_row("solves attempted", str(summary.attempts))
-    table.add_row("demos written", str(summary.demos))
-    for reason, count in summary.failures.items():
-        table.add_row(f"failed: {reason}", f"{count} ({100 * count / max(summary.attempts, 1):.1f}%)")
+    rows = [("scenes", str(summary.scenes)), ("solves attempted", str(summary.attempts)),
+            ("demos written", str(summary.demos))]
+    rows += [(f"failed: {reason}", f"{count} ({100 * count / max(summary.attempts, 1):.1f}%)")
+             for reason, count in summary.failures.items()]
     solve_ms = summary.mean_solve_ms
-    table.add_row("mean solve ms (this run)", "- (all shards were done)" if math.isnan(solve_ms)
-                  else f"{solve_ms:.1f}")
-    table.add_row("mean iterations", f"{summary.mean_iterations:.1f}")
-    table.add_row("shards", str(summary.info.num_shards))
+    rows += [("mean solve ms (this run)", "- (all shards were done)" if math.isnan(solve_ms) else f"{solve_ms:.1f}"),
+             ("mean iterations", f"{summary.mean_iterations:.1f}"),
+             ("shards", str(summary.info.num_shards))]
+    table = quantity_table(f"datagen drive -> {out}", rows)
     console.print(table)
 
 
@@ -142,18 +145,14 @@ def nav(
         summary = run_with_bar(NavDatagenJob(config), out, RunOptions(workers, ray, resume), "trajectories",
                                config.n, "rolling out", describe)
         elapsed = time.perf_counter() - start
-    table = Table(title=f"datagen nav -> {out}")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    table.add_row("trajectories", str(summary.trajectories))
-    table.add_row("frames", str(summary.frames))
-    table.add_row("episode attempts", str(summary.attempts))
-    for reason, count in summary.failures.items():
-        table.add_row(f"failed: {reason}", str(count))
-    table.add_row("world kinds", ", ".join(f"{k} {v}" for k, v in summary.info["world_kinds"].items()))
     new = summary.new_trajectories
-    table.add_row("trajectories/s (this run)", f"{new / elapsed:.2f}" if new else "- (all shards were done)")
-    table.add_row("shards", str(summary.info["num_shards"]))
+    rows = [("trajectories", str(summary.trajectories)), ("frames", str(summary.frames)),
+            ("episode attempts", str(summary.attempts))]
+    rows += [(f"failed: {reason}", str(count)) for reason, count in summary.failures.items()]
+    rows += [("world kinds", ", ".join(f"{k} {v}" for k, v in summary.info["world_kinds"].items())),
+             ("trajectories/s (this run)", f"{new / elapsed:.2f}" if new else "- (all shards were done)"),
+             ("shards", str(summary.info["num_shards"]))]
+    table = quantity_table(f"datagen nav -> {out}", rows)
     console.print(table)
 
 
