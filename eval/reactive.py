@@ -32,7 +32,7 @@ class ReactiveIDMConfig:
     headway_time: float = 1.5  # [s]
     accel_max: float = 1.0  # [m/s^2]
     decel_max: float = 2.0  # [m/s^2], positive
-    exponent: float = 4.0  # nuPlan's IDM acceleration exponent
+    exponent: int = 4  # nuPlan's IDM acceleration exponent
     radius: float = 100.0  # [m] agents farther than this from the ego now keep their log
     snap_threshold: float = 3.0  # [m] agents farther than this from every lane centreline keep their log
     max_heading_error: float = np.pi / 3  # [rad] between an agent and the lane it is snapped to

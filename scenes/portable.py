@@ -218,6 +218,25 @@ def hypot(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     return np.sqrt(x * x + y * y)
 
 
+def integer_power(x: ArrayLike, n: int) -> np.ndarray:
+    """x ** n for an integer n >= 1, by repeated squaring (x^4 = (x x)(x x)); numpy's `power` and libm's
+    `pow` round differently on each CPU."""
+    if n < 1 or n != int(n):
+        raise ValueError(f"integer_power needs an integer exponent >= 1, got {n}")
+    base = np.asarray(x, dtype=np.float64)
+    n = int(n)
+    while not n & 1:  # the lowest set bit: result starts as x^(2^k)
+        base, n = base * base, n >> 1
+    result = base
+    n >>= 1
+    while n:
+        base = base * base
+        if n & 1:
+            result = result * base
+        n >>= 1
+    return _out(result, x)
+
+
 def norm(vectors: np.ndarray) -> np.ndarray:
     """(...,) Euclidean length of vectors (..., 2) [m]."""
     v = np.asarray(vectors, dtype=np.float64)

@@ -118,5 +118,5 @@ def fit_full_batch(model, features, targets, optimiser, steps: int, scheduler=No
         optimiser.step()
         if scheduler is not None:
             scheduler.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses

@@ -253,7 +253,7 @@ class DriveExpert:
         cfg, shape = self.config, self.config.shape
         n, m = shape.horizon, cfg.margin
         xy, heading, kappa = data.ref.at(s_ref)
-        heading = heading + 2 * np.pi * np.round((x0[2] - heading[0]) / (2 * np.pi))
+        heading = dd.turned_towards(heading, x0[2])
         lane_c = dd.lane_offsets(scene, data, s_ref, target.target_lane)
         goal = dd.goal_point(scene, n, dt=shape.dt)
         r_goal = (params.reach_goal.r_goal if params.reach_goal is not None else 0.0) - m

@@ -40,6 +40,11 @@ def agent_steps(n: int, dt: float) -> np.ndarray:
     return np.minimum(CURRENT_INDEX + np.rint(np.arange(n + 1) * dt / SIM_DT).astype(int), NUM_STEPS - 1)
 
 
+def turned_towards(heading: np.ndarray, reference: float) -> np.ndarray:
+    """(N,) headings [rad] shifted by whole turns so that the first lies within pi of `reference` [rad]."""
+    return heading + 2 * np.pi * np.round((reference - heading[0]) / (2 * np.pi))
+
+
 def initial_state(scene: DriveScene) -> np.ndarray:
     """(4,) x [m], y [m], heading [rad], v [m/s] now."""
     return np.array([*scene.current_pose, float(scene.ego.speed[CURRENT_INDEX])])
@@ -177,7 +182,7 @@ def route_guess(scene: DriveScene, data: SceneData, model: Model, x0: np.ndarray
     normal = np.stack([-np.sin(heading), np.cos(heading)], -1)
     xy = xy + lat[:, None] * normal
     heading = heading + np.arctan2(np.gradient(lat), np.maximum(np.gradient(station), 0.05))
-    heading = heading + 2 * np.pi * np.round((x0[2] - heading[0]) / (2 * np.pi))
+    heading = turned_towards(heading, x0[2])
     states = np.concatenate([xy, heading[:, None], speed[:, None]], -1)
     states[0] = x0
     return states

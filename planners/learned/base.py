@@ -25,6 +25,7 @@ from planners.drive_base import DRIVE_PLAN, DrivePrivileged
 from planners.learned.config import ModelConfig
 from planners.plan import Plan
 from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation, DriveScene, Frame, Trajectory
+from scenes.geometry import wrap_angle
 
 
 class Normaliser(nn.Module):
@@ -197,8 +198,3 @@ def as_numpy(poses: torch.Tensor) -> np.ndarray:
     out = poses.to(torch.float64).cpu().numpy()
     out[..., 2] = wrap_angle(out[..., 2])
     return out
-
-
-def wrap_angle(angle: np.ndarray) -> np.ndarray:
-    """Angles [rad] wrapped to [-pi, pi)."""
-    return (angle + np.pi) % (2 * np.pi) - np.pi

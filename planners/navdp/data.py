@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from scenes.geometry import wrap_angle
 from scenes.nav import NAVDP_ACTION_SCALE, NavObservation, NavTrainingSample
 
 GOAL_X_RANGE = (0.0, 10.0)  # [m] NavDP clips point goals to x in [0, 10], y in [-10, 10]
@@ -65,7 +66,7 @@ def poses_to_deltas(poses: np.ndarray) -> np.ndarray:
     """
     previous = np.concatenate([np.zeros((1, 3)), poses[:-1]], axis=0)
     steps = poses - previous
-    steps[:, 2] = (steps[:, 2] + np.pi) % (2 * np.pi) - np.pi
+    steps[:, 2] = wrap_angle(steps[:, 2])
     return np.clip(steps * NAVDP_ACTION_SCALE, -1.0, 1.0).astype(np.float32)
 
 

@@ -32,12 +32,13 @@ import numpy as np
 import torch
 
 from planners.base import Domain
-from planners.learned.base import LearnedPlanner, wrap_angle
+from planners.learned.base import LearnedPlanner
 from planners.nav_base import NAV_PLAN, NavPrivileged
 from planners.navdp.model import NavDPConfig, NavDPModel
 from planners.plan import Plan
 from planners.registry import register_planner
 from scenes import Frame, Trajectory
+from scenes.geometry import wrap_angle
 from scenes.nav import NAV_PLAN_DT, NavObservation
 
 TURN_IN_PLACE_RADIUS = 0.5  # [m] NavDP: trajectories ending closer than this turn in place

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scenes.idm import braking_term, idm_acceleration
+
 
 @dataclass(frozen=True)
 class IDMParameters:
@@ -21,17 +23,18 @@ class IDMParameters:
     headway_time: float = 1.5  # [s]
     accel_max: float = 1.5  # [m/s^2]
     decel_max: float = 3.0  # [m/s^2], positive
-    acceleration_exponent: float = 10.0
+    acceleration_exponent: int = 10
 
 
 def idm_step(progress: np.ndarray, velocity: np.ndarray, lead_progress: np.ndarray, lead_velocity: np.ndarray,
              lead_rear_length: np.ndarray, target_velocity: np.ndarray, params: IDMParameters,
              dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """One forward-Euler IDM step for every row (R,); returns the next (progress, velocity)."""
-    s_star = (params.min_gap_to_lead_agent + velocity * params.headway_time
-              + velocity * (velocity - lead_velocity) / (2.0 * np.sqrt(params.accel_max * params.decel_max)))
+    """One forward-Euler step of nuPlan's IDM (`scenes.idm`, s* not floored) for every row (R,); returns the
+    next (progress, velocity)."""
     gap = np.maximum(lead_progress - progress - lead_rear_length, params.min_gap_to_lead_agent)
-    accel = params.accel_max * (1.0 - (velocity / target_velocity) ** params.acceleration_exponent
-                                - (s_star / gap) ** 2)
+    accel = idm_acceleration(velocity, target_velocity, gap, velocity - lead_velocity, params.accel_max,
+                             braking_term(params.accel_max, params.decel_max), params.headway_time,
+                             params.min_gap_to_lead_agent, exponent=params.acceleration_exponent,
+                             nonnegative_dynamic_gap=False)
     accel = np.clip(accel, -params.decel_max, params.accel_max)
     return progress + dt * velocity, velocity + dt * accel

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from scenes.drive import CURRENT_INDEX, NUM_STEPS, SIM_DT
+from scenes.idm import braking_term, free_road_acceleration, idm_acceleration
 from scenes.synthetic import polyline as pl
 from scenes.synthetic.intersection import AMBER_STEPS
 from scenes.synthetic.paths import PathTable
@@ -30,22 +31,9 @@ B_MERGE = 2.5  # [m/s^2] a yielding vehicle merges only if the vehicle behind ne
 
 
 def idm(v, v0, gap, dv, a, b, T, s0):
-    """IDM acceleration [m/s^2]: speed v, desired v0 [m/s], gap [m] (inf: free), approach rate dv [m/s]."""
-    return _idm(v, v0, gap, dv, a, 2.0 * np.sqrt(a * b), T, s0)
-
-
-def _idm(v, v0, gap, dv, a, denom, T, s0):
-    """`idm` with its 2 sqrt(a b) [m/s^2] given as `denom` (precomputed once per vehicle)."""
-    s_star = s0 + np.maximum(0.0, v * T + v * dv / denom)
-    ratio = s_star / np.maximum(gap, 0.05)
-    inter = np.where(np.isfinite(gap), ratio * ratio, 0.0)
-    return a * (1.0 - _fourth(v / np.maximum(v0, 0.1)) - inter)
-
-
-def _fourth(x):
-    """x^4 as two products (numpy's and libm's `power` round differently on each CPU)."""
-    square = x * x
-    return square * square
+    """Treiber's IDM acceleration [m/s^2] (`scenes.idm`): speed v, desired v0 [m/s], gap [m] (inf: free),
+    approach rate dv [m/s], a and b [m/s^2], T [s], s0 [m]."""
+    return idm_acceleration(v, v0, gap, dv, a, braking_term(a, b), T, s0)
 
 
 def idm1(v: float, v0: float, gap: float, dv: float, a: float, b: float, T: float, s0: float) -> float:
@@ -133,7 +121,7 @@ class Simulation:
         self.ego_emergency = 0  # steps on which the ego braked beyond its comfort limits
         # per-scene constants of the step
         self.sentinel = len(table.lane_len) - 1
-        self.idm_denom = 2.0 * np.sqrt(fleet.a * fleet.b)  # (N,) [m/s^2]
+        self.idm_denom = braking_term(fleet.a, fleet.b)  # (N,) [m/s^2]
         self.has_yield = bool(np.isfinite(table.yield_pt).any())
         self.has_partner = bool((table.partner != self.sentinel).any())
         self.has_pred = table.pred != self.sentinel  # (L + 1,)
@@ -245,7 +233,7 @@ class Simulation:
         if c.ego and c.static[lead[0]] and math.isfinite(g_lead[0]):
             s0 = s0.copy()
             s0[0] = EGO_STATIC_GAP
-        acc = _idm(v, v0, g_lead, v - v_lead, c.a, c.denom, c.T, s0)
+        acc = idm_acceleration(v, v0, g_lead, v - v_lead, c.a, c.denom, c.T, s0)
         front = s + half
         stop = np.full(c.n, np.inf)
         if self.red is not None:
@@ -268,8 +256,8 @@ class Simulation:
             behind = conflict & (dsm <= -back) & (dsm > -150.0) & wait[:, None]
             if behind.any():
                 i, j = np.nonzero(behind)
-                need = _idm(v[j], v[j] + 1.0, np.maximum(-dsm[i, j] - half[i] - half[j], 0.5), v[j] - v[i],
-                            c.a[j], c.denom[j], c.T[j], c.s0[j])
+                need = idm_acceleration(v[j], v[j] + 1.0, np.maximum(-dsm[i, j] - half[i] - half[j], 0.5),
+                                        v[j] - v[i], c.a[j], c.denom[j], c.T[j], c.s0[j])
                 close[i[need < -B_MERGE], j[need < -B_MERGE]] = True
             bad = close.any(1) & wait
             dist = c.yield_s - front
@@ -286,9 +274,9 @@ class Simulation:
             acc[0] = idm1(float(v[0]), float(v0[0]), float(g_lead[0]), float(v[0] - v_lead[0]), float(f.a[0]),
                           float(f.b[0]), float(f.T[0]), float(s0[0]))
         if np.isfinite(stop).any():
-            acc = np.minimum(acc, _idm(v, v0, stop, v, c.a, c.denom, c.T, 1.0))
+            acc = np.minimum(acc, idm_acceleration(v, v0, stop, v, c.a, c.denom, c.T, 1.0))
         elif ego:  # free road (the IDM's interaction term is 0): only the ego's capped v0 can lower acc
-            acc[:1] = np.minimum(acc[:1], c.a[:1] * (1.0 - _fourth(v[:1] / np.maximum(v0[:1], 0.1))))
+            acc[:1] = np.minimum(acc[:1], free_road_acceleration(v[:1], v0[:1], c.a[:1]))
         acc = np.minimum(np.maximum(acc, -MAX_DECEL), c.a)
         if ego:
             acc[0] = self._ego_command(float(acc[0]), float(v[0]), float(g_lead[0]), float(v_lead[0]),

@@ -47,17 +47,18 @@ SMALL = {  # untrained, small: values of the model config's fields
 }
 STOCHASTIC = {"diffusiondrive", "diffusion-policy", "navdp"}  # another seed gives another plan
 SPECS = {Domain.DRIVING: DRIVE_PLAN, Domain.NAVIGATION: NAV_PLAN}
-NAMES = planners.available_planners()
+# Planners registered by other test modules (when they happen to be imported first) are not ours to check.
+NAMES = [name for name in planners.available_planners()
+         if not (cls := planner_class(name)) or not cls.__module__.startswith("tests.")]
 
 
 def build(name: str) -> Planner:
     """A fresh planner `name` (see the module docstring)."""
-    cls = planner_class(name)
-    if cls is None or cls.__module__.startswith("tests."):
-        pytest.skip(f"{name!r} is a test module's planner")
     if name in SHIPPED:
         return planners.load(CHECKPOINTS[SHIPPED[name]])
     if name in SMALL:
+        cls = planner_class(name)
+        assert cls is not None
         torch.manual_seed(0)
         return cls(**SMALL[name])
     return planners.load(name)
