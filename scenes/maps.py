@@ -15,9 +15,10 @@ from scenes.geometry import points_to_local
 class DrivableKind(enum.IntEnum):
     """What a drivable-area polygon is, as in nuPlan's ROADBLOCK / INTERSECTION / CARPARK layers."""
 
-    ROADBLOCK = 0
+    ROADBLOCK = 0  # nuPlan's road segments; a synthetic roadblock's polygon
     INTERSECTION = 1
     CARPARK = 2
+    GENERIC = 3  # nuPlan's generic drivable areas
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,6 +30,9 @@ class MapLayers:
         lane_centerlines: (L,) LineString [m], in driving direction.
         lane_left_boundaries: (L,) LineString [m].
         lane_right_boundaries: (L,) LineString [m].
+        lane_polygons: (L,) Polygon [m], the lane's surface: a real map's surveyed polygon, or (synthetic maps)
+            `boundary_polygons` of the two boundaries. Not repaired: users that need a valid one call
+            `shapely.make_valid`.
         lane_successors: L tuples of the lane ids that follow each lane.
         lane_speed_limits: (L,) [m/s].
         lane_roadblock_ids: (L,) int64; parallel lanes of one road segment share a roadblock.
@@ -45,6 +49,7 @@ class MapLayers:
     lane_centerlines: np.ndarray
     lane_left_boundaries: np.ndarray
     lane_right_boundaries: np.ndarray
+    lane_polygons: np.ndarray
     lane_successors: tuple[tuple[int, ...], ...]
     lane_speed_limits: np.ndarray
     lane_roadblock_ids: np.ndarray
@@ -62,6 +67,7 @@ class MapLayers:
         check.array("lane_ids", self.lane_ids, ("L",), "i")
         for name in ("lane_centerlines", "lane_left_boundaries", "lane_right_boundaries"):
             check.geometries(name, getattr(self, name), "LineString", "L")
+        check.geometries("lane_polygons", self.lane_polygons, "Polygon", "L")
         if len(self.lane_successors) != check.dims["L"]:
             check.fail("lane_successors", f"has {len(self.lane_successors)} entries for {check.dims['L']} lanes")
         check.array("lane_speed_limits", self.lane_speed_limits, ("L",), "f")
@@ -110,6 +116,7 @@ class MapLayers:
             lane_centerlines=self.lane_centerlines[lanes],
             lane_left_boundaries=self.lane_left_boundaries[lanes],
             lane_right_boundaries=self.lane_right_boundaries[lanes],
+            lane_polygons=self.lane_polygons[lanes],
             lane_successors=tuple(s for s, keep in zip(self.lane_successors, lanes) if keep),
             lane_speed_limits=self.lane_speed_limits[lanes],
             lane_roadblock_ids=self.lane_roadblock_ids[lanes],
@@ -135,7 +142,18 @@ class MapLayers:
             lane_centerlines=move(self.lane_centerlines),
             lane_left_boundaries=move(self.lane_left_boundaries),
             lane_right_boundaries=move(self.lane_right_boundaries),
+            lane_polygons=move(self.lane_polygons),
             drivable_polygons=move(self.drivable_polygons),
             stop_lines=move(self.stop_lines),
             crosswalks=move(self.crosswalks),
         )
+
+
+def boundary_polygons(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """(L,) Polygon of each lane whose boundaries are (L,) LineString `left` and `right`: the left boundary
+    followed by the reversed right one (an empty Polygon below 3 points). Coordinates only, no arithmetic."""
+    rings = [np.concatenate([shapely.get_coordinates(a), shapely.get_coordinates(b)[::-1]])
+             for a, b in zip(left, right, strict=True)]
+    out = np.empty(len(rings), dtype=object)
+    out[:] = [shapely.Polygon(ring) if len(ring) >= 3 else shapely.Polygon() for ring in rings]
+    return out

@@ -21,6 +21,7 @@ from scenes import (
     SceneMetadata,
     TrafficLights,
 )
+from scenes.maps import boundary_polygons
 
 LANE_WIDTH = 3.5  # [m]
 
@@ -40,6 +41,7 @@ def straight_two_lane_map(length: float = 200.0) -> MapLayers:
         lane_centerlines=np.array(centers, dtype=object),
         lane_left_boundaries=np.array(lefts, dtype=object),
         lane_right_boundaries=np.array(rights, dtype=object),
+        lane_polygons=boundary_polygons(np.array(lefts, dtype=object), np.array(rights, dtype=object)),
         lane_successors=((), ()),
         lane_speed_limits=np.array([15.0, 15.0]),
         lane_roadblock_ids=np.array([10, 10], np.int64),

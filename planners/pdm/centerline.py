@@ -14,10 +14,8 @@ from scenes.geometry import box_corners, wrap_angle
 
 
 def lane_polygons(road: MapLayers) -> np.ndarray:
-    """(L,) Polygon of each lane, from its left and right boundaries."""
-    rings = [np.concatenate([shapely.get_coordinates(left), shapely.get_coordinates(right)[::-1]])
-             for left, right in zip(road.lane_left_boundaries, road.lane_right_boundaries)]
-    return np.array([shapely.make_valid(shapely.Polygon(r)) for r in rings], dtype=object)
+    """(L,) the map's lane polygons, made valid."""
+    return np.asarray(shapely.make_valid(road.lane_polygons), dtype=object)
 
 
 def starting_lane(road: MapLayers, on_route: np.ndarray, polygons: np.ndarray, ego_pose: np.ndarray) -> int:

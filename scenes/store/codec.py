@@ -38,6 +38,7 @@ _MAP_PLAIN = (
     "lane_centerlines",
     "lane_left_boundaries",
     "lane_right_boundaries",
+    "lane_polygons",
     "lane_speed_limits",
     "lane_roadblock_ids",
     "lane_is_connector",

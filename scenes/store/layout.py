@@ -176,7 +176,8 @@ class DatasetInfo:
             raise DatasetError(f"{root}: this is a navigation dataset (datagen nav); a driving dataset is needed")
         if version != STORE_SCHEMA_VERSION:
             raise DatasetError(
-                f"{root}: schema version {version}, this diffplan reads {STORE_SCHEMA_VERSION}"
+                f"{root}: schema version {version}, this diffplan reads {STORE_SCHEMA_VERSION}; "
+                "regenerate the dataset with this version"
             )
         try:
             info = cls(

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from scenes.drive import CURRENT_INDEX, NUM_FUTURE_STEPS, NUM_HISTORY_STEPS, SIM_DT
 
-STORE_SCHEMA_VERSION = "diffplan-store/2"  # 2: 2.0 s of stored history (was 1.5 s)
+STORE_SCHEMA_VERSION = "diffplan-store/3"  # 3: lane polygons; 2: 2.0 s of stored history (was 1.5 s)
 SCHEMA_KEY = b"diffplan.store.schema_version"
 PART_KEY = b"diffplan.store.part"
 SHARDS, PRIVILEGED = "shards", "privileged"
@@ -126,6 +126,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     _f("map.lane_centerlines", S, "geometries", "wkb", ("L",), "m", "LineString, driving direction"),
     _f("map.lane_left_boundaries", S, "geometries", "wkb", ("L",), "m", "LineString"),
     _f("map.lane_right_boundaries", S, "geometries", "wkb", ("L",), "m", "LineString"),
+    _f("map.lane_polygons", S, "geometries", "wkb", ("L",), "m", "Polygon, the lane's surface"),
     _f("map.lane_successors.offsets", S, "ragged", "int32", ("L+1",), doc="CSR row offsets into .ids"),
     _f("map.lane_successors.ids", S, "ragged", "int64", ("E",), doc="CSR successor lane ids"),
     _f("map.lane_speed_limits", S, "ragged", "float64", ("L",), "m/s"),

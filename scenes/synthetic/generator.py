@@ -21,7 +21,7 @@ from scenes.drive import (
 )
 from scenes.ego import PACIFICA, EgoState
 from scenes.geometry import wrap_angle
-from scenes.maps import MapLayers
+from scenes.maps import MapLayers, boundary_polygons
 from scenes.portable import PortableRandom
 from scenes.synthetic import polyline as pl
 from scenes.synthetic.intersection import intersection_layout
@@ -214,11 +214,13 @@ def drop_collinear_points(road_map: MapLayers) -> MapLayers:
     def simplify(geometries: np.ndarray) -> np.ndarray:
         return shapely.simplify(geometries, COLLINEAR_TOLERANCE) if geometries.size else geometries
 
+    left, right = simplify(road_map.lane_left_boundaries), simplify(road_map.lane_right_boundaries)
     return dataclasses.replace(
         road_map,
         lane_centerlines=simplify(road_map.lane_centerlines),
-        lane_left_boundaries=simplify(road_map.lane_left_boundaries),
-        lane_right_boundaries=simplify(road_map.lane_right_boundaries),
+        lane_left_boundaries=left,
+        lane_right_boundaries=right,
+        lane_polygons=boundary_polygons(left, right),
         drivable_polygons=np.array([valid_polygon(p) for p in simplify(road_map.drivable_polygons)],
                                    dtype=object),
     )

@@ -8,7 +8,7 @@ from itertools import pairwise
 import numpy as np
 import shapely
 
-from scenes.maps import DrivableKind, MapLayers
+from scenes.maps import DrivableKind, MapLayers, boundary_polygons
 from scenes.portable import PortableRandom
 from scenes.synthetic import polyline as pl
 
@@ -123,11 +123,13 @@ class MapBuilder:
             polys.append(poly)
             kinds.append(DrivableKind.INTERSECTION)
             ids.append(block)
+        left, right = lines([lane.left for lane in lanes]), lines([lane.right for lane in lanes])
         return MapLayers(
             lane_ids=np.array([lane.id for lane in lanes], np.int64),
             lane_centerlines=lines([lane.xy for lane in lanes]),
-            lane_left_boundaries=lines([lane.left for lane in lanes]),
-            lane_right_boundaries=lines([lane.right for lane in lanes]),
+            lane_left_boundaries=left,
+            lane_right_boundaries=right,
+            lane_polygons=boundary_polygons(left, right),
             lane_successors=tuple(tuple(lane.successors) for lane in lanes),
             lane_speed_limits=np.array([lane.speed for lane in lanes], np.float64),
             lane_roadblock_ids=np.array([lane.roadblock for lane in lanes], np.int64),

@@ -269,7 +269,7 @@ def _other_file_version(root: Path) -> None:
             "/info.json: corrupt info.json (Expecting value: line 1 column 20 (char 19))",
         ),
         (_corrupt_shard, "/shards/00001.parquet", "/shards/00001.parquet: unreadable parquet ("),
-        (_other_version, "", ": schema version diffplan-store/0, this diffplan reads diffplan-store/2"),
+        (_other_version, "", ": schema version diffplan-store/0, this diffplan reads diffplan-store/3; regenerate the dataset with this version"),
         (
             _other_file_version,
             "/privileged/00002.parquet",

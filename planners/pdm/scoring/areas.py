@@ -70,7 +70,7 @@ class SceneGeometry:
         lane_polygons, lane_bounds: (L,) prepared lane / connector polygons, (L, 4) bounds.
         lane_on_route: (L,) bool, the lane lies in a route roadblock (see `route_lane_mask`).
         lane_ids: (L,) int64.
-        drivable_polygons, drivable_bounds: (P,) prepared ROADBLOCK/INTERSECTION/CARPARK polygons, (P, 4).
+        drivable_polygons, drivable_bounds: (P,) prepared drivable polygons (every DrivableKind), (P, 4).
         intersection_polygons, intersection_bounds: (I,) prepared INTERSECTION polygons, (I, 4).
         centerline: prepared route centerline LineString [m].
         red_route_lanes: (F, L) bool, route lane is red at frame f (v2 TLC).
@@ -113,11 +113,7 @@ class SceneGeometry:
     def from_scene(cls, scene: DriveScene) -> SceneGeometry:
         """Build the cache from `scene` (map frame)."""
         road = scene.map
-        lanes = []
-        for left, right in zip(road.lane_left_boundaries, road.lane_right_boundaries):
-            ring = np.concatenate([shapely.get_coordinates(left), shapely.get_coordinates(right)[::-1]])
-            lanes.append(shapely.make_valid(shapely.Polygon(ring)) if len(ring) >= 3 else shapely.Polygon())
-        lane_polygons, lane_bounds = _polygon_set(lanes)
+        lane_polygons, lane_bounds = _polygon_set(list(shapely.make_valid(road.lane_polygons)))
         on_route = route_lane_mask(road, scene.route)
         kinds = np.asarray(road.drivable_kinds)
         drivable = [p for p, k in zip(road.drivable_polygons, kinds) if k in tuple(DrivableKind)]
