@@ -152,7 +152,7 @@ BENCHMARK_SETS: dict[str, GenerateConfig] = {
                                     benchmark="navtest-synth"),
 }
 # bumped with every change of a benchmark's scenes (2: synthetic-drive/3, portable float math)
-BENCHMARK_VERSIONS: dict[str, str] = {"navtest-synth": "2"}
+BENCHMARK_VERSIONS: dict[str, str] = {"navtest-synth": "3"}  # 3: lane polygons stored (v2 scenes, same scores)
 
 
 def benchmark_config(name: str) -> GenerateConfig:

@@ -2,7 +2,7 @@
 
 A manifest is a small JSON file shipped in the repository:
 
-    {"benchmark": "navtest-synth", "version": "2", "generator_version": "synthetic-drive/3", "count": 500,
+    {"benchmark": "navtest-synth", "version": "3", "generator_version": "synthetic-drive/3", "count": 500,
      "set_hash": "<sha256 of the ordered digests>", "items": [["test-1100000000", "<sha256>"], ...]}
 
 Building a benchmark checks every item against it (`BenchmarkManifest.check`), so a machine or a checkout
@@ -51,7 +51,7 @@ class BenchmarkIdentity:
 
     @property
     def subset(self) -> str:
-        """e.g. "navtest-synth v2, first 100 of 500", "pointnav-synth-wheeled v2, 10 spread over 200"."""
+        """e.g. "navtest-synth v3, first 100 of 500", "pointnav-synth-wheeled v2, 10 spread over 200"."""
         name = f"{self.name} v{self.version}" if self.name else "a dataset that is no benchmark"
         if self.evaluated == self.total:
             return f"{name}, all {self.total}"

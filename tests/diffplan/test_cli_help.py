@@ -47,7 +47,7 @@ def test_version_names_the_package_generators_and_benchmarks():
     lines = result.output.splitlines()
     assert lines[0].startswith("diffplan 0.")
     assert lines[1] == "generators: synthetic-drive/3, synthetic-nav/2"
-    assert lines[2] == "benchmarks: navtest-synth v2, pointnav-synth v2"
+    assert lines[2] == "benchmarks: navtest-synth v3, pointnav-synth v2"
 
 
 def test_starting_the_cli_imports_no_heavy_library():

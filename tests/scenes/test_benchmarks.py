@@ -30,7 +30,7 @@ from scenes.manifest import BenchmarkIdentity, BenchmarkManifest, ManifestError,
 from scenes.store import DriveDataset
 from scenes.synthetic import GENERATOR_VERSION
 
-NAVTEST_SET_HASH = "f30aa9ed4b422f10"  # navtest-synth v2, synthetic-drive/3
+NAVTEST_SET_HASH = "863d0b2b06c7da19"  # navtest-synth v3, synthetic-drive/3
 POINTNAV_SET_HASHES = {"wheeled": "70f89d4177902de5", "quadruped": "7bb7369500753351"}  # pointnav-synth v2
 
 
@@ -48,7 +48,7 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 def test_shipped_manifests_are_whole_and_for_this_generator():
     navtest = load_manifest("navtest-synth", GENERATOR_VERSION)
-    assert (len(navtest), navtest.version, navtest.set_hash[:16]) == (500, "2", NAVTEST_SET_HASH)
+    assert (len(navtest), navtest.version, navtest.set_hash[:16]) == (500, "3", NAVTEST_SET_HASH)
     assert navtest.item_ids[0] == "test-1100000000" and navtest.item_ids[-1] == "test-1100000499"
     for robot, set_hash in POINTNAV_SET_HASHES.items():
         manifest = pointnav_benchmark.shipped_manifest("pointnav-synth", robot)
@@ -101,10 +101,10 @@ def test_evaluation_records_benchmark_version_and_set_hash(navtest_prefix, tmp_p
     assert result.returncode == 0, result.stderr
     recorded = json.loads((tmp_path / "cv" / "summary.json").read_text())["benchmark"]
     shipped = load_manifest("navtest-synth", GENERATOR_VERSION)
-    assert recorded == {"name": "navtest-synth", "version": "2", "set_hash": shipped.set_hash,
+    assert recorded == {"name": "navtest-synth", "version": "3", "set_hash": shipped.set_hash,
                         "evaluated_hash": combined_digest(shipped.digests[:3]), "evaluated": 3, "total": 500,
-                        "spread": False, "subset": "navtest-synth v2, first 3 of 500"}
-    assert "navtest-synth v2, first 3 of 500" in result.stdout
+                        "spread": False, "subset": "navtest-synth v3, first 3 of 500"}
+    assert "navtest-synth v3, first 3 of 500" in result.stdout
 
 
 def test_an_edited_benchmark_is_refused_before_evaluation(navtest_prefix, tmp_path):
