@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from diffplan.commands.scenes_import import app as import_app
 from diffplan.console import (
     RayOption,
     ResumeOption,
@@ -20,9 +21,10 @@ from scenes.store import DatasetError, DriveDataset
 if TYPE_CHECKING:
     from scenes.nav.types import NavEpisode
 
-app = typer.Typer(help="Synthetic driving scenes and datasets.", no_args_is_help=True, add_completion=False,
+app = typer.Typer(help="Driving scenes and datasets: synthetic, imported from real logs.", no_args_is_help=True, add_completion=False,
                   rich_markup_mode="markdown")
 console = output_console()
+app.add_typer(import_app, name="import")
 
 DatasetArg = Annotated[Path, typer.Argument(help="Dataset folder written by `diffplan scenes generate`.")]
 
