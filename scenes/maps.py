@@ -34,7 +34,7 @@ class MapLayers:
             `boundary_polygons` of the two boundaries. Not repaired: users that need a valid one call
             `shapely.make_valid`.
         lane_successors: L tuples of the lane ids that follow each lane.
-        lane_speed_limits: (L,) [m/s].
+        lane_speed_limits: (L,) [m/s]; NaN where the map gives none (real maps).
         lane_roadblock_ids: (L,) int64; parallel lanes of one road segment share a roadblock.
         lane_is_connector: (L,) bool; True for lanes inside an intersection.
         drivable_polygons: (P,) Polygon [m].
@@ -70,7 +70,7 @@ class MapLayers:
         check.geometries("lane_polygons", self.lane_polygons, "Polygon", "L")
         if len(self.lane_successors) != check.dims["L"]:
             check.fail("lane_successors", f"has {len(self.lane_successors)} entries for {check.dims['L']} lanes")
-        check.array("lane_speed_limits", self.lane_speed_limits, ("L",), "f")
+        check.array("lane_speed_limits", self.lane_speed_limits, ("L",), "f", finite=False)
         check.array("lane_roadblock_ids", self.lane_roadblock_ids, ("L",), "i")
         check.array("lane_is_connector", self.lane_is_connector, ("L",), "b")
         check.geometries("drivable_polygons", self.drivable_polygons, "Polygon", "P")
@@ -81,8 +81,8 @@ class MapLayers:
         check.geometries("crosswalks", self.crosswalks, "Polygon", "C")
         if len(np.unique(self.lane_ids)) != len(self.lane_ids):
             check.fail("lane_ids", "ids are not unique")
-        if (self.lane_speed_limits <= 0).any():
-            check.fail("lane_speed_limits", "speed limits must be positive")
+        if (self.lane_speed_limits <= 0).any() or np.isinf(self.lane_speed_limits).any():
+            check.fail("lane_speed_limits", "speed limits must be positive and finite (NaN: no limit)")
         if not np.isin(self.drivable_kinds, [k.value for k in DrivableKind]).all():
             check.fail("drivable_kinds", "unknown DrivableKind value")
         return self

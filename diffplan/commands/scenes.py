@@ -84,6 +84,41 @@ def show(
 
 
 @app.command()
+def export(
+    dataset: DatasetArg,
+    out: Annotated[Path, typer.Option(help="Folder to write: logs/, maps/ and scene_filter.yaml.")],
+    format: Annotated[str, typer.Option("--format", help="Output format: openscene (NAVSIM v1.1 logs and "
+                                                          "nuPlan GPKG maps).")] = "openscene",
+    location: Annotated[str, typer.Option(help="nuPlan map location that holds every scene's map.")
+                        ] = "us-nv-las-vegas-strip",
+    limit: Annotated[int | None, typer.Option(help="Only the first N scenes.")] = None,
+) -> None:
+    """Write a dataset as NAVSIM input: one OpenScene log pickle per scene (15 frames at 2 Hz), nuPlan maps for
+    all four locations, and a scene filter naming each scene's current frame.
+
+    Point NAVSIM at it with OPENSCENE_DATA_ROOT (logs/) and NUPLAN_MAPS_ROOT (maps/). The scenes' maps share
+    one GPKG, so scene k is moved by (k mod 100, k div 100) x 1 km. `diffplan scenes import openscene --logs
+    OUT/logs --maps OUT/maps --filter OUT/scene_filter.yaml` reads it back.
+    """
+    from diffplan.console import UserError, progress_bar
+    from scenes.exporters.openscene_dataset import export_openscene
+
+    with user_errors(DatasetError):
+        if format != "openscene":
+            raise UserError(f"unknown --format {format!r}; expected openscene")
+        data = DriveDataset.open(dataset)
+        if limit is not None and limit < 1:
+            raise UserError(f"--limit must be positive, got {limit}")
+        count = len(data) if limit is None else min(limit, len(data))
+        with progress_bar("scenes") as bar:
+            task = bar.add_task("exporting", total=count)
+            exported = export_openscene((data[i] for i in range(count)), out, location,
+                                        on_scene=lambda: bar.advance(task))
+    console.print(f"wrote {len(exported)} logs to {out}/logs, maps of 4 locations to {out}/maps and "
+                  f"{out}/scene_filter.yaml")
+
+
+@app.command()
 def stats(dataset: DatasetArg) -> None:
     """Counts per scenario type, ego speeds and agent counts."""
     from scenes.stats import dataset_stats, stats_table

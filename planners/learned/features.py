@@ -179,7 +179,7 @@ class MapPolylineBuilder:
 
         for i, lane_id in enumerate(m.lane_ids.tolist()):
             add([m.lane_centerlines[i]], MapKind.LANE, (float(lane_id in route), float(m.lane_is_connector[i]),
-                                                        float(lane_id in red), float(m.lane_speed_limits[i])))
+                                                        float(lane_id in red), _speed_limit(m.lane_speed_limits[i])))
         if len(m.drivable_polygons):
             add(_rings(m.drivable_area()), MapKind.ROAD_EDGE)
         add(m.stop_lines, MapKind.STOP_LINE)
@@ -293,3 +293,8 @@ class SceneWindowDataset(Dataset):
         scene = self.data[episode]
         obs = scene.observation()
         return self.feature_builder(obs), self.target_builder(scene, obs)
+
+
+def _speed_limit(value: float) -> float:
+    """A lane's speed limit feature [m/s]; 0 where the map gives none (NaN)."""
+    return float(value) if np.isfinite(value) else 0.0

@@ -7,6 +7,7 @@ simulator, scored by the PDM scorer on a constant-velocity forecast, and the bes
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,7 +69,10 @@ class PDMClosed:
         cfg = self.config
         centerline, start_row = route_centerline(observation.map, observation.route, np.zeros(3))
         paths = [centerline, *(centerline.offset(o) for o in cfg.lateral_offsets)]
-        targets = np.asarray(cfg.idm.speed_limit_fractions) * float(observation.map.lane_speed_limits[start_row])
+        limit = float(observation.map.lane_speed_limits[start_row])
+        if not math.isfinite(limit):  # the map gives none
+            limit = cfg.idm.fallback_target_velocity
+        targets = np.asarray(cfg.idm.speed_limit_fractions) * limit
         objects = self._objects(observation)
         ego_speed = float(observation.ego.velocity[0])
         proposals = np.concatenate([self._unroll(path, objects, targets, ego_speed, cfg.proposal_steps)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +80,8 @@ def read_map_layers(path: Path, projection: str) -> MapLayers:
         stop_line_lane_ids=stop_lanes,
         crosswalks=walks,
     )
-    try:  # NaN speed limits mean "no limit in the map"; everything else must pass validate()
-        replace(layers, lane_speed_limits=np.nan_to_num(layers.lane_speed_limits, nan=1.0)).validate()
+    try:
+        layers.validate()
     except ValidationError as error:
         raise SourceError(f"{path}: {g.one_line(error)}") from error
     return layers

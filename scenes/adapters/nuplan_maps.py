@@ -4,7 +4,8 @@ Files (nuplan `gpkg_mapsdb.py`): `<root>/nuplan-maps-v1.0.json` holds `{location
 and each map is `<root>/<location>/<version>/map.gpkg`. Each layer is read once per location, the way
 `GPKGMapsDB.load_vector_layer` reads it: the `meta` table's `projectedCoordSystem` value is the target CRS,
 geometries are reprojected to it with pyproj (skipped when the layer's CRS already equals it, so coordinates
-stay bit-exact), and ids are the GPKG feature ids (1-based fids; nuPlan turns them into strings, we keep int).
+stay bit-exact, or when the layer has no CRS), and ids are the GPKG feature ids (1-based fids; nuPlan turns
+them into strings, we keep int64). Fid-valued fields may be integer, float or string columns.
 
 Conversion (semantics of nuplan `nuplan_map.py`, `lane.py`, `lane_connector.py`):
 - Lanes: every feature of `lanes_polygons` and every lane connector of `lane_connectors` is one MapLayers
@@ -36,8 +37,9 @@ Conversion (semantics of nuplan `nuplan_map.py`, `lane.py`, `lane_connector.py`)
 - Stop lines: nuPlan's `stop_polygons` are areas, MapLayers stop lines are LineStrings. A stop line is the
   mid-line of the polygon's minimum rotated rectangle across the guarded lane (the rectangle axis most
   perpendicular to the lane), running from the lane's left to its right as synthetic stop lines do; with no
-  guarded lane, the long axis, pointing to +x (+y when vertical). (The exterior ring would close on itself and not survive a round trip;
-  the mid-line keeps the centroid that users project onto routes.) `stop_line_lane_ids`, as synthetic maps
+  guarded lane, the long axis, pointing to +x (+y when vertical). (The exterior ring as a LineString would
+  close on itself and not survive a write/read round trip; the mid-line keeps the centroid that users
+  project onto routes.) `stop_line_lane_ids`, as synthetic maps
   use it (the lane that ends at the stop line, never a connector): the `entry_lane_fid` of the lowest-fid
   connector whose `traffic_light_stop_line_fids` (comma-separated, empty/NULL allowed) lists the polygon;
   else the lane whose polygon contains the polygon's centroid (within 0.5 m) and whose centreline ends
@@ -219,8 +221,15 @@ class NuplanMaps:
     def __init__(self, root: str | Path | None = None, tile_size: float = TILE_SIZE):
         self.root = maps_root(root)
         self.tile_size = tile_size
-        self.versions = _read_versions(self.root)
+        self._versions = _read_versions(self.root)
         self._maps: dict[str, NuplanMap] = {}
+
+    def version(self, location: str) -> str:
+        """The map version the version file names for `location`; SourceError if it names none."""
+        if location not in self._versions:
+            raise SourceError(f"{self.root / MAP_VERSION_FILE}: field {location}: location missing from the "
+                              "version file")
+        return self._versions[location]
 
     def map_path(self, location: str) -> Path:
         """`<root>/<location>/<version>/map.gpkg`; SourceError for an unknown location or version."""
@@ -228,9 +237,7 @@ class NuplanMaps:
         if location not in MAP_LOCATIONS:
             raise SourceError(f"{version_file}: unknown map location {location!r}; "
                               f"known: {', '.join(MAP_LOCATIONS)}")
-        if location not in self.versions:
-            raise SourceError(f"{version_file}: field {location}: location missing from the version file")
-        version = self.versions[location]
+        version = self.version(location)
         path = self.root / location / version / "map.gpkg"
         if not path.is_file():
             raise SourceError(f"{version_file}: field {location}.version: unknown version {version!r} "

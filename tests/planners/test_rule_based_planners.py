@@ -137,3 +137,24 @@ def test_bench_planner_includes_the_shipped_navdp_checkpoint():
     assert planner.model.config.d_model == 64 and planner.model.config.num_layers == 3
     figures = bench_planners(0.01, {"navdp-synth": PLANNER_CASES["navdp-synth"]})
     assert figures["latency_ms"]["navdp-synth"] > 0
+
+
+def test_a_map_without_speed_limits_plans_with_the_fallbacks():
+    """Real maps may give no speed limit (NaN): PDM-Closed uses NAVSIM's fallback target speed (15 m/s, the
+    factory road's limit, so the plans agree), the learned map features hold 0."""
+    from dataclasses import replace
+
+    from tests.factories import straight_scene
+
+    scene = straight_scene()
+    unlimited = replace(scene, map=replace(scene.map, lane_speed_limits=np.full(scene.map.num_lanes, np.nan)))
+    unlimited.validate()
+    assert scene.map.lane_speed_limits.tolist() == [15.0, 15.0]
+    pdm = planners.load("pdm-closed")
+    np.testing.assert_array_equal(pdm.plan(unlimited.observation()).trajectory.poses,
+                                  pdm.plan(scene.observation()).trajectory.poses)
+    attributes = MapPolylineBuilder(max_polylines=64)(unlimited.observation()).map_attributes.numpy()
+    lanes = attributes[:, 0] > 0
+    assert lanes.any() and np.isfinite(attributes).all() and (attributes[lanes, 7] == 0).all()
+    limited = MapPolylineBuilder(max_polylines=64)(scene.observation()).map_attributes.numpy()
+    assert (limited[limited[:, 0] > 0, 7] == 15.0).all()
