@@ -63,6 +63,11 @@ demo: $(VENV)/.installed-demo
 		$(VENV)/bin/diffplan eval navsim --planner $${pair#*=} --scenes $(DEMO_DIR)/navtest-synth \
 			--limit $(DEMO_EVAL_SCENES) --workers 2 --out $(DEMO_DIR)/runs/$${pair%%=*} --worst 3 --resume || exit 1; \
 	done
+	$(VENV)/bin/diffplan scenes export $(DEMO_DIR)/navtest-synth --limit 10 --out $(DEMO_DIR)/openscene
+	$(VENV)/bin/diffplan scenes import openscene --logs $(DEMO_DIR)/openscene/logs --maps $(DEMO_DIR)/openscene/maps \
+		--filter $(DEMO_DIR)/openscene/scene_filter.yaml --out $(DEMO_DIR)/openscene-import --resume
+	$(VENV)/bin/diffplan eval navsim --planner pdm-closed --scenes $(DEMO_DIR)/openscene-import \
+		--out $(DEMO_DIR)/runs-openscene/pdm-closed --worst 1 --resume
 	$(VENV)/bin/diffplan datagen nav --n 8 --shard-size 4 --workers 2 --out $(DEMO_DIR)/nav-train --resume
 	$(VENV)/bin/diffplan scenes show-nav $(DEMO_DIR)/nav-train --depth --out $(DEMO_DIR)/nav-world.png
 	for pair in $(DEMO_NAV_PLANNERS); do \

@@ -170,3 +170,110 @@ def bench_startup(seconds: float) -> dict[str, float]:
 
 
 BENCHMARKS["startup"] = bench_startup
+
+
+IMPORT_BENCH_SCENES = 100  # distinct synthetic scenes exported as logs
+IMPORT_BENCH_COPIES = (3, 10)  # each log copied (new log name and tokens) this often: 300 and 1,000 logs
+
+
+def _import_fixture(root: Path, copies: int) -> tuple[Path, Path]:
+    """(logs, maps) of IMPORT_BENCH_SCENES exported scenes, each log copied `copies` times under new names and
+    tokens; with frame_interval 1 each 15-frame log has 2 full NAVSIM windows."""
+    from scenes.adapters.pickles import restricted_load
+    from scenes.exporters.openscene import write_log
+    from scenes.exporters.openscene_dataset import export_openscene
+    from scenes.synthetic import SYNTHETIC_SCENARIOS, generate_scene, scene_seed
+
+    source = root / "export"
+    if not (source / "maps").is_dir():
+        scenes = (generate_scene(scene_seed("test", 0, i), "test", SYNTHETIC_SCENARIOS[i % len(SYNTHETIC_SCENARIOS)])
+                  for i in range(IMPORT_BENCH_SCENES))
+        export_openscene(scenes, source)
+    logs = root / f"logs-{copies}"
+    logs.mkdir(exist_ok=True)
+    for path in sorted((source / "logs").glob("*.pkl")):
+        frames = restricted_load(path)
+        assert isinstance(frames, list)
+        for copy in range(copies):
+            name = f"{path.stem}-copy{copy}"
+            for frame in frames:
+                frame["log_name"] = name
+                frame["token"] = f"{copy:02x}" + frame["token"][2:]
+            write_log(logs / f"{name}.pkl", frames)
+    return logs, source / "maps"
+
+
+def bench_import(seconds: float) -> dict[str, float]:
+    """`diffplan scenes import openscene` on one core over exported synthetic logs (2 windows per log), in a
+    fresh process per run: windows per second and the process's peak RSS, for 300 and 1,000 logs (flat
+    memory means streaming). Then PDMS v1.1 scoring throughput on the imported scenes against the same
+    scenes as generated."""
+    import json
+    import subprocess
+    import sys
+
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        yaml_path = root / "filter.yaml"
+        yaml_path.write_text("num_history_frames: 4\nnum_future_frames: 10\nframe_interval: 1\nhas_route: true\n")
+        for copies in IMPORT_BENCH_COPIES:
+            logs, maps = _import_fixture(root, copies)
+            out = root / f"data-{copies}"
+            script = ("import json, resource, sys, time\n"
+                      "from diffplan.jobs import run_job\n"
+                      "from scenes.adapters.import_job import OpenSceneImportConfig, OpenSceneImportJob\n"
+                      "start = time.perf_counter()\n"
+                      "info, reports = run_job(OpenSceneImportJob(OpenSceneImportConfig(*sys.argv[1:4])), sys.argv[4])\n"
+                      "print(json.dumps({'s': time.perf_counter() - start, 'kept': info.num_episodes, "
+                      "'logs': len(reports), 'rss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n")
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+            done = subprocess.run([sys.executable, "-c", script, str(logs), str(maps), str(yaml_path), str(out)],
+                                  check=True, capture_output=True, text=True, env=env)
+            run = json.loads(done.stdout.strip().splitlines()[-1])
+            tag = f"{run['logs']}_logs"
+            figures[f"windows_{tag}"] = run["kept"]
+            figures[f"windows_per_s_per_core_{tag}"] = round(run["kept"] / run["s"], 1)
+            figures[f"peak_rss_mb_{tag}"] = round(run["rss_kb"] / 1024, 1)
+        largest = f"{IMPORT_BENCH_SCENES * IMPORT_BENCH_COPIES[-1]}_logs"
+        figures["windows_per_s_per_core"] = figures[f"windows_per_s_per_core_{largest}"]
+        figures["peak_rss_mb"] = figures[f"peak_rss_mb_{largest}"]
+        figures.update(_pdms_imported_vs_synthetic(root / f"data-{IMPORT_BENCH_COPIES[0]}",
+                                                   IMPORT_BENCH_COPIES[0], seconds))
+    return figures
+
+
+def _pdms_imported_vs_synthetic(imported: Path, copies: int, seconds: float) -> dict[str, float]:
+    """PDMS v1.1 scenes per second on one core (constant-velocity plans, geometry rebuilt per scene) on 100
+    imported scenes and on the 100 synthetic scenes they were exported from. The imported dataset holds 2
+    windows per log and `copies` logs per scene; the second window of a scene's first copy is the scene."""
+    import numpy as np
+
+    import planners
+    from eval.scoring import reference_states, simulate_scene_plans
+    from planners.pdm.scoring import SceneGeometry, ScorerConfig, score_proposals, score_reference
+    from scenes.store import DriveDataset
+    from scenes.synthetic import SYNTHETIC_SCENARIOS, generate_scene, scene_seed
+
+    data = DriveDataset(imported)
+    sets = {
+        "imported": [data[2 * copies * i + 1] for i in range(IMPORT_BENCH_SCENES)],
+        "synthetic": [generate_scene(scene_seed("test", 0, i), "test", SYNTHETIC_SCENARIOS[i % len(SYNTHETIC_SCENARIOS)])
+                      for i in range(IMPORT_BENCH_SCENES)],
+    }
+    planner, config, out = planners.load("constant-velocity"), ScorerConfig(), {}
+    for name, scenes in sets.items():
+        plans = np.stack([planner.plan(scene.observation()).trajectory.poses for scene in scenes])
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 2 or done == 0:
+            states = simulate_scene_plans(scenes, plans)
+            for scene, state in zip(scenes, states):
+                geometry = SceneGeometry.from_scene(scene)
+                score_proposals(geometry, state[None], score_reference(geometry, reference_states(scene), config),
+                                config)
+            done += len(scenes)
+        out[f"pdms_scenes_per_s_per_core_{name}"] = round(done / (time.perf_counter() - start), 1)
+    return out
+
+
+BENCHMARKS["import"] = bench_import

@@ -144,3 +144,23 @@ def test_cli_bad_input_is_one_line(diffplan_exe, exported, tmp_path, change, mes
                 "--out", str(tmp_path / "data"))
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_cli_exports_a_dataset_that_imports_back(diffplan_exe, originals, tmp_path):
+    source = tmp_path / "scenes"
+    write_shard(source, 0, [generate_scene(seed, "test") for seed in SEEDS])
+    finalize_dataset(source, {"test": "export"}, 1)
+    export = [diffplan_exe, "scenes", "export", str(source), "--out", str(tmp_path / "export")]
+    done = subprocess.run([*export, "--limit", "2"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "export" / "maps").iterdir()) == [
+        "nuplan-maps-v1.0.json", "sg-one-north", "us-ma-boston", "us-nv-las-vegas-strip",
+        "us-pa-pittsburgh-hazelwood"]
+    assert len(list((tmp_path / "export" / "logs").glob("*.pkl"))) == 2
+    done = _cli(diffplan_exe, "--logs", str(tmp_path / "export" / "logs"), "--maps", str(tmp_path / "export" / "maps"),
+                "--filter", str(tmp_path / "export" / "scene_filter.yaml"), "--out", str(tmp_path / "data"))
+    assert done.returncode == 0, done.stderr
+    data = DriveDataset(tmp_path / "data")
+    np.testing.assert_allclose(data[1].ego.pose[FRAMES], originals[1].ego.pose[FRAMES], rtol=0, atol=1e-9)
+    bad = subprocess.run([*export, "--format", "nuscenes"], capture_output=True, text=True, timeout=300, check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--format" in bad.stderr, bad.stderr
