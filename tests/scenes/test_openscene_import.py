@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 import subprocess
 from pathlib import Path
@@ -192,3 +194,30 @@ def test_an_imported_scene_exported_and_imported_again_plans_and_scores_the_same
         want = [r.score for r in evaluate_scenes(translated, EvalConfig(planner), list(range(len(scenes))))]
         got = [r.score for r in evaluate_scenes(tmp_path / "data", EvalConfig(planner), list(range(len(scenes))))]
         assert got == want, (planner, got, want)
+
+
+@pytest.mark.slow
+def test_every_dataset_command_runs_on_imported_scenes(diffplan_exe, exported, tmp_path):
+    """Import as a training split, then calibrate STL rules, fit anchors, train DiffusionDrive for two steps,
+    score the checkpoint and draw a scene, all on the imported dataset."""
+    data = tmp_path / "data"
+    assert _cli(diffplan_exe, "--logs", str(exported / "logs"), "--maps", str(exported / "maps"), "--filter",
+                str(exported / "scene_filter.yaml"), "--split", "train", "--out", str(data)).returncode == 0
+    steps = [
+        ["stl", "calibrate", "--data", str(data), "--out", str(tmp_path / "params.json")],
+        ["stl", "check", "--data", str(data), "--params", str(tmp_path / "params.json")],
+        ["anchors", "--data", str(data), "--k", "2", "--out", str(tmp_path / "anchors.npy")],
+        ["train", "diffusiondrive", "--data", str(data), "--out", str(tmp_path / "train"), "--epochs", "1",
+         "--batch-size", "2", "--max-steps", "2", "--accelerator", "cpu", "--devices", "1", "--model",
+         f"anchors={tmp_path / 'anchors.npy'}", "--model", "num_modes=2", "--export", str(tmp_path / "dd.safetensors")],
+        ["eval", "navsim", "--planner", str(tmp_path / "dd.safetensors"), "--scenes", str(data), "--out",
+         str(tmp_path / "run"), "--worst", "1"],
+        ["scenes", "show", str(data), "--index", "1", "--out", str(tmp_path / "bev.png")],
+    ]
+    for args in steps:
+        done = subprocess.run([diffplan_exe, *args], capture_output=True, text=True, timeout=600, check=False,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, (args[:2], done.stderr[-2000:])
+    assert (tmp_path / "bev.png").stat().st_size > 10_000
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["n_scenes"], summary["n_failed"]) == (len(SEEDS), 0)
