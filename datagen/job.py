@@ -25,8 +25,8 @@ from datagen.demos import build_demo
 from datagen.expert import EXPERTS, SOLVERS, load_expert
 from scenes.drive import SPLITS
 from scenes.errors import ConfigError
-from scenes.store import DatasetInfo, completed_shards, damaged_shard, finalize_dataset, write_shard
-from scenes.store.units import Shards, read_unit_records, write_unit_record
+from scenes.store import DatasetInfo, committed_unit_records, finalize_dataset, write_shard
+from scenes.store.units import Shards, write_unit_record
 from scenes.synthetic import GENERATOR_VERSION, generate_scene, scene_seed
 from stl.rules import DEFAULT_PARAMS, RuleParams
 from trajopt.expert import Expert, ExpertStatus, WarmStart
@@ -169,15 +169,9 @@ class DriveDatagenJob:
 
     def finished(self, root: Path) -> tuple[dict[int, UnitReport], dict[int, str]]:
         """Shards an earlier run committed (from their unit records), and those whose files are damaged."""
-        done, damaged = {}, {}
-        shards = sorted(s for s in completed_shards(root) if s < self.num_units)
-        for shard, data in read_unit_records(root, UNIT_DIR, shards).items():
-            problem = damaged_shard(root, shard)
-            if problem:
-                damaged[shard] = problem
-                continue
-            done[shard] = UnitReport(shard, data["attempts"], data["demos"], data["failures"], 0.0,
-                                     data["iterations"], 0, resumed=True)
+        records, damaged = committed_unit_records(root, UNIT_DIR, self.num_units)
+        done = {shard: UnitReport(shard, data["attempts"], data["demos"], data["failures"], 0.0, data["iterations"],
+                                  0, resumed=True) for shard, data in records.items()}
         return done, damaged
 
     def run_unit(self, root: Path, unit: int, on_item: Callable[[UnitReport], None]) -> UnitReport:

@@ -110,23 +110,30 @@ class MapLayers:
         polys = shapely.intersects(self.drivable_polygons, disk)
         stops = shapely.intersects(self.stop_lines, disk)
         walks = shapely.intersects(self.crosswalks, disk)
+        return self.select(lanes, polys, stops, walks)
+
+    def select(self, lanes: np.ndarray, drivable: np.ndarray, stops: np.ndarray, crosswalks: np.ndarray
+               ) -> MapLayers:
+        """The lanes, drivable polygons, stop lines and crosswalks at these rows (index arrays or boolean
+        masks of each layer's length), in the order given."""
+        lane_rows = np.arange(self.num_lanes)[lanes]
         return replace(
             self,
-            lane_ids=self.lane_ids[lanes],
-            lane_centerlines=self.lane_centerlines[lanes],
-            lane_left_boundaries=self.lane_left_boundaries[lanes],
-            lane_right_boundaries=self.lane_right_boundaries[lanes],
-            lane_polygons=self.lane_polygons[lanes],
-            lane_successors=tuple(s for s, keep in zip(self.lane_successors, lanes) if keep),
-            lane_speed_limits=self.lane_speed_limits[lanes],
-            lane_roadblock_ids=self.lane_roadblock_ids[lanes],
-            lane_is_connector=self.lane_is_connector[lanes],
-            drivable_polygons=self.drivable_polygons[polys],
-            drivable_kinds=self.drivable_kinds[polys],
-            drivable_ids=self.drivable_ids[polys],
+            lane_ids=self.lane_ids[lane_rows],
+            lane_centerlines=self.lane_centerlines[lane_rows],
+            lane_left_boundaries=self.lane_left_boundaries[lane_rows],
+            lane_right_boundaries=self.lane_right_boundaries[lane_rows],
+            lane_polygons=self.lane_polygons[lane_rows],
+            lane_successors=tuple(self.lane_successors[i] for i in lane_rows),
+            lane_speed_limits=self.lane_speed_limits[lane_rows],
+            lane_roadblock_ids=self.lane_roadblock_ids[lane_rows],
+            lane_is_connector=self.lane_is_connector[lane_rows],
+            drivable_polygons=self.drivable_polygons[drivable],
+            drivable_kinds=self.drivable_kinds[drivable],
+            drivable_ids=self.drivable_ids[drivable],
             stop_lines=self.stop_lines[stops],
             stop_line_lane_ids=self.stop_line_lane_ids[stops],
-            crosswalks=self.crosswalks[walks],
+            crosswalks=self.crosswalks[crosswalks],
         )
 
     def to_local(self, origin: np.ndarray) -> MapLayers:

@@ -23,8 +23,8 @@ from scenes.adapters.openscene_filter import DropReason, SceneFilter, missing_lo
 from scenes.adapters.openscene_frames import read_log
 from scenes.drive import SPLITS
 from scenes.errors import ConfigError
-from scenes.store import DatasetInfo, completed_shards, damaged_shard, finalize_dataset, write_shard
-from scenes.store.units import read_unit_records, write_unit_record
+from scenes.store import DatasetInfo, committed_unit_records, finalize_dataset, write_shard
+from scenes.store.units import write_unit_record
 
 UNIT_DIR = "meta/import"
 MAP_RADIUS = 200.0  # [m] of map kept around a scene's current pose (the observation sees 80 m)
@@ -165,15 +165,9 @@ class OpenSceneImportJob:
 
     def finished(self, root: Path) -> tuple[dict[int, LogReport], dict[int, str]]:
         """Logs an earlier run committed (from their unit records), and those whose shard files are damaged."""
-        done, damaged = {}, {}
-        shards = sorted(s for s in completed_shards(root) if s < self.num_units)
-        for shard, data in read_unit_records(root, UNIT_DIR, shards).items():
-            problem = damaged_shard(root, shard)
-            if problem:
-                damaged[shard] = problem
-                continue
-            done[shard] = LogReport(shard, data["log_name"], data["windows"], data["kept"], data["dropped"],
-                                    resumed=True)
+        records, damaged = committed_unit_records(root, UNIT_DIR, self.num_units)
+        done = {shard: LogReport(shard, data["log_name"], data["windows"], data["kept"], data["dropped"],
+                                 resumed=True) for shard, data in records.items()}
         return done, damaged
 
     def run_unit(self, root: Path, unit: int, on_item: Callable[[LogReport], None]) -> LogReport:

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -121,24 +121,7 @@ class _Index:
             return np.unique(tree.query(area, predicate="intersects"))
 
         lanes, polys, stops, walks = rows(self.lanes), rows(self.drivable), rows(self.stops), rows(self.walks)
-        return replace(
-            layers,
-            lane_ids=layers.lane_ids[lanes],
-            lane_centerlines=layers.lane_centerlines[lanes],
-            lane_left_boundaries=layers.lane_left_boundaries[lanes],
-            lane_right_boundaries=layers.lane_right_boundaries[lanes],
-            lane_polygons=layers.lane_polygons[lanes],
-            lane_successors=tuple(layers.lane_successors[i] for i in lanes),
-            lane_speed_limits=layers.lane_speed_limits[lanes],
-            lane_roadblock_ids=layers.lane_roadblock_ids[lanes],
-            lane_is_connector=layers.lane_is_connector[lanes],
-            drivable_polygons=layers.drivable_polygons[polys],
-            drivable_kinds=layers.drivable_kinds[polys],
-            drivable_ids=layers.drivable_ids[polys],
-            stop_lines=layers.stop_lines[stops],
-            stop_line_lane_ids=layers.stop_line_lane_ids[stops],
-            crosswalks=layers.crosswalks[walks],
-        )
+        return layers.select(lanes, polys, stops, walks)
 
 
 class NuplanMap:

@@ -9,7 +9,7 @@ columns in separate files.
 
 from scenes.store.errors import DatasetError
 from scenes.store.layout import DatasetInfo, completed_shards
-from scenes.store.reader import DriveDataset, damaged_shard
+from scenes.store.reader import DriveDataset, committed_unit_records, damaged_shard
 from scenes.store.schema import FIELDS, STORE_SCHEMA_VERSION, FieldSpec
 from scenes.store.writer import finalize_dataset, write_shard
 
@@ -20,6 +20,7 @@ __all__ = [
     "DatasetInfo",
     "DriveDataset",
     "FieldSpec",
+    "committed_unit_records",
     "completed_shards",
     "damaged_shard",
     "finalize_dataset",

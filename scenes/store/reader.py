@@ -21,8 +21,9 @@ from scenes.drive import DriveObservation, DriveScene
 from scenes.store.codec import DecodedPart, assemble_scene
 from scenes.store.errors import DatasetError, first_line
 from scenes.store.extras import PREFIX, row_extras
-from scenes.store.layout import EPISODES, META, DatasetInfo, shard_path
+from scenes.store.layout import EPISODES, META, DatasetInfo, completed_shards, shard_path
 from scenes.store.schema import PRIVILEGED, SHARDS, episode_schema
+from scenes.store.units import read_unit_records
 from scenes.store.writer import check_file_version, read_parquet
 
 
@@ -221,3 +222,17 @@ def damaged_shard(root: Path, shard: int) -> str | None:
         except DatasetError as error:
             return str(error)
     return None
+
+
+def committed_unit_records(root: Path, folder: str, num_units: int) -> tuple[dict[int, dict], dict[int, str]]:
+    """What a job that writes shard u for unit u finds on resume: the unit records (in `root`/`folder`) of the
+    shards an earlier run committed, and the committed shards whose files are damaged (shard: why)."""
+    shards = sorted(s for s in completed_shards(root) if s < num_units)
+    records, damaged = {}, {}
+    for shard, record in read_unit_records(root, folder, shards).items():
+        problem = damaged_shard(root, shard)
+        if problem:
+            damaged[shard] = problem
+        else:
+            records[shard] = record
+    return records, damaged
