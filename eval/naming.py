@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -15,3 +16,15 @@ def run_name(planner: str, out: Path | None) -> str:
 def run_label(name: str, oracle: bool, no_critic: bool = False) -> str:
     """The row label of a run, the same in a run's own output and in `eval table`."""
     return name + (" (privileged oracle)" if oracle else "") + (" (no critic)" if no_critic else "")
+
+
+NUSCENES_GENERATOR_PREFIX = "nuscenes/"  # generator_version of scenes imported from nuScenes
+
+
+def metric_label(metric: str, generator_versions: Iterable[str]) -> str:
+    """The metric as reports name it. On scenes imported from nuScenes it is ours, NAVSIM's pseudo-simulation
+    on nuScenes logs and maps, not any paper's metric: "nuscenes-pdms-v1" (likewise for epdms)."""
+    versions = set(generator_versions)
+    if versions and all(v.startswith(NUSCENES_GENERATOR_PREFIX) for v in versions):
+        return f"nuscenes-{metric}"
+    return metric

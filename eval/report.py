@@ -52,7 +52,8 @@ def write_run(out: Path, planner: str, results: list[SceneResult], summary: Summ
     _atomic_write_text(out / "summary.json", json.dumps(body, indent=2) + "\n")
     table = markdown_table([(run_label(out.resolve().name, bool(extra.get("oracle"))), summary)])
     subset = extra.get("benchmark", {}).get("subset", "")
-    note = (f"\n{subset}; {summary.metric}, {summary.n_scenes} scenes, {summary.n_failed} failed"
+    named = extra.get("metric_label", summary.metric)
+    note = (f"\n{subset}; {named}, {summary.n_scenes} scenes, {summary.n_failed} failed"
             f"{' (dropped)' if summary.dropped_failed else ' (scored 0)'}; planner {planner}.\n")
     _atomic_write_text(out / "table.md", table + note)
 

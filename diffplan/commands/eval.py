@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 import planners
+from diffplan.commands.eval_nuscenes import nuscenes
 from diffplan.commands.pointnav import pointnav
 from diffplan.console import (
     RayOption,
@@ -23,13 +24,14 @@ from diffplan.console import (
     run_with_bar,
     user_errors,
 )
-from eval.naming import run_label, run_name
+from eval.naming import metric_label, run_label, run_name
 from scenes.manifest import BenchmarkIdentity
 from scenes.store import DriveDataset
 
 app = typer.Typer(help="Closed-loop evaluation.", no_args_is_help=True, add_completion=False,
                   rich_markup_mode="markdown")
 app.command()(pointnav)
+app.command()(nuscenes)
 console = output_console()
 METRICS = {"pdms": "pdms-v1", "epdms": "epdms-v2"}  # CLI name -> planners.pdm.scoring.MetricVersion value
 
@@ -88,13 +90,13 @@ def navsim(
         key = run_key(planner, identity.evaluated_hash, {"metric": metric, "reactive": reactive, "seed": seed,
                                                          "drop_failed": drop_failed})
         label = run_label(run_name(planner, out), oracle)
+        named = metric_label(METRICS[metric], data.episodes.column("generator_version").to_pylist()[:len(indices)])
         previous = finished_run(out, key, "scenes.csv")
         if previous is not None:
             summary = _read(out, previous, Summary)  # type: ignore[arg-type]  # (found only under an --out)
             console.print(f"{out}: finished before with the same planner, scenes, options and code; not run "
                           "again (choose another --out to rerun)", highlight=False)
-            console.print(markdown_table([(label, summary)]) + f"\n{identity.subset}; {summary.metric}",
-                          highlight=False)
+            console.print(markdown_table([(label, summary)]) + f"\n{identity.subset}; {named}", highlight=False)
             if as_json:
                 print(json.dumps(summary.as_json()))
             return
@@ -107,12 +109,12 @@ def navsim(
         summary = summarize(results, config.version, drop_failed)
         if out is not None:
             extra = {"oracle": oracle, "reactive_agents": reactive, "dataset": str(scenes), "seed": seed,
-                     "benchmark": identity.as_json(), "run_key": key}
+                     "benchmark": identity.as_json(), "run_key": key, "metric_label": named}
             write_run(out, planner, results, summary, extra)
             if worst > 0:
                 save_worst_bevs(out, data, results, worst)
     console.print(markdown_table([(label, summary)]), highlight=False)
-    console.print(f"{identity.subset}; {summary.metric}: {summary.n_scenes} scenes, {summary.n_failed} failed"
+    console.print(f"{identity.subset}; {named}: {summary.n_scenes} scenes, {summary.n_failed} failed"
                   + (f"; outputs in {out}" if out else ""), highlight=False)
     for result in results:
         if result.failed:

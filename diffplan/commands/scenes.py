@@ -86,36 +86,57 @@ def show(
 @app.command()
 def export(
     dataset: DatasetArg,
-    out: Annotated[Path, typer.Option(help="Folder to write: logs/, maps/ and scene_filter.yaml.")],
-    format: Annotated[str, typer.Option("--format", help="Output format: openscene (NAVSIM v1.1 logs and "
-                                                          "nuPlan GPKG maps).")] = "openscene",
-    location: Annotated[str, typer.Option(help="nuPlan map location that holds every scene's map.")
-                        ] = "us-nv-las-vegas-strip",
+    out: Annotated[Path, typer.Option(help="Folder to write.")],
+    format: Annotated[str, typer.Option("--format", help="openscene (NAVSIM v1.1 logs and nuPlan GPKG maps) or "
+                                                          "nuscenes (v1.0 tables, map expansion, CAN bus).")
+                      ] = "openscene",
+    location: Annotated[str, typer.Option(help="openscene: the nuPlan map location that holds every scene's "
+                                               "map.")] = "us-nv-las-vegas-strip",
+    map_name: Annotated[str, typer.Option(help="nuscenes: the map name (boston-seaport, singapore-onenorth, "
+                                               "singapore-hollandvillage, singapore-queenstown).")
+                        ] = "boston-seaport",
+    version: Annotated[str, typer.Option(help="nuscenes: the version folder of the tables.")] = "v1.0-synth",
     limit: Annotated[int | None, typer.Option(help="Only the first N scenes.")] = None,
 ) -> None:
-    """Write a dataset as NAVSIM input: one OpenScene log pickle per scene (15 frames at 2 Hz), nuPlan maps for
-    all four locations, and a scene filter naming each scene's current frame.
+    """Write a dataset in a real dataset's format, so that its own tools read our worlds.
 
-    Point NAVSIM at it with OPENSCENE_DATA_ROOT (logs/) and NUPLAN_MAPS_ROOT (maps/). The scenes' maps share
-    one GPKG, so scene k is moved by (k mod 100, k div 100) x 1 km. `diffplan scenes import openscene --logs
-    OUT/logs --maps OUT/maps --filter OUT/scene_filter.yaml` reads it back.
+    `--format openscene`: one OpenScene log pickle per scene (15 frames at 2 Hz) in OUT/logs, nuPlan maps for
+    all four locations in OUT/maps and OUT/scene_filter.yaml naming each scene's current frame; scene k is moved
+    by (k mod 100, k div 100) x 1 km so the maps share one GPKG. Point NAVSIM at it with OPENSCENE_DATA_ROOT
+    and NUPLAN_MAPS_ROOT; `diffplan scenes import openscene` reads it back.
+
+    `--format nuscenes`: a nuScenes dataroot that nuscenes-devkit loads (`NuScenes(version, OUT)`,
+    `NuScenesMap`, `NuScenesCanBus`): the 13 tables, the map expansion, CAN bus pose messages and placeholder
+    sensor files; up to 10 scenes take the v1.0-mini scene names (mini_train, mini_val). `diffplan scenes
+    import nuscenes` reads it back.
     """
     from diffplan.console import UserError, progress_bar
-    from scenes.exporters.openscene_dataset import export_openscene
 
     with user_errors(DatasetError):
-        if format != "openscene":
-            raise UserError(f"unknown --format {format!r}; expected openscene")
+        if format not in ("openscene", "nuscenes"):
+            raise UserError(f"unknown --format {format!r}; expected openscene or nuscenes")
         data = DriveDataset.open(dataset)
         if limit is not None and limit < 1:
             raise UserError(f"--limit must be positive, got {limit}")
         count = len(data) if limit is None else min(limit, len(data))
         with progress_bar("scenes") as bar:
             task = bar.add_task("exporting", total=count)
-            exported = export_openscene((data[i] for i in range(count)), out, location,
-                                        on_scene=lambda: bar.advance(task))
-    console.print(f"wrote {len(exported)} logs to {out}/logs, maps of 4 locations to {out}/maps and "
-                  f"{out}/scene_filter.yaml")
+            if format == "openscene":
+                from scenes.exporters.openscene_dataset import export_openscene
+
+                export_openscene((data[i] for i in range(count)), out, location, on_scene=lambda: bar.advance(task))
+                written = f"{count} logs to {out}/logs, maps of 4 locations to {out}/maps and {out}/scene_filter.yaml"
+            else:
+                from scenes.exporters.nuscenes import export_nuscenes
+
+                scenes = []
+                for i in range(count):
+                    scenes.append(data[i])
+                    bar.advance(task)
+                exported = export_nuscenes(scenes, out, version, map_name)
+                written = (f"{len(exported)} nuScenes scenes ({exported[0].name} ..) to {out}/{version}, the "
+                           f"{map_name} map expansion and CAN bus files")
+    console.print(f"wrote {written}")
 
 
 @app.command()
