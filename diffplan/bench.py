@@ -203,15 +203,30 @@ def _import_fixture(root: Path, copies: int) -> tuple[Path, Path]:
     return logs, source / "maps"
 
 
+def _import_in_fresh_process(imports: str, config_args: list[str], out: Path) -> dict:
+    """Run an import job (`imports` binds Config and Job) with Config(*config_args) into `out` in a fresh
+    one-thread process: {"s": seconds, "kept": scenes, "units": units, "rss_kb": its peak RSS}."""
+    import json
+    import subprocess
+    import sys
+
+    script = (f"import json, resource, sys, time\n{imports}\n"
+              "from diffplan.jobs import run_job\n"
+              "start = time.perf_counter()\n"
+              "info, reports = run_job(Job(Config(*sys.argv[2:])), sys.argv[1])\n"
+              "print(json.dumps({'s': time.perf_counter() - start, 'kept': info.num_episodes, "
+              "'units': len(reports), 'rss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script, str(out), *config_args], check=True, capture_output=True,
+                          text=True, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def bench_import(seconds: float) -> dict[str, float]:
     """`diffplan scenes import openscene` on one core over exported synthetic logs (2 windows per log), in a
     fresh process per run: windows per second and the process's peak RSS, for 300 and 1,000 logs (flat
     memory means streaming). Then PDMS v1.1 scoring throughput on the imported scenes against the same
     scenes as generated."""
-    import json
-    import subprocess
-    import sys
-
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -220,18 +235,10 @@ def bench_import(seconds: float) -> dict[str, float]:
         for copies in IMPORT_BENCH_COPIES:
             logs, maps = _import_fixture(root, copies)
             out = root / f"data-{copies}"
-            script = ("import json, resource, sys, time\n"
-                      "from diffplan.jobs import run_job\n"
-                      "from scenes.adapters.import_job import OpenSceneImportConfig, OpenSceneImportJob\n"
-                      "start = time.perf_counter()\n"
-                      "info, reports = run_job(OpenSceneImportJob(OpenSceneImportConfig(*sys.argv[1:4])), sys.argv[4])\n"
-                      "print(json.dumps({'s': time.perf_counter() - start, 'kept': info.num_episodes, "
-                      "'logs': len(reports), 'rss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n")
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-            done = subprocess.run([sys.executable, "-c", script, str(logs), str(maps), str(yaml_path), str(out)],
-                                  check=True, capture_output=True, text=True, env=env)
-            run = json.loads(done.stdout.strip().splitlines()[-1])
-            tag = f"{run['logs']}_logs"
+            run = _import_in_fresh_process(
+                "from scenes.adapters.import_job import OpenSceneImportConfig as Config, OpenSceneImportJob as Job",
+                [str(logs), str(maps), str(yaml_path)], out)
+            tag = f"{run['units']}_logs"
             figures[f"windows_{tag}"] = run["kept"]
             figures[f"windows_per_s_per_core_{tag}"] = round(run["kept"] / run["s"], 1)
             figures[f"peak_rss_mb_{tag}"] = round(run["rss_kb"] / 1024, 1)
@@ -277,3 +284,38 @@ def _pdms_imported_vs_synthetic(imported: Path, copies: int, seconds: float) -> 
 
 
 BENCHMARKS["import"] = bench_import
+
+
+NUSCENES_BENCH_SCENES = (10, 40)  # exported synthetic scenes per run (2 full windows each)
+
+
+def bench_import_nuscenes(seconds: float) -> dict[str, float]:
+    """`diffplan scenes import nuscenes` (through nuscenes-devkit) on one core over exported synthetic scenes
+    (15 keyframes, 2 full windows each), in a fresh process per run: windows per second and the process's
+    peak RSS for 10 and 40 scenes, and the time to open the tables (devkit import included)."""
+    from scenes.exporters.nuscenes import export_nuscenes
+    from scenes.synthetic import SYNTHETIC_SCENARIOS, generate_scene, scene_seed
+
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in NUSCENES_BENCH_SCENES:
+            root = Path(tmp) / f"nuscenes-{count}"
+            scenes = [generate_scene(scene_seed("test", 0, i), "test", SYNTHETIC_SCENARIOS[i % len(SYNTHETIC_SCENARIOS)])
+                      for i in range(count)]
+            export_nuscenes(scenes, root, version="v1.0-synth")
+            split = "mini_train" if count <= 10 else "test"  # more than 10 take real names of their split
+            run = _import_in_fresh_process(
+                "from scenes.adapters.nuscenes_job import NuScenesImportConfig as Config, NuScenesImportJob as Job",
+                [str(root), "v1.0-synth", split], Path(tmp) / f"data-{count}")
+            tag = f"{run['units']}_scenes"
+            figures[f"windows_{tag}"] = run["kept"]
+            figures[f"seconds_{tag}"] = round(run["s"], 2)
+            figures[f"windows_per_s_per_core_{tag}"] = round(run["kept"] / run["s"], 1)
+            figures[f"peak_rss_mb_{tag}"] = round(run["rss_kb"] / 1024, 1)
+        largest = f"{NUSCENES_BENCH_SCENES[-1]}_scenes"
+        figures["windows_per_s_per_core"] = figures.get(f"windows_per_s_per_core_{largest}", 0.0)
+        figures["peak_rss_mb"] = figures.get(f"peak_rss_mb_{largest}", 0.0)
+    return figures
+
+
+BENCHMARKS["import-nuscenes"] = bench_import_nuscenes
