@@ -45,30 +45,26 @@ Conversion (semantics of nuplan `nuplan_map.py`, `lane.py`, `lane_connector.py`)
   else the lane whose polygon contains the polygon's centroid (within 0.5 m) and whose centreline ends
   nearest to it; else -1 (no lane).
 
-Tiles: `NuplanMap.layers_near(xy, radius)` is `tile.crop(xy, radius)` where the tile is the cached MapLayers
-of every element (lane centreline, drivable polygon, stop line, crosswalk: what `MapLayers.crop` tests)
-meeting the 3x3 block of `tile_size` squares around xy's square (an STRtree query), so it equals a crop of
-the whole map for any radius <= tile_size; larger radii query the whole map uncached.
+Tiles: `NuplanMap.layers_near(xy, radius)` serves a location's map by cached square tiles
+(`scenes.adapters.map_tiles`): equal to a crop of the whole map for any radius <= tile_size.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import shapely
 
 from scenes.adapters import _nuplan_gpkg as gpkg
 from scenes.adapters._nuplan_convert import read_map_layers
 from scenes.adapters.errors import SourceError
+from scenes.adapters.map_tiles import TILE_SIZE, MapTiles
 from scenes.maps import MapLayers
 
 MAP_LOCATIONS = ("sg-one-north", "us-ma-boston", "us-nv-las-vegas-strip", "us-pa-pittsburgh-hazelwood")
 MAP_VERSION_FILE = "nuplan-maps-v1.0.json"
-TILE_SIZE = 200.0  # [m]
 
 
 def maps_root(path: str | Path | None) -> Path:
@@ -105,25 +101,6 @@ def _read_versions(root: Path) -> dict[str, str]:
     return versions
 
 
-@dataclass(frozen=True)
-class _Index:
-    """STRtrees over the whole map's lane centrelines, drivable polygons, stop lines and crosswalks."""
-
-    lanes: shapely.STRtree
-    drivable: shapely.STRtree
-    stops: shapely.STRtree
-    walks: shapely.STRtree
-
-    def take(self, layers: MapLayers, area: shapely.Geometry) -> MapLayers:
-        """The elements of `layers` (the whole map these trees index) meeting `area`, in map order."""
-
-        def rows(tree: shapely.STRtree) -> np.ndarray:
-            return np.unique(tree.query(area, predicate="intersects"))
-
-        lanes, polys, stops, walks = rows(self.lanes), rows(self.drivable), rows(self.stops), rows(self.walks)
-        return layers.select(lanes, polys, stops, walks)
-
-
 class NuplanMap:
     """One location's map.gpkg: its layers read once (lazily), and cached square tiles of them.
 
@@ -139,9 +116,7 @@ class NuplanMap:
         gpkg.check_gpkg(path)
         self.location, self.path, self.tile_size = location, path, float(tile_size)
         self._projection: str | None = None
-        self._layers: MapLayers | None = None
-        self._index: _Index | None = None
-        self._tiles: dict[tuple[int, int], MapLayers] = {}
+        self.tiles = MapTiles(lambda: read_map_layers(self.path, self.projection), tile_size)
 
     @property
     def projection(self) -> str:
@@ -152,45 +127,12 @@ class NuplanMap:
 
     def layers(self) -> MapLayers:
         """The whole map, in the projected frame [m] (read on first use, then kept)."""
-        if self._layers is None:
-            self._layers = read_map_layers(self.path, self.projection)
-        return self._layers
-
-    def _tree(self) -> _Index:
-        if self._index is None:
-            m = self.layers()
-            self._index = _Index(shapely.STRtree(m.lane_centerlines), shapely.STRtree(m.drivable_polygons),
-                                 shapely.STRtree(m.stop_lines), shapely.STRtree(m.crosswalks))
-        return self._index
-
-    def tile_key(self, xy: np.ndarray) -> tuple[int, int]:
-        """(i, j): the tile square [i, i+1) x [j, j+1) * tile_size holding the point `xy` (2,) [m]."""
-        i, j = np.floor(np.asarray(xy, np.float64) / self.tile_size).astype(np.int64)
-        return int(i), int(j)
-
-    def tile(self, key: tuple[int, int]) -> MapLayers:
-        """Cached: every element meeting the 3x3 tile block centred on tile `key`."""
-        if key not in self._tiles:
-            i, j = key
-            t = self.tile_size
-            block = shapely.box((i - 1) * t, (j - 1) * t, (i + 2) * t, (j + 2) * t)
-            self._tiles[key] = self._tree().take(self.layers(), block)
-        return self._tiles[key]
+        return self.tiles.layers()
 
     def layers_near(self, xy: np.ndarray, radius: float) -> MapLayers:
-        """Every element within `radius` [m] of `xy` (2,) [m], as `MapLayers.crop` selects them.
-
-        Returns:
-            MapLayers in the map's projected frame [m]; lanes by id, areas by (kind, fid), stop lines and
-            crosswalks by fid.
-        """
-        center = np.asarray(xy, np.float64).reshape(2)
-        if not np.isfinite(center).all() or not radius >= 0:
-            raise ValueError(f"layers_near needs a finite xy and radius >= 0, got {center}, {radius}")
-        if radius <= self.tile_size:
-            return self.tile(self.tile_key(center)).crop(center, radius)
-        disk = shapely.Point(*center).buffer(radius)
-        return self._tree().take(self.layers(), disk).crop(center, radius)
+        """Every element within `radius` [m] of `xy` (2,) [m], as `MapLayers.crop` selects them, in the map's
+        projected frame [m]: lanes by id, areas by (kind, fid), stop lines and crosswalks by fid."""
+        return self.tiles.layers_near(xy, radius)
 
 
 class NuplanMaps:

@@ -41,11 +41,11 @@ import shapely
 
 from scenes.adapters._nuplan_convert import stop_lines
 from scenes.adapters.errors import SourceError
-from scenes.adapters.nuplan_maps import _Index
+from scenes.adapters.map_tiles import TILE_SIZE, MapTiles
 from scenes.maps import DrivableKind, MapLayers
 
 RESOLUTION = 0.5  # [m] between centreline points (discretize_lanes)
-TILE_SIZE = 200.0  # [m]
+
 DEFAULT_LANE_WIDTH = 3.5  # [m] when a lane has no usable polygon
 STOP_LANE_TOLERANCE = 0.5  # [m]
 CLOSEST_LANE_RADIUS = 5.0  # [m], get_closest_lane's default
@@ -136,47 +136,25 @@ class NuScenesMapLayers:
     def __init__(self, nusc_map: Any, resolution: float = RESOLUTION, tile_size: float = TILE_SIZE):
         self.nusc_map, self.resolution, self.tile_size = nusc_map, float(resolution), float(tile_size)
         self.where = str(getattr(nusc_map, "json_fname", getattr(nusc_map, "map_name", "map expansion")))
-        self._layers: MapLayers | None = None
-        self._index: _Index | None = None
+        self.tiles = MapTiles(self._converted, tile_size, _clip_generic)
         self._lane_polys: shapely.STRtree | None = None
-        self._tiles: dict[tuple[int, int], MapLayers] = {}
+
+    def _converted(self) -> MapLayers:
+        try:
+            return self._convert()
+        except SourceError:
+            raise
+        except (KeyError, TypeError, ValueError) as error:
+            raise SourceError(f"{self.where}: cannot convert the map ({type(error).__name__}: {error})") from None
 
     def layers(self) -> MapLayers:
         """The whole map (converted on first use, then kept)."""
-        if self._layers is None:
-            try:
-                self._layers = self._convert()
-            except (KeyError, TypeError, ValueError) as error:
-                if isinstance(error, SourceError):
-                    raise
-                problem = f"{type(error).__name__}: {error}"
-                raise SourceError(f"{self.where}: cannot convert the map ({problem})") from None
-        return self._layers
-
-    def _tree(self) -> _Index:
-        if self._index is None:
-            m = self.layers()
-            self._index = _Index(shapely.STRtree(m.lane_centerlines), shapely.STRtree(m.drivable_polygons),
-                                 shapely.STRtree(m.stop_lines), shapely.STRtree(m.crosswalks))
-        return self._index
-
-    def tile(self, key: tuple[int, int]) -> MapLayers:
-        """Cached: every element meeting the 3x3 tile block around tile `key`, GENERIC areas clipped to it."""
-        if key not in self._tiles:
-            i, j = key
-            t = self.tile_size
-            block = shapely.box((i - 1) * t, (j - 1) * t, (i + 2) * t, (j + 2) * t)
-            self._tiles[key] = _clip_generic(self._tree().take(self.layers(), block), block)
-        return self._tiles[key]
+        return self.tiles.layers()
 
     def layers_near(self, xy: np.ndarray, radius: float) -> MapLayers:
         """Every element within `radius` [m] of `xy` (2,), as `MapLayers.crop` selects them (GENERIC areas
         clipped to the tile block when `radius` <= tile_size)."""
-        center = np.asarray(xy, np.float64).reshape(2)
-        if radius <= self.tile_size:
-            key = tuple(int(v) for v in np.floor(center / self.tile_size))
-            return self.tile((key[0], key[1])).crop(center, radius)
-        return self._tree().take(self.layers(), shapely.Point(*center).buffer(radius)).crop(center, radius)
+        return self.tiles.layers_near(xy, radius)
 
     def closest_lane(self, x: float, y: float, heading: float | None = None,
                      radius: float = CLOSEST_LANE_RADIUS) -> int | None:

@@ -177,7 +177,7 @@ def test_layers_near_crops_and_caches(tmp_path, monkeypatch):
     assert b.lane_ids.tolist() == [5, 6] and b.drivable_ids.tolist() == [300] and b.stop_lines.size == 0
     c = near.layers_near(np.array([60.0, 0.0]), 11.0)
     assert c.lane_ids.tolist() == [1, 2, 3, 5, 6] and c.stop_line_lane_ids.tolist() == [1, 2]
-    assert len(reads) == 1 and near.tile((0, 0)) is near.tile((0, 0))
+    assert len(reads) == 1 and near.tiles.tile((0, 0)) is near.tiles.tile((0, 0))
     whole = near.layers()
     for xy, r in [((25.0, 0.0), 10.0), ((160.0, 30.0), 200.0), ((500.0, 2.0), 3.0), ((-150.0, 0.0), 160.0),
                   ((60.0, 0.0), 450.0)]:

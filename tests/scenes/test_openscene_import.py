@@ -164,7 +164,7 @@ def test_cli_exports_a_dataset_that_imports_back(diffplan_exe, originals, tmp_pa
     assert done.returncode == 0, done.stderr
     data = DriveDataset(tmp_path / "data")
     np.testing.assert_allclose(data[1].ego.pose[FRAMES], originals[1].ego.pose[FRAMES], rtol=0, atol=1e-9)
-    bad = subprocess.run([*export, "--format", "nuscenes"], capture_output=True, text=True, timeout=300, check=False)
+    bad = subprocess.run([*export, "--format", "waymo"], capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--format" in bad.stderr, bad.stderr
 
 
