@@ -7,6 +7,10 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 LOCK   := constraints.txt
 # Every extra that installs on Python 3.11 here (habitat-sim has no wheel; see README).
 DEV_EXTRAS := dev,nav,ros2,ray,nuscenes
+# real ROS 2 Jazzy rclpy for the interop tests (see the target at the end)
+VENV_ROS := .venv-ros
+ROS_JAZZY_RCLPY := 7.1.6
+ROS_JAZZY_MSGS := 5.3.6
 DEMO_DIR   ?= demo_out
 
 .PHONY: demo demo-train demo-train-drive demo-train-nav test test-random lint lock clean-demo help
@@ -111,12 +115,12 @@ demo-train-nav: $(VENV)/.installed-demo
 		--model d_model=64 --model num_layers=3 --model num_heads=4 --model cnn_width=16 --model dropout=0.0 \
 		--export $(DEMO_NAV_CHECKPOINT)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(VENV_ROS)/.installed
 	$(PY) -m pytest
 
 # The suite in a random order (pytest-random-order; the seed is printed, `-p random_order --random-order-seed=N`
 # repeats it): tests must not depend on each other.
-test-random: $(VENV)/.installed-dev
+test-random: $(VENV)/.installed-dev $(VENV_ROS)/.installed
 	$(PY) -m pytest --random-order
 
 lint: $(VENV)/.installed-dev
@@ -125,3 +129,13 @@ lint: $(VENV)/.installed-dev
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
+
+# Real ROS 2 Jazzy rclpy (Fast DDS) from the ros-python-wheels project, in a SEPARATE venv: their bootstrapper
+# re-execs every Python of its venv, so they must stay out of $(VENV). Used only by the rclpy interop test
+# (tests/diffplan/test_node_rclpy_interop.py runs .venv-ros/bin/python as a subprocess). No vision_msgs wheel.
+$(VENV_ROS)/.installed:
+	$(PYTHON) -m venv $(VENV_ROS)
+	$(VENV_ROS)/bin/python -m pip install -q "ros-jazzy-rclpy[fastrtps]==$(ROS_JAZZY_RCLPY)" \
+		$(foreach pkg,std geometry nav sensor visualization diagnostic,ros-jazzy-$(pkg)-msgs==$(ROS_JAZZY_MSGS)) \
+		"numpy==1.26.4" "rosbags==0.11.9"
+	touch $@
