@@ -319,3 +319,69 @@ def bench_import_nuscenes(seconds: float) -> dict[str, float]:
 
 
 BENCHMARKS["import-nuscenes"] = bench_import_nuscenes
+
+
+def _latency_figures(name: str, latencies_ms: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    values = np.asarray(latencies_ms)
+    return {f"{name}_latency_ms_p50": round(float(np.percentile(values, 50)), 1),
+            f"{name}_latency_ms_p95": round(float(np.percentile(values, 95)), 1), f"{name}_plans": len(values)}
+
+
+def _nav_node_latencies(checkpoint: str, seconds: float) -> list[float]:
+    """Depth message in -> Path out [ms] of a NavNodeCore on pointnav-synth episode starts (one thread)."""
+    import numpy as np
+
+    import planners
+    from diffplan.node import messages
+    from diffplan.node.interface import InputRole, OutputRole
+    from diffplan.node.nav_core import NavNodeCore
+    from diffplan.node.params import NodeParams
+    from eval.pointnav.benchmark import load_benchmark
+    from eval.pointnav.loop import LoopConfig
+    from eval.pointnav.runner import WorldCache
+
+    episodes = load_benchmark("pointnav-synth", "wheeled")[:: 10]
+    worlds, camera = WorldCache("eval.pointnav.runner:synthetic_world"), LoopConfig().camera
+    core = NavNodeCore(planners.load(checkpoint), "wheeled", NodeParams(goal_tolerance_m=0.0))
+    core.warm_up()
+    latencies: list[float] = []
+    start = time.perf_counter()
+    while len(latencies) < 30 or time.perf_counter() - start < seconds:
+        episode = episodes[len(latencies) % len(episodes)]
+        pose, goal = np.asarray(episode.start, np.float64), np.asarray(episode.goal, np.float64)
+        depth = np.asarray(worlds.get(episode.world_id).render_depth(pose, camera), np.float32)
+        now = 100.0 + 0.25 * len(latencies)
+        core.on_message(InputRole.GOAL, messages.pose_stamped(now, "odom", goal[0], goal[1], 0.0), now)
+        core.on_message(InputRole.ODOMETRY, messages.odometry(now, "odom", "base_link", *pose), now)
+        image = messages.depth_image(now, "camera", depth, "16UC1")
+        began = time.perf_counter()
+        core.on_message(InputRole.DEPTH, image, now)
+        outputs = core.plan_tick(now)
+        latency = 1e3 * (time.perf_counter() - began)
+        if any(o.role is OutputRole.PLAN for o in outputs):
+            latencies.append(latency)
+        elif len(latencies) == 0 and time.perf_counter() - start > 10 * seconds:
+            raise RuntimeError(f"the node made no plan: {core.safety.lines[-3:]}")
+    return latencies
+
+
+def bench_node(seconds: float) -> dict[str, float]:
+    """`diffplan node` latency on one core: a depth image message in to the Path out (decode, resize, plan,
+    messages), NavDP (navdp-synth, 16 samples and the critic) and go-to-goal for reference, on pointnav-synth
+    episode starts. `latency_ms_p50`/`_p95` are NavDP's (the goal: p95 under 100 ms)."""
+    import torch
+
+    torch.set_num_threads(1)
+    navdp = _nav_node_latencies(str(Path(__file__).resolve().parents[1] / "checkpoints" / "navdp-synth.safetensors"),
+                                seconds)
+    figures = {"latency_ms_p50": _latency_figures("navdp", navdp)["navdp_latency_ms_p50"],
+               "latency_ms_p95": _latency_figures("navdp", navdp)["navdp_latency_ms_p95"]}
+    figures |= _latency_figures("navdp", navdp)
+    figures |= _latency_figures("go_to_goal", _nav_node_latencies("go-to-goal", seconds / 4))
+    figures["torch_threads"] = 1
+    return figures
+
+
+BENCHMARKS["node"] = bench_node

@@ -10,6 +10,7 @@ import typer
 from diffplan.bench import BENCHMARKS
 from diffplan.commands.datagen import app as datagen_app
 from diffplan.commands.eval import app as eval_app
+from diffplan.commands.node import app as node_app
 from diffplan.commands.scenes import app as scenes_app
 from diffplan.commands.stl import app as stl_app
 from diffplan.commands.train import anchors, train
@@ -26,6 +27,7 @@ app.add_typer(scenes_app, name="scenes")
 app.add_typer(eval_app, name="eval")
 app.add_typer(stl_app, name="stl")
 app.add_typer(datagen_app, name="datagen")
+app.add_typer(node_app, name="node")
 app.command()(anchors)
 app.command()(train)
 

@@ -5,5 +5,6 @@ from __future__ import annotations
 
 from diffplan.node.nav_core import NavNodeCore
 from diffplan.node.params import NodeParams, NodeParamsError
+from diffplan.node.vehicle_core import VehicleNodeCore
 
-__all__ = ["NavNodeCore", "NodeParams", "NodeParamsError"]
+__all__ = ["NavNodeCore", "NodeParams", "NodeParamsError", "VehicleNodeCore"]

@@ -80,12 +80,14 @@ class WorldCache:
         return self.worlds[world_id]
 
 
-def _episode_seed(seed: int, index: int) -> int:
+def episode_seed(seed: int, index: int) -> int:
+    """The seed of episode `index` of a run with seed `seed` (its planner's, and the global generators')."""
     return (seed * 1_000_003 + index) % 2**32
 
 
-def _seed_everything(seed: int, index: int) -> None:
-    value = _episode_seed(seed, index)
+def seed_episode_rngs(seed: int, index: int) -> None:
+    """Seed Python's, numpy's and torch's global generators for episode `index`."""
+    value = episode_seed(seed, index)
     random.seed(value)
     np.random.seed(value)
     try:
@@ -111,8 +113,8 @@ def evaluate_chunk(episodes: list[tuple[int, NavEpisode]], config: PointNavConfi
             trackers[robot.name] = make_tracker(config.tracker, robot)
         if isinstance(getattr(planner, "robot", None), RobotProfile):  # the rule-based baselines' footprint
             planner.robot = robot  # type: ignore[attr-defined]
-        _seed_everything(config.seed, index)
-        planner.seed = _episode_seed(config.seed, index)  # stochastic planners restart their generator
+        seed_episode_rngs(config.seed, index)
+        planner.seed = episode_seed(config.seed, index)  # stochastic planners restart their generator
         results.append(run_episode(worlds.get(episode.world_id), episode, planner, trackers[robot.name], robot,
                                    config.loop, index=index))
         on_episode(results[-1])
