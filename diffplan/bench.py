@@ -367,10 +367,65 @@ def _nav_node_latencies(checkpoint: str, seconds: float) -> list[float]:
     return latencies
 
 
+def _vehicle_node_latencies(checkpoint: str, seconds: float) -> list[float]:
+    """Odometry message in -> Path out [ms] of a VehicleNodeCore (odometry, detections and route from
+    synthetic test scenes at 10 Hz; timed: the last odometry message and the plan tick)."""
+    import numpy as np
+    import shapely
+
+    import planners
+    from diffplan.node import messages
+    from diffplan.node.core import VehicleNodeCore
+    from diffplan.node.interface import InputRole, OutputRole
+    from diffplan.node.params import NodeParams
+    from scenes.agents import AgentCategory
+    from scenes.drive import CURRENT_INDEX, SIM_DT
+    from scenes.synthetic import SYNTHETIC_SCENARIOS, generate_scene, scene_seed
+
+    names = {AgentCategory.VEHICLE: "vehicle", AgentCategory.PEDESTRIAN: "pedestrian",
+             AgentCategory.BICYCLE: "bicycle", AgentCategory.STATIC_OBJECT: "static"}
+    planner = planners.load(checkpoint)
+    scenes = [generate_scene(scene_seed("test", 0, i), "test", SYNTHETIC_SCENARIOS[i % len(SYNTHETIC_SCENARIOS)])
+              for i in range(10)]
+    latencies: list[float] = []
+    start = time.perf_counter()
+    while len(latencies) < 30 or time.perf_counter() - start < seconds:
+        scene = scenes[len(latencies) % len(scenes)]
+        core = VehicleNodeCore(planner, scene.map, NodeParams(plan_timeout_s=60.0))
+        ego, agents = scene.ego, scene.agents
+        xy = shapely.get_coordinates(scene.route.centerline)
+        yaw = np.arctan2(np.diff(xy[:, 1]), np.diff(xy[:, 0]))
+        core.on_message(InputRole.ROUTE, messages.path(0.0, "odom", np.column_stack([xy, np.append(yaw, yaw[-1])])),
+                        0.0)
+        for i in range(CURRENT_INDEX + 1):
+            t = i * SIM_DT
+            boxes = [messages.detection(t, "odom", int(agents.track_ids[a]), names[AgentCategory(agents.category[a])],
+                                        float(agents.xy[a, i, 0]), float(agents.xy[a, i, 1]),
+                                        float(agents.heading[a, i]), float(agents.size[a, 0]),
+                                        float(agents.size[a, 1]))
+                     for a in np.flatnonzero(agents.valid[:, i])]
+            core.on_message(InputRole.DETECTIONS, messages.detection_array(t, "odom", boxes), t)
+            x, y, heading = (float(v) for v in ego.pose[i])
+            odometry = messages.odometry(t, "odom", "base_link", x, y, heading, float(ego.velocity[i, 0]),
+                                         float(ego.yaw_rate[i]), float(ego.velocity[i, 1]))
+            if i < CURRENT_INDEX:
+                core.on_message(InputRole.ODOMETRY, odometry, t)
+        began = time.perf_counter()
+        core.on_message(InputRole.ODOMETRY, odometry, t)
+        outputs = core.plan_tick(t)
+        latency = 1e3 * (time.perf_counter() - began)
+        if not any(o.role is OutputRole.PLAN for o in outputs):
+            raise RuntimeError(f"the vehicle node made no plan: {core.safety.lines[-3:]}")
+        latencies.append(latency)
+    return latencies
+
+
 def bench_node(seconds: float) -> dict[str, float]:
     """`diffplan node` latency on one core: a depth image message in to the Path out (decode, resize, plan,
     messages), NavDP (navdp-synth, 16 samples and the critic) and go-to-goal for reference, on pointnav-synth
-    episode starts. `latency_ms_p50`/`_p95` are NavDP's (the goal: p95 under 100 ms)."""
+    episode starts; and the vehicle node with DiffusionDrive (diffusiondrive-synth): the last odometry message in
+    to the 8-pose Path out, on synthetic test scenes. `latency_ms_p50`/`_p95` are NavDP's (the goal: p95 under
+    100 ms)."""
     import torch
 
     torch.set_num_threads(1)
@@ -380,6 +435,8 @@ def bench_node(seconds: float) -> dict[str, float]:
                "latency_ms_p95": _latency_figures("navdp", navdp)["navdp_latency_ms_p95"]}
     figures |= _latency_figures("navdp", navdp)
     figures |= _latency_figures("go_to_goal", _nav_node_latencies("go-to-goal", seconds / 4))
+    figures |= _latency_figures("diffusiondrive", _vehicle_node_latencies(
+        str(Path(__file__).resolve().parents[1] / "checkpoints" / "diffusiondrive-synth.safetensors"), seconds / 2))
     figures["torch_threads"] = 1
     return figures
 
