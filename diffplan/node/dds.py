@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 from rosbags.interfaces import Nodetype
 
-from diffplan.node.interface import InputRole, NodeCore, Output, OutputRole, Qos
+from diffplan.node.interface import (
+    InputRole,
+    NodeCore,
+    Output,
+    OutputRole,
+    Qos,
+    TransportCounts,
+    route_outputs,
+)
 from scenes.errors import DiffplanError
 
 POLL_S = 0.002  # [s] longest sleep between two polls of the readers
@@ -189,9 +197,7 @@ class DdsTransport:
         self.core, self.clock = core, clock
         self.typestore = typestore if typestore is not None else default_typestore()
         self.participant: Any = DomainParticipant(domain_id)
-        self.received: dict[str, int] = {}
-        self.published: dict[str, int] = {}
-        self.errors: dict[str, int] = {}
+        self.counts = TransportCounts()
         self._stop = False
         topics: dict[str, Any] = {}
 
@@ -212,9 +218,6 @@ class DdsTransport:
             writer = DataWriter(self.participant, topic, qos=dds_qos(out.qos))
             self.writers.setdefault(out.role, []).append((out.msgtype, writer))
 
-    def _count(self, table: dict[str, int], key: str) -> None:
-        table[key] = table.get(key, 0) + 1
-
     def poll(self) -> int:
         """Take every waiting sample and hand it to the core; the number of samples taken."""
         taken = 0
@@ -224,23 +227,17 @@ class DdsTransport:
                 try:
                     message = from_idl(sample, msgtype, self.typestore)
                 except Exception:  # noqa: BLE001 - a sample that does not convert is counted, never fatal
-                    self._count(self.errors, role.value)
+                    self.counts.add(self.counts.errors, role)
                     continue
-                self._count(self.received, role.value)
+                self.counts.add(self.counts.received, role)
                 self.core.on_message(role, message, self.clock())
         return taken
 
     def publish(self, outputs: list[Output]) -> None:
         """Write each output on the topic(s) of its role; outputs of a role without a writer are counted."""
-        for output in outputs:
-            writers = self.writers.get(output.role, [])
-            if not writers:
-                self._count(self.errors, output.role.value)
-            for msgtype, writer in writers:
-                if getattr(output.message, "__msgtype__", msgtype) != msgtype:
-                    continue  # e.g. a Twist when this writer carries TwistStamped
-                writer.write(to_idl(output.message, msgtype, self.typestore))
-                self._count(self.published, output.role.value)
+        route_outputs(outputs, self.writers,
+                      lambda writer, message, msgtype: writer.write(to_idl(message, msgtype, self.typestore)),
+                      self.counts)
 
     def run(self, duration_s: float | None = None) -> dict[str, dict[str, int]]:
         """Poll and tick until `stop()`, Ctrl-C or `duration_s` [s]; the received/published/error counts."""
@@ -272,7 +269,7 @@ class DdsTransport:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Messages received and published per role, and per-role conversion or routing errors."""
-        return {"received": dict(self.received), "published": dict(self.published), "errors": dict(self.errors)}
+        return self.counts.as_dict()
 
     def close(self) -> None:
         """Delete the readers, writers and participant (ROS peers see them leave)."""

@@ -9,7 +9,7 @@ are rosbags' ROS 2 Jazzy dataclasses (`diffplan.node.messages`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,3 +89,36 @@ class NodeCore(Protocol):
     def control_tick(self, now: float) -> list[Output]:
         """The velocity command to publish now (a zero command when anything is stale or wrong)."""
         ...
+
+
+class TransportCounts:
+    """What a transport did, per role: messages received and published, and conversion or routing errors."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, int] = {}
+        self.published: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+
+    @staticmethod
+    def add(table: dict[str, int], role: InputRole | OutputRole) -> None:
+        """One more message of `role` in `table`."""
+        table[role.value] = table.get(role.value, 0) + 1
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        """{"received": {role: n}, "published": {...}, "errors": {...}}."""
+        return {"received": dict(self.received), "published": dict(self.published), "errors": dict(self.errors)}
+
+
+def route_outputs(outputs: Sequence[Output], targets: dict[OutputRole, list[tuple[str, Any]]],
+                  send: Callable[[Any, Any, str], None], counts: TransportCounts) -> None:
+    """Send each output to the (message type, target) pairs of its role whose type is the message's (a Twist
+    goes to a Twist publisher, not a TwistStamped one); an output of a role without a target is an error."""
+    for output in outputs:
+        pairs = targets.get(output.role, [])
+        if not pairs:
+            counts.add(counts.errors, output.role)
+        for msgtype, target in pairs:
+            if getattr(output.message, "__msgtype__", msgtype) != msgtype:
+                continue
+            send(target, output.message, msgtype)
+            counts.add(counts.published, output.role)

@@ -19,7 +19,15 @@ import numpy as np
 from rosbags.interfaces import Nodetype
 
 from diffplan.node.dds import TransportError, default_typestore, require_cyclonedds, resolve_topic
-from diffplan.node.interface import InputRole, NodeCore, Output, OutputRole, Qos
+from diffplan.node.interface import (
+    InputRole,
+    NodeCore,
+    Output,
+    OutputRole,
+    Qos,
+    TransportCounts,
+    route_outputs,
+)
 
 _NUMPY_DTYPES = {
     "bool": np.bool_, "byte": np.uint8, "char": np.uint8, "int8": np.int8, "uint8": np.uint8,
@@ -158,9 +166,7 @@ class RclpyTransport:
         self.core = core
         self.typestore = typestore if typestore is not None else default_typestore()
         self.node = rclpy.create_node(node_name)
-        self.received: dict[str, int] = {}
-        self.published: dict[str, int] = {}
-        self.errors: dict[str, int] = {}
+        self.counts = TransportCounts()
         self._stop = False
         self.subscriptions = [
             self.node.create_subscription(ros_message_class(spec.msgtype),
@@ -179,17 +185,14 @@ class RclpyTransport:
         """The node clock [s] (ROS time: wall time, or /clock with use_sim_time)."""
         return self.node.get_clock().now().nanoseconds * 1e-9
 
-    def _count(self, table: dict[str, int], key: str) -> None:
-        table[key] = table.get(key, 0) + 1
-
     def _callback(self, role: InputRole, msgtype: str) -> Any:
         def callback(ros_message: Any) -> None:
             try:
                 message = from_ros(ros_message, msgtype, self.typestore)
             except Exception:  # noqa: BLE001 - a message that does not convert is counted, never fatal
-                self._count(self.errors, role.value)
+                self.counts.add(self.counts.errors, role)
                 return
-            self._count(self.received, role.value)
+            self.counts.add(self.counts.received, role)
             self.core.on_message(role, message, self.now())
 
         return callback
@@ -201,16 +204,10 @@ class RclpyTransport:
         return callback
 
     def publish(self, outputs: list[Output]) -> None:
-        """Publish each output on the topic(s) of its role."""
-        for output in outputs:
-            publishers = self.publishers.get(output.role, [])
-            if not publishers:
-                self._count(self.errors, output.role.value)
-            for msgtype, publisher in publishers:
-                if getattr(output.message, "__msgtype__", msgtype) != msgtype:
-                    continue
-                publisher.publish(to_ros(output.message, msgtype, self.typestore))
-                self._count(self.published, output.role.value)
+        """Publish each output on the topic(s) of its role; outputs of a role without a publisher are counted."""
+        route_outputs(outputs, self.publishers,
+                      lambda publisher, message, msgtype: publisher.publish(to_ros(message, msgtype, self.typestore)),
+                      self.counts)
 
     def run(self, duration_s: float | None = None) -> dict[str, dict[str, int]]:
         """Spin until `stop()`, Ctrl-C or `duration_s` [s]; the received/published/error counts."""
@@ -231,7 +228,7 @@ class RclpyTransport:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Messages received and published per role, and per-role conversion or routing errors."""
-        return {"received": dict(self.received), "published": dict(self.published), "errors": dict(self.errors)}
+        return self.counts.as_dict()
 
     def close(self) -> None:
         """Destroy the node and shut rclpy down."""
