@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -179,18 +179,26 @@ class LearnedDrivePlanner(LearnedPlanner[DriveObservation, DrivePrivileged]):
         start = time.perf_counter()
         features = self.batched_features(observations)
         self.model.eval()
-        propose = getattr(self.model, "propose", None)
-        if propose is None:
-            poses, candidates, scores = self.model(features), None, None
+        candidates: np.ndarray | None = None
+        scores: np.ndarray | None = None
+        if getattr(self.model, "propose", None) is None:
+            poses = as_numpy(self.model(features))
         else:  # multi-modal models: (best (B, T, 3), candidates (B, K, T, 3), scores (B, K))
-            poses, candidates, scores = propose(features, generator=self._generator)
-            candidates, scores = as_numpy(candidates), scores.to(torch.float64).cpu().numpy()
-        poses = as_numpy(poses)
+            best, modes, mode_scores = self.propose(features, observations)
+            poses, candidates = as_numpy(best), as_numpy(modes)
+            scores = mode_scores.to(torch.float64).cpu().numpy()
         latency = 1e3 * (time.perf_counter() - start) / len(observations)
         return [Plan(Trajectory(p, PLAN_DT, Frame.EGO), info={"latency_ms": latency},
                      candidates=None if candidates is None else candidates[i],
                      scores=None if scores is None else scores[i], spec=DRIVE_PLAN).validate()
                 for i, p in enumerate(poses)]
+
+    def propose(self, features: Any, observations: Sequence[DriveObservation]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The model's (best, candidates, scores) for `features` of `observations`; planners that keep state
+        between calls (warm starts) override it."""
+        propose = cast(Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]], self.model.propose)
+        return propose(features, generator=self._generator)
 
 
 def as_numpy(poses: torch.Tensor) -> np.ndarray:

@@ -39,7 +39,7 @@ Deviations, for vector inputs and for small models trained on a CPU in minutes:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -64,7 +64,8 @@ from planners.learned.vector import (
     xy_half_range,
 )
 from planners.registry import register_planner
-from scenes import NUM_PLAN_POSES, PLAN_DT
+from scenes import NUM_PLAN_POSES, PLAN_DT, DriveObservation
+from scenes.geometry import points_to_global, points_to_local
 
 NUM_MODES = 20
 TRAIN_TRUNCATION = 50  # t ~ U{0 .. 49}
@@ -282,9 +283,10 @@ class DiffusionDriveModel(VectorPlanningModel):
             points = plans[..., :2].detach()
         return outputs
 
-    def noisy_anchors(self, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The anchors noised at timesteps t (B,) in normalised space, clamped to [-1, 1]: (B, K, T, 2)."""
-        x0 = normalise_xy(self.anchors).expand(noise.shape)
+    def noisy_anchors(self, noise: torch.Tensor, t: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+        """The anchors (or the clean samples `start` (B, K, T, 2) [m] in their place) noised at timesteps t (B,)
+        in normalised space, clamped to [-1, 1]: (B, K, T, 2)."""
+        x0 = normalise_xy(self.anchors if start is None else start).expand(noise.shape)
         return add_noise(x0, noise, self.alphas_cumprod.to(noise.device), t).clamp(-1.0, 1.0)
 
     def loss(self, features: DriveFeatures, plan: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -310,21 +312,30 @@ class DiffusionDriveModel(VectorPlanningModel):
         return self.trajectory_weight * total, logs
 
     @torch.no_grad()
-    def propose(self, features: DriveFeatures, generator: torch.Generator | None = None
+    def propose(self, features: DriveFeatures, generator: torch.Generator | None = None,
+                start: torch.Tensor | None = None, start_t: int | None = None, steps: int | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Truncated DDIM from the noised anchors -> best plan (B, T, 3), candidates (B, K, T, 3), scores (B, K)
-        (sigmoid of the mode logits). Noise comes from `generator` (CPU) when given."""
+        (sigmoid of the mode logits). Noise comes from `generator` (CPU) when given.
+
+        A warm start (RTI-DP, reference closed_loop_driving.md §4) noises `start` (B, K, T, 2) [m] instead of the
+        anchors, at `start_t` (default `inference_start`), and takes `steps` DDIM steps (default
+        `inference_steps`); each mode keeps its anchor as its identity. With `start` equal to the anchors and
+        the defaults, it is the cold start, bit for bit.
+        """
         tokens, valid = self.encoder(features)
         b, device = tokens.shape[0], tokens.device
-        steps = truncated_timesteps(self.inference_start, self.inference_steps)
+        timesteps = truncated_timesteps(self.inference_start if start_t is None else start_t,
+                                        self.inference_steps if steps is None else steps)
         noise = torch.randn(b, *self.anchors.shape, generator=generator).to(device, tokens.dtype)
-        x = self.noisy_anchors(noise, torch.full((b,), steps[0], device=device))
+        x = self.noisy_anchors(noise, torch.full((b,), timesteps[0], device=device),
+                               None if start is None else start.to(device, tokens.dtype))
         contexts = [layer.context(tokens) for layer in self.cascade()]
-        for i, t in enumerate(steps):
+        for i, t in enumerate(timesteps):
             plans, logits = self.decode(contexts, valid, denormalise_xy(x.clamp(-1.0, 1.0)),
                                         torch.full((b,), t, device=device), scores=False)[-1]
-            if i + 1 < len(steps):
-                x = ddim_step(x, normalise_xy(plans[..., :2]), self.alphas_cumprod, t, steps[i + 1])
+            if i + 1 < len(timesteps):
+                x = ddim_step(x, normalise_xy(plans[..., :2]), self.alphas_cumprod, t, timesteps[i + 1])
         assert logits is not None  # decode always scores the last layer
         scores = logits.sigmoid()
         best = plans[torch.arange(b, device=device), scores.argmax(dim=-1)]
@@ -360,8 +371,90 @@ def load_anchors(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32))
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """RTI-DP's warm start for DiffusionDrive (reference closed_loop_driving.md §4, mapped to anchors).
+
+    Each call after the first takes the previous plan, moves it into the current ego frame, shifts it by
+    `replan_interval_s` (the previous plan's pose at t + interval becomes the first waypoint; the tail is
+    extended along its last segment) and puts it in the place of the previously chosen mode's anchor. All
+    modes are then noised at `start_t` (inside the trained range 0..49) and denoised in `steps` DDIM steps;
+    the other anchors keep the plan multimodal and the classifier still picks.
+
+    Attributes:
+        start_t: noise level of the warm start (DiffusionDrive's cold start uses 8).
+        steps: DDIM steps of a warm-started call (cold: 2).
+        replan_interval_s: [s] between calls.
+    """
+
+    start_t: int = 4
+    steps: int = 1
+    replan_interval_s: float = 0.1
+
+    def validate(self) -> WarmStart:
+        """The settings themselves; ValueError naming the field when one is out of range."""
+        if not 1 <= self.steps <= max(self.start_t, 1):
+            raise ValueError(f"steps must be in 1..start_t, got steps={self.steps}, start_t={self.start_t}")
+        if not 0 <= self.start_t < 50:
+            raise ValueError(f"start_t must be in the trained range 0..49, got {self.start_t}")
+        if not 0.0 <= self.replan_interval_s <= NUM_PLAN_POSES * PLAN_DT:
+            raise ValueError(f"replan_interval_s must be in [0, {NUM_PLAN_POSES * PLAN_DT}] s, "
+                             f"got {self.replan_interval_s}")
+        return self
+
+
+def shifted_plan(previous_xy: np.ndarray, previous_origin: np.ndarray, origin: np.ndarray, interval_s: float,
+                 dt: float = PLAN_DT) -> np.ndarray:
+    """(T, 2) [m] the previous plan's waypoints (T, 2) (ego frame of `previous_origin` (3,), map frame)
+    `interval_s` later, in the ego frame of `origin` (3,): linear between waypoints (the previous origin at
+    t = 0), extended along the last segment past the end."""
+    times = dt * np.arange(previous_xy.shape[0] + 1)
+    knots = np.concatenate([np.zeros((1, 2)), previous_xy])
+    query = dt * np.arange(1, previous_xy.shape[0] + 1) + interval_s
+    out = np.empty((len(query), 2))
+    for axis in range(2):
+        out[:, axis] = np.interp(query, times, knots[:, axis])
+    beyond = query > times[-1]
+    if beyond.any():
+        slope = (knots[-1] - knots[-2]) / dt
+        out[beyond] = knots[-1] + (query[beyond] - times[-1])[:, None] * slope
+    return points_to_local(points_to_global(out, previous_origin), origin)
+
+
 @register_planner("diffusiondrive")
 class DiffusionDrivePlanner(LearnedDrivePlanner):
-    """DiffusionDrive; `load("diffusiondrive")` gives an untrained one, train it with `diffplan train`."""
+    """DiffusionDrive; `load("diffusiondrive")` gives an untrained one, train it with `diffplan train`.
+
+    Set `warm_start` (a WarmStart) to start each call after the first from the previous plan (RTI-DP); it
+    applies to one observation per call, and `reset()` forgets the previous plan.
+    """
 
     model_class = DiffusionDriveModel
+    warm_start: WarmStart | None = None
+
+    def reset(self) -> None:
+        """Restart the noise generator from `seed` and forget the previous plan."""
+        super().reset()
+        self._previous: tuple[np.ndarray, np.ndarray, int] | None = None  # (plan xy (T, 2), origin (3,), mode)
+
+    def propose(self, features: Any, observations: Sequence[DriveObservation]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cold, or warm-started from the previous plan (see WarmStart)."""
+        model = self.model
+        assert isinstance(model, DiffusionDriveModel)
+        warm = self.warm_start
+        if warm is None or len(observations) != 1:
+            return model.propose(features, generator=self._generator)
+        origin = np.asarray(observations[0].ego_pose_global, np.float64)
+        previous = getattr(self, "_previous", None)
+        if previous is None:
+            best, plans, scores = model.propose(features, generator=self._generator)
+        else:
+            xy, previous_origin, mode = previous
+            start = model.anchors.detach().clone().to(torch.float64)
+            start[mode] = torch.from_numpy(shifted_plan(xy, previous_origin, origin, warm.validate().replan_interval_s))
+            best, plans, scores = model.propose(features, generator=self._generator, start=start[None].float(),
+                                                start_t=warm.start_t, steps=warm.steps)
+        chosen = int(scores[0].argmax())
+        self._previous = (best[0, :, :2].to(torch.float64).cpu().numpy(), origin, chosen)
+        return best, plans, scores
