@@ -34,7 +34,7 @@ from scenes.errors import DiffplanError
 POLL_S = 0.002  # [s] longest sleep between two polls of the readers
 MAX_TAKE = 64  # samples taken from one reader per poll
 
-_NUMPY_DTYPES = {
+ROS_NUMPY_DTYPES = {  # ROS 2 base types held as numpy arrays in rosbags' messages
     "bool": np.bool_, "byte": np.uint8, "char": np.uint8, "int8": np.int8, "uint8": np.uint8,
     "int16": np.int16, "uint16": np.uint16, "int32": np.int32, "uint32": np.uint32, "int64": np.int64,
     "uint64": np.uint64, "float32": np.float32, "float64": np.float64,
@@ -78,29 +78,34 @@ def idl_type(msgtype: str) -> type:
         raise TransportError(f"no DDS wire definition for message type {msgtype!r}") from None
 
 
-def _fields(typestore: Any, msgtype: str) -> list[tuple[str, tuple[Any, Any]]]:
+def message_fields(typestore: Any, msgtype: str) -> list[tuple[str, tuple[Any, Any]]]:
+    """(field name, rosbags field node) of message type `msgtype`; TransportError when the typestore lacks it."""
     try:
         return typestore.fielddefs[msgtype][1]
     except KeyError:
         raise TransportError(f"message type {msgtype!r} is not in the typestore") from None
 
 
+def scalar_value(type_name: str, value: Any) -> Any:
+    """A ROS 2 base-type field's value as a plain Python str, bool, float or int."""
+    if type_name in ("string", "wstring"):
+        return str(value)
+    if type_name == "bool":
+        return bool(value)
+    return float(value) if type_name.startswith("float") else int(value)
+
+
 def _value_to_idl(typestore: Any, node: tuple[Any, Any], value: Any) -> Any:
     kind, desc = node
     if kind == Nodetype.BASE:
-        name = desc[0]
-        if name == "string" or name == "wstring":
-            return str(value)
-        if name == "bool":
-            return bool(value)
-        return float(value) if name.startswith("float") else int(value)
+        return scalar_value(desc[0], value)
     if kind == Nodetype.NAME:
         return to_idl(value, desc, typestore)
     element, _ = desc
-    if element[0] == Nodetype.BASE and element[1][0] in _NUMPY_DTYPES:
+    if element[0] == Nodetype.BASE and element[1][0] in ROS_NUMPY_DTYPES:
         if kind == Nodetype.SEQUENCE and element[1][0] in _OCTETS:
             return np.asarray(value, dtype=np.uint8).tobytes()
-        return np.asarray(value, dtype=_NUMPY_DTYPES[element[1][0]]).tolist()
+        return np.asarray(value, dtype=ROS_NUMPY_DTYPES[element[1][0]]).tolist()
     return [_value_to_idl(typestore, element, item) for item in value]
 
 
@@ -110,7 +115,7 @@ def to_idl(message: Any, msgtype: str | None = None, typestore: Any = None) -> A
     msgtype = msgtype or message.__msgtype__
     cls = idl_type(msgtype)
     values = {name: _value_to_idl(typestore, node, getattr(message, name))
-              for name, node in _fields(typestore, msgtype)}
+              for name, node in message_fields(typestore, msgtype)}
     return cls(**values)
 
 
@@ -121,8 +126,8 @@ def _value_from_idl(typestore: Any, node: tuple[Any, Any], value: Any) -> Any:
     if kind == Nodetype.NAME:
         return from_idl(value, desc, typestore)
     element, _ = desc
-    if element[0] == Nodetype.BASE and element[1][0] in _NUMPY_DTYPES:
-        dtype = _NUMPY_DTYPES[element[1][0]]
+    if element[0] == Nodetype.BASE and element[1][0] in ROS_NUMPY_DTYPES:
+        dtype = ROS_NUMPY_DTYPES[element[1][0]]
         if isinstance(value, bytes | bytearray):
             return np.frombuffer(value, dtype=dtype).copy()
         return np.asarray(value, dtype=dtype)
@@ -133,7 +138,7 @@ def from_idl(sample: Any, msgtype: str, typestore: Any = None) -> Any:
     """The rosbags dataclass of an IDL struct instance of type `msgtype`."""
     typestore = typestore if typestore is not None else default_typestore()
     values = {name: _value_from_idl(typestore, node, getattr(sample, name))
-              for name, node in _fields(typestore, msgtype)}
+              for name, node in message_fields(typestore, msgtype)}
     return typestore.types[msgtype](**values)
 
 

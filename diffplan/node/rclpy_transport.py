@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 from rosbags.interfaces import Nodetype
 
-from diffplan.node.dds import TransportError, default_typestore, require_cyclonedds, resolve_topic
+from diffplan.node.dds import (
+    ROS_NUMPY_DTYPES,
+    TransportError,
+    default_typestore,
+    message_fields,
+    require_cyclonedds,
+    resolve_topic,
+    scalar_value,
+)
 from diffplan.node.interface import (
     InputRole,
     NodeCore,
@@ -29,11 +37,6 @@ from diffplan.node.interface import (
     route_outputs,
 )
 
-_NUMPY_DTYPES = {
-    "bool": np.bool_, "byte": np.uint8, "char": np.uint8, "int8": np.int8, "uint8": np.uint8,
-    "int16": np.int16, "uint16": np.uint16, "int32": np.int32, "uint32": np.uint32, "int64": np.int64,
-    "uint64": np.uint64, "float32": np.float32, "float64": np.float64,
-}
 _TYPECODES = {"byte": "B", "char": "B", "uint8": "B", "int8": "b", "int16": "h", "uint16": "H", "int32": "i",
               "uint32": "I", "int64": "q", "uint64": "Q", "float32": "f", "float64": "d"}
 TRANSPORTS = ("auto", "rclpy", "dds")
@@ -69,21 +72,12 @@ def ros_message_class(msgtype: str) -> Any:
         raise TransportError(f"no ROS 2 Python message {msgtype!r} (install the {package} package)") from None
 
 
-def _fields(typestore: Any, msgtype: str) -> list[tuple[str, tuple[Any, Any]]]:
-    return typestore.fielddefs[msgtype][1]
-
-
 def _value_to_ros(typestore: Any, node: tuple[Any, Any], value: Any) -> Any:
     kind, desc = node
     if kind == Nodetype.BASE:
-        name = desc[0]
-        if name in ("byte",):
+        if desc[0] == "byte":
             return bytes([int(value) & 0xFF])
-        if name in ("string", "wstring"):
-            return str(value)
-        if name == "bool":
-            return bool(value)
-        return float(value) if name.startswith("float") else int(value)
+        return scalar_value(desc[0], value)
     if kind == Nodetype.NAME:
         return to_ros(value, desc, typestore)
     element, _ = desc
@@ -91,7 +85,7 @@ def _value_to_ros(typestore: Any, node: tuple[Any, Any], value: Any) -> Any:
     if base == "byte":
         return [bytes([int(v) & 0xFF]) for v in value]
     if base in _TYPECODES:
-        values = np.asarray(value, dtype=_NUMPY_DTYPES[base])
+        values = np.asarray(value, dtype=ROS_NUMPY_DTYPES[base])
         return values if kind == Nodetype.ARRAY else array.array(_TYPECODES[base], values.tobytes())
     if base is not None:
         return [_value_to_ros(typestore, element, v) for v in value]
@@ -103,7 +97,7 @@ def to_ros(message: Any, msgtype: str | None = None, typestore: Any = None) -> A
     typestore = typestore if typestore is not None else default_typestore()
     msgtype = msgtype or message.__msgtype__
     result = ros_message_class(msgtype)()
-    for name, node in _fields(typestore, msgtype):
+    for name, node in message_fields(typestore, msgtype):
         setattr(result, name, _value_to_ros(typestore, node, getattr(message, name)))
     return result
 
@@ -118,10 +112,10 @@ def _value_from_ros(typestore: Any, node: tuple[Any, Any], value: Any) -> Any:
         return from_ros(value, desc, typestore)
     element, _ = desc
     base = element[1][0] if element[0] == Nodetype.BASE else None
-    if base in _NUMPY_DTYPES:
+    if base in ROS_NUMPY_DTYPES:
         if base == "byte" and len(value) and isinstance(value[0], bytes | bytearray):
             return np.frombuffer(b"".join(value), dtype=np.uint8).copy()
-        return np.array(value, dtype=_NUMPY_DTYPES[base])
+        return np.array(value, dtype=ROS_NUMPY_DTYPES[base])
     if base is not None:
         return list(value)
     return [from_ros(v, element[1], typestore) for v in value]
@@ -131,7 +125,7 @@ def from_ros(message: Any, msgtype: str, typestore: Any = None) -> Any:
     """The rosbags dataclass of an rclpy message object of type `msgtype`."""
     typestore = typestore if typestore is not None else default_typestore()
     values = {name: _value_from_ros(typestore, node, getattr(message, name))
-              for name, node in _fields(typestore, msgtype)}
+              for name, node in message_fields(typestore, msgtype)}
     return typestore.types[msgtype](**values)
 
 
