@@ -52,6 +52,20 @@ def stamp_to_seconds(stamp: Any) -> float:
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
 
 
+def header_stamp(message: Any) -> float:
+    """The message's header stamp [s]; NodeInputError when it is not finite."""
+    stamp = stamp_to_seconds(message.header.stamp)
+    if not math.isfinite(stamp):
+        raise NodeInputError("header stamp is not finite")
+    return stamp
+
+
+def check_frame(what: str, frame: str, odom_frame: str) -> None:
+    """NodeInputError unless `frame` is `odom_frame`, "map" or empty (no TF lookups: "map" is taken as odom)."""
+    if frame not in ("", odom_frame, "map"):
+        raise NodeInputError(f"{what} frame {frame!r} is not {odom_frame!r} or 'map'")
+
+
 def time_msg(stamp_s: float) -> Any:
     """builtin_interfaces/Time of `stamp_s` [s] (non-negative)."""
     nanoseconds = max(0, round(stamp_s * 1e9))

@@ -121,9 +121,7 @@ class NavNodeCore:
         try:
             if self.safety.clock(now):
                 self.reset()
-            stamp = messages.stamp_to_seconds(message.header.stamp)
-            if not math.isfinite(stamp):
-                raise NodeInputError("header stamp is not finite")
+            stamp = messages.header_stamp(message)
             if role is InputRole.DEPTH:
                 depth_m = messages.depth_image_to_metres(message, self.params.max_image_side)
                 depth, camera = depth_for_camera(depth_m, self.hfov_deg, self.params)
@@ -139,9 +137,7 @@ class NavNodeCore:
                     self.odometry = odometry
             elif role is InputRole.GOAL:
                 x, y, yaw = messages.pose_stamped_xy_yaw(message)
-                if message.header.frame_id not in ("", self.params.odom_frame, "map"):
-                    raise NodeInputError(f"goal frame {message.header.frame_id!r} is not "
-                                         f"{self.params.odom_frame!r} or 'map'")
+                messages.check_frame("goal", message.header.frame_id, self.params.odom_frame)
                 if self.safety.accept(role, stamp, now):
                     self.goal = np.array([x, y, yaw])
                     self.safety.set_state("goal received", OK)

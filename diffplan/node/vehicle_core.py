@@ -188,9 +188,7 @@ class VehicleNodeCore:
         try:
             if self.safety.clock(now):
                 self.reset()
-            stamp = messages.stamp_to_seconds(message.header.stamp)
-            if not math.isfinite(stamp):
-                raise NodeInputError("header stamp is not finite")
+            stamp = messages.header_stamp(message)
             if role is InputRole.ODOMETRY:
                 x, y, yaw, v, omega = messages.odometry_pose(message)
                 v_left = messages.odometry_lateral_speed(message)
@@ -207,7 +205,7 @@ class VehicleNodeCore:
                     self.detections.append((stamp, boxes))
                     self.detections = [row for row in self.detections if row[0] >= stamp - BUFFER_S]
             elif role is InputRole.ROUTE:
-                self._check_frame("route", message.header.frame_id)
+                messages.check_frame("route", message.header.frame_id, self.params.odom_frame)
                 points = np.array([messages.pose_xy_yaw(p.pose, "route pose")[:2] for p in message.poses])
                 if len(points) == 1:
                     raise NodeInputError("route: a Path of one pose is not a route")
@@ -246,14 +244,10 @@ class VehicleNodeCore:
 
     # --- observation ---
 
-    def _check_frame(self, what: str, frame: str) -> None:
-        if frame not in ("", self.params.odom_frame, "map"):
-            raise NodeInputError(f"{what} frame {frame!r} is not {self.params.odom_frame!r} or 'map'")
-
     def _read_detections(self, message: Any) -> list[tuple[int, int, float, float, float, float, float]]:
         """(track id, category, x, y, yaw, length, width) per box; NodeInputError on a bad box (the whole array
         goes: a partial array would hide an obstacle)."""
-        self._check_frame("detections", message.header.frame_id)
+        messages.check_frame("detections", message.header.frame_id, self.params.odom_frame)
         boxes, seen = [], set()
         for d in message.detections:
             x, y, yaw = messages.pose_xy_yaw(d.bbox.center, f"detection {d.id!r}")
