@@ -83,6 +83,20 @@ rclpy.shutdown()
 '''
 
 
+def run_beside_rclpy(tmp_path, ours: str, rclpy_script: str, rclpy_seconds: float, timeout: float) -> dict:
+    """In a loopback-only namespace: our side (`python -c ours`, in the background) and a real rclpy process
+    running `rclpy_script` for `rclpy_seconds`; the RESULT object the rclpy process prints."""
+    pytest.importorskip("cyclonedds")
+    reason = _netns_available()
+    if reason:
+        pytest.skip(reason)
+    script = tmp_path / "rclpy_side.py"
+    script.write_text(rclpy_script)
+    command = (f"{sys.executable} -c '{ours}' & OURS=$!; ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST "
+               f"{ROS_PYTHON} {script} {rclpy_seconds}; RC=$?; kill $OURS; exit $RC")
+    return json.loads(_run_in_netns(tmp_path, command, timeout=timeout))
+
+
 def dds_side(duration_s: float) -> None:
     """Our node: EchoCore on a DdsTransport (run in the project venv inside the namespace)."""
     from diffplan.node.dds import DdsTransport
@@ -93,16 +107,8 @@ def dds_side(duration_s: float) -> None:
 
 @pytest.mark.skipif(not ROS_PYTHON.exists(), reason=".venv-ros/bin/python does not exist (make .venv-ros/.installed)")
 def test_rclpy_talks_to_dds_transport(tmp_path):
-    pytest.importorskip("cyclonedds")
-    reason = _netns_available()
-    if reason:
-        pytest.skip(reason)
-    script = tmp_path / "rclpy_side.py"
-    script.write_text(RCLPY_SIDE)
-    ours = "from tests.diffplan.test_node_rclpy_interop import dds_side; dds_side(25.0)"
-    command = (f"{sys.executable} -c '{ours}' & OURS=$!; "
-               f"ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST {ROS_PYTHON} {script} 20; RC=$?; kill $OURS; exit $RC")
-    result = json.loads(_run_in_netns(tmp_path, command, timeout=45))
+    result = run_beside_rclpy(tmp_path, "from tests.diffplan.test_node_rclpy_interop import dds_side; dds_side(25.0)",
+                              RCLPY_SIDE, 20, timeout=45)
     assert result["rmw"] == "rmw_fastrtps_cpp"
     odom_pose, goal_pose, frame, stamp_sec = result["plan"]
     assert odom_pose == [-3.25, 4.5, 0.6, "odom"]

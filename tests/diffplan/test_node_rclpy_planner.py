@@ -5,9 +5,6 @@ the same messages in process. Runs in a loopback-only network namespace, as test
 
 from __future__ import annotations
 
-import json
-import sys
-
 import numpy as np
 import pytest
 
@@ -15,9 +12,8 @@ from diffplan.node import messages
 from diffplan.node.interface import InputRole, OutputRole
 from diffplan.node.nav_core import NavNodeCore
 from diffplan.node.params import NodeParams
-from tests.diffplan.test_node_transports import REPO, _netns_available, _run_in_netns
+from tests.diffplan.test_node_rclpy_interop import ROS_PYTHON, run_beside_rclpy
 
-ROS_PYTHON = REPO / ".venv-ros" / "bin" / "python"
 DEPTH_MM = 4000  # an open room: every pixel 4 m away
 GOAL = (3.0, 1.0)
 
@@ -103,16 +99,8 @@ def in_process() -> tuple[list[list[float]], int, list[float]]:
 
 @pytest.mark.skipif(not ROS_PYTHON.exists(), reason=".venv-ros/bin/python does not exist (make .venv-ros/.installed)")
 def test_a_real_rclpy_robot_gets_the_planners_path_markers_and_twist(tmp_path):
-    pytest.importorskip("cyclonedds")
-    reason = _netns_available()
-    if reason:
-        pytest.skip(reason)
-    script = tmp_path / "robot.py"
-    script.write_text(RCLPY_ROBOT)
-    ours = "from tests.diffplan.test_node_rclpy_planner import node_side; node_side(30.0)"
-    command = (f"{sys.executable} -c '{ours}' & OURS=$!; "
-               f"ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST {ROS_PYTHON} {script} 25; RC=$?; kill $OURS; exit $RC")
-    result = json.loads(_run_in_netns(tmp_path, command, timeout=60))
+    result = run_beside_rclpy(tmp_path, "from tests.diffplan.test_node_rclpy_planner import node_side; node_side(30.0)",
+                              RCLPY_ROBOT, 25, timeout=60)
     plan, markers, command_ = in_process()
     assert result["plan"][-1] == "odom" and len(result["plan"]) == 25  # 24 waypoints and the frame
     np.testing.assert_allclose(result["plan"][:-1], plan, rtol=0, atol=1e-9)
