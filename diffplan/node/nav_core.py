@@ -155,9 +155,7 @@ class NavNodeCore:
             outputs = self._plan(now)
         except Exception as error:  # noqa: BLE001 - never raise into the transport
             self.path = None
-            self.safety.counters["planner_errors"] += 1
-            self.safety.log(f"plan_tick: {type(error).__name__}: {error}".splitlines()[0])
-            self.safety.set_state("planner error", ERROR)
+            self.safety.planner_error("plan_tick", error, "planner error")
         return outputs + [self.safety.diagnostics(now, "diffplan_node", self._ages(now))]
 
     def control_tick(self, now: float) -> list[Output]:
@@ -184,8 +182,7 @@ class NavNodeCore:
     # --- internals ---
 
     def _bad(self, role: InputRole, error: Exception) -> None:
-        self.safety.bad_input(role, str(error) if isinstance(error, NodeInputError)
-                              else f"malformed message ({type(error).__name__}: {error})")
+        self.safety.bad_input(role, error)
         self.path = None  # safe stop until the next good plan
         if role is InputRole.DEPTH:
             self.depth = None
@@ -239,9 +236,7 @@ class NavNodeCore:
                 raise ValueError("the plan has non-finite poses")
         except Exception as error:  # noqa: BLE001 - a planner failure is a stop, counted
             self.path = None
-            self.safety.counters["planner_errors"] += 1
-            self.safety.log(f"planner: {type(error).__name__}: {error}".splitlines()[0])
-            self.safety.set_state("stopped: planner error", ERROR)
+            self.safety.planner_error("planner", error, "stopped: planner error")
             return []
         elapsed = self.timer() - started
         self.safety.latencies_ms.append(1e3 * elapsed)

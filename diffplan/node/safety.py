@@ -64,11 +64,19 @@ class SafetyState:
         self.received_at[role] = now
         return True
 
-    def bad_input(self, role: InputRole, reason: str) -> None:
-        """Count and log a malformed message of `role`."""
+    def bad_input(self, role: InputRole, error: Exception) -> None:
+        """Count and log a malformed message of `role` (its NodeInputError's reason, or what else it raised)."""
+        reason = str(error) if isinstance(error, messages.NodeInputError) \
+            else f"malformed message ({type(error).__name__}: {error})"
         self.counters["bad_inputs"] += 1
         self.log(f"{role.value}: {reason}".splitlines()[0])
         self.set_state(f"bad {role.value} message", ERROR)
+
+    def planner_error(self, where: str, error: Exception, state: str) -> None:
+        """Count and log a planner (or plan_tick) failure, and report `state` as an error."""
+        self.counters["planner_errors"] += 1
+        self.log(f"{where}: {type(error).__name__}: {error}".splitlines()[0])
+        self.set_state(state, ERROR)
 
     def age(self, role: InputRole, now: float) -> float:
         """Seconds since the last accepted message of `role` arrived (inf if none)."""

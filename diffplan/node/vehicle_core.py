@@ -220,8 +220,7 @@ class VehicleNodeCore:
             self.bad.discard(role)
         except Exception as error:  # noqa: BLE001 - bad input must never take the node down
             self.bad.add(role)
-            self.safety.bad_input(role, str(error) if isinstance(error, NodeInputError)
-                                  else f"malformed message ({type(error).__name__}: {error})")
+            self.safety.bad_input(role, error)
 
     def plan_tick(self, now: float) -> list[Output]:
         """Plan from the latest inputs: PLAN and CANDIDATES when a plan was made, always DIAGNOSTICS."""
@@ -231,9 +230,7 @@ class VehicleNodeCore:
                 self.reset()
             outputs = self._plan(now)
         except Exception as error:  # noqa: BLE001 - never raise into the transport
-            self.safety.counters["planner_errors"] += 1
-            self.safety.log(f"plan_tick: {type(error).__name__}: {error}".splitlines()[0])
-            self.safety.set_state("planner error", ERROR)
+            self.safety.planner_error("plan_tick", error, "planner error")
         ages = {role: self.safety.age(role, now) for role in (InputRole.ODOMETRY, InputRole.DETECTIONS,
                                                               InputRole.ROUTE)}
         return outputs + [self.safety.diagnostics(now, "diffplan_node", ages)]
@@ -362,9 +359,7 @@ class VehicleNodeCore:
             if not np.isfinite(plan.trajectory.poses).all():
                 raise ValueError("the plan has non-finite poses")
         except Exception as error:  # noqa: BLE001 - a planner failure is no plan, counted
-            self.safety.counters["planner_errors"] += 1
-            self.safety.log(f"planner: {type(error).__name__}: {error}".splitlines()[0])
-            self.safety.set_state("no plan: planner error", ERROR)
+            self.safety.planner_error("planner", error, "no plan: planner error")
             return []
         elapsed = self.timer() - started
         self.safety.latencies_ms.append(1e3 * elapsed)
