@@ -431,9 +431,8 @@ def bench_node(seconds: float) -> dict[str, float]:
     torch.set_num_threads(1)
     navdp = _nav_node_latencies(str(Path(__file__).resolve().parents[1] / "checkpoints" / "navdp-synth.safetensors"),
                                 seconds)
-    figures = {"latency_ms_p50": _latency_figures("navdp", navdp)["navdp_latency_ms_p50"],
-               "latency_ms_p95": _latency_figures("navdp", navdp)["navdp_latency_ms_p95"]}
-    figures |= _latency_figures("navdp", navdp)
+    figures = _latency_figures("navdp", navdp)
+    figures |= {"latency_ms_p50": figures["navdp_latency_ms_p50"], "latency_ms_p95": figures["navdp_latency_ms_p95"]}
     figures |= _latency_figures("go_to_goal", _nav_node_latencies("go-to-goal", seconds / 4))
     figures |= _latency_figures("diffusiondrive", _vehicle_node_latencies(
         str(Path(__file__).resolve().parents[1] / "checkpoints" / "diffusiondrive-synth.safetensors"), seconds / 2))

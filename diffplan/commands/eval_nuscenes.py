@@ -53,7 +53,7 @@ def nuscenes(
         indices = list(range(len(data) if limit is None else min(limit, len(data))))
         with progress_bar("scenes") as bar:
             task = bar.add_task(f"plan {planner}", total=len(indices))
-            run = plan_scenes(str(scenes), planner, indices, seed, lambda: bar.advance(task))
+            run = plan_scenes(str(scenes), loaded, indices, seed, lambda: bar.advance(task), planner)
         names = PRESET_NAMES if preset == "all" else (preset,)
         metrics = {name: run.metrics(name) for name in names}
     lines = ["| preset | L2 1s [m] | L2 2s | L2 3s | L2 avg | CR 1s [%] | CR 2s | CR 3s | CR avg | scenes |",

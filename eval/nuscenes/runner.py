@@ -45,11 +45,11 @@ class OpenLoopRun:
         return evaluate(self.batch, PRESETS[preset])
 
 
-def plan_scenes(dataset: str, planner_name: str, indices: Sequence[int], seed: int = 0,
-                on_scene: Callable[[], None] = lambda: None) -> OpenLoopRun:
-    """Plan every scene of `indices` once, at the current step (oracles from the privileged context)."""
+def plan_scenes(dataset: str, planner: planners.Planner, indices: Sequence[int], seed: int = 0,
+                on_scene: Callable[[], None] = lambda: None, name: str = "the planner") -> OpenLoopRun:
+    """Plan every scene of `indices` once with `planner` (`name` in messages), at the current step (oracles
+    from the privileged context)."""
     data = DriveDataset.open(dataset)
-    planner = planners.load(planner_name)
     planner.seed = seed
     rows, failures = [], []
     for index in indices:
@@ -65,5 +65,5 @@ def plan_scenes(dataset: str, planner_name: str, indices: Sequence[int], seed: i
             rows.append(planning_sample(scene, plan.trajectory.poses[:, :2]))
         on_scene()
     if not rows:
-        raise NoPlansError(f"{planner_name} planned none of the {len(indices)} scenes")
+        raise NoPlansError(f"{name} planned none of the {len(indices)} scenes")
     return OpenLoopRun(PlanningBatch.concatenate(rows), tuple(failures))
