@@ -8,6 +8,7 @@ many boxes, keeps numpy's vectorised trigonometry.
 from __future__ import annotations
 
 import numpy as np
+import shapely
 
 from scenes import portable
 
@@ -66,3 +67,20 @@ def box_corners(center_xy: np.ndarray, heading: np.ndarray, length: np.ndarray, 
     x = local[..., 0] * c - local[..., 1] * s
     y = local[..., 0] * s + local[..., 1] * c
     return np.stack([x, y], axis=-1) + np.asarray(center_xy)[..., None, :]
+
+
+def polygon_parts(geometry: shapely.Geometry) -> list[shapely.Polygon]:
+    """The Polygons (area > 0) of `geometry`, made valid first when it is not (`shapely.make_valid`); collections
+    and multi-polygons are flattened, in shapely's part order."""
+    if geometry.is_empty:
+        return []
+    if not shapely.is_valid(geometry):
+        geometry = shapely.make_valid(geometry)
+    parts = shapely.get_parts(shapely.get_parts(geometry))  # collection -> MultiPolygon -> Polygon
+    return [p for p in parts if isinstance(p, shapely.Polygon) and p.area > 0]
+
+
+def largest_polygon(geometry: shapely.Geometry) -> shapely.Polygon:
+    """The largest of `polygon_parts(geometry)`; an empty Polygon when it has none."""
+    parts = polygon_parts(geometry)
+    return max(parts, key=lambda p: p.area) if parts else shapely.Polygon()

@@ -11,6 +11,7 @@ import shapely
 from scenes._checks import ValidationError
 from scenes.adapters import _nuplan_gpkg as g
 from scenes.adapters.errors import SourceError
+from scenes.geometry import largest_polygon
 from scenes.maps import DrivableKind, MapLayers
 
 STOP_LANE_TOLERANCE = 0.5  # [m] a stop polygon's centroid this close to a lane polygon counts as inside it
@@ -136,18 +137,12 @@ def _along(bounds: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return out
 
 
-def _largest(geom: shapely.Geometry) -> shapely.Geometry:
-    parts = [p for p in shapely.get_parts(shapely.get_parts(geom))
-             if isinstance(p, shapely.Polygon) and p.area > 0]
-    return max(parts, key=lambda p: p.area) if parts else shapely.Polygon()
-
-
 def _polygons(geoms: np.ndarray, layer: g.VectorLayer, fids: np.ndarray) -> np.ndarray:
     """(K,) valid Polygons: invalid ones go through make_valid, multi-part ones keep their largest Polygon."""
     out = np.asarray(geoms, dtype=object).copy()
     fix = np.flatnonzero((shapely.get_type_id(out) != 3) | ~shapely.is_valid(out))
     for row in fix:
-        out[row] = None if out[row] is None else _largest(shapely.make_valid(out[row]))
+        out[row] = None if out[row] is None else largest_polygon(out[row])
     bad = np.flatnonzero(shapely.is_missing(out) | shapely.is_empty(out))
     if bad.size:
         raise SourceError(f"{layer.where()}: feature fid {fids[bad[0]]} has no polygon area")

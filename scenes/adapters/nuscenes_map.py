@@ -42,6 +42,7 @@ import shapely
 from scenes.adapters._nuplan_convert import stop_lines
 from scenes.adapters.errors import SourceError
 from scenes.adapters.map_tiles import TILE_SIZE, MapTiles
+from scenes.geometry import largest_polygon, polygon_parts
 from scenes.maps import DrivableKind, MapLayers
 
 RESOLUTION = 0.5  # [m] between centreline points (discretize_lanes)
@@ -101,19 +102,6 @@ def _objects(items: list) -> np.ndarray:
     out = np.empty(len(items), dtype=object)
     out[:] = items
     return out
-
-
-def _largest(geom: shapely.Geometry) -> shapely.Polygon:
-    if not geom.is_valid:
-        geom = shapely.make_valid(geom)
-    parts = [g for g in shapely.get_parts(geom) if isinstance(g, shapely.Polygon) and not g.is_empty]
-    return max(parts, key=lambda g: g.area) if parts else shapely.Polygon()
-
-
-def _parts(geom: shapely.Geometry) -> list[shapely.Polygon]:
-    if not geom.is_valid:
-        geom = shapely.make_valid(geom)
-    return [g for g in shapely.get_parts(geom) if isinstance(g, shapely.Polygon) and not g.is_empty]
 
 
 @dataclass(frozen=True)
@@ -185,7 +173,7 @@ class NuScenesMapLayers:
     def _polygon(self, token: object) -> shapely.Polygon:
         if not isinstance(token, str) or not token:
             return shapely.Polygon()
-        return _largest(self.nusc_map.extract_polygon(token))
+        return largest_polygon(self.nusc_map.extract_polygon(token))
 
     def _convert(self) -> MapLayers:
         nm = self.nusc_map
@@ -253,7 +241,7 @@ class NuScenesMapLayers:
         tokens: list[str] = []
 
         def add(geom: shapely.Geometry, kind: DrivableKind, token: str) -> None:
-            for part in _parts(geom):
+            for part in polygon_parts(geom):
                 polys.append(part)
                 kinds.append(int(kind))
                 tokens.append(token)
@@ -352,7 +340,7 @@ def _as_line(geom: shapely.Geometry, centerline: shapely.LineString, distance: f
 
 def _side_polygon(left: shapely.LineString, right: shapely.LineString) -> shapely.Polygon:
     ring = np.concatenate([shapely.get_coordinates(left), shapely.get_coordinates(right)[::-1]])
-    return _largest(shapely.Polygon(ring))
+    return largest_polygon(shapely.Polygon(ring))
 
 
 def _clip_generic(layers: MapLayers, block: shapely.Geometry) -> MapLayers:
@@ -363,7 +351,7 @@ def _clip_generic(layers: MapLayers, block: shapely.Geometry) -> MapLayers:
     polys, kinds, ids = [], [], []
     rows = zip(layers.drivable_polygons, layers.drivable_kinds, layers.drivable_ids, generic, strict=True)
     for poly, kind, i, clip in rows:
-        for part in (_parts(shapely.intersection(poly, block)) if clip else [poly]):
+        for part in (polygon_parts(shapely.intersection(poly, block)) if clip else [poly]):
             polys.append(part)
             kinds.append(kind)
             ids.append(i)

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from scenes.drive import DriveScene
 from scenes.exporters.nuscenes_tables import token
+from scenes.geometry import polygon_parts
 from scenes.maps import DrivableKind, MapLayers
 
 MAP_VERSION = "1.3"
@@ -75,17 +76,8 @@ def lane_token(map_name: str, lane_id: int) -> str:
     return token(map_name, "lane", int(lane_id))
 
 
-def _polygons(geometry: shapely.Geometry) -> list[shapely.Polygon]:
-    """The non-empty valid polygons of `geometry`, in shapely's part order."""
-    if geometry.is_empty:
-        return []
-    if not shapely.is_valid(geometry):
-        geometry = shapely.make_valid(geometry)
-    return [p for p in shapely.get_parts(geometry) if isinstance(p, shapely.Polygon) and p.area > 0]
-
-
 def _lane_polygon(m: MapLayers, row: int) -> shapely.Polygon:
-    parts = _polygons(m.lane_polygons[row])
+    parts = polygon_parts(m.lane_polygons[row])
     if parts:
         return max(parts, key=lambda p: p.area)
     return m.lane_centerlines[row].buffer(LANE_FALLBACK_HALF_WIDTH, cap_style="flat")
@@ -162,16 +154,16 @@ def _add_scene(b: _Builder, scene: DriveScene, key: str) -> None:
 def _add_areas(b: _Builder, scene: DriveScene, key: str) -> None:
     """Drivable area, road segments and blocks, car parks, crossings, stop lines and traffic lights."""
     m = scene.map
-    areas = [p for poly in m.drivable_polygons for p in _polygons(poly)]
+    areas = [p for poly in m.drivable_polygons for p in polygon_parts(poly)]
     union = shapely.union_all(areas) if areas else shapely.Polygon()
-    parts = _polygons(union)
+    parts = polygon_parts(union)
     part_tokens = [b.tok("drivable_area", key, k) for k in range(len(parts))]
     for k, part in enumerate(parts):
         b.json["drivable_area"].append({"token": part_tokens[k],
                                         "polygon_tokens": [b.polygon(part, "drivable_area", key, k)]})
     segments: list[tuple[str, shapely.Polygon]] = []
     for row, poly in enumerate(m.drivable_polygons):
-        for j, part in enumerate(_polygons(poly)):
+        for j, part in enumerate(polygon_parts(poly)):
             kind = DrivableKind(int(m.drivable_kinds[row]))
             polygon_token = b.polygon(part, "area", key, row, j)
             if kind is DrivableKind.CARPARK:
@@ -193,14 +185,14 @@ def _add_areas(b: _Builder, scene: DriveScene, key: str) -> None:
     road = ~m.lane_is_connector
     for block in sorted(set(m.lane_roadblock_ids[road].tolist())):
         rows = np.flatnonzero(road & (m.lane_roadblock_ids == block))
-        own = [p for r in np.flatnonzero(m.drivable_ids == block) for p in _polygons(m.drivable_polygons[r])]
+        own = [p for r in np.flatnonzero(m.drivable_ids == block) for p in polygon_parts(m.drivable_polygons[r])]
         lanes = shapely.union_all([_lane_polygon(m, r) for r in rows])
-        shape = max(own, key=lambda p: p.area) if own else max(_polygons(lanes.convex_hull), key=lambda p: p.area)
+        shape = max(own, key=lambda p: p.area) if own else max(polygon_parts(lanes.convex_hull), key=lambda p: p.area)
         b.json["road_block"].append({"token": b.tok("road_block", block), "from_edge_line_token": "",
                                      "to_edge_line_token": "", "polygon_token": b.polygon(shape, "road_block", block),
                                      "road_segment_token": segment_of(shape.representative_point())})
     for c, crosswalk in enumerate(m.crosswalks):
-        for j, part in enumerate(_polygons(crosswalk)):
+        for j, part in enumerate(polygon_parts(crosswalk)):
             b.json["ped_crossing"].append({"token": b.tok("ped_crossing", key, c, j),
                                            "polygon_token": b.polygon(part, "ped_crossing", key, c, j),
                                            "road_segment_token": segment_of(part)})
@@ -212,7 +204,7 @@ def _add_stop_lines(b: _Builder, scene: DriveScene, key: str) -> None:
     lit = set(scene.traffic_lights.lane_ids.tolist())
     ids = m.lane_ids.tolist()
     for s, (line, lane) in enumerate(zip(m.stop_lines, m.stop_line_lane_ids.tolist(), strict=True)):
-        polygons = _polygons(line.buffer(STOP_LINE_HALF_WIDTH, cap_style="flat"))
+        polygons = polygon_parts(line.buffer(STOP_LINE_HALF_WIDTH, cap_style="flat"))
         if not polygons:
             continue
         row = ids.index(lane) if lane in ids else -1
@@ -265,7 +257,7 @@ def mask_png(scenes: list[DriveScene], canvas: tuple[float, float] | None) -> by
     for scene in scenes if canvas is not None else []:
         m = scene.map
         for geometry in (*m.drivable_polygons, *m.lane_polygons, *m.crosswalks):
-            for polygon in _polygons(geometry):
+            for polygon in polygon_parts(geometry):
                 draw.polygon(pixels(polygon.exterior), fill=255)
                 for hole in polygon.interiors:
                     draw.polygon(pixels(hole), fill=0)

@@ -27,6 +27,7 @@ from scenes.adapters.nuplan_maps import MAP_LOCATIONS
 from scenes.drive import CURRENT_INDEX, DriveScene, Route
 from scenes.exporters.nuplan_maps import write_maps_root
 from scenes.exporters.openscene import scene_frames, write_log
+from scenes.geometry import largest_polygon
 from scenes.maps import MapLayers
 from scenes.store.layout import atomic_write_bytes
 
@@ -54,7 +55,7 @@ def translate_scene(scene: DriveScene, offset: np.ndarray) -> DriveScene:
 
     def move_areas(polygons: np.ndarray) -> np.ndarray:  # a ring touching itself may cross after rounding
         out = np.empty(len(polygons), dtype=object)
-        out[:] = [_valid(p) for p in move(polygons)]
+        out[:] = [p if shapely.is_valid(p) else largest_polygon(p) for p in move(polygons)]
         return out
 
     m = scene.map
@@ -68,13 +69,6 @@ def translate_scene(scene: DriveScene, offset: np.ndarray) -> DriveScene:
     xy = np.where(agents.valid[..., None], agents.xy + dx, 0.0)
     return replace(scene, ego=replace(scene.ego, pose=pose), agents=replace(agents, xy=xy), map=road,
                    route=Route(scene.route.lane_ids, shapely.transform(scene.route.centerline, lambda p: p + dx)))
-
-
-def _valid(polygon: shapely.Polygon) -> shapely.Polygon:
-    if shapely.is_valid(polygon):
-        return polygon
-    parts = [p for p in shapely.get_parts(shapely.make_valid(polygon)) if isinstance(p, shapely.Polygon)]
-    return max(parts, key=lambda part: part.area)
 
 
 def merge_maps(maps: list[MapLayers], where: str) -> MapLayers:
