@@ -42,6 +42,7 @@ from scenes.adapters.errors import SourceError
 from scenes.adapters.nuplan_maps import MAP_LOCATIONS, MAP_VERSION_FILE
 from scenes.maps import DrivableKind, MapLayers
 
+FIXED_GPKG_DATE = "2000-01-01T00:00:00.000Z"  # written as every layer's last_change
 DEFAULT_PROJECTIONS = (  # UTM zones of the four nuPlan cities, for locations written empty
     ("sg-one-north", "+proj=utm +zone=48 +datum=WGS84 +units=m +no_defs"),
     ("us-ma-boston", "+proj=utm +zone=19 +datum=WGS84 +units=m +no_defs"),
@@ -144,15 +145,17 @@ def write_map_gpkg(path: str | Path, layers: MapLayers, projection: str) -> None
                           "is not a CRS")
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.gpkg")
     tmp.unlink(missing_ok=True)
-    previous = pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS")
-    try:  # no fsync per layer (15 layers: seconds); one fsync of the whole file before the rename
-        pyogrio.set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": "OFF"})
+    options = {"OGR_SQLITE_SYNCHRONOUS": "OFF",  # no fsync per layer (15 layers: seconds); one before the rename
+               "OGR_CURRENT_DATE": FIXED_GPKG_DATE}  # gpkg_contents.last_change: same inputs, same bytes
+    previous = {key: pyogrio.get_gdal_config_option(key) for key in options}
+    try:
+        pyogrio.set_gdal_config_options(options)
         _write_all(tmp, layers, projection)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        pyogrio.set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": previous})
+        pyogrio.set_gdal_config_options(previous)
         tmp.unlink(missing_ok=True)
 
 

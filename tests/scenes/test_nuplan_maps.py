@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -332,3 +333,12 @@ def test_writer_is_atomic_and_rejects_bad_input(tmp_path, synthetic_root):
     _raises(lambda: write_maps_root(tmp_path, {"mars": (maps[LOC], UTM19)}), "mars")
     bad = replace(maps[LOC], lane_ids=maps[LOC].lane_ids - maps[LOC].lane_ids.min())
     _raises(lambda: write_map_gpkg(target, bad, UTM19), str(target), "lane_ids", "id 0")
+
+
+def test_the_same_map_writes_the_same_bytes(tmp_path, synthetic_root):
+    """GDAL stamps each layer's last_change with the current time unless told otherwise."""
+    _, maps = synthetic_root
+    write_map_gpkg(tmp_path / "a.gpkg", maps[LOC], UTM19)
+    time.sleep(1.1)  # the stamp has a resolution of a second or better
+    write_map_gpkg(tmp_path / "b.gpkg", maps[LOC], UTM19)
+    assert (tmp_path / "a.gpkg").read_bytes() == (tmp_path / "b.gpkg").read_bytes()
