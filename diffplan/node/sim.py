@@ -23,9 +23,9 @@ from diffplan.node import messages
 from diffplan.node.interface import InputRole, OutputRole
 from diffplan.node.nav_core import NavNodeCore
 from diffplan.node.params import NodeParams
-from eval.pointnav.loop import LoopConfig, is_stop, try_step
+from eval.pointnav.loop import LoopConfig, run_closed_loop
 from eval.pointnav.metrics import EpisodeTrace, score_episode
-from eval.pointnav.results import EpisodeResult, Termination
+from eval.pointnav.results import EpisodeResult
 from eval.pointnav.runner import DEFAULT_WORLDS, WorldCache, episode_seed, seed_episode_rngs
 from scenes.nav import ROBOTS, NavEpisode, NavWorldInterface, RobotProfile
 
@@ -42,46 +42,26 @@ def drive_through_node(world: NavWorldInterface, episode: NavEpisode, core: NavN
                        loop: LoopConfig, start_distance: float) -> EpisodeTrace:
     """One episode through a fresh node's messages (see the module docstring): what happened, not yet scored
     (the latencies are all of the core's, so give each episode its own core)."""
-    robot = core.robot
-    frame = core.params.odom_frame
-    pose = np.asarray(episode.start, dtype=np.float64).copy()
+    frame, base = core.params.odom_frame, core.params.base_frame
     goal = np.asarray(episode.goal, dtype=np.float64)
-    positions, plan_positions = [pose[:2].copy()], []
-    control = np.zeros(2)
-    collisions, termination = 0, Termination.TIMEOUT
-    steps = round(loop.max_time_s / loop.dt)
-    step = 0
     core.on_message(InputRole.GOAL, messages.pose_stamped(0.0, frame, goal[0], goal[1], 0.0), 0.0)
-    for step in range(steps):
-        now = step * loop.dt
-        core.on_message(InputRole.ODOMETRY, messages.odometry(now, frame, core.params.base_frame, pose[0], pose[1],
-                                                              pose[2], control[0], control[1]), now)
-        if step % loop.plan_every == 0:
-            plan_positions.append(pose[:2].copy())
-            back = loop.stuck_plans
-            if len(plan_positions) > back and \
-                    np.linalg.norm(plan_positions[-1] - plan_positions[-1 - back]) < loop.stuck_distance:
-                termination = Termination.STUCK
-                break
-            depth = np.asarray(world.render_depth(pose, loop.camera), dtype=np.float32)
-            core.on_message(InputRole.DEPTH, messages.depth_image(now, "camera", depth, "32FC1"), now)
-            core.plan_tick(now)
-        outputs = core.control_tick(now)
-        twist = next(o.message for o in outputs if o.role is OutputRole.CMD_VEL)
+
+    def sense(pose: np.ndarray, velocity: np.ndarray, now: float) -> None:
+        odometry = messages.odometry(now, frame, base, pose[0], pose[1], pose[2], velocity[0], velocity[1])
+        core.on_message(InputRole.ODOMETRY, odometry, now)
+
+    def plan(pose: np.ndarray, velocity: np.ndarray, now: float) -> None:
+        depth = np.asarray(world.render_depth(pose, loop.camera), dtype=np.float32)
+        core.on_message(InputRole.DEPTH, messages.depth_image(now, "camera", depth, "32FC1"), now)
+        core.plan_tick(now)  # a planner failure is the node's safe stop, not the end of the episode
+
+    def control(pose: np.ndarray, now: float) -> np.ndarray:
+        twist = next(o.message for o in core.control_tick(now) if o.role is OutputRole.CMD_VEL)
         twist = getattr(twist, "twist", twist)  # TwistStamped carries the Twist
-        control = np.array([twist.linear.x, twist.angular.z])
-        if is_stop(control):
-            termination = Termination.STOP
-            break
-        pose, collided = try_step(world, pose, control, robot, loop.dt, loop.allow_sliding)
-        collisions += int(collided)
-        positions.append(pose[:2].copy())
-    else:
-        step = steps
-    return EpisodeTrace(termination, "", np.array(positions), start_distance,
-                        float(world.geodesic_distance(pose[:2], goal, robot)),
-                        float(np.linalg.norm(pose[:2] - goal)), collisions, step * loop.dt,
-                        tuple(core.safety.latencies_ms))
+        return np.array([twist.linear.x, twist.angular.z])
+
+    return run_closed_loop(world, episode, core.robot, loop, start_distance, plan, control,
+                           core.safety.latencies_ms, sense)
 
 
 def run_node_episodes(planner_name: str, episodes: Sequence[tuple[int, NavEpisode]], params: NodeParams,

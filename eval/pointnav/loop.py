@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,15 +131,54 @@ def drive_episode(world: NavWorldInterface, episode: NavEpisode,
     """The closed loop of one episode (see the module docstring): what happened, not yet scored."""
     planner.reset()
     tracker.reset()
+    goal = np.asarray(episode.goal, dtype=np.float64)
+    start = np.asarray(episode.start, dtype=np.float64)
+    path = np.repeat(start[None, :2], 2, axis=0)
+    latencies: list[float] = []
+
+    def plan(pose: np.ndarray, velocity: np.ndarray, time_s: float) -> str | None:
+        nonlocal path
+        observation = observe(world, pose, goal, velocity, config.camera, time_s)
+        started = time.perf_counter()
+        try:
+            context = NavPrivileged(world, pose.copy(), goal.copy(), robot)  # only oracles read it
+            result = planner.plan_privileged(observation, context)
+            result.validate(planner.plan_spec)
+            if not np.isfinite(result.trajectory.poses).all():
+                raise ValueError("the plan has non-finite poses")
+        except Exception as exception:  # noqa: BLE001 - any planner failure ends the episode as a failure
+            return f"{type(exception).__name__}: {exception}".splitlines()[0]
+        latencies.append(1e3 * (time.perf_counter() - started))
+        path = plan_to_world(result.trajectory.poses, pose)
+        if on_plan is not None:
+            on_plan(path)
+        return None
+
+    def control(pose: np.ndarray, time_s: float) -> np.ndarray:
+        return clip_control(tracker.control(pose, path), robot)
+
+    return run_closed_loop(world, episode, robot, config, start_distance, plan, control, latencies)
+
+
+def run_closed_loop(world: NavWorldInterface, episode: NavEpisode, robot: RobotProfile, config: LoopConfig,
+                    start_distance: float, plan: Callable[[np.ndarray, np.ndarray, float], str | None],
+                    control: Callable[[np.ndarray, float], np.ndarray], latencies: Sequence[float],
+                    sense: Callable[[np.ndarray, np.ndarray, float], None] = lambda pose, velocity, time_s: None,
+                    ) -> EpisodeTrace:
+    """The loop's timeline and physics, whoever plans (see the module docstring). Every control step:
+    `sense(pose, last command, t)`; every `plan_every` steps the stuck check, then `plan(pose, last command,
+    t)` (an error message ends the episode as ERROR); then `control(pose, t)` -> (v, omega), STOP below
+    habitat's threshold, else the unicycle step with collision sliding. `latencies` [ms] are read at the end."""
     pose = np.asarray(episode.start, dtype=np.float64).copy()
     goal = np.asarray(episode.goal, dtype=np.float64)
     positions, plan_positions = [pose[:2].copy()], []
     velocity = np.zeros(2)
-    path = np.repeat(pose[None, :2], 2, axis=0)
-    collisions, latencies, termination, error = 0, [], Termination.TIMEOUT, ""
+    collisions, termination, error = 0, Termination.TIMEOUT, ""
     steps = round(config.max_time_s / config.dt)
     step = 0
     for step in range(steps):
+        time_s = step * config.dt
+        sense(pose, velocity, time_s)
         if step % config.plan_every == 0:
             plan_positions.append(pose[:2].copy())
             back = config.stuck_plans
@@ -147,28 +186,17 @@ def drive_episode(world: NavWorldInterface, episode: NavEpisode,
                     < config.stuck_distance:
                 termination = Termination.STUCK
                 break
-            observation = observe(world, pose, goal, velocity, config.camera, step * config.dt)
-            started = time.perf_counter()
-            try:
-                context = NavPrivileged(world, pose.copy(), goal.copy(), robot)  # only oracles read it
-                plan = planner.plan_privileged(observation, context)
-                plan.validate(planner.plan_spec)
-                if not np.isfinite(plan.trajectory.poses).all():
-                    raise ValueError("the plan has non-finite poses")
-            except Exception as exception:  # noqa: BLE001 - any planner failure ends the episode as a failure
-                termination, error = Termination.ERROR, f"{type(exception).__name__}: {exception}".splitlines()[0]
+            error = plan(pose, velocity, time_s) or ""
+            if error:
+                termination = Termination.ERROR
                 break
-            latencies.append(1e3 * (time.perf_counter() - started))
-            path = plan_to_world(plan.trajectory.poses, pose)
-            if on_plan is not None:
-                on_plan(path)
-        control = clip_control(tracker.control(pose, path), robot)
-        if is_stop(control):
+        command = control(pose, time_s)
+        if is_stop(command):
             termination = Termination.STOP
             break
-        pose, collided = try_step(world, pose, control, robot, config.dt, config.allow_sliding)
+        pose, collided = try_step(world, pose, command, robot, config.dt, config.allow_sliding)
         collisions += int(collided)
-        velocity = control
+        velocity = command
         positions.append(pose[:2].copy())
     else:
         step = steps
