@@ -15,7 +15,7 @@ import shapely
 from planners.pdm.idm import IDMParameters, idm_step
 from planners.pdm.states import StateIndex
 from scenes.agents import AgentCategory, AgentTracks
-from scenes.drive import CURRENT_INDEX, SIM_DT, DriveScene
+from scenes.drive import CURRENT_INDEX, SIM_DT, DriveLog
 from scenes.ego import PACIFICA
 from scenes.geometry import wrap_angle
 
@@ -38,78 +38,124 @@ class ReactiveIDMConfig:
     max_heading_error: float = np.pi / 3  # [rad] between an agent and the lane it is snapped to
     categories: tuple[int, ...] = (AgentCategory.VEHICLE, AgentCategory.BICYCLE)
     bicycle_max_velocity: float = 6.0  # [m/s] cap on a bicycle's target speed
+    keep_unspawned: bool = True  # vehicles that are not IDM agents keep their log (NAVSIM); nuPlan drops them
     lookahead: float = 60.0  # [m] along the path, ahead of the agent centre, searched for leaders
     path_length: float = 250.0  # [m] of path built ahead of each agent (straight beyond the last lane)
     path_step: float = 0.5  # [m] path sampling
     window_step: float = 2.0  # [m] coarse sampling used to project obstacles onto the path
 
 
-def reactive_agent_tracks(scene: DriveScene, ego_states: np.ndarray,
+def reactive_agent_tracks(scene: DriveLog, ego_states: np.ndarray,
                           config: ReactiveIDMConfig = ReactiveIDMConfig()) -> AgentTracks:
     """A copy of `scene.agents` (N, T) whose future steps of reactive agents are re-simulated with IDM.
 
     `ego_states` (E, 11) are the ego's simulated `StateIndex` states from now at SIM_DT, map frame; the ego
     is extrapolated at constant velocity beyond them. History steps and other agents are unchanged.
     """
-    agents = scene.agents
-    xy, heading, velocity, valid = (a.copy() for a in (agents.xy, agents.heading, agents.velocity, agents.valid))
-    num_steps = agents.num_steps
-    ego_xy, ego_heading, ego_velocity = _ego_boxes(ego_states, num_steps)
-    rows, paths = _build_paths(scene, ego_xy[CURRENT_INDEX], ego_heading[CURRENT_INDEX], config)
-    if rows.size == 0:
-        return _tracks(agents, xy, heading, velocity, valid)
-    path_xy, path_heading, path_limit, stop_s, stop_light = paths
-    ds, dt = config.path_step, SIM_DT
-    length, width = agents.size[rows, 0], agents.size[rows, 1]
-    target = np.full_like(path_limit, config.target_velocity)
-    if config.speed_limit_policy == "replace":
-        target = np.where(np.isfinite(path_limit) & (path_limit > 0), path_limit, target)
-    elif config.speed_limit_policy == "cap":
-        target = np.minimum(target, np.where(np.isfinite(path_limit) & (path_limit > 0), path_limit, np.inf))
-    bike = agents.category[rows] == AgentCategory.BICYCLE
-    target[bike] = np.minimum(target[bike], config.bicycle_max_velocity)
-    params = IDMParameters(min_gap_to_lead_agent=config.min_gap, headway_time=config.headway_time,
-                           accel_max=config.accel_max, decel_max=config.decel_max,
-                           acceleration_exponent=config.exponent)
-    # Obstacles: every agent (logged, overwritten for reactive ones) and the ego as the last row.
-    obs_xy = np.concatenate([xy, ego_xy[None]])
-    obs_heading = np.concatenate([heading, ego_heading[None]])
-    obs_velocity = np.concatenate([velocity, ego_velocity[None]])
-    obs_valid = np.concatenate([valid, np.ones((1, num_steps), bool)])
-    obs_size = np.concatenate([agents.size, [[PACIFICA.length, PACIFICA.width]]])
-    stride = max(round(config.window_step / ds), 1)
-    window = stride * np.arange(int(np.ceil(config.lookahead / (stride * ds))) + 2)
-    num_samples, red = path_xy.shape[1], scene.traffic_lights.is_red
-    arange = np.arange(rows.size)
-    progress = np.zeros(rows.size)
-    speed = np.linalg.norm(velocity[rows, CURRENT_INDEX], axis=-1)
-    for t in range(CURRENT_INDEX, num_steps):
-        index = np.clip(progress / ds, 0.0, num_samples - 1.001)
+    ego_xy, ego_heading, ego_velocity = _ego_boxes(ego_states, scene.agents.num_steps)
+    agents = ReactiveAgents(scene, ego_xy[CURRENT_INDEX], ego_heading[CURRENT_INDEX], config)
+    for t in range(CURRENT_INDEX, scene.agents.num_steps - 1):
+        agents.advance(t, ego_xy[t], ego_heading[t], ego_velocity[t])
+    return agents.tracks()
+
+
+class ReactiveAgents:
+    """IDM agents advanced one SIM_DT at a time, reacting to an ego given step by step (closed loop), or to a
+    whole simulated ego trajectory (`reactive_agent_tracks`).
+
+    From CURRENT_INDEX, the agents snapped to a lane follow it with IDM; the others keep their log, except that
+    `config.keep_unspawned` False (nuPlan's CLS-R) removes the vehicles that are not IDM agents.
+    """
+
+    def __init__(self, log: DriveLog, ego_center: np.ndarray, ego_heading: float,
+                 config: ReactiveIDMConfig = ReactiveIDMConfig()):
+        agents = log.agents
+        self._log, self._config = log, config
+        self.xy, self.heading, self.velocity, self.valid = (a.copy() for a in (agents.xy, agents.heading,
+                                                                                agents.velocity, agents.valid))
+        num_steps = agents.num_steps
+        rows, paths = _build_paths(log, ego_center, ego_heading, config)
+        self.rows = rows
+        if not config.keep_unspawned:
+            dropped = np.isin(agents.category, (AgentCategory.VEHICLE,))
+            dropped[rows] = False
+            self.valid[dropped, CURRENT_INDEX + 1:] = False
+        if rows.size == 0:
+            return
+        path_xy, path_heading, path_limit, self.stop_s, self.stop_light = paths
+        self.path_xy, self.path_heading = path_xy, path_heading
+        self.length, self.width = agents.size[rows, 0], agents.size[rows, 1]
+        target = np.full_like(path_limit, config.target_velocity)
+        if config.speed_limit_policy == "replace":
+            target = np.where(np.isfinite(path_limit) & (path_limit > 0), path_limit, target)
+        elif config.speed_limit_policy == "cap":
+            target = np.minimum(target, np.where(np.isfinite(path_limit) & (path_limit > 0), path_limit, np.inf))
+        bike = agents.category[rows] == AgentCategory.BICYCLE
+        target[bike] = np.minimum(target[bike], config.bicycle_max_velocity)
+        self.target = target
+        self.params = IDMParameters(min_gap_to_lead_agent=config.min_gap, headway_time=config.headway_time,
+                                    accel_max=config.accel_max, decel_max=config.decel_max,
+                                    acceleration_exponent=config.exponent)
+        # Obstacles: every agent (logged, overwritten for reactive ones) and the ego as the last row.
+        self.obs_xy = np.concatenate([self.xy, np.zeros((1, num_steps, 2))])
+        self.obs_heading = np.concatenate([self.heading, np.zeros((1, num_steps))])
+        self.obs_velocity = np.concatenate([self.velocity, np.zeros((1, num_steps, 2))])
+        self.obs_valid = np.concatenate([self.valid, np.ones((1, num_steps), bool)])
+        self.obs_size = np.concatenate([agents.size, [[PACIFICA.length, PACIFICA.width]]])
+        stride = max(round(config.window_step / config.path_step), 1)
+        self.window = stride * np.arange(int(np.ceil(config.lookahead / (stride * config.path_step))) + 2)
+        self.progress = np.zeros(rows.size)
+        self.speed = np.linalg.norm(agents.velocity[rows, CURRENT_INDEX], axis=-1)
+        self._place(CURRENT_INDEX)
+
+    def _place(self, t: int) -> None:
+        """Put the IDM agents at their progress, at step t (the log's step CURRENT_INDEX stays as logged)."""
+        rows, path_xy, path_heading = self.rows, self.path_xy, self.path_heading
+        arange = np.arange(rows.size)
+        index = np.clip(self.progress / self._config.path_step, 0.0, path_xy.shape[1] - 1.001)
         i0 = index.astype(int)
         frac = (index - i0)[:, None]
         pos = path_xy[arange, i0] * (1 - frac) + path_xy[arange, i0 + 1] * frac
         yaw = path_heading[arange, i0] * (1 - frac[:, 0]) + path_heading[arange, i0 + 1] * frac[:, 0]
         direction = np.stack([np.cos(yaw), np.sin(yaw)], axis=-1)
+        speed = self.speed
         if t > CURRENT_INDEX:
-            xy[rows, t], heading[rows, t], velocity[rows, t] = pos, wrap_angle(yaw), speed[:, None] * direction
-            valid[rows, t] = True
-        obs_xy[rows, t], obs_heading[rows, t], obs_velocity[rows, t] = pos, yaw, speed[:, None] * direction
-        obs_valid[rows, t] = True
-        if t == num_steps - 1:
-            break
-        gap, lead_v = _leaders(rows, progress, pos, direction, length, width, i0, window, path_xy, path_heading,
-                               obs_xy[:, t], obs_heading[:, t], obs_velocity[:, t], obs_valid[:, t], obs_size,
-                               config.lookahead, ds)
-        light_red = (stop_light >= 0) & (red[np.maximum(stop_light, 0), t] if red.size else False)
-        stop_gap = np.where(light_red & (stop_s > progress[:, None]), stop_s - progress[:, None], np.inf)
-        stop_gap = stop_gap.min(axis=1, initial=np.inf) - length / 2
+            self.xy[rows, t], self.heading[rows, t] = pos, wrap_angle(yaw)
+            self.velocity[rows, t] = speed[:, None] * direction
+            self.valid[rows, t] = True
+        self.obs_xy[rows, t], self.obs_heading[rows, t], self.obs_velocity[rows, t] = pos, yaw, speed[:, None] * direction
+        self.obs_valid[rows, t] = True
+        self._now = (i0, pos, direction)
+
+    def advance(self, t: int, ego_center: np.ndarray, ego_heading: float, ego_velocity: np.ndarray) -> None:
+        """Step the IDM agents from step t to t + 1, reacting to everything at step t: the ego box centre (2,)
+        [m], heading [rad] and map-frame velocity (2,) [m/s], the other agents and the lights."""
+        if self.rows.size == 0:
+            return
+        rows, config, ds = self.rows, self._config, self._config.path_step
+        self.obs_xy[-1, t], self.obs_heading[-1, t], self.obs_velocity[-1, t] = ego_center, ego_heading, ego_velocity
+        i0, pos, direction = self._now
+        gap, lead_v = _leaders(rows, self.progress, pos, direction, self.length, self.width, i0, self.window,
+                               self.path_xy, self.path_heading, self.obs_xy[:, t], self.obs_heading[:, t],
+                               self.obs_velocity[:, t], self.obs_valid[:, t], self.obs_size, config.lookahead, ds)
+        red = self._log.traffic_lights.is_red
+        light_red = (self.stop_light >= 0) & (red[np.maximum(self.stop_light, 0), t] if red.size else False)
+        stop_gap = np.where(light_red & (self.stop_s > self.progress[:, None]), self.stop_s - self.progress[:, None],
+                            np.inf)
+        stop_gap = stop_gap.min(axis=1, initial=np.inf) - self.length / 2
         lead_v = np.where(stop_gap < gap, 0.0, lead_v)
         gap = np.minimum(np.minimum(gap, stop_gap), 1e6)
-        _, new_speed = idm_step(np.zeros_like(gap), speed, gap, lead_v, np.zeros_like(gap),
-                                target[arange, i0], params, dt)
-        progress = progress + dt * speed
-        speed = np.maximum(new_speed, 0.0)
-    return _tracks(agents, xy, heading, velocity, valid)
+        _, new_speed = idm_step(np.zeros_like(gap), self.speed, gap, lead_v, np.zeros_like(gap),
+                                self.target[np.arange(rows.size), i0], self.params, SIM_DT)
+        self.progress = self.progress + SIM_DT * self.speed
+        self.speed = np.maximum(new_speed, 0.0)
+        self._place(t + 1)
+
+    def tracks(self, steps: slice = slice(None)) -> AgentTracks:
+        """The agents (N, steps) as simulated so far (steps not yet simulated hold the log)."""
+        agents = self._log.agents
+        return AgentTracks(agents.track_ids.copy(), agents.category.copy(), agents.size.copy(), self.xy[:, steps],
+                           self.heading[:, steps], self.velocity[:, steps], self.valid[:, steps])
 
 
 def _leaders(rows, progress, pos, direction, length, width, i0, window, path_xy, path_heading, obs_xy, obs_heading,
@@ -173,7 +219,7 @@ def _box(xy: np.ndarray, yaw: np.ndarray, size: np.ndarray) -> np.ndarray:
     return shapely.polygons(corners + xy[:, None])
 
 
-def _build_paths(scene: DriveScene, ego_xy: np.ndarray, ego_yaw: float, config: ReactiveIDMConfig):
+def _build_paths(scene: DriveLog, ego_xy: np.ndarray, ego_yaw: float, config: ReactiveIDMConfig):
     """Rows (A,) of the agents made reactive and their paths from their snapped position now: poses
     (A, M, 2) [m] and (A, M) [rad, unwrapped], speed limit (A, M) [m/s], red-light stops (A, S) [m] of
     progress and their light rows (A, S) (-1: none)."""
@@ -266,8 +312,3 @@ def _log_score(line: shapely.LineString, future: np.ndarray) -> float:
 
 def _yaw(segment: np.ndarray) -> float:
     return float(np.arctan2(segment[-1, 1] - segment[0, 1], segment[-1, 0] - segment[0, 0]))
-
-
-def _tracks(agents: AgentTracks, xy, heading, velocity, valid) -> AgentTracks:
-    return AgentTracks(agents.track_ids.copy(), agents.category.copy(), agents.size.copy(), xy, heading,
-                       velocity, valid)

@@ -6,17 +6,18 @@ from dataclasses import dataclass
 
 from planners.base import Domain, Planner
 from planners.plan import PlanFrame, PlanSpec
-from scenes import CURRENT_INDEX, NUM_PLAN_POSES, PLAN_DT, DriveObservation, DriveScene
+from scenes import CURRENT_INDEX, NUM_PLAN_POSES, PLAN_DT, DriveObservation
+from scenes.drive import DriveLog
 
 DRIVE_PLAN = PlanSpec(NUM_PLAN_POSES, PLAN_DT, PlanFrame.EGO)
 
 
 @dataclass(frozen=True, eq=False)
 class DrivePrivileged:
-    """What a driving oracle may know besides the observation: the whole scene (its logged future too) and the
-    step `at` the observation is from (default: now)."""
+    """What a driving oracle may know besides the observation: the whole scene or log (its logged future too)
+    and the step `at` the observation is from (default: now)."""
 
-    scene: DriveScene
+    scene: DriveLog
     at: int = CURRENT_INDEX
 
 

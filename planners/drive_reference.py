@@ -34,5 +34,6 @@ class HumanPlanner(DrivePlanner):
         raise self.oracle_error()
 
     def plan_privileged(self, observation: DriveObservation, context: DrivePrivileged) -> Plan:
-        """The scene's logged expert plan from now."""
-        return Plan(context.scene.expert_plan(at=context.at), spec=DRIVE_PLAN)
+        """The scene's logged expert plan from step `at`, in the frame of the observing ego (in closed loop the
+        simulated ego, which tracks the log's absolute poses as nuPlan's log-future planner does)."""
+        return Plan(context.scene.expert_plan(at=context.at, origin=observation.ego_pose_global), spec=DRIVE_PLAN)

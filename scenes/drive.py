@@ -159,21 +159,47 @@ class DriveObservation:
         return self.ego_history.slice(-1)
 
 
-@dataclass(frozen=True, eq=False)
-class DriveScene:
-    """Everything about one driving scene, privileged included, over NUM_STEPS steps at SIM_DT.
+def observe(ego_history: EgoState, agents: AgentTracks, road: MapLayers, route: Route, command: DrivingCommand,
+            red_lane_ids: np.ndarray) -> DriveObservation:
+    """The planner's view of a world state, the one place observations are made (logs and simulation alike).
 
-    Steps up to CURRENT_INDEX are history; later steps are the privileged future. Only
-    `observation()` may be handed to a planner.
+    ego_history: EgoState (OBSERVED_HISTORY_STEPS + 1,) map frame, the last state is now; agents: AgentTracks
+    (N, OBSERVED_HISTORY_STEPS + 1) map frame over the same steps; road and route in the map frame; red_lane_ids
+    (K,) lanes whose light is red now. Only agents valid now and within OBSERVATION_RADIUS, and the map within
+    it, are kept; everything is moved into the ego frame.
+    """
+    origin = ego_history.pose[-1]
+    distance = np.linalg.norm(agents.xy[:, -1] - origin[:2], axis=-1)
+    present = agents.valid[:, -1] & (distance <= OBSERVATION_RADIUS)
+    disk = shapely.Point(*origin[:2]).buffer(OBSERVATION_RADIUS)
+    route_near = shapely.intersection(route.centerline, disk)
+    if not isinstance(route_near, shapely.LineString) or route_near.is_empty:
+        route_near = route.centerline  # multi-part or far route: keep it whole
+    route_local = shapely.transform(route_near, lambda xy: points_to_local(xy, origin))
+    return DriveObservation(
+        ego_history=ego_history.to_local(origin),
+        ego_pose_global=origin.copy(),
+        agents=agents.select(present).to_local(origin),
+        map=road.crop(origin[:2], OBSERVATION_RADIUS).to_local(origin),
+        route=Route(route.lane_ids, route_local),
+        command=command,
+        red_lane_ids=np.asarray(red_lane_ids).copy(),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class DriveLog:
+    """A driving log of T >= NUM_STEPS steps at SIM_DT, everything privileged: a DriveScene's fields over a
+    longer future. Closed-loop simulation starts at CURRENT_INDEX and runs while the log lasts.
 
     Attributes:
         metadata: SceneMetadata.
-        ego: EgoState (NUM_STEPS,) in the map frame. Future steps are the expert's (privileged).
-        agents: AgentTracks (N, NUM_STEPS) in the map frame. Future steps are privileged.
-        map: MapLayers in the map frame (map-wide truth, privileged beyond OBSERVATION_RADIUS).
-        route: Route in the map frame.
+        ego: EgoState (T,) map frame; after CURRENT_INDEX, the expert's (the human log).
+        agents: AgentTracks (N, T) map frame.
+        map: MapLayers map frame.
+        route: Route map frame.
         command: DrivingCommand.
-        traffic_lights: TrafficLights (K, NUM_STEPS).
+        traffic_lights: TrafficLights (K, T).
     """
 
     metadata: SceneMetadata
@@ -184,54 +210,87 @@ class DriveScene:
     command: DrivingCommand
     traffic_lights: TrafficLights
 
-    def validate(self) -> DriveScene:
-        """The scene itself (every part); ValidationError naming the field on a bad shape, dtype or value."""
-        self.metadata.validate()
-        self.ego.validate()
-        if self.ego.pose.shape[:1] != (NUM_STEPS,):
-            raise ValidationError(f"DriveScene.ego: expected {NUM_STEPS} steps, got shape {self.ego.pose.shape}")
-        self.agents.validate()
-        if self.agents.num_steps != NUM_STEPS:
-            raise ValidationError(f"DriveScene.agents: expected {NUM_STEPS} steps, got {self.agents.num_steps}")
-        self.map.validate()
-        self.route.validate()
-        if not isinstance(self.command, DrivingCommand):
-            raise ValidationError(f"DriveScene.command: must be a DrivingCommand, got {self.command!r}")
-        self.traffic_lights.validate(NUM_STEPS)
-        missing = set(self.route.lane_ids) - set(self.map.lane_ids.tolist())
-        if missing:
-            raise ValidationError(f"DriveScene.route.lane_ids: {sorted(missing)} are not in the map")
-        return self
+    @property
+    def num_steps(self) -> int:
+        """T, the number of logged steps."""
+        return self.ego.pose.shape[0]
 
     @property
     def current_pose(self) -> np.ndarray:
         """(3,) ego rear-axle pose now, map frame."""
         return self.ego.pose[CURRENT_INDEX]
 
+    def validate(self) -> DriveLog:
+        """The log itself (every part); ValidationError naming the field on a bad shape, dtype or value."""
+        self.metadata.validate()
+        self.ego.validate()
+        if self.ego.pose.ndim != 2 or self.ego.pose.shape[0] < NUM_STEPS:
+            raise ValidationError(f"{type(self).__name__}.ego: expected at least {NUM_STEPS} steps, got shape "
+                                  f"{self.ego.pose.shape}")
+        self.agents.validate()
+        if self.agents.num_steps != self.num_steps:
+            raise ValidationError(f"{type(self).__name__}.agents: expected {self.num_steps} steps, got "
+                                  f"{self.agents.num_steps}")
+        self.map.validate()
+        self.route.validate()
+        if not isinstance(self.command, DrivingCommand):
+            raise ValidationError(f"{type(self).__name__}.command: must be a DrivingCommand, got {self.command!r}")
+        self.traffic_lights.validate(self.num_steps)
+        missing = set(self.route.lane_ids) - set(self.map.lane_ids.tolist())
+        if missing:
+            raise ValidationError(f"{type(self).__name__}.route.lane_ids: {sorted(missing)} are not in the map")
+        return self
+
+    def red_lane_ids(self, at: int) -> np.ndarray:
+        """(K,) int64 lanes whose light is red at step `at`."""
+        return self.traffic_lights.lane_ids[self.traffic_lights.is_red[:, at]]
+
+    def expert_plan(self, num_poses: int = NUM_PLAN_POSES, dt: float = PLAN_DT, at: int = CURRENT_INDEX,
+                    origin: np.ndarray | None = None) -> Trajectory:
+        """Privileged: the logged ego's trajectory after step `at`, `num_poses` poses every `dt` [s], in the
+        frame of pose `origin` (3,) (default: the logged pose at `at`). Past the log's end it goes on at the
+        last logged speed and heading."""
+        stride = round(dt / SIM_DT)
+        rows = at + stride * np.arange(1, num_poses + 1)
+        last = self.num_steps - 1
+        poses = self.ego.pose[np.minimum(rows, last)].copy()
+        beyond = (rows - last)[rows > last] * SIM_DT  # [s] past the last logged step
+        if beyond.size:
+            heading = self.ego.pose[last, 2]
+            speed = float(self.ego.velocity[last, 0])
+            poses[rows > last, 0] += speed * beyond * np.cos(heading)
+            poses[rows > last, 1] += speed * beyond * np.sin(heading)
+        return Trajectory(poses_to_local(poses, self.ego.pose[at] if origin is None else origin), dt, Frame.EGO)
+
+    def _observe_log(self, at: int) -> DriveObservation:
+        now = slice(at - OBSERVED_HISTORY_STEPS, at + 1)
+        return observe(self.ego.slice(now), self.agents.select(slice(None), now), self.map, self.route,
+                       self.command, self.red_lane_ids(at))
+
+
+@dataclass(frozen=True, eq=False)
+class DriveScene(DriveLog):
+    """Everything about one driving scene, privileged included, over NUM_STEPS steps at SIM_DT.
+
+    Steps up to CURRENT_INDEX are history; later steps are the privileged future. Only
+    `observation()` may be handed to a planner. Fields as DriveLog's, with T = NUM_STEPS.
+    """
+
+    def validate(self) -> DriveScene:
+        """The scene itself (every part); ValidationError naming the field on a bad shape, dtype or value."""
+        self.metadata.validate()
+        self.ego.validate()
+        if self.ego.pose.shape[:1] != (NUM_STEPS,):
+            raise ValidationError(f"DriveScene.ego: expected {NUM_STEPS} steps, got shape {self.ego.pose.shape}")
+        super().validate()
+        return self
+
     def observation(self, at: int = CURRENT_INDEX) -> DriveObservation:
         """The planner's view at step `at` (default: now): 1.5 s of history, ego frame, within
         OBSERVATION_RADIUS. Evaluation may pass `at = CURRENT_INDEX - PREVIOUS_PLAN_STEPS`."""
         if not OBSERVED_HISTORY_STEPS <= at <= CURRENT_INDEX:
             raise ValueError(f"observation step {at} is outside [{OBSERVED_HISTORY_STEPS}, {CURRENT_INDEX}]")
-        origin = self.ego.pose[at]
-        now = slice(at - OBSERVED_HISTORY_STEPS, at + 1)
-        distance = np.linalg.norm(self.agents.xy[:, at] - origin[:2], axis=-1)
-        present = self.agents.valid[:, at] & (distance <= OBSERVATION_RADIUS)
-        disk = shapely.Point(*origin[:2]).buffer(OBSERVATION_RADIUS)
-        route_near = shapely.intersection(self.route.centerline, disk)
-        if not isinstance(route_near, shapely.LineString) or route_near.is_empty:
-            route_near = self.route.centerline  # multi-part or far route: keep it whole
-        route_local = shapely.transform(route_near, lambda xy: points_to_local(xy, origin))
-        red_now = self.traffic_lights.lane_ids[self.traffic_lights.is_red[:, at]]
-        return DriveObservation(
-            ego_history=self.ego.slice(now).to_local(origin),
-            ego_pose_global=origin.copy(),
-            agents=self.agents.select(present, now).to_local(origin),
-            map=self.map.crop(origin[:2], OBSERVATION_RADIUS).to_local(origin),
-            route=Route(self.route.lane_ids, route_local),
-            command=self.command,
-            red_lane_ids=red_now.copy(),
-        )
+        return self._observe_log(at)
 
     # --- privileged views, for target builders, data generation and evaluation only ---
 
@@ -239,12 +298,12 @@ class DriveScene:
         """Privileged: the expert's states after now, (NUM_FUTURE_STEPS,), map frame."""
         return self.ego.slice(slice(CURRENT_INDEX + 1, None))
 
-    def expert_plan(self, num_poses: int = NUM_PLAN_POSES, dt: float = PLAN_DT, at: int = CURRENT_INDEX
-                    ) -> Trajectory:
+    def expert_plan(self, num_poses: int = NUM_PLAN_POSES, dt: float = PLAN_DT, at: int = CURRENT_INDEX,
+                    origin: np.ndarray | None = None) -> Trajectory:
         """Privileged: the expert's trajectory after step `at` as `num_poses` poses every `dt` [s], in the
-        ego frame at `at`."""
+        ego frame at `at` (or of pose `origin` (3,), e.g. a simulated ego's)."""
         stride = round(dt / SIM_DT)
         rows = at + stride * np.arange(1, num_poses + 1)
         if rows[-1] >= NUM_STEPS:
             raise ValueError(f"{num_poses} poses at {dt} s run past the {NUM_FUTURE_STEPS * SIM_DT} s future")
-        return Trajectory(poses_to_local(self.ego.pose[rows], self.ego.pose[at]), dt, Frame.EGO)
+        return super().expert_plan(num_poses, dt, at, origin)

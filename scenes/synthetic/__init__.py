@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scenes.drive import DriveScene, ScenarioType
+from scenes.drive import NUM_FUTURE_STEPS, NUM_HISTORY_STEPS, DriveLog, DriveScene, ScenarioType
 
 GENERATOR_VERSION: str = "synthetic-drive/3"  # 3: portable float math (scenes.portable)
 
@@ -41,6 +41,26 @@ def scenario_for_seed(seed: int) -> ScenarioType:
     return SYNTHETIC_SCENARIOS[int(np.random.default_rng([seed, 1]).integers(len(SYNTHETIC_SCENARIOS)))]
 
 
+LONG_ROAD_EXTENSION = 200.0  # [m] longer roads for long logs: a 15 s drive at the fastest speed limit fits
+
+
+def generate_log(seed: int, split: str, scenario: ScenarioType | None, future_steps: int) -> DriveLog:
+    """A validated DriveLog for `seed`: the scene's layout type and traffic simulated `future_steps` SIM_DT
+    steps after now, on roads LONG_ROAD_EXTENSION longer (so not the same scene as `generate_scene`'s)."""
+    from scenes.synthetic.generator import generate_log as simulate_log
+
+    _check_split(split)
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    if future_steps < NUM_FUTURE_STEPS:
+        raise ValueError(f"a log needs at least {NUM_FUTURE_STEPS} future steps, got {future_steps}")
+    scenario = scenario_for_seed(seed) if scenario is None else ScenarioType(scenario)
+    if scenario is ScenarioType.LOG:
+        raise ValueError("ScenarioType.LOG scenes come from logs, not from the synthetic generator")
+    num_steps = NUM_HISTORY_STEPS + 1 + future_steps
+    return simulate_log(int(seed), split, scenario, GENERATOR_VERSION, num_steps, LONG_ROAD_EXTENSION).validate()
+
+
 def generate_scene(seed: int, split: str, scenario: ScenarioType | None = None) -> DriveScene:
     """A validated DriveScene for `seed`; `scenario` None picks one from the seed."""
     from scenes.synthetic.generator import generate
@@ -56,8 +76,10 @@ def generate_scene(seed: int, split: str, scenario: ScenarioType | None = None) 
 
 __all__ = [
     "GENERATOR_VERSION",
+    "LONG_ROAD_EXTENSION",
     "SPLIT_SEED_RANGES",
     "SYNTHETIC_SCENARIOS",
+    "generate_log",
     "generate_scene",
     "scenario_for_seed",
     "scene_seed",

@@ -13,6 +13,7 @@ from scenes.drive import (
     CURRENT_INDEX,
     NUM_STEPS,
     SIM_DT,
+    DriveLog,
     DriveScene,
     Route,
     ScenarioType,
@@ -28,22 +29,24 @@ from scenes.synthetic.intersection import intersection_layout
 from scenes.synthetic.layouts import Layout, lane_drop_layout, merge_layout, road_layout
 from scenes.synthetic.paths import PathTable
 from scenes.synthetic.pedestrians import PED_SIZE, Walkers
-from scenes.synthetic.traffic import T_SIM, WARMUP, Fleet, Simulation
+from scenes.synthetic.traffic import T_SIM, WARMUP, Fleet, Simulation, simulated_steps
 
 AGENT_RANGE = 100.0  # [m] agents farther from the ego are not observed (valid=False)
 S = ScenarioType
 
 
-def make_layout(rng: PortableRandom, scenario: ScenarioType) -> Layout:
-    """The road layout, traffic lights and pedestrians of a `scenario` scene."""
-    sim_times = (np.arange(T_SIM) - WARMUP - CURRENT_INDEX) * SIM_DT
+def make_layout(rng: PortableRandom, scenario: ScenarioType, sim_steps: int = T_SIM, extension: float = 0.0
+                ) -> Layout:
+    """The road layout, traffic lights and pedestrians of a `scenario` scene simulated for `sim_steps` steps,
+    with roads `extension` [m] longer than a DriveScene needs."""
+    sim_times = (np.arange(sim_steps) - WARMUP - CURRENT_INDEX) * SIM_DT
     if scenario in (S.INTERSECTION_LEFT, S.INTERSECTION_RIGHT, S.INTERSECTION_STRAIGHT):
-        return intersection_layout(rng, scenario, sim_times)
+        return intersection_layout(rng, scenario, sim_times, extension)
     if scenario is S.MERGE:
-        return merge_layout(rng)
+        return merge_layout(rng, extension)
     if scenario is S.LANE_DROP:
-        return lane_drop_layout(rng)
-    return road_layout(rng, scenario)
+        return lane_drop_layout(rng, extension)
+    return road_layout(rng, scenario, extension)
 
 
 def _vehicle(rng: PortableRandom, path: int, s: float, v: float, spawn: int = 0, **over) -> dict:
@@ -66,8 +69,9 @@ def _start_speed(tab: PathTable, p: int, s: float, v: float) -> float:
     return float(v)
 
 
-def make_fleet(rng: PortableRandom, lay: Layout, tab: PathTable) -> Fleet:
-    """The vehicles: the ego, the layout's parked or slow vehicles, initial traffic and inflow, as a Fleet."""
+def make_fleet(rng: PortableRandom, lay: Layout, tab: PathTable, sim_steps: int = T_SIM) -> Fleet:
+    """The vehicles: the ego, the layout's parked or slow vehicles, initial traffic and inflow over `sim_steps`
+    steps, as a Fleet."""
     t_pre = (WARMUP + CURRENT_INDEX) * SIM_DT
     pe = lay.ego_path
     v_e = tab.vmax[pe, int(lay.ego_s_now)] * rng.uniform(0.75, 0.95)
@@ -103,7 +107,7 @@ def make_fleet(rng: PortableRandom, lay: Layout, tab: PathTable) -> Fleet:
             pos += row["length"] + lay.density * (rng.uniform(6.0, 20.0) + v * rng.uniform(0.9, 1.8))
         if g.inflow:
             t = lay.density * rng.exponential(2.0)
-            while t < (T_SIM - 20) * SIM_DT:
+            while t < (sim_steps - 20) * SIM_DT:
                 p = int(rng.choice(g.paths, p=g.weights))
                 v = tab.vmax[p, int(g.s_min)] * rng.uniform(0.75, 0.95)
                 rows.append(_vehicle(rng, p, g.s_min, v, spawn=int(t / SIM_DT) + 1))
@@ -138,17 +142,25 @@ def _ego_state(sim: Simulation, tab: PathTable
 def generate(seed: int, split: str, scenario: ScenarioType, version: str) -> DriveScene:
     """The `scenario` DriveScene of `seed`: a layout and its simulated traffic (the ego drives as the expert),
     in a random map frame; `split` and `version` go into its metadata."""
+    log = generate_log(seed, split, scenario, version, NUM_STEPS, 0.0)
+    return DriveScene(log.metadata, log.ego, log.agents, log.map, log.route, log.command, log.traffic_lights)
+
+
+def generate_log(seed: int, split: str, scenario: ScenarioType, version: str, num_steps: int, extension: float
+                 ) -> DriveLog:
+    """`generate` over `num_steps` logged steps (NUM_STEPS: the DriveScene), on roads `extension` [m] longer."""
     rng = PortableRandom([seed, 2])
-    lay = make_layout(rng, scenario)
+    sim_steps = simulated_steps(num_steps)
+    lay = make_layout(rng, scenario, sim_steps, extension)
     tab = PathTable(lay)
-    fleet = make_fleet(rng, lay, tab)
+    fleet = make_fleet(rng, lay, tab, sim_steps)
     walkers = Walkers(lay.crossings, lay.pedestrians)
     lane_change = scenario in (S.PARKED_VEHICLE, S.SLOW_VEHICLE)
     order = (0, 1) if rng.random() < 0.7 else (1, 0)
     red = None if lay.signal_red is None else lay.signal_red
-    sim = Simulation(tab, fleet, walkers, red, lay.ped_green, lay.neighbours, lane_change, order)
+    sim = Simulation(tab, fleet, walkers, red, lay.ped_green, lay.neighbours, lane_change, order, sim_steps)
     sim.run()
-    keep = slice(WARMUP, WARMUP + NUM_STEPS)
+    keep = slice(WARMUP, WARMUP + num_steps)
     pose, vel, acc, yaw_rate, steering = (x[keep] for x in _ego_state(sim, tab))
     # vehicles (ego excluded) then pedestrians, over the kept window
     path, s = sim.h_path[keep, 1:].T, sim.h_s[keep, 1:].T
@@ -161,7 +173,7 @@ def generate(seed: int, split: str, scenario: ScenarioType, version: str) -> Dri
     xy = np.concatenate([vxy, pxy])
     heading = np.concatenate([vh, ph])
     velocity = np.concatenate([vvel, pvel])
-    valid = np.concatenate([sim.h_active[keep, 1:].T, np.ones((n_ped, NUM_STEPS), bool)])
+    valid = np.concatenate([sim.h_active[keep, 1:].T, np.ones((n_ped, num_steps), bool)])
     sin_p, cos_p = portable.sincos(pose[:, 2])
     centre = pose[:, :2] + PACIFICA.rear_axle_to_center * np.stack([cos_p, sin_p], -1)
     valid &= portable.norm(xy - centre[None]) <= AGENT_RANGE
@@ -194,11 +206,10 @@ def generate(seed: int, split: str, scenario: ScenarioType, version: str) -> Dri
     route_lanes = tuple(lay.paths[lay.ego_path])
     route_xy = move(pl.concat([lay.builder.lanes[i].xy for i in route_lanes]))
     lights = TrafficLights(np.array(lay.lights, np.int64),
-                           np.zeros((0, NUM_STEPS), bool) if red is None else red[:, keep].copy())
+                           np.zeros((0, num_steps), bool) if red is None else red[:, keep].copy())
     meta = SceneMetadata(f"{split}-{seed:010d}", seed, split, scenario, version)
     route_line = shapely.simplify(shapely.LineString(route_xy), COLLINEAR_TOLERANCE)
-    return DriveScene(meta, ego, agents, road_map, Route(route_lanes, route_line),
-                      lay.command, lights)
+    return DriveLog(meta, ego, agents, road_map, Route(route_lanes, route_line), lay.command, lights)
 
 
 COLLINEAR_TOLERANCE = 1e-6  # [m]: only points on a straight run go, so shared edges stay shared

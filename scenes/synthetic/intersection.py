@@ -23,8 +23,10 @@ def _straight(p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
     return np.linspace(p0, p1, n)
 
 
-def intersection_layout(rng: PortableRandom, scenario: ScenarioType, sim_times: np.ndarray) -> Layout:
-    """INTERSECTION_LEFT / RIGHT / STRAIGHT; `sim_times` (T,) [s] relative to the current time."""
+def intersection_layout(rng: PortableRandom, scenario: ScenarioType, sim_times: np.ndarray,
+                        extension: float = 0.0) -> Layout:
+    """INTERSECTION_LEFT / RIGHT / STRAIGHT; `sim_times` (T,) [s] relative to the current time; arms `extension`
+    [m] longer than a DriveScene needs."""
     move = {ScenarioType.INTERSECTION_LEFT: "left", ScenarioType.INTERSECTION_RIGHT: "right"}.get(
         scenario, "straight")
     nl = int(rng.choice([1, 2, 2, 3]))
@@ -33,7 +35,7 @@ def intersection_layout(rng: PortableRandom, scenario: ScenarioType, sim_times: 
     box = road + rng.uniform(2.0, 5.0)
     cw = rng.uniform(3.0, 4.5)
     stop = box + cw + 1.0
-    arm_len = rng.uniform(140, 170)
+    arm_len = rng.uniform(140, 170) + extension
     b = MapBuilder(rng)
     axis = [np.array([c, s]) for s, c in zip(*portable.sincos(-np.pi / 2 + np.pi / 2 * np.arange(4)))]
     normal = [np.array([-a[1], a[0]]) for a in axis]

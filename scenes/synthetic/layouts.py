@@ -80,8 +80,9 @@ def _cuts(rng: PortableRandom, n: int) -> list[int]:
     return sorted({int(c) for c in rng.uniform(70, n - 70, size=k)})
 
 
-def road_layout(rng: PortableRandom, scenario: ScenarioType) -> Layout:
-    """STRAIGHT_ROAD, CURVED_ROAD, PARKED_VEHICLE, SLOW_VEHICLE, PEDESTRIAN_CROSSING."""
+def road_layout(rng: PortableRandom, scenario: ScenarioType, extension: float = 0.0) -> Layout:
+    """STRAIGHT_ROAD, CURVED_ROAD, PARKED_VEHICLE, SLOW_VEHICLE, PEDESTRIAN_CROSSING; roads `extension` [m]
+    longer than a DriveScene needs (for longer logs)."""
     S = ScenarioType
     curved = scenario is S.CURVED_ROAD or (scenario is not S.STRAIGHT_ROAD and rng.random() < 0.3)
     if scenario is S.PARKED_VEHICLE:
@@ -92,7 +93,7 @@ def road_layout(rng: PortableRandom, scenario: ScenarioType) -> Layout:
         n = int(rng.integers(1, 5))
     width = rng.uniform(3.0, 3.8)
     speed = rng.uniform(8.0, 13.0) if scenario is S.PEDESTRIAN_CROSSING else rng.uniform(11.0, 20.0)
-    ref = reference_line(rng, rng.uniform(300, 380), curved)
+    ref = reference_line(rng, rng.uniform(300, 380) + extension, curved)
     b = MapBuilder(rng)
     fwd = b.add_road(ref, n, width, speed, _cuts(rng, len(ref)))
     paths = [tuple(seg[k] for seg in fwd) for k in range(n)]
@@ -143,11 +144,12 @@ def _add_midblock_crossing(rng: PortableRandom, lay: Layout, ref: np.ndarray, ri
                                           rng.uniform(1.0, 1.6), rng.uniform(-0.7, 0.7) * half))
 
 
-def merge_layout(rng: PortableRandom) -> Layout:
-    """MERGE: an on-ramp (yielding) joins the rightmost lane of a 1-3 lane main road."""
+def merge_layout(rng: PortableRandom, extension: float = 0.0) -> Layout:
+    """MERGE: an on-ramp (yielding) joins the rightmost lane of a 1-3 lane main road (`extension` [m] longer
+    after the merge)."""
     n = int(rng.integers(1, 4))
     width, speed = rng.uniform(3.2, 3.8), rng.uniform(14.0, 20.0)
-    ref = reference_line(rng, rng.uniform(300, 360), rng.random() < 0.4)
+    ref = reference_line(rng, rng.uniform(300, 360) + extension, rng.random() < 0.4)
     im = int(rng.uniform(170, 210))
     b = MapBuilder(rng)
     seg_a, seg_b = b.add_road(ref, n, width, speed, [im])
@@ -172,11 +174,12 @@ def merge_layout(rng: PortableRandom) -> Layout:
                   density=rng.uniform(0.8, 1.5))
 
 
-def lane_drop_layout(rng: PortableRandom) -> Layout:
-    """LANE_DROP: the rightmost of n + 1 lanes tapers into its neighbour; its traffic yields and merges."""
+def lane_drop_layout(rng: PortableRandom, extension: float = 0.0) -> Layout:
+    """LANE_DROP: the rightmost of n + 1 lanes tapers into its neighbour; its traffic yields and merges (`extension`
+    [m] longer after the drop)."""
     n = int(rng.integers(1, 4))
     width, speed = rng.uniform(3.0, 3.8), rng.uniform(12.0, 18.0)
-    ref = reference_line(rng, rng.uniform(300, 360), rng.random() < 0.35)
+    ref = reference_line(rng, rng.uniform(300, 360) + extension, rng.random() < 0.35)
     i_drop = int(rng.uniform(170, 210))
     b = MapBuilder(rng)
     seg_a, seg_b = b.add_road(ref, n, width, speed, [i_drop])

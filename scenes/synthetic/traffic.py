@@ -16,6 +16,11 @@ from scenes.synthetic.pedestrians import Walkers
 
 WARMUP = 30  # [steps] simulated before index 0 (initial speeds are already near equilibrium)
 T_SIM = WARMUP + NUM_STEPS + 2  # two extra steps: central differences of central differences at the end
+
+
+def simulated_steps(log_steps: int) -> int:
+    """Steps the traffic simulation runs for a log of `log_steps` steps (T_SIM for a DriveScene)."""
+    return WARMUP + log_steps + 2
 MAX_DECEL = 9.0  # [m/s^2]
 B_STOP = 4.0  # [m/s^2] a vehicle stops for a light / crosswalk only if it can at this deceleration
 EGO_STATIC_GAP = 8.0  # [m] the ego stops this far behind a static obstacle, room to steer round it
@@ -96,25 +101,28 @@ class _Live:
 
 
 class Simulation:
-    """Runs T_SIM steps; records path, station, speed, activity per step and the ego's lateral offset."""
+    """Runs `num_steps` steps (default T_SIM); records path, station, speed, activity per step and the ego's
+    lateral offset."""
 
     def __init__(self, table: PathTable, fleet: Fleet, walkers: Walkers, red: np.ndarray | None,
-                 ped_green: np.ndarray | None, neighbours: dict, lane_change: bool, side_order: tuple[int, int]):
+                 ped_green: np.ndarray | None, neighbours: dict, lane_change: bool, side_order: tuple[int, int],
+                 num_steps: int = T_SIM):
         self.tab, self.f, self.w = table, fleet, walkers
+        self.num_steps = num_steps
         self.red = red
         self.ped_green = ped_green
         self.neighbours, self.lane_change, self.side_order = neighbours, lane_change, side_order
         n = len(fleet.s)
-        self.h_path = np.zeros((T_SIM, n), np.int64)
-        self.h_s = np.zeros((T_SIM, n))
-        self.h_v = np.zeros((T_SIM, n))
-        self.h_active = np.zeros((T_SIM, n), bool)
-        self.ego_d = np.zeros(T_SIM)  # lateral offset [m] (left +) from the ego's path
-        self.ego_dd = np.zeros(T_SIM)  # d offset / d station
-        self.ped_state = [np.zeros((T_SIM, walkers.count, 2)), np.zeros((T_SIM, walkers.count)),
-                          np.zeros((T_SIM, walkers.count, 2))]
-        self.ped_u = np.zeros((T_SIM, walkers.count))  # pedestrian progress [m] per step
-        self.ped_walking = np.zeros((T_SIM, walkers.count), bool)
+        self.h_path = np.zeros((num_steps, n), np.int64)
+        self.h_s = np.zeros((num_steps, n))
+        self.h_v = np.zeros((num_steps, n))
+        self.h_active = np.zeros((num_steps, n), bool)
+        self.ego_d = np.zeros(num_steps)  # lateral offset [m] (left +) from the ego's path
+        self.ego_dd = np.zeros(num_steps)  # d offset / d station
+        self.ped_state = [np.zeros((num_steps, walkers.count, 2)), np.zeros((num_steps, walkers.count)),
+                          np.zeros((num_steps, walkers.count, 2))]
+        self.ped_u = np.zeros((num_steps, walkers.count))  # pedestrian progress [m] per step
+        self.ped_walking = np.zeros((num_steps, walkers.count), bool)
         self.lc: dict | None = None
         self.lane_changed = False
         self.ego_a = 0.0  # [m/s^2] the ego's last commanded acceleration
@@ -136,10 +144,10 @@ class Simulation:
         self.live: _Live | None = None
 
     def run(self) -> None:
-        """Simulate T_SIM steps, recording each (the pedestrians' states at the end)."""
+        """Simulate `num_steps` steps, recording each (the pedestrians' states at the end)."""
         f = self.f
         f.active[:] = f.spawn == 0
-        for k in range(T_SIM):
+        for k in range(self.num_steps):
             self._record(k)
             self._step(k)
         if self.w.count:
