@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 import planners
+from diffplan.commands.eval_closed_loop import closed_loop
 from diffplan.commands.eval_nuscenes import nuscenes
 from diffplan.commands.pointnav import pointnav
 from diffplan.console import (
@@ -32,6 +33,7 @@ app = typer.Typer(help="Closed-loop evaluation.", no_args_is_help=True, add_comp
                   rich_markup_mode="markdown")
 app.command()(pointnav)
 app.command()(nuscenes)
+app.command(name="closed-loop")(closed_loop)
 console = output_console()
 METRICS = {"pdms": "pdms-v1", "epdms": "epdms-v2"}  # CLI name -> planners.pdm.scoring.MetricVersion value
 
