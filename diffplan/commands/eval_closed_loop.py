@@ -47,6 +47,10 @@ def closed_loop(
                                                          "n_failed, every sub-metric, latency_ms_p95, ...")] = False,
     seed: Annotated[int, typer.Option(help="Seed of stochastic (diffusion) planners, reset at every scenario.")
                     ] = 0,
+    warm_start: Annotated[str | None, typer.Option(
+        help="START_T:STEPS, e.g. 4:1: DiffusionDrive starts each call after the first from its previous plan, "
+             "shifted by the re-plan interval and noised to START_T (0-49), then takes STEPS denoising steps "
+             "(RTI-DP). Default: cold start from the anchors every call.")] = None,
 ) -> None:
     """Closed-loop simulation as nuPlan runs it, scored with nuPlan's closed-loop score (CLS-NR or CLS-R).
 
@@ -77,7 +81,8 @@ def closed_loop(
         planners.require_domain(loaded, planners.Domain.DRIVING, "eval closed-loop")
         source = LogSource(scenes, duration).validate()
         count = len(source) if limit is None else min(limit, len(source))
-        config = ClosedLoopConfig(planner, simulation)
+        config = ClosedLoopConfig(planner, simulation, _warm_start(warm_start))
+        config.load_planner()  # a planner without a warm start fails here, in one line
         job = ClosedLoopEvaluation(source, config, tuple(range(count)), planner_fingerprint(planner))
         with tempfile.TemporaryDirectory(prefix="diffplan-closed-loop-") as scratch:
             folder = out if out is not None else Path(scratch) / "run"
@@ -98,3 +103,13 @@ def closed_loop(
             console.print(f"[red]failed[/] {record.scene_id}: {record.error}", highlight=False)
     if as_json:
         print(json.dumps(summary.as_json()))
+
+
+def _warm_start(text: str | None) -> tuple[int, int] | None:
+    """"4:1" -> (4, 1); UserError naming --warm-start on anything else."""
+    if text is None:
+        return None
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UserError(f"--warm-start must be START_T:STEPS, e.g. 4:1, got {text!r}")
+    return int(parts[0]), int(parts[1])

@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 import planners
-from eval.closed_loop.cls import CLS_METRIC_VERSION, ClsMetrics, aggregate, score_rollout, temporal_consistency
-from eval.closed_loop.simulation import NUPLAN_DURATION, AgentMode, ClosedLoopResult, SimulationConfig, simulate_log
+from eval.closed_loop.cls import (
+    CLS_METRIC_VERSION,
+    ClsMetrics,
+    aggregate,
+    score_rollout,
+    temporal_consistency,
+)
+from eval.closed_loop.simulation import (
+    NUPLAN_DURATION,
+    ClosedLoopResult,
+    SimulationConfig,
+    simulate_log,
+)
 from eval.records import from_json, to_json
 from scenes.digest import combined_digest, content_digest
 from scenes.drive import SIM_DT, DriveLog
@@ -88,10 +99,29 @@ class LogSource:
 
 @dataclass(frozen=True)
 class ClosedLoopConfig:
-    """What to run: a planner (name or checkpoint) under a SimulationConfig."""
+    """What to run: a planner (name or checkpoint) under a SimulationConfig; `warm_start` (start_t, steps)
+    starts a diffusion planner's calls after the first from its previous plan (RTI-DP), None: cold."""
 
     planner: str
-    simulation: SimulationConfig = SimulationConfig()
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    warm_start: tuple[int, int] | None = None
+
+    def load_planner(self) -> planners.Planner:
+        """The planner, warm-started as configured (ConfigError naming `warm_start` if it cannot be)."""
+        planner = planners.load(self.planner)
+        if self.warm_start is not None:
+            if not hasattr(type(planner), "warm_start"):
+                raise ConfigError("warm_start", f"{{field}}: planner {self.planner!r} has no warm start "
+                                                "(DiffusionDrive has)")
+            from planners.learned.diffusiondrive import WarmStart
+
+            start_t, steps = self.warm_start
+            interval = self.simulation.replan_every * SIM_DT
+            try:
+                planner.warm_start = WarmStart(start_t, steps, interval).validate()  # type: ignore[attr-defined]
+            except ValueError as error:
+                raise ConfigError("warm_start", f"{{field}}: {error}") from None
+        return planner
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,8 +159,7 @@ class ScenarioRecord:
 
 def failed_metrics(reactive: bool) -> ClsMetrics:
     """The metrics of a scenario the planner failed on: everything 0."""
-    zeros = dict.fromkeys(ClsMetrics.MULTIPLIERS + ClsMetrics.WEIGHTED, 0.0)
-    return ClsMetrics(**zeros, score=0.0, reactive=reactive)
+    return ClsMetrics(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, score=0.0, reactive=reactive)
 
 
 def record_of(index: int, result: ClosedLoopResult, reactive: bool) -> ScenarioRecord:
@@ -150,7 +179,7 @@ def record_of(index: int, result: ClosedLoopResult, reactive: bool) -> ScenarioR
 def evaluate_logs(source: LogSource, indices: Sequence[int], config: ClosedLoopConfig,
                   on_scene: Callable[[ScenarioRecord], None] = lambda record: None) -> list[ScenarioRecord]:
     """Simulate and score the logs `indices` of `source` with one loaded planner; `on_scene` after each."""
-    planner = planners.load(config.planner)
+    planner = config.load_planner()
     log = source.open()
     records = []
     for index in indices:
@@ -181,7 +210,7 @@ class ClosedLoopSummary:
         """One flat object: metric, cls, n_scenes, n_failed, every sub-metric, ec, latency_ms_p95, ..."""
         body = dataclasses.asdict(self)
         body.update(body.pop("sub_metrics"))
-        return {k: None if isinstance(v, float) and v != v else v for k, v in body.items()}  # NaN: null
+        return {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in body.items()}  # NaN: null
 
 
 def summarize(records: Sequence[ScenarioRecord]) -> ClosedLoopSummary:
@@ -219,7 +248,8 @@ class ClosedLoopEvaluation:
                 "scenes": self.source.spec if self.source.synthetic else str(Path(self.source.spec).resolve()),
                 "duration": simulation.duration, "replan_every": simulation.replan_every,
                 "agents": simulation.agents.value, "seed": simulation.seed, "indices": list(self.indices),
-                "chunk_size": self.chunk_size, "metric_version": CLS_METRIC_VERSION}
+                "chunk_size": self.chunk_size, "metric_version": CLS_METRIC_VERSION,
+                "warm_start": None if self.config.warm_start is None else list(self.config.warm_start)}
 
     def job_defaults(self) -> dict[str, object]:
         """Empty: every field is in every job file."""

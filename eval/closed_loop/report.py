@@ -62,6 +62,7 @@ def write_run(out: Path, label: str, config: ClosedLoopConfig, records: Sequence
     simulation = config.simulation
     body = {"planner": config.planner, **summary.as_json(), "agents": simulation.agents.value,
             "replan_every": simulation.replan_every, "duration": simulation.duration, "seed": simulation.seed,
+            "warm_start": None if config.warm_start is None else dict(zip(("start_t", "steps"), config.warm_start)),
             **extra, "failed_scenes": failed}
     atomic_write_bytes(out / "summary.json", (json.dumps(body, indent=2) + "\n").encode())
     note = (f"\n{extra.get('subset', '')}; {summary.metric.upper()} ({summary.version}), {summary.n_scenes} "
@@ -78,11 +79,10 @@ def worst_records(records: Sequence[ScenarioRecord], count: int) -> list[Scenari
 def save_worst_animations(out: Path, source: LogSource, config: ClosedLoopConfig,
                           records: Sequence[ScenarioRecord], count: int) -> list[Path]:
     """Simulate the worst scenarios again (the loop is deterministic) and write worst/NN-<scene>.gif."""
-    import planners
     from eval.closed_loop.render import save_rollout_animation
     from eval.closed_loop.simulation import simulate_log
 
-    planner = planners.load(config.planner)
+    planner = config.load_planner()
     log = source.open()
     paths = []
     for rank, record in enumerate(worst_records(records, count)):

@@ -211,7 +211,7 @@ def simulate_log(log: DriveLog, planner: Planner, config: SimulationConfig = Sim
                                   agents.tracks(slice(t - OBSERVED_HISTORY_STEPS, t + 1)), log.map, log.route,
                                   log.command, log.red_lane_ids(t))
             call, error = _call_planner(planner, observation, log, t, step, states[t])
-            if error is not None:
+            if call is None:
                 failed = step
                 break
             calls.append(call)
@@ -220,6 +220,7 @@ def simulate_log(log: DriveLog, planner: Planner, config: SimulationConfig = Sim
                 callback.on_plan(step, observation, call)
         if step == num_steps:
             break
+        assert reference is not None  # step 0 always plans
         if step == reference_step:
             tracked = calls[-1].states  # the plan just made, driven from this state
         else:

@@ -431,6 +431,7 @@ class DiffusionDrivePlanner(LearnedDrivePlanner):
 
     model_class = DiffusionDriveModel
     warm_start: WarmStart | None = None
+    last_network_steps: int | None = None  # denoising steps of the last call (closed-loop reports read it)
 
     def reset(self) -> None:
         """Restart the noise generator from `seed` and forget the previous plan."""
@@ -443,6 +444,7 @@ class DiffusionDrivePlanner(LearnedDrivePlanner):
         model = self.model
         assert isinstance(model, DiffusionDriveModel)
         warm = self.warm_start
+        self.last_network_steps = model.inference_steps
         if warm is None or len(observations) != 1:
             return model.propose(features, generator=self._generator)
         origin = np.asarray(observations[0].ego_pose_global, np.float64)
@@ -450,6 +452,7 @@ class DiffusionDrivePlanner(LearnedDrivePlanner):
         if previous is None:
             best, plans, scores = model.propose(features, generator=self._generator)
         else:
+            self.last_network_steps = warm.steps
             xy, previous_origin, mode = previous
             start = model.anchors.detach().clone().to(torch.float64)
             start[mode] = torch.from_numpy(shifted_plan(xy, previous_origin, origin, warm.validate().replan_interval_s))
