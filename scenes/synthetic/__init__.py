@@ -46,7 +46,8 @@ LONG_ROAD_EXTENSION = 200.0  # [m] longer roads for long logs: a 15 s drive at t
 
 def generate_log(seed: int, split: str, scenario: ScenarioType | None, future_steps: int) -> DriveLog:
     """A validated DriveLog for `seed`: the scene's layout type and traffic simulated `future_steps` SIM_DT
-    steps after now, on roads LONG_ROAD_EXTENSION longer (so not the same scene as `generate_scene`'s)."""
+    steps after now, on roads LONG_ROAD_EXTENSION longer, with the ego's rear axle (not its centre) on its lane
+    path, so that the log is a kinematic bicycle's (not the same scene as `generate_scene`'s)."""
     from scenes.synthetic.generator import generate_log as simulate_log
 
     _check_split(split)
@@ -58,7 +59,8 @@ def generate_log(seed: int, split: str, scenario: ScenarioType | None, future_st
     if scenario is ScenarioType.LOG:
         raise ValueError("ScenarioType.LOG scenes come from logs, not from the synthetic generator")
     num_steps = NUM_HISTORY_STEPS + 1 + future_steps
-    return simulate_log(int(seed), split, scenario, GENERATOR_VERSION, num_steps, LONG_ROAD_EXTENSION).validate()
+    return simulate_log(int(seed), split, scenario, GENERATOR_VERSION, num_steps, LONG_ROAD_EXTENSION,
+                        rear_on_path=True).validate()
 
 
 def generate_scene(seed: int, split: str, scenario: ScenarioType | None = None) -> DriveScene:

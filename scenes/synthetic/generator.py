@@ -115,16 +115,19 @@ def make_fleet(rng: PortableRandom, lay: Layout, tab: PathTable, sim_steps: int 
     return Fleet(rows)
 
 
-def _ego_state(sim: Simulation, tab: PathTable
+def _ego_state(sim: Simulation, tab: PathTable, rear_on_path: bool = False
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Ego rear-axle arrays over T_SIM: pose (T, 3), body velocity (T, 2), body accel (T, 2), yaw rate, steer."""
+    """Ego rear-axle arrays over the simulated steps: pose (T, 3), body velocity (T, 2), body accel (T, 2), yaw
+    rate, steer. The vehicle's centre follows the lane path (DriveScenes), or with `rear_on_path` its rear axle
+    does: then the rear axle moves along its heading, as a kinematic bicycle's does (the centre on the path gives
+    the rear axle a sideslip of -1.67 m x yaw rate, which closed-loop tracking of the log turns into drift)."""
     xy, h, kappa = tab.sample(sim.h_path[:, 0], sim.h_s[:, 0])
     sin_h, cos_h = portable.sincos(h)
     centre = xy + np.stack([-sin_h, cos_h], -1) * sim.ego_d[:, None]
     heading = h + portable.arctan(sim.ego_dd)
     sin, cos = portable.sincos(heading)
     direction = np.stack([cos, sin], -1)
-    rear = centre - PACIFICA.rear_axle_to_center * direction
+    rear = centre if rear_on_path else centre - PACIFICA.rear_axle_to_center * direction
     vel = np.gradient(rear, SIM_DT, axis=0)
     acc = np.gradient(vel, SIM_DT, axis=0)
     yaw_rate = np.gradient(np.unwrap(heading), SIM_DT)
@@ -142,13 +145,14 @@ def _ego_state(sim: Simulation, tab: PathTable
 def generate(seed: int, split: str, scenario: ScenarioType, version: str) -> DriveScene:
     """The `scenario` DriveScene of `seed`: a layout and its simulated traffic (the ego drives as the expert),
     in a random map frame; `split` and `version` go into its metadata."""
-    log = generate_log(seed, split, scenario, version, NUM_STEPS, 0.0)
+    log = generate_log(seed, split, scenario, version, NUM_STEPS, 0.0, rear_on_path=False)
     return DriveScene(log.metadata, log.ego, log.agents, log.map, log.route, log.command, log.traffic_lights)
 
 
-def generate_log(seed: int, split: str, scenario: ScenarioType, version: str, num_steps: int, extension: float
-                 ) -> DriveLog:
-    """`generate` over `num_steps` logged steps (NUM_STEPS: the DriveScene), on roads `extension` [m] longer."""
+def generate_log(seed: int, split: str, scenario: ScenarioType, version: str, num_steps: int, extension: float,
+                 rear_on_path: bool) -> DriveLog:
+    """`generate` over `num_steps` logged steps (NUM_STEPS: the DriveScene), on roads `extension` [m] longer;
+    `rear_on_path`: see `_ego_state`."""
     rng = PortableRandom([seed, 2])
     sim_steps = simulated_steps(num_steps)
     lay = make_layout(rng, scenario, sim_steps, extension)
@@ -161,7 +165,7 @@ def generate_log(seed: int, split: str, scenario: ScenarioType, version: str, nu
     sim = Simulation(tab, fleet, walkers, red, lay.ped_green, lay.neighbours, lane_change, order, sim_steps)
     sim.run()
     keep = slice(WARMUP, WARMUP + num_steps)
-    pose, vel, acc, yaw_rate, steering = (x[keep] for x in _ego_state(sim, tab))
+    pose, vel, acc, yaw_rate, steering = (x[keep] for x in _ego_state(sim, tab, rear_on_path))
     # vehicles (ego excluded) then pedestrians, over the kept window
     path, s = sim.h_path[keep, 1:].T, sim.h_s[keep, 1:].T
     vxy, vh, _ = tab.sample(path, s)
