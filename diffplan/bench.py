@@ -441,3 +441,52 @@ def bench_node(seconds: float) -> dict[str, float]:
 
 
 BENCHMARKS["node"] = bench_node
+
+
+def _closed_loop_figures(planner_name: str, mode: str, seconds: float, duration: float) -> dict[str, float]:
+    """Closed-loop scenarios of navtest-synth on one core until `seconds` are spent: simulated planner calls
+    per second with the planner's own time taken out, and the scoring time per scenario."""
+    import numpy as np
+
+    import planners
+    from eval.closed_loop import score_rollout
+    from eval.closed_loop.job import LogSource
+    from eval.closed_loop.simulation import AgentMode, SimulationConfig, simulate_log
+    from scenes.digest import combined_digest, content_digest
+
+    config = SimulationConfig(duration=duration, agents=AgentMode(mode))
+    log = LogSource("navtest-synth", duration).open()
+    planner = planners.load(planner_name)
+    calls, loop_s, planner_s, score_s, digests = 0, 0.0, 0.0, 0.0, []
+    while loop_s < seconds or not digests:
+        scenario = log(len(digests))
+        digests.append(content_digest(scenario))
+        start = time.perf_counter()
+        result = simulate_log(scenario, planner, config)
+        middle = time.perf_counter()
+        score_rollout(result.rollout, config.agents.reactive)
+        score_s += time.perf_counter() - middle
+        loop_s += middle - start
+        calls += len(result.calls)
+        planner_s += 1e-3 * float(np.sum([call.latency_ms for call in result.calls]))
+    prefix = f"{planner_name}_{mode}"
+    return {f"{prefix}_planner_calls_per_s_per_core": round(calls / max(loop_s - planner_s, 1e-9), 1),
+            f"{prefix}_calls_per_s_with_planner": round(calls / loop_s, 1),
+            f"{prefix}_planner_ms_per_call": round(1e3 * planner_s / calls, 2),
+            f"{prefix}_score_ms_per_scenario": round(1e3 * score_s / len(digests), 1),
+            f"{prefix}_scenarios": len(digests), f"{prefix}_logs_hash": combined_digest(digests)[:16]}
+
+
+def bench_closed_loop(seconds: float) -> dict[str, float]:
+    """`diffplan eval closed-loop`'s loop on one core: planner_calls_per_s_per_core is PDM-Closed's, on
+    navtest-synth logs of 15 s with replayed agents, excluding the planner's own time (issue goal: >= 20);
+    also with IDM agents, and the constant-velocity planner's."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    figures: dict[str, Any] = {}
+    for planner_name, mode in (("pdm-closed", "replay"), ("pdm-closed", "idm"), ("constant-velocity", "replay")):
+        figures.update(_closed_loop_figures(planner_name, mode, seconds, 15.0))
+    figures["planner_calls_per_s_per_core"] = figures["pdm-closed_replay_planner_calls_per_s_per_core"]
+    return figures
+
+
+BENCHMARKS["closed-loop"] = bench_closed_loop
