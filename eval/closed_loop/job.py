@@ -80,7 +80,7 @@ class LogSource:
         from scenes.store import DriveDataset
 
         data = DriveDataset.open(self.spec)
-        return lambda index: data[index]
+        return lambda index: as_log(data[index])
 
     def describe(self, count: int) -> str:
         """e.g. "navtest-synth-15s v1, first 50 of 500"."""
@@ -95,6 +95,12 @@ class LogSource:
             digests.append(content_digest(log(index)))
             on_log()
         return combined_digest(digests)
+
+
+def as_log(scene: DriveLog) -> DriveLog:
+    """A DriveScene as a plain DriveLog (whose expert plan goes on past the log's end, for the human planner)."""
+    return DriveLog(scene.metadata, scene.ego, scene.agents, scene.map, scene.route, scene.command,
+                    scene.traffic_lights)
 
 
 @dataclass(frozen=True)
