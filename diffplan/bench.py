@@ -443,7 +443,7 @@ def bench_node(seconds: float) -> dict[str, float]:
 BENCHMARKS["node"] = bench_node
 
 
-def _closed_loop_figures(planner_name: str, mode: str, seconds: float, duration: float) -> dict[str, float]:
+def _closed_loop_figures(planner_name: str, mode: str, seconds: float, duration: float) -> dict[str, Any]:
     """Closed-loop scenarios of navtest-synth on one core until `seconds` are spent: simulated planner calls
     per second with the planner's own time taken out, and the scoring time per scenario."""
     import numpy as np
@@ -457,7 +457,8 @@ def _closed_loop_figures(planner_name: str, mode: str, seconds: float, duration:
     config = SimulationConfig(duration=duration, agents=AgentMode(mode))
     log = LogSource("navtest-synth", duration).open()
     planner = planners.load(planner_name)
-    calls, loop_s, planner_s, score_s, digests = 0, 0.0, 0.0, 0.0, []
+    calls, loop_s, planner_s, score_s = 0, 0.0, 0.0, 0.0
+    digests: list[str] = []
     while loop_s < seconds or not digests:
         scenario = log(len(digests))
         digests.append(content_digest(scenario))

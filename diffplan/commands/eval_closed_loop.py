@@ -20,7 +20,7 @@ from diffplan.console import (
 )
 
 console = output_console()
-AGENT_MODES = ("replay", "idm")
+AGENT_MODES = ("replay", "idm", "sim")
 
 
 def closed_loop(
@@ -31,7 +31,9 @@ def closed_loop(
                                              "scenes (imported logs: the simulation stops where the log does).")
                       ] = "navtest-synth",
     agents: Annotated[str, typer.Option(help="replay: the log's agents (CLS-NR); idm: nuPlan's IDM agents, "
-                                             "reacting to the ego (CLS-R).")] = "replay",
+                                             "reacting to the ego (CLS-R); sim: our traffic simulator's own "
+                                             "agents reacting to the ego (navtest-synth only; scored as CLS-R)."
+                                        )] = "replay",
     replan_every: Annotated[int, typer.Option(help="Call the planner every K steps of 0.1 s (nuPlan: 1).")] = 1,
     duration: Annotated[float, typer.Option(help="Simulated time [s] per scenario (nuPlan: 15).")] = 15.0,
     limit: Annotated[int | None, typer.Option(help="Simulate only the first K scenarios.")] = None,

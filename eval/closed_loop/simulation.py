@@ -17,6 +17,7 @@ import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from scenes.drive import CURRENT_INDEX, OBSERVED_HISTORY_STEPS, SIM_DT, DriveLog
 from scenes.ego import PACIFICA, EgoState
 from scenes.errors import ConfigError
 
+if TYPE_CHECKING:
+    from scenes.synthetic.live import SimulatedTraffic
+
 S = StateIndex
 NUPLAN_DURATION = 15.0  # [s] every nuPlan scenario type (reference §1.1)
 # nuPlan's idm_agents: only vehicles present at the start become IDM agents, the others are not simulated
@@ -39,15 +43,17 @@ NUPLAN_IDM = ReactiveIDMConfig(categories=(AgentCategory.VEHICLE,), keep_unspawn
 
 
 class AgentMode(enum.Enum):
-    """How the other road users move: REPLAY the log (CLS-NR) or IDM along their lanes (CLS-R)."""
+    """How the other road users move: REPLAY the log (CLS-NR), IDM along their lanes (CLS-R, nuPlan's agents),
+    or SIM, our traffic simulator's own agents reacting to the ego (synthetic logs only; scored as CLS-R)."""
 
     REPLAY = "replay"
     IDM = "idm"
+    SIM = "sim"
 
     @property
     def reactive(self) -> bool:
         """True for CLS-R."""
-        return self is AgentMode.IDM
+        return self is not AgentMode.REPLAY
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class SimulationConfig:
         if not 1 <= self.replan_every <= 20:
             raise ConfigError("replan_every", f"{{field}} must be 1 to 20 steps of 0.1 s, got {self.replan_every}")
         if not isinstance(self.agents, AgentMode):
-            raise ConfigError("agents", f"{{field}} must be one of replay, idm, got {self.agents!r}")
+            raise ConfigError("agents", f"{{field}} must be one of replay, idm, sim, got {self.agents!r}")
         return self
 
     def num_steps(self, log: DriveLog) -> int:
@@ -171,15 +177,21 @@ class _Agents:
 
     def __init__(self, log: DriveLog, mode: AgentMode, ego0: np.ndarray):
         self.log = log
-        self.reactive = None
+        self.reactive: ReactiveAgents | SimulatedTraffic | None = None
         if mode is AgentMode.IDM:
             centre, heading, _ = ego_box(ego0)
             self.reactive = ReactiveAgents(log, centre, heading, NUPLAN_IDM)
+        elif mode is AgentMode.SIM:
+            from scenes.synthetic.live import SimulatedTraffic
+
+            self.reactive = SimulatedTraffic(log)
 
     def advance(self, step: int, ego_state: np.ndarray) -> None:
         """Move from log step `step` to `step + 1`, reacting to the ego state (11,) at `step`."""
-        if self.reactive is not None:
+        if isinstance(self.reactive, ReactiveAgents):
             self.reactive.advance(step, *ego_box(ego_state))
+        elif self.reactive is not None:
+            self.reactive.advance(step, ego_state[:3], float(ego_state[S.VELOCITY_X]))
 
     def tracks(self, steps: slice) -> AgentTracks:
         """The agents over log steps `steps` as simulated so far."""

@@ -149,10 +149,10 @@ def generate(seed: int, split: str, scenario: ScenarioType, version: str) -> Dri
     return DriveScene(log.metadata, log.ego, log.agents, log.map, log.route, log.command, log.traffic_lights)
 
 
-def generate_log(seed: int, split: str, scenario: ScenarioType, version: str, num_steps: int, extension: float,
-                 rear_on_path: bool) -> DriveLog:
-    """`generate` over `num_steps` logged steps (NUM_STEPS: the DriveScene), on roads `extension` [m] longer;
-    `rear_on_path`: see `_ego_state`."""
+def traffic_simulation(seed: int, scenario: ScenarioType, num_steps: int, extension: float
+                       ) -> tuple[PortableRandom, Layout, PathTable, Fleet, Walkers, Simulation]:
+    """The generator's random stream, layout, path table, fleet, walkers and traffic Simulation (not yet run)
+    for a log of `num_steps` steps of scene `seed`, on roads `extension` [m] longer."""
     rng = PortableRandom([seed, 2])
     sim_steps = simulated_steps(num_steps)
     lay = make_layout(rng, scenario, sim_steps, extension)
@@ -161,23 +161,45 @@ def generate_log(seed: int, split: str, scenario: ScenarioType, version: str, nu
     walkers = Walkers(lay.crossings, lay.pedestrians)
     lane_change = scenario in (S.PARKED_VEHICLE, S.SLOW_VEHICLE)
     order = (0, 1) if rng.random() < 0.7 else (1, 0)
-    red = None if lay.signal_red is None else lay.signal_red
-    sim = Simulation(tab, fleet, walkers, red, lay.ped_green, lay.neighbours, lane_change, order, sim_steps)
+    sim = Simulation(tab, fleet, walkers, lay.signal_red, lay.ped_green, lay.neighbours, lane_change, order,
+                     sim_steps)
+    return rng, lay, tab, fleet, walkers, sim
+
+
+def agent_states(sim: Simulation, tab: PathTable, steps: slice
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every vehicle but the ego, then every pedestrian, over the simulated `steps` (build frame): centre xy
+    (N, T, 2) [m], heading (N, T) [rad], velocity (N, T, 2) [m/s], active (N, T)."""
+    path, s = sim.h_path[steps, 1:].T, sim.h_s[steps, 1:].T
+    vxy, vh, _ = tab.sample(path, s)
+    speed = sim.h_v[steps, 1:].T
+    sin_vh, cos_vh = portable.sincos(vh)
+    vvel = speed[..., None] * np.stack([cos_vh, sin_vh], -1)
+    u, walking = sim.ped_u[steps], sim.ped_walking[steps]
+    pxy, ph, pvel = (x.swapaxes(0, 1) for x in sim.w.state(u, walking)) if sim.w.count else (
+        np.zeros((0, u.shape[0], 2)), np.zeros((0, u.shape[0])), np.zeros((0, u.shape[0], 2)))
+    active = np.concatenate([sim.h_active[steps, 1:].T, np.ones((sim.w.count, u.shape[0]), bool)])
+    return np.concatenate([vxy, pxy]), np.concatenate([vh, ph]), np.concatenate([vvel, pvel]), active
+
+
+def generate_log(seed: int, split: str, scenario: ScenarioType, version: str, num_steps: int, extension: float,
+                 rear_on_path: bool) -> DriveLog:
+    """`generate` over `num_steps` logged steps (NUM_STEPS: the DriveScene), on roads `extension` [m] longer;
+    `rear_on_path`: see `_ego_state`."""
+    return log_and_agent_rows(seed, split, scenario, version, num_steps, extension, rear_on_path)[0]
+
+
+def log_and_agent_rows(seed: int, split: str, scenario: ScenarioType, version: str, num_steps: int,
+                       extension: float, rear_on_path: bool) -> tuple[DriveLog, np.ndarray]:
+    """`generate_log`'s log, and which of `agent_states`' rows (vehicles but the ego, then pedestrians) are its
+    agents, in order: (N,) row indices."""
+    rng, lay, tab, fleet, walkers, sim = traffic_simulation(seed, scenario, num_steps, extension)
+    red = lay.signal_red
     sim.run()
     keep = slice(WARMUP, WARMUP + num_steps)
     pose, vel, acc, yaw_rate, steering = (x[keep] for x in _ego_state(sim, tab, rear_on_path))
-    # vehicles (ego excluded) then pedestrians, over the kept window
-    path, s = sim.h_path[keep, 1:].T, sim.h_s[keep, 1:].T
-    vxy, vh, _ = tab.sample(path, s)
-    speed = sim.h_v[keep, 1:].T
-    sin_vh, cos_vh = portable.sincos(vh)
-    vvel = speed[..., None] * np.stack([cos_vh, sin_vh], -1)
-    pxy, ph, pvel = (x[keep].swapaxes(0, 1) for x in sim.ped_state)
+    xy, heading, velocity, valid = agent_states(sim, tab, keep)
     n_ped = walkers.count
-    xy = np.concatenate([vxy, pxy])
-    heading = np.concatenate([vh, ph])
-    velocity = np.concatenate([vvel, pvel])
-    valid = np.concatenate([sim.h_active[keep, 1:].T, np.ones((n_ped, num_steps), bool)])
     sin_p, cos_p = portable.sincos(pose[:, 2])
     centre = pose[:, :2] + PACIFICA.rear_axle_to_center * np.stack([cos_p, sin_p], -1)
     valid &= portable.norm(xy - centre[None]) <= AGENT_RANGE
@@ -213,7 +235,8 @@ def generate_log(seed: int, split: str, scenario: ScenarioType, version: str, nu
                            np.zeros((0, num_steps), bool) if red is None else red[:, keep].copy())
     meta = SceneMetadata(f"{split}-{seed:010d}", seed, split, scenario, version)
     route_line = shapely.simplify(shapely.LineString(route_xy), COLLINEAR_TOLERANCE)
-    return DriveLog(meta, ego, agents, road_map, Route(route_lanes, route_line), lay.command, lights)
+    log = DriveLog(meta, ego, agents, road_map, Route(route_lanes, route_line), lay.command, lights)
+    return log, np.flatnonzero(seen)
 
 
 COLLINEAR_TOLERANCE = 1e-6  # [m]: only points on a straight run go, so shared edges stay shared

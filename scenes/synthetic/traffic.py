@@ -119,8 +119,6 @@ class Simulation:
         self.h_active = np.zeros((num_steps, n), bool)
         self.ego_d = np.zeros(num_steps)  # lateral offset [m] (left +) from the ego's path
         self.ego_dd = np.zeros(num_steps)  # d offset / d station
-        self.ped_state = [np.zeros((num_steps, walkers.count, 2)), np.zeros((num_steps, walkers.count)),
-                          np.zeros((num_steps, walkers.count, 2))]
         self.ped_u = np.zeros((num_steps, walkers.count))  # pedestrian progress [m] per step
         self.ped_walking = np.zeros((num_steps, walkers.count), bool)
         self.lc: dict | None = None
@@ -144,14 +142,12 @@ class Simulation:
         self.live: _Live | None = None
 
     def run(self) -> None:
-        """Simulate `num_steps` steps, recording each (the pedestrians' states at the end)."""
+        """Simulate `num_steps` steps, recording each."""
         f = self.f
         f.active[:] = f.spawn == 0
         for k in range(self.num_steps):
             self._record(k)
             self._step(k)
-        if self.w.count:
-            self.ped_state = list(self.w.state(self.ped_u, self.ped_walking))
 
     def _record(self, k: int) -> None:
         f = self.f

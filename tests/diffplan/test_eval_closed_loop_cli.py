@@ -37,7 +37,7 @@ def test_a_run_writes_its_folder_and_ends_with_one_json_object(diffplan_exe, tmp
 
 
 @pytest.mark.parametrize(("args", "needles"), [
-    (["--agents", "sim"], ["--agents", "sim"]),
+    (["--agents", "bots"], ["--agents", "bots"]),
     (["--replan-every", "0"], ["--replan-every", "1 to 20"]),
     (["--warm-start", "4"], ["--warm-start", "START_T:STEPS"]),
     (["--warm-start", "4:1"], ["--warm-start", "no warm start"]),

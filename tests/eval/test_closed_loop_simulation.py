@@ -219,3 +219,44 @@ def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
         assert a.scene_id == b.scene_id and a.metrics == b.metrics and a.ec == b.ec and a.plan_gap_m == b.plan_gap_m
     direct = evaluate_logs(LogSource("navtest-synth", 1.5), [1], config)[0]
     assert direct.metrics == runs[0][1].metrics
+
+
+def test_simulated_traffic_driven_by_the_logged_ego_gives_back_the_log():
+    from scenes.synthetic.live import SimulatedTraffic
+
+    log = generate_log(scene_seed("test", 0, 5), "test", SYNTHETIC_SCENARIOS[5], 100)  # a merge
+    traffic = SimulatedTraffic(log)
+    for t in range(CURRENT_INDEX, log.num_steps - 1):
+        traffic.advance(t, log.ego.pose[t], float(log.ego.velocity[t, 0]))
+    tracks, after = traffic.tracks(), slice(CURRENT_INDEX + 1, None)
+    both = tracks.valid[:, after] & log.agents.valid[:, after]
+    gap = np.linalg.norm(tracks.xy[:, after] - log.agents.xy[:, after], axis=-1)[both]
+    assert both.sum() > 500 and gap.max() < 0.01  # the ego's speed is the log's finite difference, not the sim's
+    assert (tracks.valid[:, after] != log.agents.valid[:, after]).mean() < 0.01
+
+
+def test_simulated_traffic_reacts_to_an_ego_that_stops():
+    log = generate_log(scene_seed("test", 0, 0), "test", SYNTHETIC_SCENARIOS[0], 100)  # straight road
+    replay = simulate_log(log, Standstill(), SimulationConfig(duration=8.0, agents=AgentMode.REPLAY)).rollout
+    simulated = simulate_log(log, Standstill(), SimulationConfig(duration=8.0, agents=AgentMode.SIM)).rollout
+    assert score_rollout(simulated, True).no_ego_at_fault_collisions == 1.0
+
+    def min_gap_behind(rollout) -> float:
+        """Smallest distance [m] between the ego's rear axle and an agent box centre behind it in its lane."""
+        ego = rollout.ego_pose[:, None, :2]
+        offset = rollout.agent_xy.swapaxes(0, 1) - ego  # (T, N, 2)
+        heading = rollout.ego_pose[:, None, 2]
+        along = offset[..., 0] * np.cos(heading) + offset[..., 1] * np.sin(heading)
+        lateral = offset[..., 1] * np.cos(heading) - offset[..., 0] * np.sin(heading)
+        behind = rollout.agent_valid.T & (np.abs(lateral) < 1.0) & (along < 0) & (along > -40)
+        return float(np.min(-along[behind], initial=np.inf))
+
+    assert min_gap_behind(replay) < 2.0  # the log's traffic drives through the stopped ego
+    assert min_gap_behind(simulated) > 3.0  # the simulator's vehicles queue behind it
+
+
+def test_simulated_traffic_refuses_a_log_it_did_not_make():
+    from scenes.synthetic.live import NotASyntheticLog, SimulatedTraffic
+
+    with pytest.raises(NotASyntheticLog, match="test-straight"):
+        SimulatedTraffic(straight_log())
