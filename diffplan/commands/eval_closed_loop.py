@@ -50,9 +50,10 @@ def closed_loop(
     seed: Annotated[int, typer.Option(help="Seed of stochastic (diffusion) planners, reset at every scenario.")
                     ] = 0,
     warm_start: Annotated[str | None, typer.Option(
-        help="START_T:STEPS, e.g. 4:1: DiffusionDrive starts each call after the first from its previous plan, "
-             "shifted by the re-plan interval and noised to START_T (0-49), then takes STEPS denoising steps "
-             "(RTI-DP). Default: cold start from the anchors every call.")] = None,
+        help="START_T:STEPS, e.g. 4:1: a diffusion planner (diffusiondrive, diffusion-policy) starts each call "
+             "after the first from its previous plan, shifted by the re-plan interval and noised to START_T "
+             "(diffusiondrive 0-49, diffusion-policy 0-999), then takes STEPS denoising steps (RTI-DP). Default: "
+             "cold start every call.")] = None,
 ) -> None:
     """Closed-loop simulation as nuPlan runs it, scored with nuPlan's closed-loop score (CLS-NR or CLS-R).
 

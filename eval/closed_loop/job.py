@@ -116,15 +116,16 @@ class ClosedLoopConfig:
         """The planner, warm-started as configured (ConfigError naming `warm_start` if it cannot be)."""
         planner = planners.load(self.planner)
         if self.warm_start is not None:
-            if not hasattr(type(planner), "warm_start"):
+            if not hasattr(type(planner), "max_warm_start_t"):
                 raise ConfigError("warm_start", f"{{field}}: planner {self.planner!r} has no warm start "
-                                                "(DiffusionDrive has)")
-            from planners.learned.diffusiondrive import WarmStart
+                                                "(diffusiondrive and diffusion-policy have)")
+            from planners.learned.warm_start import WarmStart
 
             start_t, steps = self.warm_start
             interval = self.simulation.replan_every * SIM_DT
+            limit = int(planner.max_warm_start_t)  # type: ignore[attr-defined]
             try:
-                planner.warm_start = WarmStart(start_t, steps, interval).validate()  # type: ignore[attr-defined]
+                planner.warm_start = WarmStart(start_t, steps, interval, limit).validate()  # type: ignore[attr-defined]
             except ValueError as error:
                 raise ConfigError("warm_start", f"{{field}}: {error}") from None
         return planner

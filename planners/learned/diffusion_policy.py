@@ -13,9 +13,11 @@ decoders have equal depth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,6 +30,7 @@ from planners.learned.diffusion import (
     ddim_timesteps,
     predicted_x0,
     scaled_linear_alphas_cumprod,
+    truncated_timesteps,
 )
 from planners.learned.vector import (
     Attention,
@@ -38,7 +41,9 @@ from planners.learned.vector import (
     denormalise_xy,
     normalise_xy,
 )
+from planners.learned.warm_start import WarmStart, shifted_plan
 from planners.registry import register_planner
+from scenes import DriveObservation
 
 
 @dataclass(frozen=True)
@@ -133,17 +138,27 @@ class DiffusionPolicyModel(VectorPlanningModel):
                                                         "heading_l1": float(heading_l1.detach())}
 
     @torch.no_grad()
-    def forward(self, features: DriveFeatures, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`sampling_steps` of DDIM from N(0, I) (drawn from `generator`) -> (B, T, 3) plans."""
+    def forward(self, features: DriveFeatures, generator: torch.Generator | None = None,
+                start: torch.Tensor | None = None, start_t: int = 0, steps: int = 1) -> torch.Tensor:
+        """`sampling_steps` of DDIM from N(0, I) (drawn from `generator`) -> (B, T, 3) plans.
+
+        A warm start (RTI-DP) noises `start` (B, T, 2) [m] to `start_t` instead, and takes `steps` DDIM steps
+        evenly spaced from there."""
         tokens, valid = self.encoder(features)
         b, device = tokens.shape[0], tokens.device
         x = torch.randn(b, self.num_poses, 2, generator=generator).to(device, tokens.dtype)
-        steps = ddim_timesteps(self.sampling_steps)
+        if start is None:
+            timesteps = ddim_timesteps(self.sampling_steps)
+        else:
+            timesteps = truncated_timesteps(start_t, steps)
+            clean = normalise_xy(start.to(device, tokens.dtype)).clamp(-1.0, 1.0)
+            x = add_noise(clean, x, self.alphas_cumprod, torch.full((b,), start_t, device=device))
+        steps_list = timesteps
         memories = self.memories(tokens)
-        for i, t in enumerate(steps):
+        for i, t in enumerate(steps_list):
             eps, heading = self.denoise(x, torch.full((b,), t, device=device), memories, valid)
             x0 = predicted_x0(x, eps, self.alphas_cumprod, t)
-            x = ddim_step(x, x0, self.alphas_cumprod, t, steps[i + 1] if i + 1 < len(steps) else -1)
+            x = ddim_step(x, x0, self.alphas_cumprod, t, steps_list[i + 1] if i + 1 < len(steps_list) else -1)
         return torch.cat([denormalise_xy(x), heading[..., None]], dim=-1)
 
     def propose(self, features: DriveFeatures, generator: torch.Generator | None = None
@@ -155,6 +170,37 @@ class DiffusionPolicyModel(VectorPlanningModel):
 
 @register_planner("diffusion-policy")
 class DiffusionPolicyPlanner(LearnedDrivePlanner):
-    """Vanilla 20-step DDIM diffusion policy on DiffusionDrive's encoder (a baseline)."""
+    """Vanilla 20-step DDIM diffusion policy on DiffusionDrive's encoder (a baseline).
+
+    Set `warm_start` (a WarmStart with max_start_t 1000) to start each call after the first from the previous
+    plan, shifted and noised to `start_t`, in `steps` DDIM steps (RTI-DP); `reset()` forgets the plan."""
 
     model_class = DiffusionPolicyModel
+    warm_start: WarmStart | None = None
+    max_warm_start_t = NUM_TRAIN_TIMESTEPS  # trained on every noise level
+    last_network_steps: int | None = None  # denoising steps of the last call (closed-loop reports read it)
+
+    def reset(self) -> None:
+        """Restart the noise generator from `seed` and forget the previous plan."""
+        super().reset()
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None  # (plan xy (T, 2), origin (3,))
+
+    def propose(self, features: Any, observations: Sequence[DriveObservation]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cold, or warm-started from the previous plan (see WarmStart)."""
+        model = cast(DiffusionPolicyModel, self.model)
+        warm, previous = self.warm_start, getattr(self, "_previous", None)
+        self.last_network_steps = model.sampling_steps
+        if warm is None or len(observations) != 1 or previous is None:
+            plan = model(features, self._generator)
+        else:
+            warm.validate()
+            origin = np.asarray(observations[0].ego_pose_global, np.float64)
+            start = torch.from_numpy(shifted_plan(previous[0], previous[1], origin, warm.replan_interval_s))
+            plan = model(features, self._generator, start=start[None].float(), start_t=warm.start_t,
+                         steps=warm.steps)
+            self.last_network_steps = warm.steps
+        if warm is not None and len(observations) == 1:
+            self._previous = (plan[0, :, :2].to(torch.float64).cpu().numpy(),
+                              np.asarray(observations[0].ego_pose_global, np.float64))
+        return plan, plan[:, None], plan.new_ones(plan.shape[0], 1)

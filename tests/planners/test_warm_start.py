@@ -11,7 +11,9 @@ import pytest
 import torch
 
 import planners
-from planners.learned.diffusiondrive import DiffusionDriveModel, WarmStart, shifted_plan
+from planners.learned.diffusiondrive import DiffusionDriveModel
+from planners.learned.vector import denormalise_xy, normalise_xy
+from planners.learned.warm_start import WarmStart, shifted_plan
 from scenes.drive import CURRENT_INDEX
 from scenes.synthetic import generate_scene
 
@@ -86,3 +88,28 @@ def test_warm_start_settings_are_checked():
     with pytest.raises(ValueError, match="start_t"):
         WarmStart(start_t=60, steps=1).validate()
     assert replace(WarmStart(), replan_interval_s=0.5).validate().replan_interval_s == 0.5
+
+
+def test_the_ddim_baseline_warm_starts_from_its_previous_plan(scene, monkeypatch):
+    """diffusion-policy (untrained): the first call is the cold 20-step DDIM; later calls take `steps` passes
+    from the shifted previous plan, and at a low noise level stay next to it."""
+    from planners.learned.diffusion_policy import DiffusionPolicyModel
+
+    planner = planners.load("diffusion-policy")
+    planner.warm_start = WarmStart(start_t=1, steps=1, replan_interval_s=0.1, max_start_t=1000)
+    planner.reset()
+    calls = []
+    original = DiffusionPolicyModel.denoise
+    monkeypatch.setattr(DiffusionPolicyModel, "denoise", lambda self, *a: calls.append(1) or original(self, *a))
+    first = planner.plan(scene.observation(CURRENT_INDEX - 1))
+    assert len(calls) == 20 and planner.last_network_steps == 20
+    second = planner.plan(scene.observation(CURRENT_INDEX))
+    assert len(calls) == 21 and planner.last_network_steps == 1
+    shifted = shifted_plan(first.trajectory.poses[:, :2], scene.ego.pose[CURRENT_INDEX - 1],
+                           scene.ego.pose[CURRENT_INDEX], 0.1)
+    # the plan space is clipped to [-1, 1] after normalising (this untrained model's plans reach its edges)
+    clipped = denormalise_xy(normalise_xy(torch.from_numpy(shifted)).clamp(-1.0, 1.0)).numpy()
+    # at t = 1, alpha_bar = 0.9998: the sample is the shifted plan up to 1.4% of the noise, whatever the network says
+    assert np.abs(second.trajectory.poses[:, :2] - clipped).max() < 1.0
+    with pytest.raises(ValueError, match="0..999"):
+        WarmStart(start_t=1000, steps=1, max_start_t=1000).validate()
