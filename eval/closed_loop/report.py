@@ -88,7 +88,7 @@ def save_worst_animations(out: Path, source: LogSource, config: ClosedLoopConfig
     for rank, record in enumerate(worst_records(records, count)):
         scenario = log(record.index)
         result = simulate_log(scenario, planner, config.simulation)
-        title = f"{config.planner}: {summary_line(record)}"
+        title = f"{Path(config.planner).stem}: {summary_line(record)}"
         paths.append(save_rollout_animation(scenario, result, out / "worst" / f"{rank:02d}-{record.scene_id}.gif",
                                             title=title))
     return paths
