@@ -25,7 +25,7 @@ from planners.drive_base import DrivePrivileged
 from planners.pdm.scoring import MetricVersion
 from scenes import CURRENT_INDEX, PREVIOUS_PLAN_STEPS, DriveScene
 from scenes.store import DriveDataset
-from scenes.store.units import read_unit_records, unit_record_path, write_unit_record
+from scenes.store.units import parsed_unit_records, write_unit_record
 
 
 @dataclass(frozen=True)
@@ -152,13 +152,7 @@ class NavsimEvaluation:
 
     def finished(self, root: Path) -> tuple[dict[int, ChunkOutput], dict[int, str]]:
         """Chunks an earlier run committed (their outputs), and those whose unit record is unreadable."""
-        done, damaged = {}, {}
-        for unit, body in read_unit_records(root, UNIT_DIR, range(self.num_units)).items():
-            try:
-                done[unit] = _chunk_from_json(body)
-            except (KeyError, TypeError, ValueError) as error:
-                damaged[unit] = f"{unit_record_path(root, UNIT_DIR, unit)} is unreadable ({error!r})"
-        return done, damaged
+        return parsed_unit_records(root, UNIT_DIR, self.num_units, _chunk_from_json)
 
     def run_unit(self, root: Path, unit: int, on_item: Callable[[ChunkOutput], None]) -> ChunkOutput:
         """Evaluate chunk `unit`, then commit its results and new references; its output."""

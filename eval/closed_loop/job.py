@@ -34,7 +34,7 @@ from eval.records import from_json, to_json
 from scenes.digest import combined_digest, content_digest
 from scenes.drive import SIM_DT, DriveLog
 from scenes.errors import ConfigError
-from scenes.store.units import read_unit_records, unit_record_path, write_unit_record
+from scenes.store.units import parsed_unit_records, write_unit_record
 
 SYNTHETIC_SETS = {"navtest-synth": (500, "test", 0)}  # name -> (logs, split, dataset seed), balanced types
 SYNTHETIC_SET_VERSION = "1"
@@ -273,13 +273,8 @@ class ClosedLoopEvaluation:
 
     def finished(self, root: Path) -> tuple[dict[int, list[ScenarioRecord]], dict[int, str]]:
         """Chunks an earlier run committed, and those whose unit record is unreadable."""
-        done, damaged = {}, {}
-        for unit, body in read_unit_records(root, UNIT_DIR, range(self.num_units)).items():
-            try:
-                done[unit] = [from_json(ScenarioRecord, r) for r in body["records"]]
-            except (KeyError, TypeError, ValueError) as error:
-                damaged[unit] = f"{unit_record_path(root, UNIT_DIR, unit)} is unreadable ({error!r})"
-        return done, damaged
+        return parsed_unit_records(root, UNIT_DIR, self.num_units,
+                                   lambda body: [from_json(ScenarioRecord, r) for r in body["records"]])
 
     def run_unit(self, root: Path, unit: int, on_item: Callable[[list[ScenarioRecord]], None]
                  ) -> list[ScenarioRecord]:

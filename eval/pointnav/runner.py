@@ -21,7 +21,7 @@ from eval.pointnav.results import EpisodeResult
 from eval.records import from_json, to_json
 from planners.control import make_tracker
 from scenes.nav import ROBOTS, NavEpisode, NavWorldInterface, RobotProfile
-from scenes.store.units import read_unit_records, unit_record_path, write_unit_record
+from scenes.store.units import parsed_unit_records, write_unit_record
 
 HABITAT_SCENE_SUFFIXES = (".glb", ".ply", ".obj", ".gltf")
 DEFAULT_WORLDS = "eval.pointnav.runner:synthetic_world"
@@ -161,13 +161,8 @@ class PointNavEvaluation:
 
     def finished(self, root: Path) -> tuple[dict[int, list[EpisodeResult]], dict[int, str]]:
         """Chunks an earlier run committed (their results), and those whose unit record is unreadable."""
-        done, damaged = {}, {}
-        for unit, body in read_unit_records(root, UNIT_DIR, range(self.num_units)).items():
-            try:
-                done[unit] = [from_json(EpisodeResult, r) for r in body["results"]]
-            except (KeyError, TypeError, ValueError) as error:
-                damaged[unit] = f"{unit_record_path(root, UNIT_DIR, unit)} is unreadable ({error!r})"
-        return done, damaged
+        return parsed_unit_records(root, UNIT_DIR, self.num_units,
+                                   lambda body: [from_json(EpisodeResult, r) for r in body["results"]])
 
     def run_unit(self, root: Path, unit: int, on_item: Callable[[list[EpisodeResult]], None]
                  ) -> list[EpisodeResult]:

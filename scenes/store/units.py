@@ -9,12 +9,16 @@ killed job redoes it. `read_unit_records` is what every job's resume starts from
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from scenes.store.layout import atomic_write_bytes
+
+ReportT = TypeVar("ReportT")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,21 @@ def write_unit_record(root: Path, folder: str, unit: int, record: dict[str, obje
     path = unit_record_path(root, folder, unit)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+
+
+def parsed_unit_records(root: Path, folder: str, num_units: int, parse: Callable[[dict], ReportT]
+                        ) -> tuple[dict[int, ReportT], dict[int, str]]:
+    """The reports `parse(record)` of the committed units among 0 .. num_units - 1, and the units whose record
+    `parse` cannot read (KeyError, TypeError, ValueError), each with a line naming its file: what an evaluation
+    job's `finished` returns."""
+    done: dict[int, ReportT] = {}
+    damaged: dict[int, str] = {}
+    for unit, body in read_unit_records(root, folder, range(num_units)).items():
+        try:
+            done[unit] = parse(body)
+        except (KeyError, TypeError, ValueError) as error:
+            damaged[unit] = f"{unit_record_path(root, folder, unit)} is unreadable ({error!r})"
+    return done, damaged
 
 
 def read_unit_records(root: Path, folder: str, units: range | list[int]) -> dict[int, dict]:
