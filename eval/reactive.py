@@ -63,16 +63,16 @@ class ReactiveAgents:
     """IDM agents advanced one SIM_DT at a time, reacting to an ego given step by step (closed loop), or to a
     whole simulated ego trajectory (`reactive_agent_tracks`).
 
-    From CURRENT_INDEX, the agents snapped to a lane follow it with IDM; the others keep their log, except that
-    `config.keep_unspawned` False (nuPlan's CLS-R) removes the vehicles that are not IDM agents.
+    From CURRENT_INDEX, the agents snapped to a lane follow it with IDM; the others keep their log, except
+    that `config.keep_unspawned` False (nuPlan's CLS-R) removes the vehicles that are not IDM agents.
     """
 
     def __init__(self, log: DriveLog, ego_center: np.ndarray, ego_heading: float,
                  config: ReactiveIDMConfig = ReactiveIDMConfig()):
         agents = log.agents
         self._log, self._config = log, config
-        self.xy, self.heading, self.velocity, self.valid = (a.copy() for a in (agents.xy, agents.heading,
-                                                                                agents.velocity, agents.valid))
+        self.xy, self.heading, self.velocity, self.valid = (
+            a.copy() for a in (agents.xy, agents.heading, agents.velocity, agents.valid))
         num_steps = agents.num_steps
         rows, paths = _build_paths(log, ego_center, ego_heading, config)
         self.rows = rows
@@ -89,7 +89,8 @@ class ReactiveAgents:
         if config.speed_limit_policy == "replace":
             target = np.where(np.isfinite(path_limit) & (path_limit > 0), path_limit, target)
         elif config.speed_limit_policy == "cap":
-            target = np.minimum(target, np.where(np.isfinite(path_limit) & (path_limit > 0), path_limit, np.inf))
+            target = np.minimum(target, np.where(np.isfinite(path_limit) & (path_limit > 0), path_limit,
+                                                 np.inf))
         bike = agents.category[rows] == AgentCategory.BICYCLE
         target[bike] = np.minimum(target[bike], config.bicycle_max_velocity)
         self.target = target
@@ -123,7 +124,8 @@ class ReactiveAgents:
             self.xy[rows, t], self.heading[rows, t] = pos, wrap_angle(yaw)
             self.velocity[rows, t] = speed[:, None] * direction
             self.valid[rows, t] = True
-        self.obs_xy[rows, t], self.obs_heading[rows, t], self.obs_velocity[rows, t] = pos, yaw, speed[:, None] * direction
+        self.obs_xy[rows, t], self.obs_heading[rows, t], self.obs_velocity[rows, t] = (
+            pos, yaw, speed[:, None] * direction)
         self.obs_valid[rows, t] = True
         self._now = (i0, pos, direction)
 
@@ -133,15 +135,17 @@ class ReactiveAgents:
         if self.rows.size == 0:
             return
         rows, config, ds = self.rows, self._config, self._config.path_step
-        self.obs_xy[-1, t], self.obs_heading[-1, t], self.obs_velocity[-1, t] = ego_center, ego_heading, ego_velocity
+        self.obs_xy[-1, t], self.obs_heading[-1, t], self.obs_velocity[-1, t] = (
+            ego_center, ego_heading, ego_velocity)
         i0, pos, direction = self._now
         gap, lead_v = _leaders(rows, self.progress, pos, direction, self.length, self.width, i0, self.window,
                                self.path_xy, self.path_heading, self.obs_xy[:, t], self.obs_heading[:, t],
-                               self.obs_velocity[:, t], self.obs_valid[:, t], self.obs_size, config.lookahead, ds)
+                               self.obs_velocity[:, t], self.obs_valid[:, t], self.obs_size, config.lookahead,
+                               ds)
         red = self._log.traffic_lights.is_red
         light_red = (self.stop_light >= 0) & (red[np.maximum(self.stop_light, 0), t] if red.size else False)
-        stop_gap = np.where(light_red & (self.stop_s > self.progress[:, None]), self.stop_s - self.progress[:, None],
-                            np.inf)
+        stop_gap = np.where(light_red & (self.stop_s > self.progress[:, None]),
+                            self.stop_s - self.progress[:, None], np.inf)
         stop_gap = stop_gap.min(axis=1, initial=np.inf) - self.length / 2
         lead_v = np.where(stop_gap < gap, 0.0, lead_v)
         gap = np.minimum(np.minimum(gap, stop_gap), 1e6)
@@ -154,12 +158,13 @@ class ReactiveAgents:
     def tracks(self, steps: slice = slice(None)) -> AgentTracks:
         """The agents (N, steps) as simulated so far (steps not yet simulated hold the log)."""
         agents = self._log.agents
-        return AgentTracks(agents.track_ids.copy(), agents.category.copy(), agents.size.copy(), self.xy[:, steps],
-                           self.heading[:, steps], self.velocity[:, steps], self.valid[:, steps])
+        return AgentTracks(agents.track_ids.copy(), agents.category.copy(), agents.size.copy(),
+                           self.xy[:, steps], self.heading[:, steps], self.velocity[:, steps],
+                           self.valid[:, steps])
 
 
-def _leaders(rows, progress, pos, direction, length, width, i0, window, path_xy, path_heading, obs_xy, obs_heading,
-             obs_velocity, obs_valid, obs_size, lookahead, ds):
+def _leaders(rows, progress, pos, direction, length, width, i0, window, path_xy, path_heading, obs_xy,
+             obs_heading, obs_velocity, obs_valid, obs_size, lookahead, ds):
     """Gap [m] from each agent's front to its nearest obstacle point in its path corridor, and that obstacle's
     velocity along the path [m/s]; both (A,), gap inf where the road is free."""
     cos, sin, half = np.cos(obs_heading), np.sin(obs_heading), obs_size[:, 0] / 2
@@ -215,7 +220,8 @@ def _box(xy: np.ndarray, yaw: np.ndarray, size: np.ndarray) -> np.ndarray:
     signs = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]]) / 2.0
     local = signs[None] * size[:, None]  # (n, 4, 2)
     c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
-    corners = np.stack([c * local[..., 0] - s * local[..., 1], s * local[..., 0] + c * local[..., 1]], axis=-1)
+    corners = np.stack([c * local[..., 0] - s * local[..., 1], s * local[..., 0] + c * local[..., 1]],
+                       axis=-1)
     return shapely.polygons(corners + xy[:, None])
 
 
@@ -236,11 +242,13 @@ def _build_paths(scene: DriveLog, ego_xy: np.ndarray, ego_yaw: float, config: Re
     along = np.full(dist.shape, np.nan)
     pc, pl = np.nonzero(dist <= config.snap_threshold)
     along[pc, pl] = shapely.line_locate_point(lines[pl], points[pc])
-    tips = [shapely.get_coordinates(shapely.line_interpolate_point(lines[pl], along[pc, pl] + d)) for d in (-0.5, 0.5)]
+    tips = [shapely.get_coordinates(shapely.line_interpolate_point(lines[pl], along[pc, pl] + d))
+            for d in (-0.5, 0.5)]
     lane_yaw = np.arctan2(tips[1][:, 1] - tips[0][:, 1], tips[1][:, 0] - tips[0][:, 0])
     dist[dist > config.snap_threshold] = np.inf
-    dist[pc, pl] = np.where(np.abs(wrap_angle(lane_yaw - agents.heading[cand_rows[pc], now])) > config.max_heading_error,
-                            np.inf, dist[pc, pl])
+    dist[pc, pl] = np.where(
+        np.abs(wrap_angle(lane_yaw - agents.heading[cand_rows[pc], now])) > config.max_heading_error,
+        np.inf, dist[pc, pl])
     coords = [shapely.get_coordinates(line) for line in lines]
     lane_length = shapely.length(lines)
     row_of = {int(lane_id): k for k, lane_id in enumerate(lanes.lane_ids)}
@@ -257,16 +265,19 @@ def _build_paths(scene: DriveLog, ego_xy: np.ndarray, ego_yaw: float, config: Re
         chain, offset = [lane], float(along[c, lane])
         path = coords[lane]
         while lane_length[chain].sum() - offset < config.path_length and len(chain) < 12:
-            nexts = [row_of[s] for s in lanes.lane_successors[chain[-1]] if s in row_of and row_of[s] not in chain]
+            nexts = [row_of[s] for s in lanes.lane_successors[chain[-1]]
+                     if s in row_of and row_of[s] not in chain]
             if not nexts:
                 break
             turn = [abs(wrap_angle(_yaw(coords[k][:2]) - _yaw(path[-2:]))) for k in nexts]
-            chain.append(nexts[int(np.argmin([_log_score(lines[k], future) + 0.1 * a for k, a in zip(nexts, turn)]))])
+            chain.append(nexts[int(np.argmin([_log_score(lines[k], future) + 0.1 * a
+                                              for k, a in zip(nexts, turn)]))])
             path = np.concatenate([path, coords[chain[-1]][1:]])
         cum = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=-1))])
         s = offset + config.path_step * np.arange(num)
         sample_xy = np.stack([np.interp(s, cum, path[:, 0]), np.interp(s, cum, path[:, 1])], axis=-1)
-        sample_xy += np.maximum(s - cum[-1], 0)[:, None] * np.stack([np.cos(_yaw(path[-2:])), np.sin(_yaw(path[-2:]))])
+        sample_xy += np.maximum(s - cum[-1], 0)[:, None] * np.stack([np.cos(_yaw(path[-2:])),
+                                                                     np.sin(_yaw(path[-2:]))])
         sample_yaw = np.arctan2(*np.diff(sample_xy, axis=0).T[::-1])
         sample_yaw = np.unwrap(np.append(sample_yaw, sample_yaw[-1]))
         box = _box(sample_xy[:1], sample_yaw[:1], agents.size[row][None])[0]

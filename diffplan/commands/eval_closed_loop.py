@@ -26,34 +26,36 @@ AGENT_MODES = ("replay", "idm", "sim")
 def closed_loop(
     planner: Annotated[str, typer.Option(help=f"Planner name ({', '.join(planners.available_planners())}) or "
                                               "checkpoint folder.")],
-    scenes: Annotated[str, typer.Option(help="`navtest-synth` (its seeds and scenario mix simulated for the "
-                                             "whole duration, on longer roads) or a dataset folder of driving "
-                                             "scenes (imported logs: the simulation stops where the log does).")
-                      ] = "navtest-synth",
-    agents: Annotated[str, typer.Option(help="replay: the log's agents (CLS-NR); idm: nuPlan's IDM agents, "
-                                             "reacting to the ego (CLS-R); sim: our traffic simulator's own "
-                                             "agents reacting to the ego (navtest-synth only; scored as CLS-R)."
-                                        )] = "replay",
-    replan_every: Annotated[int, typer.Option(help="Call the planner every K steps of 0.1 s (nuPlan: 1).")] = 1,
+    scenes: Annotated[str, typer.Option(
+        help="`navtest-synth` (its seeds and scenario mix simulated for the "
+             "whole duration, on longer roads) or a dataset folder of driving "
+             "scenes (imported logs: the simulation stops where the log does).")] = "navtest-synth",
+    agents: Annotated[str, typer.Option(
+        help="replay: the log's agents (CLS-NR); idm: nuPlan's IDM agents, "
+             "reacting to the ego (CLS-R); sim: our traffic simulator's own "
+             "agents reacting to the ego (navtest-synth only; scored as CLS-R).")] = "replay",
+    replan_every: Annotated[int, typer.Option(
+        help="Call the planner every K steps of 0.1 s (nuPlan: 1).")] = 1,
     duration: Annotated[float, typer.Option(help="Simulated time [s] per scenario (nuPlan: 15).")] = 15.0,
     limit: Annotated[int | None, typer.Option(help="Simulate only the first K scenarios.")] = None,
     workers: WorkersOption = 2,
     ray: RayOption = None,
     resume: ResumeOption = False,
-    out: Annotated[Path | None, typer.Option(help="Run folder for scenes.csv, summary.json, table.md and "
-                                                  "worst/*.gif (and the job's units, so --resume continues it).")
-                   ] = None,
-    worst: Annotated[int, typer.Option(help="Animated BEV roll-outs of this many worst scenarios (with --out).")
-                     ] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line: metric, cls, n_scenes, "
-                                                         "n_failed, every sub-metric, latency_ms_p95, ...")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of stochastic (diffusion) planners, reset at every scenario.")
-                    ] = 0,
+    out: Annotated[Path | None, typer.Option(
+        help="Run folder for scenes.csv, summary.json, table.md and "
+             "worst/*.gif (and the job's units, so --resume continues it).")] = None,
+    worst: Annotated[int, typer.Option(
+        help="Animated BEV roll-outs of this many worst scenarios (with --out).")] = 3,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="End with one JSON line: metric, cls, n_scenes, "
+                       "n_failed, every sub-metric, latency_ms_p95, ...")] = False,
+    seed: Annotated[int, typer.Option(
+        help="Seed of stochastic (diffusion) planners, reset at every scenario.")] = 0,
     warm_start: Annotated[str | None, typer.Option(
-        help="START_T:STEPS, e.g. 4:1: a diffusion planner (diffusiondrive, diffusion-policy) starts each call "
-             "after the first from its previous plan, shifted by the re-plan interval and noised to START_T "
-             "(diffusiondrive 0-49, diffusion-policy 0-999), then takes STEPS denoising steps (RTI-DP). Default: "
-             "cold start every call.")] = None,
+        help="START_T:STEPS, e.g. 4:1: a diffusion planner (diffusiondrive, diffusion-policy) starts each "
+             "call after the first from its previous plan, shifted by the re-plan interval and noised to "
+             "START_T (diffusiondrive 0-49, diffusion-policy 0-999), then takes STEPS denoising steps "
+             "(RTI-DP). Default: cold start every call.")] = None,
 ) -> None:
     """Closed-loop simulation as nuPlan runs it, scored with nuPlan's closed-loop score (CLS-NR or CLS-R).
 
@@ -99,8 +101,8 @@ def closed_loop(
             if worst > 0:
                 save_worst_animations(out, source, config, records, worst)
     console.print(markdown_table([(label, summary)]), highlight=False, markup=False)
-    console.print(f"{subset}; {summary.metric.upper()}: {summary.n_scenes} scenarios, {summary.n_failed} failed"
-                  + (f"; outputs in {out}" if out else ""), highlight=False)
+    console.print(f"{subset}; {summary.metric.upper()}: {summary.n_scenes} scenarios, "
+                  f"{summary.n_failed} failed" + (f"; outputs in {out}" if out else ""), highlight=False)
     for record in records:
         if record.failed:
             console.print(f"[red]failed[/] {record.scene_id}: {record.error}", highlight=False)

@@ -98,7 +98,8 @@ class LogSource:
 
 
 def as_log(scene: DriveLog) -> DriveLog:
-    """A DriveScene as a plain DriveLog (whose expert plan goes on past the log's end, for the human planner)."""
+    """A DriveScene as a plain DriveLog (whose expert plan goes on past the log's end, for the human
+    planner)."""
     return DriveLog(scene.metadata, scene.ego, scene.agents, scene.map, scene.route, scene.command,
                     scene.traffic_lights)
 
@@ -125,7 +126,8 @@ class ClosedLoopConfig:
             interval = self.simulation.replan_every * SIM_DT
             limit = int(planner.max_warm_start_t)  # type: ignore[attr-defined]
             try:
-                planner.warm_start = WarmStart(start_t, steps, interval, limit).validate()  # type: ignore[attr-defined]
+                planner.warm_start = WarmStart(  # type: ignore[attr-defined]
+                    start_t, steps, interval, limit).validate()
             except ValueError as error:
                 raise ConfigError("warm_start", f"{{field}}: {error}") from None
         return planner
@@ -237,9 +239,9 @@ def summarize(records: Sequence[ScenarioRecord]) -> ClosedLoopSummary:
 
 @dataclass(frozen=True)
 class ClosedLoopEvaluation:
-    """The job (`diffplan.jobs.run_job` runs it): unit u simulates logs indices[u * chunk_size, ...] and commits
-    `units/unit-NNNNN.json`; a rerun resumes from the committed units. Results do not depend on the number of
-    workers: each scenario restarts the planner from the same seed."""
+    """The job (`diffplan.jobs.run_job` runs it): unit u simulates logs indices[u * chunk_size, ...] and
+    commits `units/unit-NNNNN.json`; a rerun resumes from the committed units. Results do not depend on the
+    number of workers: each scenario restarts the planner from the same seed."""
 
     source: LogSource
     config: ClosedLoopConfig
@@ -252,7 +254,8 @@ class ClosedLoopEvaluation:
         """What a resumed run must match."""
         simulation = self.config.simulation
         return {"planner": self.config.planner, "planner_fingerprint": self.planner_fingerprint,
-                "scenes": self.source.spec if self.source.synthetic else str(Path(self.source.spec).resolve()),
+                "scenes": (self.source.spec if self.source.synthetic
+                           else str(Path(self.source.spec).resolve())),
                 "duration": simulation.duration, "replan_every": simulation.replan_every,
                 "agents": simulation.agents.value, "seed": simulation.seed, "indices": list(self.indices),
                 "chunk_size": self.chunk_size, "metric_version": CLS_METRIC_VERSION,

@@ -24,13 +24,14 @@ def csv_text(records: Sequence[ScenarioRecord]) -> str:
     buffer = io.StringIO()
     names = ClsMetrics.MULTIPLIERS + ClsMetrics.WEIGHTED
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["index", "scene_id", "scenario_type", *names, "score", "ego_progress_m", "expert_progress_m",
-                     "min_ttc_s", "ec", "plan_gap_m", "latency_ms_mean", "calls", "network_steps", "duration_s",
-                     "failed_step", "error"])
+    writer.writerow(["index", "scene_id", "scenario_type", *names, "score", "ego_progress_m",
+                     "expert_progress_m", "min_ttc_s", "ec", "plan_gap_m", "latency_ms_mean", "calls",
+                     "network_steps", "duration_s", "failed_step", "error"])
     for r in records:
         m = r.metrics
         writer.writerow([r.index, r.scene_id, r.scenario_type, *(f"{getattr(m, n):.6g}" for n in names),
-                         f"{m.score:.6g}", f"{m.ego_progress:.3f}", f"{m.expert_progress:.3f}", f"{m.min_ttc:.3g}",
+                         f"{m.score:.6g}", f"{m.ego_progress:.3f}", f"{m.expert_progress:.3f}",
+                         f"{m.min_ttc:.3g}",
                          f"{r.ec:.6g}", f"{r.plan_gap_m:.4f}",
                          f"{r.latency_ms.mean():.3f}" if r.latency_ms.size else "", r.latency_ms.size,
                          f"{r.network_steps:g}", f"{r.duration:.1f}", r.failed_step, r.error])
@@ -62,7 +63,8 @@ def write_run(out: Path, label: str, config: ClosedLoopConfig, records: Sequence
     simulation = config.simulation
     body = {"planner": config.planner, **summary.as_json(), "agents": simulation.agents.value,
             "replan_every": simulation.replan_every, "duration": simulation.duration, "seed": simulation.seed,
-            "warm_start": None if config.warm_start is None else dict(zip(("start_t", "steps"), config.warm_start)),
+            "warm_start": (None if config.warm_start is None
+                           else dict(zip(("start_t", "steps"), config.warm_start))),
             **extra, "failed_scenes": failed}
     atomic_write_bytes(out / "summary.json", (json.dumps(body, indent=2) + "\n").encode())
     note = (f"\n{extra.get('subset', '')}; {summary.metric.upper()} ({summary.version}), {summary.n_scenes} "
@@ -89,7 +91,8 @@ def save_worst_animations(out: Path, source: LogSource, config: ClosedLoopConfig
         scenario = log(record.index)
         result = simulate_log(scenario, planner, config.simulation)
         title = f"{Path(config.planner).stem}: {summary_line(record)}"
-        paths.append(save_rollout_animation(scenario, result, out / "worst" / f"{rank:02d}-{record.scene_id}.gif",
+        paths.append(save_rollout_animation(scenario, result,
+                                            out / "worst" / f"{rank:02d}-{record.scene_id}.gif",
                                             title=title))
     return paths
 
@@ -99,5 +102,6 @@ def summary_line(record: ScenarioRecord) -> str:
     if record.failed:
         return f"failed at step {record.failed_step}: {record.error}"
     m = record.metrics
-    parts = ", ".join(f"{LABELS[n]} {getattr(m, n):.2g}" for n in ClsMetrics.MULTIPLIERS + ClsMetrics.WEIGHTED)
+    parts = ", ".join(f"{LABELS[n]} {getattr(m, n):.2g}"
+                      for n in ClsMetrics.MULTIPLIERS + ClsMetrics.WEIGHTED)
     return f"score {m.score:.2f} ({parts})"

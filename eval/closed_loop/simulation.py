@@ -75,9 +75,11 @@ class SimulationConfig:
     def validate(self) -> SimulationConfig:
         """The config itself; ConfigError naming the field on a bad value."""
         if not np.isfinite(self.duration) or self.duration <= 0:
-            raise ConfigError("duration", f"{{field}} must be a positive number of seconds, got {self.duration}")
+            raise ConfigError("duration",
+                              f"{{field}} must be a positive number of seconds, got {self.duration}")
         if not 1 <= self.replan_every <= 20:
-            raise ConfigError("replan_every", f"{{field}} must be 1 to 20 steps of 0.1 s, got {self.replan_every}")
+            raise ConfigError("replan_every",
+                              f"{{field}} must be 1 to 20 steps of 0.1 s, got {self.replan_every}")
         if not isinstance(self.agents, AgentMode):
             raise ConfigError("agents", f"{{field}} must be one of replay, idm, sim, got {self.agents!r}")
         return self
@@ -153,8 +155,8 @@ class SimulationCallback:
 def ego_state_from_vectors(states: np.ndarray) -> EgoState:
     """(T, 11) StateIndex states -> EgoState (T,) in the same frame."""
     return EgoState(states[:, :3].copy(), states[:, S.VELOCITY_X:S.VELOCITY_Y + 1].copy(),
-                    states[:, S.ACCELERATION_X:S.ACCELERATION_Y + 1].copy(), states[:, S.ANGULAR_VELOCITY].copy(),
-                    states[:, S.STEERING_ANGLE].copy())
+                    states[:, S.ACCELERATION_X:S.ACCELERATION_Y + 1].copy(),
+                    states[:, S.ANGULAR_VELOCITY].copy(), states[:, S.STEERING_ANGLE].copy())
 
 
 def ego_box(state: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
@@ -167,8 +169,8 @@ def ego_box(state: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
 
 
 def dense_reference(plan: np.ndarray, origin: np.ndarray, plan_dt: float) -> np.ndarray:
-    """(P, 3) ego-frame plan every `plan_dt` [s] -> (1 + P * plan_dt / SIM_DT, 3) map-frame poses every SIM_DT,
-    the first being `origin`."""
+    """(P, 3) ego-frame plan every `plan_dt` [s] -> (1 + P * plan_dt / SIM_DT, 3) map-frame poses every
+    SIM_DT, the first being `origin`."""
     return interpolate_poses(plan_to_global_poses(plan, origin), plan_dt)
 
 
@@ -245,8 +247,8 @@ def simulate_log(log: DriveLog, planner: Planner, config: SimulationConfig = Sim
             callback.on_step(step + 1, states[t + 1], agents.tracks(slice(t + 1, t + 2)))
     end = first + (step if failed is None else failed)
     result = ClosedLoopResult(log.metadata.scene_id, log.metadata.scenario_type.value,
-                              _rollout(log, states[first:end + 1], agents.tracks(slice(first, end + 1))), calls,
-                              error, failed)
+                              _rollout(log, states[first:end + 1], agents.tracks(slice(first, end + 1))),
+                              calls, error, failed)
     for callback in callbacks:
         callback.on_end(result)
     return result

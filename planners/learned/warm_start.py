@@ -24,14 +24,15 @@ class WarmStart:
     modes are then noised at `start_t` (inside the trained range 0..49) and denoised in `steps` DDIM steps;
     the other anchors keep the plan multimodal and the classifier still picks.
 
-    The DDIM baseline (diffusion-policy) takes the same warm start with one mode: its previous sample, noised at
-    `start_t` of its 1000 trained steps.
+    The DDIM baseline (diffusion-policy) takes the same warm start with one mode: its previous sample,
+    noised at `start_t` of its 1000 trained steps.
 
     Attributes:
         start_t: noise level of the warm start (DiffusionDrive's cold start uses 8).
         steps: DDIM steps of a warm-started call (DiffusionDrive cold: 2; diffusion-policy cold: 20).
         replan_interval_s: [s] between calls.
-        max_start_t: the trained noise levels are 0 .. max_start_t - 1 (DiffusionDrive 50, diffusion-policy 1000).
+        max_start_t: the trained noise levels are 0 .. max_start_t - 1 (DiffusionDrive 50,
+            diffusion-policy 1000).
     """
 
     start_t: int = 4
@@ -44,7 +45,8 @@ class WarmStart:
         if not 1 <= self.steps <= max(self.start_t, 1):
             raise ValueError(f"steps must be in 1..start_t, got steps={self.steps}, start_t={self.start_t}")
         if not 0 <= self.start_t < self.max_start_t:
-            raise ValueError(f"start_t must be in the trained range 0..{self.max_start_t - 1}, got {self.start_t}")
+            raise ValueError(f"start_t must be in the trained range 0..{self.max_start_t - 1}, "
+                             f"got {self.start_t}")
         if not 0.0 <= self.replan_interval_s <= NUM_PLAN_POSES * PLAN_DT:
             raise ValueError(f"replan_interval_s must be in [0, {NUM_PLAN_POSES * PLAN_DT}] s, "
                              f"got {self.replan_interval_s}")

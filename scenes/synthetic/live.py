@@ -1,10 +1,10 @@
 """Our traffic simulator's own agents, stepped beside an ego that something else drives (closed loop).
 
 The synthetic generator simulates the whole fleet with the ego as vehicle 0. Here the same simulation is run
-up to a log's start, and from then on vehicle 0 is put, every step, where the closed-loop ego is: its rear axle
-projected onto its route path (station and speed). The other vehicles keep their IDM, leaders through the lane
-graph, lights, merge yielding and pedestrians, and react to that ego. The ego's lateral position is not seen:
-an ego that leaves its route lane is still where its projection is for the others.
+up to a log's start, and from then on vehicle 0 is put, every step, where the closed-loop ego is: its rear
+axle projected onto its route path (station and speed). The other vehicles keep their IDM, leaders through the
+lane graph, lights, merge yielding and pedestrians, and react to that ego. The ego's lateral position is not
+seen: an ego that leaves its route lane is still where its projection is for the others.
 """
 
 from __future__ import annotations
@@ -42,19 +42,20 @@ class SimulatedTraffic:
         made, rows = log_and_agent_rows(meta.seed, meta.split, meta.scenario_type, GENERATOR_VERSION,
                                         log.num_steps, LONG_ROAD_EXTENSION, rear_on_path=True)
         if content_digest(made) != content_digest(log):
-            raise NotASyntheticLog(f"{meta.scene_id}: not the log `scenes.synthetic.generate_log` makes for its "
-                                   "seed (simulated agents need one)")
-        rng, lay, self._table, _, _, self._sim = traffic_simulation(meta.seed, meta.scenario_type, log.num_steps,
-                                                                    LONG_ROAD_EXTENSION)
-        theta, shift = rng.uniform(-np.pi, np.pi), rng.uniform(-3000.0, 3000.0, size=2)  # generate_log's frame
+            raise NotASyntheticLog(f"{meta.scene_id}: not the log `scenes.synthetic.generate_log` makes "
+                                   "for its seed (simulated agents need one)")
+        rng, lay, self._table, _, _, self._sim = traffic_simulation(meta.seed, meta.scenario_type,
+                                                                    log.num_steps, LONG_ROAD_EXTENSION)
+        # generate_log's frame
+        theta, shift = rng.uniform(-np.pi, np.pi), rng.uniform(-3000.0, 3000.0, size=2)
         self._theta, self._shift = theta, shift
         self._rotation = portable.sincos(theta)[::-1]  # (cos, sin)
         self._rows = rows
         self._path = lay.ego_path
         self._log = log
         agents = log.agents
-        self.xy, self.heading, self.velocity, self.valid = (a.copy() for a in (agents.xy, agents.heading,
-                                                                                agents.velocity, agents.valid))
+        self.xy, self.heading, self.velocity, self.valid = (
+            a.copy() for a in (agents.xy, agents.heading, agents.velocity, agents.valid))
         sim = self._sim
         sim.f.active[:] = sim.f.spawn == 0
         for k in range(WARMUP + CURRENT_INDEX):
@@ -101,13 +102,15 @@ class SimulatedTraffic:
         self.valid[:, t + 1] = valid
         self.xy[:, t + 1] = np.where(valid[:, None], xy_map, 0.0)
         self.heading[:, t + 1] = np.where(valid, wrap_angle(heading[rows, 0] + self._theta), 0.0)
-        self.velocity[:, t + 1] = np.where(valid[:, None], portable.rotate(velocity[rows, 0], (cos, sin)), 0.0)
+        self.velocity[:, t + 1] = np.where(valid[:, None], portable.rotate(velocity[rows, 0], (cos, sin)),
+                                           0.0)
 
     def tracks(self, steps: slice = slice(None)) -> AgentTracks:
         """The log's agents (N, steps) as simulated so far (later steps hold the log)."""
         agents = self._log.agents
-        return AgentTracks(agents.track_ids.copy(), agents.category.copy(), agents.size.copy(), self.xy[:, steps],
-                           self.heading[:, steps], self.velocity[:, steps], self.valid[:, steps])
+        return AgentTracks(agents.track_ids.copy(), agents.category.copy(), agents.size.copy(),
+                           self.xy[:, steps], self.heading[:, steps], self.velocity[:, steps],
+                           self.valid[:, steps])
 
 
 __all__ = ["NotASyntheticLog", "SimulatedTraffic"]

@@ -33,7 +33,8 @@ def test_a_run_writes_its_folder_and_ends_with_one_json_object(diffplan_exe, tmp
     gifs = sorted((out / "worst").glob("*.gif"))
     assert len(gifs) == 1 and Image.open(gifs[0]).n_frames == 21  # 40 steps, every 2nd, and the last
     again = run(diffplan_exe, *args, "--resume")  # every unit committed: nothing is simulated again
-    assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["cls"] == summary["cls"]
+    assert (again.returncode == 0
+            and json.loads(again.stdout.strip().splitlines()[-1])["cls"] == summary["cls"])
 
 
 @pytest.mark.parametrize(("args", "needles"), [
@@ -50,9 +51,10 @@ def test_bad_options_are_one_line_errors(diffplan_exe, args, needles):
 
 def test_a_dataset_of_scenes_runs_for_as_long_as_its_logs(diffplan_exe, tmp_path):
     data = tmp_path / "ds"
-    assert run(diffplan_exe, "scenes", "generate", "--n", "2", "--split", "test", "--out", str(data)).returncode == 0
-    result = run(diffplan_exe, "eval", "closed-loop", "--planner", "human", "--scenes", str(data), "--workers", "1",
-                 "--json")
+    assert run(diffplan_exe, "scenes", "generate", "--n", "2", "--split", "test", "--out",
+               str(data)).returncode == 0
+    result = run(diffplan_exe, "eval", "closed-loop", "--planner", "human", "--scenes", str(data),
+                 "--workers", "1", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["n_scenes"] == 2 and summary["n_failed"] == 0

@@ -46,8 +46,8 @@ CAR_SIZE = (4.5, 1.9)  # [m]
 
 
 def straight_log(speed: float = 10.0, agents: AgentTracks | None = None) -> DriveLog:
-    """The ego on lane 1 (y = 0) of a straight 400 m road, logged at constant `speed` [m/s], x = 0 at the start;
-    `agents` default: a car stopped at x = CAR_X in the same lane."""
+    """The ego on lane 1 (y = 0) of a straight 400 m road, logged at constant `speed` [m/s], x = 0 at the
+    start; `agents` default: a car stopped at x = CAR_X in the same lane."""
     t = (np.arange(NUM_LOG_STEPS) - CURRENT_INDEX) * SIM_DT
     ego = EgoState(np.stack([speed * t, np.zeros_like(t), np.zeros_like(t)], -1),
                    np.stack([np.full_like(t, speed), np.zeros_like(t)], -1), np.zeros((NUM_LOG_STEPS, 2)),
@@ -56,11 +56,11 @@ def straight_log(speed: float = 10.0, agents: AgentTracks | None = None) -> Driv
         xy = np.zeros((1, NUM_LOG_STEPS, 2))
         xy[0, :, 0] = CAR_X
         agents = AgentTracks(np.array([7], np.int64), np.array([AgentCategory.VEHICLE], np.int8),
-                             np.array([CAR_SIZE]), xy, np.zeros((1, NUM_LOG_STEPS)), np.zeros((1, NUM_LOG_STEPS, 2)),
-                             np.ones((1, NUM_LOG_STEPS), bool))
+                             np.array([CAR_SIZE]), xy, np.zeros((1, NUM_LOG_STEPS)),
+                             np.zeros((1, NUM_LOG_STEPS, 2)), np.ones((1, NUM_LOG_STEPS), bool))
     road = straight_two_lane_map(400.0)
-    road = dataclasses.replace(road, stop_lines=road.stop_lines[:0], stop_line_lane_ids=road.stop_line_lane_ids[:0],
-                               crosswalks=road.crosswalks[:0])
+    road = dataclasses.replace(road, stop_lines=road.stop_lines[:0],
+                               stop_line_lane_ids=road.stop_line_lane_ids[:0], crosswalks=road.crosswalks[:0])
     route = Route((1,), road.lane_centerlines[0])
     meta = SceneMetadata("test-straight", 0, "test", ScenarioType.STRAIGHT_ROAD, "hand-built")
     lights = TrafficLights(np.zeros(0, np.int64), np.zeros((0, NUM_LOG_STEPS), bool))
@@ -74,8 +74,9 @@ def follower_agents() -> AgentTracks:
     xy[0, :, 0] = -40.0 + 8.0 * t
     velocity = np.zeros((1, NUM_LOG_STEPS, 2))
     velocity[0, :, 0] = 8.0
-    return AgentTracks(np.array([9], np.int64), np.array([AgentCategory.VEHICLE], np.int8), np.array([CAR_SIZE]),
-                       xy, np.zeros((1, NUM_LOG_STEPS)), velocity, np.ones((1, NUM_LOG_STEPS), bool))
+    return AgentTracks(np.array([9], np.int64), np.array([AgentCategory.VEHICLE], np.int8),
+                       np.array([CAR_SIZE]), xy, np.zeros((1, NUM_LOG_STEPS)), velocity,
+                       np.ones((1, NUM_LOG_STEPS), bool))
 
 
 class ConstantDeceleration(DrivePlanner):
@@ -128,7 +129,8 @@ def test_constant_velocity_on_a_straight_road_is_exact_until_it_hits_the_stopped
     assert (pose[:, 1] == 0).all() and (pose[:, 2] == 0).all()
     metrics = score_rollout(result.rollout, reactive=False)
     # the front bumper (x + 4.049) reaches the car's rear (60 - 2.25) at x = 53.70: an at-fault collision
-    assert metrics.at_fault_collisions == 1 and metrics.no_ego_at_fault_collisions == 0.0 and metrics.score == 0.0
+    assert (metrics.at_fault_collisions == 1 and metrics.no_ego_at_fault_collisions == 0.0
+            and metrics.score == 0.0)
     assert metrics.min_ttc == 0.0
 
 
@@ -136,7 +138,8 @@ def test_a_constant_deceleration_planner_stops_where_it_planned_to():
     log = straight_log()
     result = simulate_log(log, ConstantDeceleration(), SimulationConfig(duration=10.0))
     pose, velocity = result.rollout.ego_pose, result.rollout.ego_velocity
-    assert (pose[:, 1] == 0).all() and (pose[:, 2] == 0).all()  # straight plans keep the ego on y = 0, heading 0
+    # straight plans keep the ego on y = 0, heading 0
+    assert (pose[:, 1] == 0).all() and (pose[:, 2] == 0).all()
     assert velocity[-1, 0] < 0.2  # at a standstill well before the end
     assert np.all(np.diff(velocity[:, 0]) <= 1e-9)  # it never speeds up
     # while braking, the bicycle's acceleration is the planned -2 m/s^2 (after the 0.2 s lag has settled)
@@ -166,7 +169,8 @@ def test_the_failure_rule_scores_zero_and_lists_the_scenario(monkeypatch):
 
 
 def test_replanning_every_k_steps_calls_the_planner_that_often():
-    result = simulate_log(straight_log(), ConstantDeceleration(), SimulationConfig(duration=3.0, replan_every=5))
+    result = simulate_log(straight_log(), ConstantDeceleration(),
+                          SimulationConfig(duration=3.0, replan_every=5))
     assert [call.step for call in result.calls] == [0, 5, 10, 15, 20, 25]
     assert result.rollout.num_steps == 31
 
@@ -216,7 +220,8 @@ def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
     job = ClosedLoopEvaluation(LogSource("navtest-synth", 1.5), config, (0, 1, 2), "dd", chunk_size=1)
     runs = [run_job(job, tmp_path / f"w{workers}", RunOptions(workers=workers)) for workers in (1, 2)]
     for a, b in zip(*runs, strict=True):
-        assert a.scene_id == b.scene_id and a.metrics == b.metrics and a.ec == b.ec and a.plan_gap_m == b.plan_gap_m
+        assert (a.scene_id == b.scene_id and a.metrics == b.metrics and a.ec == b.ec
+                and a.plan_gap_m == b.plan_gap_m)
     direct = evaluate_logs(LogSource("navtest-synth", 1.5), [1], config)[0]
     assert direct.metrics == runs[0][1].metrics
 
@@ -231,7 +236,8 @@ def test_simulated_traffic_driven_by_the_logged_ego_gives_back_the_log():
     tracks, after = traffic.tracks(), slice(CURRENT_INDEX + 1, None)
     both = tracks.valid[:, after] & log.agents.valid[:, after]
     gap = np.linalg.norm(tracks.xy[:, after] - log.agents.xy[:, after], axis=-1)[both]
-    assert both.sum() > 500 and gap.max() < 0.01  # the ego's speed is the log's finite difference, not the sim's
+    # the ego's speed is the log's finite difference, not the sim's
+    assert both.sum() > 500 and gap.max() < 0.01
     assert (tracks.valid[:, after] != log.agents.valid[:, after]).mean() < 0.01
 
 
