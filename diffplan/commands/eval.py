@@ -128,12 +128,14 @@ def navsim(
 @app.command()
 def table(
     runs: Annotated[list[Path], typer.Argument(
-        help="Run folders written by `diffplan eval navsim --out` or `diffplan eval pointnav --out`.")],
+        help="Run folders written by `diffplan eval navsim --out`, `eval closed-loop --out` or `eval pointnav "
+             "--out`.")],
     allow_mixed: Annotated[bool, typer.Option(
         help="Put runs on different scene or episode sets in one table anyway; their rows are marked.")] = False,
 ) -> None:
     """One Markdown table of several evaluation runs of one kind: NAVSIM runs (NC, DAC, TTC, Comf, EP, PDMS in
-    percent) or PointNav runs (success, NavDP's 1 m success, SPL, SoftSPL in percent, collisions/episode).
+    percent), closed-loop runs (nuPlan's CLS sub-metrics, CLS, EC, latency) or PointNav runs (success, NavDP's
+    1 m success, SPL, SoftSPL in percent, collisions/episode).
 
     Rows are named after their run folders. Runs must have evaluated the same scenes or episodes (the same
     benchmark, version and subset, compared by content hash); --allow-mixed shows them anyway, marked.
@@ -146,13 +148,24 @@ def table(
 
     with user_errors():
         bodies = [_read_summary(run) for run in runs]
-        kinds = {"pointnav" if "spl" in body else "navsim" for body in bodies}
+        kinds = {"pointnav" if "spl" in body else "closed-loop" if "cls" in body else "navsim" for body in bodies}
         if len(kinds) > 1:
-            raise UserError("cannot mix NAVSIM and PointNav runs in one table")
+            raise UserError(f"cannot mix {' and '.join(sorted(kinds))} runs in one table")
         labels = [run_label(run.resolve().name, bool(body.get("oracle")), bool(body.get("no_critic")))
                   for run, body in zip(runs, bodies, strict=True)]
         identities = [BenchmarkIdentity.from_json(body.get("benchmark")) for body in bodies]
         labels, caption = _mark_mixed(runs, labels, identities, allow_mixed)
+        if kinds == {"closed-loop"}:
+            from eval.closed_loop.job import ClosedLoopSummary
+            from eval.closed_loop.report import markdown_table as closed_loop_table
+
+            loop_rows = [(label, _read(run, body, ClosedLoopSummary))
+                         for run, label, body in zip(runs, labels, bodies, strict=True)]
+            if len({summary.metric for _, summary in loop_rows}) > 1:
+                raise UserError("the runs use different metrics: " + ", ".join(s.metric for _, s in loop_rows))
+            console.print(caption + "\n\n" + closed_loop_table(loop_rows), highlight=False, soft_wrap=True,
+                          markup=False)
+            return
         if kinds == {"pointnav"}:
             rows = [(label, _read(run, body, PointNavSummary)) for run, label, body in zip(runs, labels, bodies,
                                                                                      strict=True)]
@@ -202,7 +215,8 @@ def _read_summary(run: Path) -> dict:
 
 
 def _read(run: Path, body: dict, kind):
-    """`kind.from_json(body)` (Summary or PointNavSummary) with a one-line error naming the file."""
+    """`kind.from_json(body)` (Summary, ClosedLoopSummary or PointNavSummary) with a one-line error naming the
+    file."""
     try:
         return kind.from_json(body)
     except (KeyError, TypeError) as error:

@@ -69,7 +69,13 @@ def closed_loop(
     import tempfile
 
     from diffplan.jobs import RunOptions
-    from eval.closed_loop.job import ClosedLoopConfig, ClosedLoopEvaluation, LogSource, summarize
+    from eval.closed_loop.job import (
+        ClosedLoopConfig,
+        ClosedLoopEvaluation,
+        LogSource,
+        run_identity,
+        summarize,
+    )
     from eval.closed_loop.report import markdown_table, save_worst_animations, write_run
     from eval.closed_loop.simulation import AgentMode, SimulationConfig
     from eval.naming import run_label, run_name
@@ -94,10 +100,11 @@ def closed_loop(
             records = run_with_bar(job, folder, options, "scenarios", count, f"closed loop {planner}")
         summary = summarize(records)
         label = run_label(run_name(planner, out), loaded.privileged)
-        subset = source.describe(count)
+        identity = run_identity(source, records)
+        subset = identity.subset
         if out is not None:
             write_run(out, label, config, records, summary, {"oracle": loaded.privileged, "scenes": scenes,
-                                                             "subset": subset})
+                                                             "subset": subset, "benchmark": identity.as_json()})
             if worst > 0:
                 save_worst_animations(out, source, config, records, worst)
     console.print(markdown_table([(label, summary)]), highlight=False, markup=False)

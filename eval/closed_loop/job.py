@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from eval.records import from_json, to_json
 from scenes.digest import combined_digest, content_digest
 from scenes.drive import SIM_DT, DriveLog
 from scenes.errors import ConfigError
+from scenes.manifest import BenchmarkIdentity
 from scenes.store.units import parsed_unit_records, write_unit_record
 
 SYNTHETIC_SETS = {"navtest-synth": (500, "test", 0)}  # name -> (logs, split, dataset seed), balanced types
@@ -82,24 +83,9 @@ class LogSource:
         data = DriveDataset.open(self.spec)
         return lambda index: as_log(data[index])
 
-    def describe(self, count: int) -> str:
-        """e.g. "navtest-synth-15s v1, first 50 of 500"."""
-        name = f"{self.spec}-{self.duration:g}s v{SYNTHETIC_SET_VERSION}" if self.synthetic else self.spec
-        return f"{name}, first {count} of {len(self)}"
-
-    def evaluated_hash(self, count: int, on_log: Callable[[], None] = lambda: None) -> str:
-        """Combined content digest of the first `count` logs (what a run is compared and reused by)."""
-        log = self.open()
-        digests = []
-        for index in range(count):
-            digests.append(content_digest(log(index)))
-            on_log()
-        return combined_digest(digests)
-
 
 def as_log(scene: DriveLog) -> DriveLog:
-    """A DriveScene as a plain DriveLog (whose expert plan goes on past the log's end, for the human
-    planner)."""
+    """A DriveScene as a plain DriveLog (whose expert plan goes on past the log's end, for the human planner)."""
     return DriveLog(scene.metadata, scene.ego, scene.agents, scene.map, scene.route, scene.command,
                     scene.traffic_lights)
 
@@ -146,6 +132,7 @@ class ScenarioRecord:
         network_steps: mean denoising steps per call (NaN: not reported).
         duration: [s] simulated.
         error: the planner's failure as one line ("" if none); failed_step: its step (-1 if none).
+        log_digest: content digest of the simulated log (what runs are compared by).
     """
 
     index: int
@@ -159,6 +146,7 @@ class ScenarioRecord:
     duration: float
     error: str = ""
     failed_step: int = -1
+    log_digest: str = ""
 
     @property
     def failed(self) -> bool:
@@ -171,7 +159,7 @@ def failed_metrics(reactive: bool) -> ClsMetrics:
     return ClsMetrics(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, score=0.0, reactive=reactive)
 
 
-def record_of(index: int, result: ClosedLoopResult, reactive: bool) -> ScenarioRecord:
+def record_of(index: int, result: ClosedLoopResult, reactive: bool, log_digest: str = "") -> ScenarioRecord:
     """Score one simulated scenario (our failure rule: a failed planner scores 0)."""
     consistency = temporal_consistency(result.timed_plans)
     steps = [c.network_steps for c in result.calls if c.network_steps is not None]
@@ -182,7 +170,7 @@ def record_of(index: int, result: ClosedLoopResult, reactive: bool) -> ScenarioR
         latency_ms=np.array([c.latency_ms for c in result.calls], dtype=np.float64),
         network_steps=float(np.mean(steps)) if steps else float("nan"),
         duration=(result.rollout.num_steps - 1) * SIM_DT, error=result.error or "",
-        failed_step=-1 if result.failed_step is None else result.failed_step)
+        failed_step=-1 if result.failed_step is None else result.failed_step, log_digest=log_digest)
 
 
 def evaluate_logs(source: LogSource, indices: Sequence[int], config: ClosedLoopConfig,
@@ -192,8 +180,9 @@ def evaluate_logs(source: LogSource, indices: Sequence[int], config: ClosedLoopC
     log = source.open()
     records = []
     for index in indices:
-        result = simulate_log(log(index), planner, config.simulation)
-        records.append(record_of(index, result, config.simulation.agents.reactive))
+        scenario = log(index)
+        result = simulate_log(scenario, planner, config.simulation)
+        records.append(record_of(index, result, config.simulation.agents.reactive, content_digest(scenario)))
         on_scene(records[-1])
     return records
 
@@ -220,6 +209,21 @@ class ClosedLoopSummary:
         body = dataclasses.asdict(self)
         body.update(body.pop("sub_metrics"))
         return {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in body.items()}  # NaN: null
+
+    @classmethod
+    def from_json(cls, body: dict) -> ClosedLoopSummary:
+        """The summary `as_json` wrote (KeyError naming a missing field)."""
+        names = ClsMetrics.MULTIPLIERS + ClsMetrics.WEIGHTED
+        fields = {f.name for f in dataclasses.fields(cls)} - {"sub_metrics"}
+        values: dict[str, Any] = {name: float("nan") if body[name] is None else body[name] for name in fields}
+        return cls(**values, sub_metrics={name: float(body[name]) for name in names})
+
+
+def run_identity(source: LogSource, records: Sequence[ScenarioRecord]) -> BenchmarkIdentity:
+    """What a run simulated: the set's name (a dataset: none), and the combined digest of its logs."""
+    name = f"{source.spec}-{source.duration:g}s" if source.synthetic else None
+    return BenchmarkIdentity(name, SYNTHETIC_SET_VERSION if source.synthetic else "", "",
+                             combined_digest([r.log_digest for r in records]), len(records), len(source))
 
 
 def summarize(records: Sequence[ScenarioRecord]) -> ClosedLoopSummary:

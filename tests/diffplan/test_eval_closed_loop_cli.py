@@ -32,6 +32,9 @@ def test_a_run_writes_its_folder_and_ends_with_one_json_object(diffplan_exe, tmp
     assert "CLS-R" in (out / "table.md").read_text()
     gifs = sorted((out / "worst").glob("*.gif"))
     assert len(gifs) == 1 and Image.open(gifs[0]).n_frames == 21  # 40 steps, every 2nd, and the last
+    table = run(diffplan_exe, "eval", "table", str(out), str(out))
+    assert table.returncode == 0 and "navtest-synth-4s v1, first 3 of 500" in table.stdout
+    assert f"| {summary['cls']:.2f} |" in table.stdout and "CLS-R" in table.stdout
     again = run(diffplan_exe, *args, "--resume")  # every unit committed: nothing is simulated again
     assert (again.returncode == 0
             and json.loads(again.stdout.strip().splitlines()[-1])["cls"] == summary["cls"])
