@@ -1,0 +1,40 @@
+"""pSTL: an STL-conditioned diffusion policy (Meng & Fan, RA-L 2024) on diffplan's vector scene encoder.
+
+    condition  DrivingMode, θ = (v_min, v_max, d_lat, h_max, d_safe) and their (B, 9) tensor
+    schedule   pSTL's 100-step DDPM schedule (cosine β scaled by 0.2), ancestral and DDIM steps
+    model      PstlConfig, PstlModel (ε-prediction MLP; ancestral or DDIM sampling, a guidance hook)
+
+Importing this package imports torch; it registers no planner yet.
+"""
+
+from planners.pstl.condition import (
+    CONDITION_DIM,
+    DEFAULT_THETA,
+    THETA_FIELDS,
+    THETA_RANGE,
+    THETA_UNITS,
+    ConditionError,
+    DrivingMode,
+    STLCondition,
+    condition_tensor,
+)
+from planners.pstl.model import PstlConfig, PstlModel, PstlTarget, headings_from_xy
+from planners.pstl.schedule import Schedule, pstl_schedule
+
+__all__ = [
+    "CONDITION_DIM",
+    "DEFAULT_THETA",
+    "THETA_FIELDS",
+    "THETA_RANGE",
+    "THETA_UNITS",
+    "ConditionError",
+    "DrivingMode",
+    "PstlConfig",
+    "PstlModel",
+    "PstlTarget",
+    "STLCondition",
+    "Schedule",
+    "condition_tensor",
+    "headings_from_xy",
+    "pstl_schedule",
+]

@@ -1,0 +1,210 @@
+"""pSTL's condition: a driving mode and the STL parameters θ of that mode's rules.
+
+pSTL (Meng & Fan, RA-L 2024) conditions its diffusion policy on a high-level label (0 keep, 1 left change,
+2 right change, 3 stop sign or light) and θ = (v_min, v_max, d_min, d_max, d_safe, h_max). Its lane band is
+asymmetric (d_min <= d <= d_max on the signed offset) and its heading term is 1 - cos(error) <= h_max.
+diffplan's lane rules (`stl.rules`) are symmetric, so θ here is
+
+    θ = (v_min [m/s], v_max [m/s], d_lat [m], h_max [rad], d_safe [m])   (THETA_FIELDS)
+
+with |offset| <= d_lat and |heading error| <= h_max [rad]. d_lat is lane_keeping's d_max in KEEP and STOP, and
+the lane change's d_band in LEFT and RIGHT. pSTL masks label 3 out as an outlier; here STOP is a mode of its
+own that keeps the lane (its spec is KEEP's; what makes it a stop is the data it is trained on).
+
+`planners` may not import `stl`, so RuleParams is read and built structurally (`RuleParamsLike`): by the rule
+names and fields of `stl.rules` (speed_band, lane_keeping, lane_change_left/right, safe_distance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import torch
+
+from scenes.errors import DiffplanError
+
+
+class ConditionError(DiffplanError, ValueError):
+    """A driving mode or θ that cannot condition the policy; the message names the field."""
+
+
+class DrivingMode(enum.IntEnum):
+    """pSTL's high-level labels; STOP is its outlier label 3, here a real mode."""
+
+    KEEP = 0
+    LEFT = 1
+    RIGHT = 2
+    STOP = 3
+
+
+THETA_FIELDS = ("v_min", "v_max", "d_lat", "h_max", "d_safe")
+THETA_UNITS = ("m/s", "m/s", "m", "rad", "m")
+THETA_RANGE = ((-1.0, 20.0), (0.5, 30.0), (0.05, 3.5), (0.02, 1.0), (0.0, 10.0))  # calibrated (low, high)
+DEFAULT_THETA = (0.0, 15.0, 0.5, 0.2, 0.5)  # stl.rules.DEFAULT_PARAMS' values
+NUM_MODES = len(DrivingMode)
+CONDITION_DIM = NUM_MODES + len(THETA_FIELDS)  # mode one-hot, then θ in [-1, 1]
+
+LANE_RULE = {DrivingMode.KEEP: "lane_keeping", DrivingMode.LEFT: "lane_change_left",
+             DrivingMode.RIGHT: "lane_change_right", DrivingMode.STOP: "lane_keeping"}
+LANE_WIDTH_PARAM = {"lane_keeping": "d_max", "lane_change_left": "d_band", "lane_change_right": "d_band"}
+
+
+class RuleParamsLike(Protocol):
+    """What `stl.rules.RuleParams` offers that this module uses (read by rule and field name)."""
+
+    @property
+    def names(self) -> tuple[str, ...]: ...  # noqa: D102
+
+    def of(self, name: str) -> Any: ...  # noqa: D102
+
+    def only(self, names: Iterable[str]) -> Any: ...  # noqa: D102
+
+    def with_rule(self, name: str, params: Any) -> Any: ...  # noqa: D102
+
+
+R = TypeVar("R", bound=RuleParamsLike)
+
+
+def mode_rules(mode: DrivingMode) -> tuple[str, str, str]:
+    """The rules a mode asks (pSTL's Φ_mode): speed_band, its lane rule, safe_distance."""
+    return "speed_band", LANE_RULE[DrivingMode(mode)], "safe_distance"
+
+
+def _is_mode(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) \
+        and int(value) in {mode.value for mode in DrivingMode}
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class STLCondition:
+    """A driving mode and its θ (5,) float64, laid out as THETA_FIELDS; see the module docstring."""
+
+    mode: DrivingMode
+    theta: np.ndarray  # (5,) v_min, v_max [m/s], d_lat [m], h_max [rad], d_safe [m]
+
+    def __post_init__(self) -> None:
+        try:
+            theta = np.array(self.theta, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ConditionError(f"theta = {self.theta!r} is not a sequence of numbers") from None
+        theta.setflags(write=False)
+        object.__setattr__(self, "theta", theta)
+        if _is_mode(self.mode):
+            object.__setattr__(self, "mode", DrivingMode(int(self.mode)))
+
+    def validate(self) -> STLCondition:
+        """Self, or ConditionError naming the first bad field."""
+        if not _is_mode(self.mode):
+            raise ConditionError(f"mode = {self.mode!r} is not a driving mode; expected "
+                                 + ", ".join(f"{m.value} {m.name}" for m in DrivingMode))
+        if self.theta.shape != (len(THETA_FIELDS),):
+            raise ConditionError(f"theta has {self.theta.size} values, expected {len(THETA_FIELDS)}: "
+                                 + ", ".join(THETA_FIELDS))
+        for name, value, (low, high), unit in zip(THETA_FIELDS, self.theta, THETA_RANGE, THETA_UNITS, strict=True):
+            if not math.isfinite(value):
+                raise ConditionError(f"theta.{name} = {value} is not a finite number")
+            if not low <= value <= high:
+                raise ConditionError(f"theta.{name} = {_number(value)} is outside the calibrated range "
+                                     f"[{_number(low)}, {_number(high)}] {unit}")
+        if self.v_min >= self.v_max:
+            raise ConditionError(f"theta.v_min = {_number(self.v_min)} must be below theta.v_max = "
+                                 f"{_number(self.v_max)} m/s")
+        return self
+
+    @property
+    def v_min(self) -> float:
+        """Lowest speed [m/s]."""
+        return float(self.theta[0])
+
+    @property
+    def v_max(self) -> float:
+        """Highest speed [m/s]."""
+        return float(self.theta[1])
+
+    @property
+    def d_lat(self) -> float:
+        """Half-width of the lane band [m] (lane keeping's d_max, the lane change's d_band)."""
+        return float(self.theta[2])
+
+    @property
+    def h_max(self) -> float:
+        """Largest heading error to the lane [rad]."""
+        return float(self.theta[3])
+
+    @property
+    def d_safe(self) -> float:
+        """Smallest gap to every agent [m]."""
+        return float(self.theta[4])
+
+    @classmethod
+    def default(cls, mode: DrivingMode = DrivingMode.KEEP) -> STLCondition:
+        """`mode` with DEFAULT_THETA (stl.rules.DEFAULT_PARAMS' values)."""
+        return cls(DrivingMode(mode), np.array(DEFAULT_THETA)).validate()
+
+    @classmethod
+    def from_rule_params(cls, mode: DrivingMode, params: RuleParamsLike) -> STLCondition:
+        """The validated condition of `mode` with θ read from `params` (a RuleParams): speed_band, the
+        mode's lane rule (`LANE_RULE`) and safe_distance; ConditionError naming a rule `params` lacks."""
+        try:
+            mode = DrivingMode(mode)
+        except ValueError:
+            raise ConditionError(f"mode = {mode!r} is not a driving mode") from None
+        records = []
+        for rule in mode_rules(mode):
+            record = params.of(rule)
+            if record is None:
+                raise ConditionError(f"rules.{rule} is missing; mode {mode.name} needs "
+                                     + ", ".join(mode_rules(mode)))
+            records.append(record)
+        speed, lane, safe = records
+        d_lat = getattr(lane, LANE_WIDTH_PARAM[LANE_RULE[mode]])
+        return cls(mode, np.array([speed.v_min, speed.v_max, d_lat, lane.h_max, safe.d_safe])).validate()
+
+    def to_rule_params(self, base: R) -> R:
+        """`base` (a RuleParams) with the mode's rules set from θ and the lane rules the mode does not ask
+        removed; its other rules (stop_before_line, reach_goal, comfort) are kept as they are."""
+        self.validate()
+        speed, lane, safe = mode_rules(self.mode)
+        values = {speed: {"v_min": self.v_min, "v_max": self.v_max},
+                  lane: {LANE_WIDTH_PARAM[lane]: self.d_lat, "h_max": self.h_max},
+                  safe: {"d_safe": self.d_safe}}
+        kept = [name for name in base.names if name not in LANE_WIDTH_PARAM or name == lane]
+        out: Any = base.only(dict.fromkeys([*kept, *values]))
+        for rule, fields in values.items():
+            out = out.with_rule(rule, _record_type(base, rule)(**fields))
+        return typing.cast(R, out)
+
+
+def _record_type(params: RuleParamsLike, rule: str) -> Any:
+    """The record class of `rule` in `params`' class (its field annotation `Record | None`)."""
+    hint = typing.get_type_hints(type(params))[rule]
+    arms = [arm for arm in typing.get_args(hint) if arm is not types.NoneType]
+    return arms[0] if arms else hint
+
+
+def theta_normalised(theta: torch.Tensor) -> torch.Tensor:
+    """(..., 5) θ -> [-1, 1] by THETA_RANGE (not clamped)."""
+    low = theta.new_tensor([low for low, _ in THETA_RANGE])
+    high = theta.new_tensor([high for _, high in THETA_RANGE])
+    return 2.0 * (theta - low) / (high - low) - 1.0
+
+
+def condition_tensor(conditions: Sequence[STLCondition]) -> torch.Tensor:
+    """(B, 9) float32: mode one-hot (4), then θ normalised to [-1, 1] by THETA_RANGE (5); validates each."""
+    for condition in conditions:
+        condition.validate()
+    modes = torch.tensor([int(c.mode) for c in conditions], dtype=torch.int64)
+    theta = torch.from_numpy(np.stack([c.theta for c in conditions])) if conditions else torch.zeros(0, 5)
+    one_hot = torch.nn.functional.one_hot(modes, NUM_MODES).to(torch.float32)
+    return torch.cat([one_hot, theta_normalised(theta.to(torch.float64)).to(torch.float32)], dim=-1)
