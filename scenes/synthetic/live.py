@@ -77,10 +77,11 @@ class SimulatedTraffic:
         hi = min(length, int(self._station + SEARCH_WINDOW) + 1)
         samples = table.xy[path, lo:hi + 1]
         point = self._to_build_frame(rear_xy[None])[0]
-        i = int(np.argmin(((samples - point) ** 2).sum(-1)))
+        offset = samples - point
+        i = int(np.argmin((offset * offset).sum(-1)))
         i = min(i, len(samples) - 2)
         tangent = samples[i + 1] - samples[i]
-        along = float(np.dot(point - samples[i], tangent) / max(np.dot(tangent, tangent), 1e-12))
+        along = float(((point - samples[i]) * tangent).sum() / max(float((tangent * tangent).sum()), 1e-12))
         return lo + i + min(max(along, -0.5), 1.5)
 
     def advance(self, t: int, ego_pose: np.ndarray, ego_speed: float) -> None:
@@ -96,9 +97,10 @@ class SimulatedTraffic:
         rows = self._rows
         cos, sin = self._rotation
         xy_map = portable.rotate(xy[rows, 0], (cos, sin)) + self._shift
-        direction = np.array([np.cos(ego_pose[2]), np.sin(ego_pose[2])])
+        ego_sin, ego_cos = portable.sincos(float(ego_pose[2]))
+        direction = np.array([ego_cos, ego_sin])
         centre = np.asarray(ego_pose[:2]) + PACIFICA.rear_axle_to_center * direction
-        valid = active[rows, 0] & (np.linalg.norm(xy_map - centre, axis=-1) <= AGENT_RANGE)
+        valid = active[rows, 0] & (portable.norm(xy_map - centre) <= AGENT_RANGE)
         self.valid[:, t + 1] = valid
         self.xy[:, t + 1] = np.where(valid[:, None], xy_map, 0.0)
         self.heading[:, t + 1] = np.where(valid, wrap_angle(heading[rows, 0] + self._theta), 0.0)
