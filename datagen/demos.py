@@ -24,6 +24,7 @@ from scenes.geometry import wrap_angle
 from trajopt.expert import DriveTarget, ExpertResult
 
 MIN_STEER_SPEED = 0.1  # [m/s] below this the steering angle is undefined and stored as 0
+TARGET_MODES = {0: "keep", 1: "left", -1: "right"}  # target lane -> pSTL's mode name (a stop target: "stop")
 
 
 class DemoError(DiffplanError, ValueError):
@@ -84,7 +85,8 @@ def demo_ego(scene: DriveScene, states: np.ndarray, dt: float = SIM_DT) -> EgoSt
 
 def demo_extras(target: DriveTarget, result: ExpertResult, horizon_dt: float = SIM_DT) -> dict[str, object]:
     """Flat record (the store's privileged extras): stl.RULE.PARAM of the rules the solve was checked against
-    (`result.params`), robustness.RULE, solver.status (ExpertStatus value) / iterations, target.speed / lane,
+    (`result.params`), robustness.RULE, solver.status (ExpertStatus value) / iterations, target.speed / lane /
+    mode (keep, left, right, stop: pSTL's modes),
     horizon.steps / dt.
 
     The solve's wall time is deliberately not stored: it differs from run to run and would break the
@@ -101,6 +103,7 @@ def demo_extras(target: DriveTarget, result: ExpertResult, horizon_dt: float = S
     record["solver.iterations"] = int(result.iterations)
     record["target.speed"] = float(target.reference_speed)
     record["target.lane"] = int(target.target_lane)
+    record["target.mode"] = "stop" if target.stop else TARGET_MODES[target.target_lane]
     record["horizon.steps"] = int(len(result.states) - 1)
     record["horizon.dt"] = float(horizon_dt)
     return record

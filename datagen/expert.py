@@ -30,14 +30,21 @@ FOLLOW_RULES = ("speed_band", "lane_keeping", "safe_distance", "stop_before_line
 
 
 def follow_targets(scene: DriveScene, params: RuleParams, rng: np.random.Generator,
-                   count: int) -> list[DriveTarget]:
-    """`count` lane-keeping targets whose speeds are around the logged mean future speed, within the speed band
-    (DEFAULT_PARAMS' without one); their rules are those of FOLLOW_RULES that `params` has."""
+                   count: int, stop_fraction: float = 0.0) -> list[DriveTarget]:
+    """`count` lane-keeping targets whose speeds are around the logged mean future speed, within the speed
+    band (DEFAULT_PARAMS' without one); after the first, each is a stop (speed 0) with probability `stop_fraction`.
+    Their rules are those of FOLLOW_RULES that `params` has."""
     logged = float(np.mean(scene.ego.speed[CURRENT_INDEX:]))
     rules = params.only(FOLLOW_RULES)
     band = cast(SpeedBandParams, rules.speed_band or DEFAULT_PARAMS.speed_band)  # (DEFAULT_PARAMS has all)
     speeds = np.clip(logged * rng.uniform(0.7, 1.15, count), band.v_min, band.v_max)
-    return [DriveTarget(round(float(s), 3), 0, rules) for s in speeds]
+    stops = np.arange(count) > 0
+    if stop_fraction > 0.0:
+        stops &= rng.uniform(size=count) < stop_fraction
+    else:
+        stops[:] = False
+    return [DriveTarget(0.0, 0, rules, stop=True) if stop else DriveTarget(round(float(s), 3), 0, rules)
+            for s, stop in zip(speeds, stops, strict=True)]
 
 
 def _path(scene: DriveScene) -> tuple[np.ndarray, np.ndarray]:
@@ -63,9 +70,9 @@ class FollowExpert:
         self.horizon, self.dt = horizon, dt
 
     def sample_targets(self, scene: DriveScene, params: RuleParams, rng: np.random.Generator,
-                       count: int) -> list[DriveTarget]:
+                       count: int, stop_fraction: float = 0.0) -> list[DriveTarget]:
         """`follow_targets`."""
-        return follow_targets(scene, params, rng, count)
+        return follow_targets(scene, params, rng, count, stop_fraction)
 
     def prebuild(self) -> None:
         """Nothing to build."""

@@ -41,6 +41,7 @@ class DriveDatagenConfig:
 
     n: int
     demos_per_scene: int = 1
+    stop_fraction: float = 0.0  # targets after a scene's first that stop in the lane (pSTL's mode 3)
     seed: int = 0
     split: str = "train"
     shard_size: int = 50
@@ -57,6 +58,8 @@ class DriveDatagenConfig:
             raise ConfigError("n", f"{{field}} must be a positive number of scenes, got {self.n}")
         if self.demos_per_scene < 1:
             raise ConfigError("demos_per_scene", f"{{field}} must be positive, got {self.demos_per_scene}")
+        if not 0.0 <= self.stop_fraction <= 1.0:
+            raise ConfigError("stop_fraction", f"{{field}} must be in [0, 1], got {self.stop_fraction}")
         if self.shard_size < 1:
             raise ConfigError("shard_size", f"{{field}} must be positive, got {self.shard_size}")
         if self.horizon < 2:
@@ -118,7 +121,8 @@ def solve_scene(config: DriveDatagenConfig, index: int, expert: Expert, rng: np.
     scene = generate_scene(scene_seed(config.split, config.seed, index), config.split)
     demos, extras = [], []
     warm_by_lane: dict[int, WarmStart] = {}
-    for k, target in enumerate(expert.sample_targets(scene, config.params, rng, config.demos_per_scene)):
+    for k, target in enumerate(expert.sample_targets(scene, config.params, rng, config.demos_per_scene,
+                                                              config.stop_fraction)):
         report.attempts += 1
         start = time.perf_counter()
         try:

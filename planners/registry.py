@@ -16,7 +16,8 @@ _REGISTRY: dict[str, Callable[[], Planner]] = {}
 _LAZY: dict[str, str] = {"constant-velocity": "planners.drive_reference", "human": "planners.drive_reference",
                          "pdm-closed": "planners.pdm.closed", "ego-mlp": "planners.learned", "diffusiondrive": "planners.learned",
                          "diffusion-policy": "planners.learned", "regression": "planners.learned",
-                         "navdp": "planners.navdp",
+                         "navdp": "planners.navdp", "pstl": "planners.pstl.planner",
+                         "pstl-ctg": "planners.pstl.planner", "pstl-vae": "planners.pstl.planner",
                          "expert": "planners.nav_rule_based", "go-to-goal": "planners.nav_rule_based",
                          "dwa": "planners.nav_rule_based"}
 

@@ -1,6 +1,7 @@
-"""Imports run one way: scenes <- stl <- trajopt <- datagen, scenes <- planners <- eval, and planners <- datagen
-(the nav data engine rolls its expert out with the planners' trackers); diffplan (the CLI and the job runner)
-imports them all and nothing imports it."""
+"""Imports run one way: scenes <- stl <- trajopt <- datagen, scenes <- planners <- eval, planners <- datagen
+(the nav data engine rolls its expert out with the planners' trackers) and stl <- eval (pSTL's evaluation and
+test-time guidance score plans with STL rules; planners stay STL-free and take the guide as a callable);
+diffplan (the CLI and the job runner) imports them all and nothing imports it."""
 
 import ast
 import subprocess
@@ -17,7 +18,7 @@ ALLOWED = {
     "trajopt": {"scenes", "stl"},
     "datagen": {"scenes", "stl", "trajopt", "planners"},
     "planners": {"scenes"},
-    "eval": {"scenes", "planners"},
+    "eval": {"scenes", "planners", "stl"},
     "diffplan": PROJECT,  # the CLI and the job runner use every package
 }
 

@@ -113,9 +113,9 @@ class DriveExpert:
         return hit[1]
 
     def sample_targets(self, scene: DriveScene, params: RuleParams, rng: np.random.Generator,
-                       count: int) -> list[DriveTarget]:
+                       count: int, stop_fraction: float = 0.0) -> list[DriveTarget]:
         """`sample_targets` (module level)."""
-        return sample_targets(scene, params, rng, count)
+        return sample_targets(scene, params, rng, count, stop_fraction)
 
     def solve(self, scene: DriveScene, target: DriveTarget, warm_start: WarmStart | None = None) -> ExpertResult:
         """Optimise towards `target`, from `warm_start` if given (a neighbouring solve's `result.warm_start`;
@@ -370,23 +370,27 @@ def available_lanes(scene: DriveScene) -> list[int]:
 
 
 def sample_targets(scene: DriveScene, calibrated: RuleParams, rng: np.random.Generator,
-                   count: int) -> list[DriveTarget]:
+                   count: int, stop_fraction: float = 0.0) -> list[DriveTarget]:
     """pSTL-style diverse targets (deterministic given rng): the first keeps the lane with the calibrated
-    params (DEFAULT_PARAMS for rules without); others draw a lane among those that exist, a speed, and
-    perturbed params (pSTL §1.4 offsets). Each target has the rules speed_band, the lane's rule
-    (LANE_RULES), safe_distance and comfort."""
+    params (DEFAULT_PARAMS for rules without); others are, with probability `stop_fraction`, a stop in the
+    lane (reference speed 0, pSTL's mode 3), else draw a lane among those that exist and a speed; all but the
+    first perturb the params (pSTL §1.4 offsets). Each target has the rules speed_band, the lane's rule
+    (LANE_RULES), safe_distance and comfort. With stop_fraction 0 no extra number is drawn, so targets are
+    those of the datasets made before stops existed."""
     lanes = available_lanes(scene)
     v_now = float(scene.ego.speed[dd.CURRENT_INDEX])
     base = DEFAULT_PARAMS.updated(calibrated)
     out = []
     for i in range(count):
-        lane = 0 if i == 0 else int(rng.choice(lanes))
+        stop = i > 0 and stop_fraction > 0.0 and bool(rng.uniform() < stop_fraction)
+        lane = 0 if i == 0 or stop else int(rng.choice(lanes))
         lateral_rule = LANE_RULES[lane]
         # DEFAULT_PARAMS has every rule, so `base` has them all
         band = cast(SpeedBandParams, base.speed_band)
         lateral = cast("LaneKeepingParams | LaneChangeParams", base.of(lateral_rule))
         safe = cast(SafeDistanceParams, base.safe_distance)
         speed = v_now if i == 0 else float(np.clip(v_now + rng.uniform(-4.0, 4.0), 0.0, 20.0))
+        speed = 0.0 if stop else speed
         if i > 0:
             v_min = band.v_min - rng.uniform(1.3, 3.0)
             band = SpeedBandParams(v_min, band.v_max + rng.uniform(1.3, 3.0))
@@ -397,5 +401,5 @@ def sample_targets(scene: DriveScene, calibrated: RuleParams, rng: np.random.Gen
         v_max = max(band.v_max, speed + 1.0, v_now + 0.5)
         band = SpeedBandParams(min(band.v_min, 0.0), v_max)
         params = RuleParams(speed_band=band, safe_distance=safe, comfort=base.comfort)
-        out.append(DriveTarget(speed, lane, params.with_rule(lateral_rule, lateral)))
+        out.append(DriveTarget(speed, lane, params.with_rule(lateral_rule, lateral), stop=stop))
     return out

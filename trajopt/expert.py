@@ -57,11 +57,13 @@ class DriveTarget:
         reference_speed: [m/s] the speed to drive at.
         target_lane: 0 the route lane, +1 its left neighbour, -1 its right one.
         rule_params: the rules the trajectory must meet, with their parameters (rules without are not used).
+        stop: come to a standstill in the route lane (pSTL's mode 3): reference_speed 0, target_lane 0.
     """
 
     reference_speed: float
     target_lane: int = 0
     rule_params: RuleParams = DEFAULT_TARGET_PARAMS
+    stop: bool = False
 
     def validate(self) -> DriveTarget:
         """The target itself; ExpertError on a non-finite speed, an unknown lane or bad rule parameters."""
@@ -69,6 +71,9 @@ class DriveTarget:
             raise ExpertError(f"reference_speed must be a finite speed [m/s], got {self.reference_speed!r}")
         if self.target_lane not in (-1, 0, 1):
             raise ExpertError(f"target_lane must be -1, 0 or +1, got {self.target_lane!r}")
+        if self.stop and (self.reference_speed != 0.0 or self.target_lane != 0):
+            raise ExpertError(f"a stop target keeps the lane at reference_speed 0, got target_lane "
+                              f"{self.target_lane} and reference_speed {self.reference_speed}")
         self.rule_params.validate()
         return self
 
@@ -157,8 +162,9 @@ class Expert(Protocol):
     """What the data engine asks of an expert (datagen.job.solve_scene)."""
 
     def sample_targets(self, scene: DriveScene, params: RuleParams, rng: np.random.Generator,
-                       count: int) -> list[DriveTarget]:
-        """`count` targets for `scene` from the dataset's rule `params`, deterministic given `rng`."""
+                       count: int, stop_fraction: float = 0.0) -> list[DriveTarget]:
+        """`count` targets for `scene` from the dataset's rule `params`, deterministic given `rng`; after the
+        first, each is a stop target with probability `stop_fraction`."""
         ...
 
     def solve(self, scene: DriveScene, target: DriveTarget, warm_start: WarmStart | None = None) -> ExpertResult:

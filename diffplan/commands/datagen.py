@@ -42,6 +42,9 @@ def drive(
     out: Annotated[Path, typer.Option(help="Dataset folder to create (or to continue with --resume).")],
     n: Annotated[int, typer.Option(help="Number of source scenes.")] = 100,
     demos_per_scene: Annotated[int, typer.Option(help="Targets (and so solves) per scene.")] = 1,
+    stop_fraction: Annotated[float, typer.Option(
+        help="Probability that a target after a scene's first is a stop in the lane (pSTL's mode 3); "
+             "0 keeps the targets of datasets made without stops.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Dataset seed: scene seeds and per-shard target draws.")] = 0,
     split: Annotated[str, typer.Option(help="train, val or test seed range.")] = "train",
     shard_size: Annotated[int, typer.Option(help="Source scenes per shard (the unit of work).")] = 50,
@@ -71,7 +74,8 @@ def drive(
 
     with user_errors():
         rules = CalibratedParams.load(params).rules if params is not None else None
-        config = DriveDatagenConfig(n=n, demos_per_scene=demos_per_scene, seed=seed, split=split,
+        config = DriveDatagenConfig(n=n, demos_per_scene=demos_per_scene, stop_fraction=stop_fraction,
+                                    seed=seed, split=split,
                                     shard_size=shard_size, horizon=horizon, expert=expert, compiled=compiled,
                                     solver=solver, **({"params": rules}  # type: ignore[arg-type]
                                                       if rules is not None else {}))

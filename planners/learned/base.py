@@ -181,7 +181,7 @@ class LearnedDrivePlanner(LearnedPlanner[DriveObservation, DrivePrivileged]):
         self.model.eval()
         candidates: np.ndarray | None = None
         scores: np.ndarray | None = None
-        if getattr(self.model, "propose", None) is None:
+        if not self.multimodal:
             poses = as_numpy(self.model(features))
         else:  # multi-modal models: (best (B, T, 3), candidates (B, K, T, 3), scores (B, K))
             best, modes, mode_scores = self.propose(features, observations)
@@ -192,6 +192,11 @@ class LearnedDrivePlanner(LearnedPlanner[DriveObservation, DrivePrivileged]):
                      candidates=None if candidates is None else candidates[i],
                      scores=None if scores is None else scores[i], spec=DRIVE_PLAN).validate()
                 for i, p in enumerate(poses)]
+
+    @property
+    def multimodal(self) -> bool:
+        """Whether plans come from `propose` (best, candidates, scores): models with a `propose` method."""
+        return getattr(self.model, "propose", None) is not None
 
     def propose(self, features: Any, observations: Sequence[DriveObservation]
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

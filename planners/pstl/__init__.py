@@ -3,6 +3,7 @@
     condition  DrivingMode, θ = (v_min, v_max, d_lat, h_max, d_safe) and their (B, 9) tensor
     schedule   pSTL's 100-step DDPM schedule (cosine β scaled by 0.2), ancestral and DDIM steps
     model      PstlConfig, PstlModel (ε-prediction MLP; ancestral or DDIM sampling, a guidance hook)
+    vae        PstlVaeConfig, PstlVaeModel (the conditional VAE baseline on the same encoder)
 
 Importing this package imports torch; it registers no planner yet.
 """
@@ -20,6 +21,7 @@ from planners.pstl.condition import (
 )
 from planners.pstl.model import PstlConfig, PstlModel, PstlTarget, headings_from_xy
 from planners.pstl.schedule import Schedule, pstl_schedule
+from planners.pstl.vae import PstlVaeConfig, PstlVaeModel
 
 __all__ = [
     "CONDITION_DIM",
@@ -32,6 +34,8 @@ __all__ = [
     "PstlConfig",
     "PstlModel",
     "PstlTarget",
+    "PstlVaeConfig",
+    "PstlVaeModel",
     "STLCondition",
     "Schedule",
     "condition_tensor",

@@ -100,7 +100,49 @@ def headings_from_xy(xy: torch.Tensor) -> torch.Tensor:
     return torch.stack(headings, dim=-1)
 
 
-class PstlModel(VectorPlanningModel):
+class PstlSceneModel(VectorPlanningModel):
+    """What pSTL's policies share (this DDPM and the VAE baseline, `planners.pstl.vae`): the scene feature,
+    the condition's check, CPU-drawn noise and the spec with the condition's layout."""
+
+    def training_dataset(self, data: Any, split: str | None) -> Any:
+        """(features, PstlTarget) per `datagen drive` demonstration of dataset folder `data` (`pstl.data`)."""
+        from planners.pstl.data import PstlDemoDataset
+
+        return PstlDemoDataset(data, self.feature_builder(), split=split)
+
+    def scene_feature(self, features: DriveFeatures) -> torch.Tensor:
+        """(B, 2 d_model): the encoder's ego token, then the mean of its valid tokens."""
+        tokens, valid = self.encoder(features)
+        weights = valid.to(tokens.dtype)[..., None]
+        mean = (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return torch.cat([tokens[:, 0], mean], dim=-1)
+
+    def check_condition(self, condition: torch.Tensor, batch: int) -> torch.Tensor:
+        """`condition` if it is (batch, 9); ValueError naming its shape otherwise."""
+        if tuple(condition.shape) != (batch, CONDITION_DIM):
+            raise ValueError(f"condition has shape {tuple(condition.shape)}, expected "
+                             f"({batch}, {CONDITION_DIM}) (condition_tensor)")
+        return condition
+
+    @staticmethod
+    def noise(shape: Any, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+        """N(0, I) of `shape`, drawn on CPU from `generator`, in `like`'s dtype and device."""
+        return torch.randn(tuple(shape), generator=generator).to(like.device, like.dtype)
+
+    def spec(self) -> dict[str, Any]:
+        """The vector planners' spec plus the condition's layout."""
+        spec = super().spec()
+        spec["conditions"] = {
+            "condition": {"shape": [CONDITION_DIM], "dtype": "float32",
+                          "fields": [f"mode_{mode.name.lower()}" for mode in DrivingMode]
+                          + [f"{name} [{unit}]"
+                             for name, unit in zip(THETA_FIELDS, THETA_UNITS, strict=True)],
+                          "theta_range": [list(bounds) for bounds in THETA_RANGE],
+                          "theta_normalisation": "2 (theta - low) / (high - low) - 1"}}
+        return spec
+
+
+class PstlModel(PstlSceneModel):
     """pSTL's conditioned DDPM policy (module docstring), built from a `PstlConfig`."""
 
     config_class = PstlConfig
@@ -119,26 +161,12 @@ class PstlModel(VectorPlanningModel):
             width = c.hidden_dim
         self.denoiser = nn.Sequential(*layers, nn.Linear(width, 2 * c.num_poses))
 
-    def scene_feature(self, features: DriveFeatures) -> torch.Tensor:
-        """(B, 2 d_model): the encoder's ego token, then the mean of its valid tokens."""
-        tokens, valid = self.encoder(features)
-        weights = valid.to(tokens.dtype)[..., None]
-        mean = (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        return torch.cat([tokens[:, 0], mean], dim=-1)
-
     def denoise(self, scene: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor
                 ) -> torch.Tensor:
         """Predicted ε (N, T, 2) of noisy normalised xy x_t (N, T, 2) at timesteps t (N,), given the scene
         feature (N, 2 d_model) and condition (N, 9)."""
         inputs = [scene, x_t.flatten(1), sinusoidal_embedding(t, self.time_dim).to(x_t.dtype), condition]
         return self.denoiser(torch.cat(inputs, dim=-1)).view_as(x_t) + x_t
-
-    def check_condition(self, condition: torch.Tensor, batch: int) -> torch.Tensor:
-        """`condition` if it is (batch, 9); ValueError naming its shape otherwise."""
-        if tuple(condition.shape) != (batch, CONDITION_DIM):
-            raise ValueError(f"condition has shape {tuple(condition.shape)}, expected ({batch}, {CONDITION_DIM}) "
-                             "(condition_tensor)")
-        return condition
 
     def loss(self, features: DriveFeatures, plan: torch.Tensor | PstlTarget, condition: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -208,25 +236,9 @@ class PstlModel(VectorPlanningModel):
             return ddim_timesteps(self.sampling_steps if steps is None else steps, self.schedule.num_steps)
         raise ValueError(f"sampler {sampler!r}: expected 'ddpm' or 'ddim'")
 
-    @staticmethod
-    def noise(shape: Any, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-        """N(0, I) of `shape`, drawn on CPU from `generator`, in `like`'s dtype and device."""
-        return torch.randn(tuple(shape), generator=generator).to(like.device, like.dtype)
-
     def forward(self, features: DriveFeatures, generator: torch.Generator | None = None,
                 condition: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 8, 3): one DDIM sample of `sampling_steps` steps; `condition` None: KEEP with DEFAULT_THETA."""
         if condition is None:
             condition = condition_tensor([STLCondition.default()] * features.status.shape[0])
         return self.sample(features, condition, generator, sampler="ddim")[:, 0]
-
-    def spec(self) -> dict[str, Any]:
-        """The vector planners' spec plus the condition's layout."""
-        spec = super().spec()
-        spec["conditions"] = {
-            "condition": {"shape": [CONDITION_DIM], "dtype": "float32",
-                          "fields": [f"mode_{mode.name.lower()}" for mode in DrivingMode]
-                          + [f"{name} [{unit}]" for name, unit in zip(THETA_FIELDS, THETA_UNITS, strict=True)],
-                          "theta_range": [list(bounds) for bounds in THETA_RANGE],
-                          "theta_normalisation": "2 (theta - low) / (high - low) - 1"}}
-        return spec

@@ -24,7 +24,8 @@ class ScriptedExpert:
 
     calls: list[tuple[DriveTarget, WarmStart | None]] = field(default_factory=list)
 
-    def sample_targets(self, scene, params: RuleParams, rng: np.random.Generator, count: int) -> list[DriveTarget]:
+    def sample_targets(self, scene, params: RuleParams, rng: np.random.Generator, count: int,
+                       stop_fraction: float = 0.0) -> list[DriveTarget]:
         return [DriveTarget(10.0, LANES[k], params.only(["speed_band"])) for k in range(count)]
 
     def solve(self, scene, target: DriveTarget, warm_start: WarmStart | None = None) -> ExpertResult:
@@ -69,7 +70,7 @@ def test_extras_record_the_solved_rules_target_and_status():
         "stl.comfort.a_max": 4.0, "stl.comfort.j_max": 10.0, "stl.comfort.w_max": 0.5,
         "stl.speed_band.v_max": 15.0, "stl.speed_band.v_min": 0.0,
         "robustness.comfort": 0.25, "robustness.speed_band": 1.0,
-        "solver.status": "ok", "solver.iterations": 2, "target.speed": 7.5, "target.lane": -1,
+        "solver.status": "ok", "solver.iterations": 2, "target.speed": 7.5, "target.lane": -1, "target.mode": "right",
         "horizon.steps": 40, "horizon.dt": 0.1}
 
 

@@ -44,8 +44,12 @@ SMALL = {  # untrained, small: values of the model config's fields
     "diffusion-policy": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "decoder_layers": 1,
                          "sampling_steps": 4},
     "regression": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "decoder_layers": 1},
+    "pstl": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "hidden_dim": 64},
+    "pstl-ctg": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "hidden_dim": 64},
+    "pstl-vae": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "hidden_dim": 64, "latent_dim": 16},
 }
-STOCHASTIC = {"diffusiondrive", "diffusion-policy", "navdp"}  # another seed gives another plan
+STOCHASTIC = {"diffusiondrive", "diffusion-policy", "navdp",  # another seed gives another plan
+              "pstl", "pstl-ctg", "pstl-vae"}
 SPECS = {Domain.DRIVING: DRIVE_PLAN, Domain.NAVIGATION: NAV_PLAN}
 # Planners registered by other test modules (when they happen to be imported first) are not ours to check.
 NAMES = [name for name in planners.available_planners()

@@ -1,0 +1,173 @@
+"""pSTL planners: the STL-conditioned diffusion policy and its baselines as registered driving planners.
+
+    pstl       PstlModel; DDIM in `sampling_steps` (<= 10) steps; guided on the last steps when a guide is set
+    pstl-ctg   the same model and weights, sampled as CTG does: 99 ancestral steps, guided at every step
+    pstl-vae   the conditional VAE baseline on the same encoder (`planners.pstl.vae`)
+
+A planner samples `num_samples` plans under its `condition` (a mode and θ; default KEEP with DEFAULT_THETA)
+and returns them all as candidates. STL lives outside `planners`, so the two things that need it come in as
+callables, set by whoever evaluates or deploys the planner (`eval.pstl` builds both from the observation):
+
+    guide_builder(observation, condition, GuidanceSettings) -> Guide    test-time STL guidance (`sample`)
+    scorer(observation, condition, plans (S, 8, 3) [m, m, rad]) -> (S,)  the plan is the best-scored sample
+
+Without a scorer the plan is the first sample and every score is 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+
+from planners.learned.base import LearnedDrivePlanner
+from planners.pstl.condition import STLCondition, condition_tensor
+from planners.pstl.model import Guide, PstlModel
+from planners.pstl.vae import PstlVaeModel
+from planners.registry import register_planner
+from scenes.drive import DriveObservation
+
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    """How a guide moves the posterior mean: `iterations` Adam steps of rate `lr` per guided denoising step,
+    on the last `last_steps` steps (None: every step). pSTL: last 10 steps, 1 iteration, lr 0.01 (0.04 in closed
+    loop); CTG: every step, 3 iterations, lr 0.01."""
+
+    iterations: int = 1
+    lr: float = 0.01
+    last_steps: int | None = 10
+
+    def validate(self) -> GuidanceSettings:
+        """Self, or ValueError naming the bad field."""
+        if self.iterations < 1:
+            raise ValueError(f"guidance iterations must be positive, got {self.iterations}")
+        if not self.lr > 0.0:
+            raise ValueError(f"guidance lr must be positive, got {self.lr}")
+        if self.last_steps is not None and self.last_steps < 0:
+            raise ValueError(f"guidance last_steps must be >= 0 or None (every step), got {self.last_steps}")
+        return self
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How plans are drawn: `sampler` "ddim" (`steps` <= 10, None: the model's sampling_steps) or "ddpm"
+    (pSTL's 99 ancestral steps), "vae" for the VAE (one decoder pass); `num_samples` candidates per call."""
+
+    sampler: Literal["ddpm", "ddim", "vae"] = "ddim"
+    steps: int | None = None
+    num_samples: int = 16
+
+    def validate(self) -> SamplingSettings:
+        """Self, or ValueError naming the bad field."""
+        if self.sampler not in ("ddpm", "ddim", "vae"):
+            raise ValueError(f"sampler {self.sampler!r}: expected 'ddpm', 'ddim' or 'vae'")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be positive, got {self.num_samples}")
+        return self
+
+
+GuideBuilder = Callable[[DriveObservation, STLCondition, GuidanceSettings], Guide]
+CandidateScorer = Callable[[DriveObservation, STLCondition, np.ndarray], np.ndarray]
+
+
+def batched_guide(guides: Sequence[Guide], num_samples: int) -> Guide:
+    """One guide over B observations' samples (B S, 8, 2): block b of `num_samples` rows goes to guides[b]."""
+    def guide(mu_xy: torch.Tensor, t: int) -> torch.Tensor:
+        blocks = mu_xy.split(num_samples)
+        return torch.cat([g(block, t) for g, block in zip(guides, blocks, strict=True)])
+
+    return guide
+
+
+@register_planner("pstl")
+class PstlPlanner(LearnedDrivePlanner):
+    """pSTL's policy (module docstring); train it with `diffplan train pstl` on `datagen drive` data."""
+
+    model_class: ClassVar[type[Any]] = PstlModel
+    default_sampling: ClassVar[SamplingSettings] = SamplingSettings()
+    default_guidance: ClassVar[GuidanceSettings] = GuidanceSettings()
+    guidable: ClassVar[bool] = True  # whether a guide can act on its sampling (not the VAE's)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.condition = STLCondition.default()
+        self.sampling = self.default_sampling
+        self.guidance = self.default_guidance
+        self.guide_builder: GuideBuilder | None = None
+        self.scorer: CandidateScorer | None = None
+        self.last_network_steps: int | None = None
+
+    @property
+    def multimodal(self) -> bool:
+        """Always: every call samples `num_samples` candidates."""
+        return True
+
+    def configure(self, condition: STLCondition | None = None, sampling: SamplingSettings | None = None,
+                  guidance: GuidanceSettings | None = None) -> PstlPlanner:
+        """Set any of the condition, sampling and guidance (validated); returns self."""
+        if condition is not None:
+            self.condition = condition.validate()
+        if sampling is not None:
+            self.sampling = sampling.validate()
+            self.model.timesteps(sampling.sampler, sampling.steps)  # a bad step count fails here
+        if guidance is not None:
+            self.guidance = guidance.validate()
+        return self
+
+    def guide_for(self, observations: Sequence[DriveObservation]) -> tuple[Guide | None, int]:
+        """The guide over a batch's samples and how many final steps it acts on (none without a builder)."""
+        if self.guide_builder is None or not self.guidable:
+            return None, 0
+        steps = len(self.model.timesteps(self.sampling.sampler, self.sampling.steps))
+        last = steps if self.guidance.last_steps is None else min(self.guidance.last_steps, steps)
+        guides = [self.guide_builder(obs, self.condition, self.guidance) for obs in observations]
+        return batched_guide(guides, self.sampling.num_samples), last
+
+    def propose(self, features: Any, observations: Sequence[DriveObservation]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(best (B, 8, 3), candidates (B, S, 8, 3), scores (B, S)) under `condition`."""
+        s = self.sampling
+        guide, last = self.guide_for(observations)
+        condition = condition_tensor([self.condition] * len(observations))
+        plans = self.model.sample(features, condition, self._generator, sampler=s.sampler, steps=s.steps,
+                                  num_samples=s.num_samples, guide=guide, guide_last=last)
+        self.last_network_steps = len(self.model.timesteps(s.sampler, s.steps))
+        scores = torch.zeros(plans.shape[:2], dtype=torch.float64)
+        if self.scorer is not None:
+            poses = plans.to(torch.float64).cpu().numpy()
+            scores = torch.from_numpy(np.stack([np.asarray(self.scorer(obs, self.condition, p), np.float64)
+                                                for obs, p in zip(observations, poses, strict=True)]))
+        best = plans[torch.arange(plans.shape[0]), scores.argmax(dim=1)]
+        return best, plans, scores
+
+
+@register_planner("pstl-ctg")
+class PstlCtgPlanner(PstlPlanner):
+    """CTG (Zhong et al. 2023) as pSTL's baseline: pSTL's DDPM sampled with 99 ancestral steps and guided at
+    every step (3 iterations, lr 0.01). It trains, and loads weights, exactly as `pstl` does."""
+
+    default_sampling = SamplingSettings(sampler="ddpm")
+    default_guidance = GuidanceSettings(iterations=3, lr=0.01, last_steps=None)
+
+
+def as_planner(planner: PstlPlanner, cls: type[PstlPlanner]) -> PstlPlanner:
+    """The same weights and seed under another pSTL planner class and its default settings (e.g. a trained
+    `pstl` checkpoint sampled as `pstl-ctg`)."""
+    out = cls(planner.model, seed=planner.seed)
+    return out.configure(planner.condition, dataclasses.replace(cls.default_sampling),
+                         dataclasses.replace(cls.default_guidance))
+
+
+@register_planner("pstl-vae")
+class PstlVaePlanner(PstlPlanner):
+    """pSTL's conditional VAE baseline (`planners.pstl.vae`): one decoder pass per sample; a guide is ignored
+    (there is no denoising chain to guide)."""
+
+    model_class = PstlVaeModel
+    default_sampling = SamplingSettings(sampler="vae")
+    guidable = False
