@@ -1,6 +1,17 @@
-"""pSTL (Meng & Fan, STL-conditioned diffusion policy) open-loop metrics: compliance, success, valid area and
-the two entropies, as pure numpy functions."""
+"""pSTL (Meng & Fan, STL-conditioned diffusion policy) evaluation.
 
+    metrics  open-loop compliance, success, valid area and the two entropies (pure numpy)
+    scoring  exact STL robustness of plans under a condition, on the privileged scene (the evaluator)
+    guide    test-time STL guidance from the observation only (smooth robustness on surrogate signals)
+"""
+
+from eval.pstl.guide import (
+    GuideConfig,
+    GuideConfigError,
+    SurrogateSignals,
+    smooth_mode_robustness,
+    stl_guide,
+)
 from eval.pstl.metrics import (
     PstlMetricInputError,
     SampleSetMetrics,
@@ -12,15 +23,38 @@ from eval.pstl.metrics import (
     success,
     valid_area,
 )
+from eval.pstl.scoring import (
+    PLAN_DT,
+    ModeRobustness,
+    RuleRobustness,
+    ScoringInputError,
+    mode_formula,
+    mode_robustness,
+    mode_rule_params,
+    plan_states,
+)
 
 __all__ = [
+    "PLAN_DT",
+    "GuideConfig",
+    "GuideConfigError",
+    "ModeRobustness",
     "PstlMetricInputError",
+    "RuleRobustness",
     "SampleSetMetrics",
+    "ScoringInputError",
+    "SurrogateSignals",
     "compliance",
     "control_entropy",
     "mean_valid_area",
+    "mode_formula",
+    "mode_robustness",
+    "mode_rule_params",
+    "plan_states",
     "sample_set_metrics",
     "score_entropy",
+    "smooth_mode_robustness",
+    "stl_guide",
     "success",
     "valid_area",
 ]

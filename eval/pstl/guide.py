@@ -1,0 +1,321 @@
+"""Test-time STL guidance for pSTL sampling (pSTL §1.5 "Guidance"), from the observation only.
+
+`stl_guide(observation, condition, config)` returns a `Guide` for `PstlModel.sample`: on each guided denoising
+step it takes `iterations` Adam steps (rate `lr`) on a copy of the normalised mean z to lower
+mean ReLU(margin - ρ̃(denormalise(z))), where ρ̃ is the smooth robustness (stl SMOOTH mode, Boltzmann max,
+temperature τ) of the mode's spec: the conjunction of `mode_rules(mode)` with the same parameters and horizon
+as the evaluator (`eval.pstl.scoring.mode_formula`). It returns Δz = z_final - z_initial, signed. pSTL's code
+adds clip(|Δμ|, β_t), dropping the sign (so a plan too far left would be pushed further left); that bug is not
+copied. The optional `clip` is a constant bound per coordinate, not pSTL's β_t; the timestep t is not used.
+
+It sees no privileged data (`SurrogateSignals` is built from a DriveObservation), so it also works in closed
+loop. Its signals (9 states: the ego now at the origin, then the 8 plan poses, 0.5 s apart) follow
+`stl.signals` as far as the observation allows; the differences:
+
+- heading ψ: of the step from the previous state (the first from the origin; a step shorter than MIN_STEP
+  keeps the previous heading, 0 at the origin), as `headings_from_xy` gives the model's plans; stl.signals
+  reads the pose's heading (the same for model plans).
+- v [m/s]: the same second-order finite differences on the 9 states; its sign (reversing) uses ψ above.
+  Below SLOW (0.1 m/s) it is the velocity's component along ψ instead (at most SLOW below |v|), so a plan at
+  rest still has a gradient (|v| has none at 0).
+- d_c [m], h_c [rad]: to the route centreline (the route lanes' centrelines joined, cropped to the
+  observation), where stl.signals takes the route lane nearest each state; the tangent is the first nearest
+  segment's direction, where stl.signals uses the chord over ±0.5 m of arc (they differ within 0.5 m of a
+  vertex). Beyond the line's ends both extrapolate the end segment.
+- d_l, h_l / d_r, h_r: the neighbours are picked once, for the route lane nearest the ego now, by
+  stl.signals' rule (a non-connector lane of the same roadblock, the nearest one more than 0.5 m to that
+  side, measured at the ego); stl.signals picks them per group of states sharing a nearest route lane (median
+  over those states). Past the lane's roadblock the surrogate keeps that neighbour, extrapolated, where
+  stl.signals would switch lanes (ABSENT on a connector). No neighbour (or the ego on a connector): ABSENT and
+  0 rad, as in stl.signals.
+- s [m]: only agents present now, moved at their current velocity with their heading held (stl.signals: the
+  logged futures, agents appearing later included). Each box (the ego's PACIFICA box and each agent's) is
+  covered by 4 discs along its length (centres at ±L/8, ±3L/8 from the box centre, radius hypot(L/8, W/2));
+  s is the least centre distance minus both radii, so it is <= the box distance of stl.signals while the boxes
+  are apart (a conservative surrogate; pSTL uses radius W/2, which under-covers the corners). FAR with no
+  agent, as in stl.signals; not clipped.
+- a, j, w, stop_dist, red and goal_dist are not computed: no mode's rules read them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+import torch
+
+from eval.pstl.scoring import HORIZON, PLAN_DT, PLAN_POSES, mode_formula
+from planners.learned.vector import denormalise_xy, normalise_xy
+from planners.pstl.condition import STLCondition
+from planners.pstl.model import MIN_STEP, Guide
+from scenes.drive import DriveObservation
+from scenes.ego import PACIFICA
+from scenes.errors import DiffplanError
+from stl.formula import Formula
+from stl.robustness import Mode, Signals, robustness
+from stl.signals import ABSENT, FAR
+
+SURROGATE_NAMES = ("v", "d_c", "h_c", "d_l", "h_l", "d_r", "h_r", "s")
+NUM_STATES = PLAN_POSES + 1  # the ego now, then the plan
+DISC_OFFSETS = np.array([-3.0, -1.0, 1.0, 3.0]) / 8.0  # disc centres from a box's centre [box lengths]
+NEIGHBOUR_GAP = 0.5  # [m] a neighbour lane lies more than this to its side (stl.signals' rule)
+SLOW = 0.1  # [m/s] below this speed v is the velocity along ψ, whose gradient does not vanish at rest
+
+
+class GuideConfigError(DiffplanError, ValueError):
+    """A guidance setting that cannot be used; the message names the field."""
+
+
+@dataclass(frozen=True)
+class GuideConfig:
+    """How the guide moves the mean.
+
+    Attributes:
+        iterations: Adam steps per guided denoising step (pSTL: 1 for "ours+guidance", 3 for CTG).
+        lr: Adam learning rate [normalised units] (pSTL: 0.01 open loop, 0.04 closed loop).
+        margin: ε in ReLU(ε - ρ̃) [robustness units: m, m/s, rad]; pSTL's trajopt and open-loop value 0.01
+            (its closed loop uses 100, i.e. always pushing).
+        temperature: τ of the smooth semantics [1 / robustness units]; stl's soft-min is
+            -logsumexp(-τ x) / τ, the same τ as pSTL's (100).
+        clip: largest |Δz| per coordinate [normalised units]; None: no clipping.
+    """
+
+    iterations: int = 1
+    lr: float = 0.01
+    margin: float = 0.01
+    temperature: float = 100.0
+    clip: float | None = None
+
+    def validate(self) -> GuideConfig:
+        """Self, or GuideConfigError naming the first bad field."""
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
+            raise GuideConfigError(f"iterations = {self.iterations!r} must be a positive integer")
+        for name in ("lr", "temperature"):
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and value > 0):
+                raise GuideConfigError(f"{name} = {value!r} must be a positive finite number")
+        if not (_is_number(self.margin) and math.isfinite(self.margin)):
+            raise GuideConfigError(f"margin = {self.margin!r} must be a finite number")
+        clip = self.clip
+        if clip is not None and not (_is_number(clip) and math.isfinite(clip) and clip > 0):
+            raise GuideConfigError(f"clip = {self.clip!r} must be None or a positive finite number")
+        return self
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _vertices(line: shapely.Geometry) -> np.ndarray:
+    """(K, 2) [m] vertices of a line without repeated consecutive points."""
+    xy = shapely.get_coordinates(line).astype(np.float64)
+    keep = np.r_[True, (np.diff(xy, axis=0) != 0.0).any(axis=1)]
+    return xy[keep]
+
+
+def _project(vertices: torch.Tensor, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signed lateral offset [m] (left +) of points xy (..., 2) from the polyline `vertices` (K >= 2, 2) and
+    the direction [rad] of its first nearest segment, each (...); differentiable in xy (the segment choice is
+    not)."""
+    start, step = vertices[:-1], vertices[1:] - vertices[:-1]
+    length = step.norm(dim=-1)
+    unit = step / length[:, None]
+    rel = xy[..., None, :] - start  # (..., K - 1, 2)
+    along = torch.minimum((rel * unit).sum(-1).clamp(min=0.0), length)
+    gap = rel - along[..., None] * unit
+    nearest = (gap * gap).sum(-1).detach().argmin(dim=-1, keepdim=True)
+    cross = unit[:, 0] * rel[..., 1] - unit[:, 1] * rel[..., 0]
+    direction = torch.atan2(unit[:, 1], unit[:, 0])
+    return cross.gather(-1, nearest)[..., 0], direction[nearest[..., 0]]
+
+
+def _safe_norm(v: torch.Tensor) -> torch.Tensor:
+    """|v| over the last axis with a zero (not NaN) gradient at v = 0."""
+    n2 = (v * v).sum(-1)
+    positive = n2 > 0.0
+    root = torch.sqrt(torch.where(positive, n2, torch.ones_like(n2)))
+    return torch.where(positive, root, torch.zeros_like(n2))
+
+
+def _rate(f: torch.Tensor, dt: float) -> torch.Tensor:
+    """d/dt of (N, T >= 3) samples spaced dt [s]: stl.signals' second-order differences (np.gradient)."""
+    first = -1.5 / dt * f[:, :1] + 2.0 / dt * f[:, 1:2] - 0.5 / dt * f[:, 2:3]
+    last = 0.5 / dt * f[:, -3:-2] - 2.0 / dt * f[:, -2:-1] + 1.5 / dt * f[:, -1:]
+    return torch.cat([first, (f[:, 2:] - f[:, :-2]) / (2.0 * dt), last], dim=1)
+
+
+def _wrap(angle: torch.Tensor) -> torch.Tensor:
+    """Angles [rad] wrapped to (-pi, pi], differentiably."""
+    return torch.atan2(torch.sin(angle), torch.cos(angle))
+
+
+def step_headings(states: torch.Tensor) -> torch.Tensor:
+    """(N, T) headings [rad] of states (N, T, 2) [m] whose first is the ego at the origin (heading 0): each
+    later one the direction of the step from the previous state, kept when that step is below MIN_STEP."""
+    step = states[:, 1:] - states[:, :-1]
+    moving = (step * step).sum(-1) >= MIN_STEP * MIN_STEP
+    safe = torch.where(moving[..., None], step, torch.ones_like(step))  # no atan2(0, 0) gradient
+    raw = torch.atan2(safe[..., 1], safe[..., 0])
+    last = torch.zeros_like(states[:, 0, 0])
+    out = [last]
+    for k in range(step.shape[1]):
+        last = torch.where(moving[:, k], raw[:, k], last)
+        out.append(last)
+    return torch.stack(out, dim=1)
+
+
+def _discs(centre: torch.Tensor, heading: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """(..., 4, 2) [m] disc centres of boxes: centre (..., 2) [m], heading (...) [rad], length (...) [m]."""
+    offset = length[..., None] * centre.new_tensor(DISC_OFFSETS)  # (..., 4)
+    axis = torch.stack([torch.cos(heading), torch.sin(heading)], -1)
+    return centre[..., None, :] + offset[..., None] * axis[..., None, :]
+
+
+def _disc_radius(length: np.ndarray | float, width: np.ndarray | float) -> np.ndarray:
+    """Radius [m] of the 4 discs that cover a box of this length and width [m]."""
+    return np.hypot(np.asarray(length) / 8.0, np.asarray(width) / 2.0)
+
+
+@dataclass(frozen=True, eq=False)
+class SurrogateSignals:
+    """Observation-only STL signals of plans, built once per observation (module docstring). Ego frame.
+
+    Attributes:
+        centre: (K, 2) [m] route centreline vertices.
+        left, right: (K', 2) [m] centreline vertices of the ego lane's left / right neighbour; None: none.
+        agent_xy: (A, 9, 2) [m] agents' box centres at the 9 states (constant velocity from now).
+        agent_heading: (A,) [rad] agents' headings now (held).
+        agent_size: (A, 2) [m] box length, width.
+        dt: [s] between states.
+    """
+
+    centre: np.ndarray
+    left: np.ndarray | None
+    right: np.ndarray | None
+    agent_xy: np.ndarray
+    agent_heading: np.ndarray
+    agent_size: np.ndarray
+    dt: float = PLAN_DT
+
+    @classmethod
+    def from_observation(cls, observation: DriveObservation, dt: float = PLAN_DT) -> SurrogateSignals:
+        """The surrogate of `observation`: its route, the ego lane's neighbours and its agents present now."""
+        centre = _vertices(observation.route.centerline)
+        if len(centre) < 2:
+            raise ValueError(f"the route centreline has {len(centre)} distinct points; it needs at least 2")
+        left, right = _neighbours(observation)
+        agents = observation.agents
+        now = agents.valid[:, -1]
+        times = dt * np.arange(NUM_STATES)
+        xy = agents.xy[now, -1][:, None] + agents.velocity[now, -1][:, None] * times[:, None]
+        return cls(centre, left, right, xy, agents.heading[now, -1].astype(np.float64),
+                   agents.size[now].astype(np.float64), float(dt))
+
+    def signals(self, xy: torch.Tensor) -> Signals:
+        """Signals (N, 9, SURROGATE_NAMES) float64 of plans xy (N, 8, 2) [m] (ego frame), state 0 = the ego
+        now at the origin; differentiable in xy."""
+        if xy.ndim != 3 or tuple(xy.shape[1:]) != (PLAN_POSES, 2):
+            raise ValueError(f"xy must have shape (N, {PLAN_POSES}, 2) [m], got {tuple(xy.shape)}")
+        xy = xy.to(torch.float64)
+        states = torch.cat([torch.zeros_like(xy[:, :1]), xy], dim=1)  # (N, 9, 2)
+        psi = step_headings(states)
+        vx, vy = _rate(states[..., 0], self.dt), _rate(states[..., 1], self.dt)
+        speed = _safe_norm(torch.stack([vx, vy], -1))
+        along = vx * torch.cos(psi) + vy * torch.sin(psi)
+        v = torch.where(speed < SLOW, along, torch.where(along < 0.0, -speed, speed))
+        columns = [v]
+        for line in (self.centre, self.left, self.right):
+            if line is None:
+                columns += [torch.full_like(v, ABSENT), torch.zeros_like(v)]
+                continue
+            offset, direction = _project(xy.new_tensor(line), states)
+            columns += [offset, _wrap(psi - direction)]
+        columns.append(self._agent_distance(states, psi))
+        return Signals(SURROGATE_NAMES, torch.stack(columns, dim=-1))
+
+    def _agent_distance(self, states: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+        """(N, 9) s [m]: least disc gap between the ego and any agent, FAR with none."""
+        if len(self.agent_xy) == 0:
+            return torch.full(states.shape[:2], FAR, dtype=states.dtype, device=states.device)
+        axis = torch.stack([torch.cos(psi), torch.sin(psi)], -1)
+        centre = states + PACIFICA.rear_axle_to_center * axis
+        ego = _discs(centre, psi, torch.full_like(psi, PACIFICA.length))  # (N, 9, 4, 2)
+        size = states.new_tensor(self.agent_size)
+        heading = states.new_tensor(self.agent_heading)[:, None].expand(-1, NUM_STATES)
+        agents = _discs(states.new_tensor(self.agent_xy), heading, size[:, None, 0].expand(-1, NUM_STATES))
+        agents = agents.permute(1, 0, 2, 3)  # (9, A, 4, 2)
+        gap = _safe_norm(ego[:, :, None, :, None, :] - agents[None, :, :, None, :, :])  # (N, 9, A, 4, 4)
+        radius = states.new_tensor(_disc_radius(self.agent_size[:, 0], self.agent_size[:, 1]))
+        gap = gap - float(_disc_radius(PACIFICA.length, PACIFICA.width)) - radius[:, None, None]
+        return gap.amin(dim=(2, 3, 4)).clamp(max=FAR)
+
+
+def _neighbours(observation: DriveObservation) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Centreline vertices of the left and right neighbours of the route lane nearest the ego (None: none)."""
+    m = observation.map
+    rows = [m.lane_index(lane) for lane in observation.route.lane_ids if lane in set(m.lane_ids.tolist())]
+    if not rows:
+        return None, None
+    origin = shapely.Point(0.0, 0.0)
+    row = rows[int(np.argmin([m.lane_centerlines[r].distance(origin) for r in rows]))]
+    if m.lane_is_connector[row]:
+        return None, None
+    peers = np.flatnonzero((m.lane_roadblock_ids == m.lane_roadblock_ids[row]) & ~m.lane_is_connector)
+    here = torch.zeros(2, dtype=torch.float64)
+
+    def offset(r: int) -> float:
+        vertices = _vertices(m.lane_centerlines[r])
+        return float(_project(torch.from_numpy(vertices), here)[0]) if len(vertices) >= 2 else math.nan
+
+    own = offset(row)
+    out: list[np.ndarray | None] = []
+    for sign in (1.0, -1.0):
+        best, gap = None, math.inf
+        for peer in peers[peers != row]:
+            rel = sign * (own - offset(int(peer)))  # the peer's offset from this lane, towards `sign`
+            if NEIGHBOUR_GAP < rel < gap:
+                best, gap = int(peer), rel
+        out.append(None if best is None else _vertices(m.lane_centerlines[best]))
+    return out[0], out[1]
+
+
+def _smooth(formula: Formula, surrogate: SurrogateSignals, xy: torch.Tensor, temperature: float
+            ) -> torch.Tensor:
+    return robustness(formula, surrogate.signals(xy), t=0, mode=Mode.SMOOTH, temperature=temperature)
+
+
+def smooth_mode_robustness(surrogate: SurrogateSignals, condition: STLCondition, xy: torch.Tensor,
+                           temperature: float = 100.0) -> torch.Tensor:
+    """(N,) float64 smooth robustness ρ̃ (Boltzmann max, soft-min at `temperature`; <= the exact one on the
+    same signals) of plans xy (N, 8, 2) [m] under the mode's spec (`mode_formula`), on surrogate signals."""
+    return _smooth(mode_formula(condition, HORIZON), surrogate, xy, temperature)
+
+
+def stl_guide(observation: DriveObservation, condition: STLCondition, config: GuideConfig = GuideConfig()
+              ) -> Guide:
+    """The guide (module docstring): mu_xy (N, 8, 2) [m] ego frame, t -> signed Δz (N, 8, 2) [normalised],
+    mu_xy's dtype and device. Deterministic: a pure function of (observation, condition, config, mu_xy)."""
+    config.validate()
+    formula = mode_formula(condition, HORIZON)
+    surrogate = SurrogateSignals.from_observation(observation)
+
+    def guide(mu_xy: torch.Tensor, t: int) -> torch.Tensor:
+        if mu_xy.ndim != 3 or tuple(mu_xy.shape[1:]) != (PLAN_POSES, 2):
+            raise ValueError(f"mu_xy must have shape (N, {PLAN_POSES}, 2) [m], got {tuple(mu_xy.shape)}")
+        z0 = normalise_xy(mu_xy.detach().to(torch.float64))
+        z = z0.clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([z], lr=config.lr)
+        with torch.enable_grad():
+            for _ in range(config.iterations):
+                optimiser.zero_grad()
+                rho = _smooth(formula, surrogate, denormalise_xy(z), config.temperature)
+                torch.relu(config.margin - rho).mean().backward()
+                optimiser.step()
+        delta = z.detach() - z0
+        if config.clip is not None:
+            delta = delta.clamp(-config.clip, config.clip)
+        return delta.to(mu_xy.dtype)
+
+    return guide
