@@ -15,6 +15,7 @@ import typer
 import planners
 from diffplan.commands.eval_closed_loop import closed_loop
 from diffplan.commands.eval_nuscenes import nuscenes
+from diffplan.commands.eval_pstl import pstl
 from diffplan.commands.pointnav import pointnav
 from diffplan.console import (
     RayOption,
@@ -34,6 +35,7 @@ app = typer.Typer(help="Closed-loop evaluation.", no_args_is_help=True, add_comp
 app.command()(pointnav)
 app.command()(nuscenes)
 app.command(name="closed-loop")(closed_loop)
+app.command()(pstl)
 console = output_console()
 METRICS = {"pdms": "pdms-v1", "epdms": "epdms-v2"}  # CLI name -> planners.pdm.scoring.MetricVersion value
 

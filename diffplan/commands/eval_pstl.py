@@ -1,0 +1,123 @@
+"""`diffplan eval pstl`: pSTL's open-loop test (Table I): compliance, success, valid area, entropy, time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from diffplan.console import UserError, output_console, user_errors
+
+console = output_console()
+GUIDANCE = ("none", "last", "every")
+
+
+def parse_theta(text: str) -> tuple[float, ...]:
+    """"1,9,2.5,0.2,0.1" -> the five θ values; UserError naming --stl-params otherwise."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"--stl-params must be 5 comma-separated numbers v_min,v_max,d_lat,h_max,d_safe, "
+                        f"got {text!r}") from None
+    return values
+
+
+def pstl(
+    planner: Annotated[str, typer.Option(help="pstl, pstl-ctg, pstl-vae, or a checkpoint of one of them.")],
+    scenes: Annotated[Path, typer.Option(
+        help="A `diffplan datagen drive` dataset folder (its demonstrations give each window's modes and θ).")],
+    samples: Annotated[int, typer.Option(help="Samples per window and mode (pSTL: 64).")] = 64,
+    split: Annotated[str, typer.Option(help="Dataset split to test on; 'all' for every scene.")] = "all",
+    limit: Annotated[int | None, typer.Option(help="Test only the first K windows.")] = None,
+    mode: Annotated[str | None, typer.Option(
+        help="Test only this mode: keep, left, right or stop. Default: every mode a window has.")] = None,
+    stl_params: Annotated[str | None, typer.Option(
+        help="Fixed θ for every case, 'v_min,v_max,d_lat,h_max,d_safe' [m/s, m/s, m, rad, m]. Default: the θ "
+             "of each window's demonstration of that mode.")] = None,
+    sampler: Annotated[str | None, typer.Option(
+        help="ddim (at most 10 steps) or ddpm (pSTL's 99 ancestral steps). Default: the planner's (pstl ddim, "
+             "pstl-ctg ddpm).")] = None,
+    steps: Annotated[int | None, typer.Option(help="DDIM steps (1 to 10). Default: the model's.")] = None,
+    guidance: Annotated[str | None, typer.Option(
+        help="STL guidance: none, last (the last --guide-steps steps, pSTL's '+guidance') or every (CTG). "
+             "Default: none, every for pstl-ctg.")] = None,
+    guide_steps: Annotated[int, typer.Option(help="Guided final steps with --guidance last (pSTL: 10).")] = 10,
+    guide_iterations: Annotated[int | None, typer.Option(
+        help="Adam iterations per guided step. Default: 1 (last), 3 (every: CTG).")] = None,
+    guide_lr: Annotated[float, typer.Option(help="Adam learning rate of the guide [normalised units].")] = 0.01,
+    seed: Annotated[int, typer.Option(help="Noise seed; case k uses seed + k.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Folder for summary.json and cases.csv.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="End with one JSON line: compliance, success, valid_area, entropy, time_per_sample_s, "
+                       "n_windows, ...")] = False,
+) -> None:
+    """pSTL's open-loop test: per window and mode, sample the planner under the mode's θ and score every sample
+    with the exact robustness of the mode's STL spec (speed band, lane keeping or change, safe distance).
+
+    Compliance is the fraction of samples with robustness > 0, success the fraction of (window, mode) with
+    one, valid area the area [m^2] of the 100 x 100 histogram cells the satisfying samples cover, entropy
+    pSTL's 10-bin control entropy (ent_wa) [bit] of the satisfying samples, and time the sampling wall time
+    per sample [s].
+    """
+    import planners
+    from eval.pstl.guide import GuideConfig, stl_guide
+    from eval.pstl.open_loop import evaluate_cases, per_mode, pstl_cases, summarize
+    from eval.pstl.report import summary_table, write_open_loop_run
+    from planners.pstl.condition import DrivingMode, STLCondition
+    from planners.pstl.planner import GuidanceSettings, PstlPlanner, SamplingSettings
+    from scenes.store import DriveDataset
+
+    with user_errors():
+        loaded = planners.load(planner)
+        if not isinstance(loaded, PstlPlanner):
+            raise UserError(f"--planner {planner!r} is not a pSTL planner (pstl, pstl-ctg, pstl-vae)")
+        if samples < 1:
+            raise UserError(f"--samples must be positive, got {samples}")
+        if guidance is not None and guidance not in GUIDANCE:
+            raise UserError(f"unknown --guidance {guidance!r}; expected one of {', '.join(GUIDANCE)}")
+        modes = tuple(DrivingMode)
+        if mode is not None:
+            names = {m.name.lower(): m for m in DrivingMode}
+            if mode not in names:
+                raise UserError(f"unknown --mode {mode!r}; expected one of {', '.join(names)}")
+            modes = (names[mode],)
+        override = None
+        if stl_params is not None:
+            override = STLCondition(modes[0], parse_theta(stl_params)).validate()
+        kind = guidance or ("every" if loaded.default_guidance.last_steps is None else "none")
+        iterations = guide_iterations or (3 if kind == "every" else 1)
+        sampling = SamplingSettings(sampler or loaded.default_sampling.sampler, steps, samples)
+        try:
+            loaded.configure(sampling=sampling,
+                             guidance=GuidanceSettings(iterations, guide_lr, None if kind == "every" else guide_steps))
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        if kind != "none":
+            if not loaded.guidable:
+                raise UserError(f"--guidance {kind}: {loaded.name} has no denoising chain to guide")
+            loaded.guide_builder = lambda obs, condition, settings: stl_guide(
+                obs, condition, GuideConfig(iterations=settings.iterations, lr=settings.lr))
+        data = DriveDataset.open(scenes)
+        indices = data.indices(split=None if split == "all" else split)
+        cases = pstl_cases(data, indices, modes, override)
+        if limit is not None:
+            windows = list(dict.fromkeys(case.window for case in cases))[:max(limit, 0)]
+            cases = [case for case in cases if case.window in set(windows)]
+        if not cases:
+            raise UserError(f"{scenes}: no (window, mode) to test (split {split!r}, modes "
+                            f"{', '.join(m.name.lower() for m in modes)})")
+        from rich.progress import Progress
+
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"pSTL open loop {planner}", total=len(cases))
+            results = evaluate_cases(loaded, data, cases, seed, lambda result: progress.advance(task))
+        summary = summarize(results)
+        label = f"{Path(planner).stem if Path(planner).exists() else planner} ({sampling.sampler}, {kind})"
+        if out is not None:
+            write_open_loop_run(out, label, results, summary, per_mode(results))
+    console.print(summary_table([(label, summary)] + [(f"  {m.name.lower()}", s) for m, s in per_mode(results)]),
+                  highlight=False, markup=False)
+    if as_json:
+        print(json.dumps(summary.as_json()))
