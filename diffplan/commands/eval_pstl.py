@@ -48,7 +48,13 @@ def pstl(
         help="Adam iterations per guided step. Default: 1 (last), 3 (every: CTG).")] = None,
     guide_lr: Annotated[float, typer.Option(help="Adam learning rate of the guide [normalised units].")] = 0.01,
     seed: Annotated[int, typer.Option(help="Noise seed; case k uses seed + k.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Folder for summary.json and cases.csv.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Run folder: summary.json, cases.csv, table.md and figures/ (samples coloured by robustness).")] = None,
+    figures: Annotated[int, typer.Option(help="BEV pictures of the first K cases' samples (with --out).")] = 4,
+    sweep_windows: Annotated[int, typer.Option(
+        help="Controllability: sweep v_max and d_safe on the lane-keeping case of this many windows, report "
+             "the fraction whose mean speed / min gap rise with them, and draw the sweeps and pSTL's case "
+             "study (with --out). 0: no sweeps.")] = 0,
     as_json: Annotated[bool, typer.Option(
         "--json", help="End with one JSON line: compliance, success, valid_area, entropy, time_per_sample_s, "
                        "n_windows, ...")] = False,
@@ -62,6 +68,7 @@ def pstl(
     per sample [s].
     """
     import planners
+    from eval.pstl.figures import samples_by_robustness
     from eval.pstl.guide import GuideConfig, stl_guide
     from eval.pstl.open_loop import evaluate_cases, per_mode, pstl_cases, summarize
     from eval.pstl.report import summary_table, write_open_loop_run
@@ -114,10 +121,30 @@ def pstl(
             task = progress.add_task(f"pSTL open loop {planner}", total=len(cases))
             results = evaluate_cases(loaded, data, cases, seed, lambda result: progress.advance(task))
         summary = summarize(results)
+        controllability = None
+        if sweep_windows > 0:
+            from eval.pstl.sweeps import summarize_sweeps, write_pictures
+            from eval.pstl.sweeps import sweep_windows as run_sweeps
+
+            sweeps = run_sweeps(loaded, data, cases, sweep_windows, samples, seed)
+            controllability = summarize_sweeps(sweeps)
+            if out is not None:
+                write_pictures(out / "figures", loaded, data, sweeps, samples, seed)
         label = f"{Path(planner).stem if Path(planner).exists() else planner} ({sampling.sampler}, {kind})"
         if out is not None:
-            write_open_loop_run(out, label, results, summary, per_mode(results))
+            write_open_loop_run(out, label, results, summary, per_mode(results),
+                                None if controllability is None else controllability.as_json())
+            for result in results[:max(figures, 0)]:
+                c = result.case
+                samples_by_robustness(data[c.index], result.samples, result.rho,
+                                      out / "figures" / f"{c.window}_{c.condition.mode.name.lower()}.png",
+                                      f"{label}: {c.window} {c.condition.mode.name.lower()}")
     console.print(summary_table([(label, summary)] + [(f"  {m.name.lower()}", s) for m, s in per_mode(results)]),
                   highlight=False, markup=False)
+    if controllability is not None:
+        for field, fraction in zip(controllability.fields, controllability.monotone_fraction, strict=True):
+            console.print(f"controllability: {field} sweep monotone in {fraction:.0%} of "
+                          f"{controllability.n_windows} windows", highlight=False)
     if as_json:
-        print(json.dumps(summary.as_json()))
+        extra = {} if controllability is None else controllability.as_json()
+        print(json.dumps({**summary.as_json(), **extra}))

@@ -43,14 +43,19 @@ class PstlCase:
 
 @dataclass(frozen=True, eq=False)
 class CaseResult:
-    """A case's samples: `rho` (S,) exact robustness, `xy` (S, 8, 2) [m] ego frame, `controls` (S, 7, 2)
-    ω [rad/s], a [m/s^2], and `seconds` [s] of sampling wall time (all S samples, one planner call)."""
+    """A case's samples: `rho` (S,) exact robustness, `samples` (S, 8, 3) [m, m, rad] ego frame, `controls`
+    (S, 7, 2) ω [rad/s], a [m/s^2], and `seconds` [s] of sampling wall time (all S samples, one call)."""
 
     case: PstlCase
     rho: np.ndarray
-    xy: np.ndarray
+    samples: np.ndarray
     controls: np.ndarray
     seconds: float
+
+    @property
+    def xy(self) -> np.ndarray:
+        """(S, 8, 2) [m] sample positions, ego frame (each sample starts at the origin)."""
+        return self.samples[..., :2]
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ def evaluate_case(planner: PstlPlanner, scene: DriveScene, case: PstlCase, seed:
     assert plan.candidates is not None  # a PstlPlanner always returns its samples
     samples = np.asarray(plan.candidates, dtype=np.float64)
     rho = mode_robustness(scene, case.condition, samples).rho
-    return CaseResult(case, rho, samples[..., :2], plan_controls(samples), seconds)
+    return CaseResult(case, rho, samples, plan_controls(samples), seconds)
 
 
 def evaluate_cases(planner: PstlPlanner, data: DriveDataset, cases: Sequence[PstlCase], seed: int = 0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +43,12 @@ def cases_csv(results: Sequence[CaseResult]) -> str:
 
 
 def write_open_loop_run(out: Path, label: str, results: Sequence[CaseResult], summary: OpenLoopSummary,
-                        modes: Sequence[tuple[DrivingMode, OpenLoopSummary]]) -> None:
-    """`out`/summary.json (the --json object, the label and each mode's figures), cases.csv and table.md,
-    each written atomically."""
+                        modes: Sequence[tuple[DrivingMode, OpenLoopSummary]],
+                        extra: Mapping[str, object] | None = None) -> None:
+    """`out`/summary.json (the --json object, `extra` (e.g. controllability), the label and each mode's
+    figures), cases.csv and table.md, each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
-    body = {"label": label, **summary.as_json(),
+    body = {"label": label, **summary.as_json(), **(extra or {}),
             "per_mode": {mode.name.lower(): s.as_json() for mode, s in modes}}
     atomic_write_bytes(out / "summary.json", (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
     atomic_write_bytes(out / "cases.csv", cases_csv(results).encode())

@@ -95,7 +95,7 @@ def test_plan_controls_of_hand_built_plans():
 
 def test_summary_of_hand_built_sample_sets():
     keep, left = STLCondition(0, [0, 9, 1, 0.2, 1]), STLCondition(1, [0, 9, 1, 0.2, 1])
-    xy = np.zeros((4, 8, 2))
+    xy = np.zeros((4, 8, 3))
     xy[:, :, 0] = np.arange(1, 9)[None] * np.array([1.0, 2.0, 3.0, 4.0])[:, None]
     results = [CaseResult(PstlCase("w0", 0, keep), np.array([1.0, -1.0, 0.5, -0.2]), xy, np.zeros((4, 7, 2)), 0.4),
                CaseResult(PstlCase("w0", 1, left), np.array([-1.0, -1.0, -1.0, -1.0]), xy, np.zeros((4, 7, 2)), 0.4),
