@@ -3,8 +3,17 @@
     metrics  open-loop compliance, success, valid area and the two entropies (pure numpy)
     scoring  exact STL robustness of plans under a condition, on the privileged scene (the evaluator)
     guide    test-time STL guidance from the observation only (smooth robustness on surrogate signals)
+    closed_loop  Table II's closed-loop test on the nuPlan-style closed loop (exact compliance vs the world)
 """
 
+from eval.pstl.closed_loop import (
+    PstlClosedLoopConfig,
+    PstlClosedLoopSummary,
+    PstlScenarioRecord,
+    observation_scorer,
+    pstl_condition,
+    run_pstl_closed_loop,
+)
 from eval.pstl.guide import (
     GuideConfig,
     GuideConfigError,
@@ -39,7 +48,10 @@ __all__ = [
     "GuideConfig",
     "GuideConfigError",
     "ModeRobustness",
+    "PstlClosedLoopConfig",
+    "PstlClosedLoopSummary",
     "PstlMetricInputError",
+    "PstlScenarioRecord",
     "RuleRobustness",
     "SampleSetMetrics",
     "ScoringInputError",
@@ -50,7 +62,10 @@ __all__ = [
     "mode_formula",
     "mode_robustness",
     "mode_rule_params",
+    "observation_scorer",
     "plan_states",
+    "pstl_condition",
+    "run_pstl_closed_loop",
     "sample_set_metrics",
     "score_entropy",
     "smooth_mode_robustness",

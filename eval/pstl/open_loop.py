@@ -3,8 +3,10 @@
 A window is a source scene of the dataset; its demonstrations (scene ids "<window>-demo<k>") are the trajopt
 expert's solves under several (mode, θ). Each (window, mode) that has a demonstration is one case, conditioned
 on the θ of the first such demonstration: a θ the expert met there, as pSTL conditions each mode on the
-window's calibrated (label mode) or randomised (other modes) parameters. `override` replaces every case's θ
-(and, when given, its mode) with a fixed condition instead.
+window's calibrated (label mode) or randomised (other modes) parameters. A scene without those extras (an
+imported log) is its own window with one case: the heuristic label and calibrated θ of its logged future
+(`labels.heuristic_condition`; pSTL's labels are manual annotations we do not have). `override` replaces every
+case's θ with a fixed one instead.
 
 Per case the planner draws S samples (`Plan.candidates`) and each is scored with the exact robustness of its
 mode's spec against the scene's logged agents (`scoring.mode_robustness`). Metrics (`metrics`): compliance,
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from eval.pstl.labels import heuristic_condition
 from eval.pstl.metrics import SampleSetMetrics, sample_set_metrics
 from eval.pstl.scoring import PLAN_DT, mode_robustness
 from planners.pstl.condition import DrivingMode, STLCondition
@@ -92,7 +95,11 @@ def pstl_cases(data: DriveDataset, indices: Sequence[int], modes: Sequence[Drivi
     ids = [str(v) for v in data.episodes.column("scene_id").to_pylist()]
     cases: dict[tuple[str, DrivingMode], PstlCase] = {}
     for index in indices:
-        condition = condition_of_extras(data.extras(int(index)))
+        extras = data.extras(int(index))
+        if "target.mode" in extras or "target.lane" in extras:
+            condition = condition_of_extras(extras)
+        else:
+            condition = heuristic_condition(data[int(index)])
         if condition.mode not in modes:
             continue
         key = (window_of(ids[int(index)]), condition.mode)

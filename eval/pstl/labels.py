@@ -1,0 +1,58 @@
+"""A heuristic (mode, θ) for a logged window without `datagen drive` extras (imported nuScenes / OpenScene).
+
+pSTL labels nuScenes windows by hand (mengyuest/nuscenes-lane-annotator; real_data_ros2.md §6); those
+annotations are not available here, so the label is a heuristic on the logged future, 8 poses at 0.5 s:
+
+    LEFT / RIGHT  the window ends nearer the left / right neighbour lane's centreline than its own
+                  (`stl.calibrate.lane_change_side`)
+    STOP          not a lane change, and the ego ends below STOP_SPEED having started above it
+    KEEP          otherwise
+
+θ is pSTL's per-window calibration (`infer_gt_stlp --flex`, pstl_stl_trajopt.md §1.3) of the logged future
+under the label's spec: v_min = max(min v - 1, -0.3), v_max = max v + 1, the lane band's tightest half-width
++ 0.3 m, h_max + 0.1 rad, d_safe = max(min gap - 0.1, 0) (0 with no agent), clipped into THETA_RANGE.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eval.pstl.scoring import PLAN_DT, PLAN_POSES, plan_states
+from planners.pstl.condition import LANE_RULE, LANE_WIDTH_PARAM, THETA_RANGE, DrivingMode, STLCondition
+from scenes.drive import DriveScene
+from stl.calibrate import lane_change_side, tightest
+from stl.rules import rule_set
+from stl.signals import signals_from_poses
+
+STOP_SPEED = 0.5  # [m/s]
+FLEX_MARGINS = {"v_min": 1.0, "v_max": 1.0, "d_max": 0.3, "d_band": 0.3, "h_max": 0.1, "d_safe": 0.1,
+                "d_stop": 0.2, "r_goal": 0.5, "a_max": 0.2, "j_max": 0.5, "w_max": 0.02}  # pSTL --flex
+V_MIN_FLOOR = -0.3  # [m/s] pSTL: v_min = max(min v - 1, -0.3)
+
+
+def heuristic_mode(side: int, speeds: np.ndarray) -> DrivingMode:
+    """The label of a window: `side` +1 / -1 / 0 (lane change left / right / none) and its speeds (T,) [m/s]."""
+    if side > 0:
+        return DrivingMode.LEFT
+    if side < 0:
+        return DrivingMode.RIGHT
+    if speeds[-1] < STOP_SPEED <= speeds[0]:
+        return DrivingMode.STOP
+    return DrivingMode.KEEP
+
+
+def heuristic_condition(scene: DriveScene) -> STLCondition:
+    """The heuristic (mode, θ) of `scene`'s logged future (module docstring)."""
+    plan = scene.expert_plan(PLAN_POSES, PLAN_DT).poses[None]
+    signals = signals_from_poses(scene, plan_states(scene, plan), PLAN_DT)
+    speeds = np.asarray(signals.values)[0, :, signals.names.index("v")]
+    mode = heuristic_mode(int(lane_change_side(signals)[0]), speeds)
+    lane = LANE_RULE[mode]
+    tight = tightest(rule_set(("speed_band", lane, "safe_distance")), signals, FLEX_MARGINS)
+    band = tight[lane]
+    d_safe = float(tight["safe_distance"]["d_safe"][0])
+    theta = np.array([max(float(tight["speed_band"]["v_min"][0]), V_MIN_FLOOR),
+                      float(tight["speed_band"]["v_max"][0]), float(band[LANE_WIDTH_PARAM[lane]][0]),
+                      float(band["h_max"][0]), max(d_safe, 0.0) if np.isfinite(d_safe) else 0.0])
+    low, high = np.array(THETA_RANGE).T
+    return STLCondition(mode, np.clip(theta, low, high)).validate()
