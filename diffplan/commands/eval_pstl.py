@@ -26,8 +26,16 @@ def parse_theta(text: str) -> tuple[float, ...]:
 
 def pstl(
     planner: Annotated[str, typer.Option(help="pstl, pstl-ctg, pstl-vae, or a checkpoint of one of them.")],
-    scenes: Annotated[Path, typer.Option(
-        help="A `diffplan datagen drive` dataset folder (its demonstrations give each window's modes and θ).")],
+    scenes: Annotated[str, typer.Option(
+        help="Open loop: a `diffplan datagen drive` dataset folder (its demonstrations give each window's modes "
+             "and θ) or imported logs (a heuristic label and θ per log). --closed-loop: navtest-synth or a "
+             "dataset folder of logs.")],
+    closed_loop: Annotated[bool, typer.Option(
+        "--closed-loop", help="pSTL's closed-loop test instead: re-plan every 0.5 s on --limit logs with "
+                              "replayed agents and pSTL's fixed θ (or --stl-params), executing the candidate "
+                              "of highest robustness on the observation; compliance, area, progress, "
+                              "collision and off-road rates, time per step.")] = False,
+    duration: Annotated[float, typer.Option(help="--closed-loop: simulated time per log [s].")] = 15.0,
     samples: Annotated[int, typer.Option(help="Samples per window and mode (pSTL: 64).")] = 64,
     split: Annotated[str, typer.Option(help="Dataset split to test on; 'all' for every scene.")] = "all",
     limit: Annotated[int | None, typer.Option(help="Test only the first K windows.")] = None,
@@ -93,6 +101,10 @@ def pstl(
         override = None
         if stl_params is not None:
             override = STLCondition(modes[0], parse_theta(stl_params)).validate()
+        elif closed_loop:
+            from eval.pstl.closed_loop import pstl_condition
+
+            override = pstl_condition()
         kind = guidance or ("every" if loaded.default_guidance.last_steps is None else "none")
         iterations = guide_iterations or (3 if kind == "every" else 1)
         sampling = SamplingSettings(sampler or loaded.default_sampling.sampler, steps, samples)
@@ -106,6 +118,9 @@ def pstl(
                 raise UserError(f"--guidance {kind}: {loaded.name} has no denoising chain to guide")
             loaded.guide_builder = lambda obs, condition, settings: stl_guide(
                 obs, condition, GuideConfig(iterations=settings.iterations, lr=settings.lr))
+        if closed_loop:
+            _closed_loop(loaded, scenes, limit or 26, duration, override, samples, seed, out, as_json)
+            return
         data = DriveDataset.open(scenes)
         indices = data.indices(split=None if split == "all" else split)
         cases = pstl_cases(data, indices, modes, override)
@@ -148,3 +163,26 @@ def pstl(
     if as_json:
         extra = {} if controllability is None else controllability.as_json()
         print(json.dumps({**summary.as_json(), **extra}))
+
+
+def _closed_loop(planner, scenes: str, limit: int, duration: float, condition, samples: int, seed: int,
+                 out: Path | None, as_json: bool) -> None:
+    """`eval pstl --closed-loop` (see its --help)."""
+    from eval.closed_loop.job import LogSource
+    from eval.pstl.closed_loop import PstlClosedLoopConfig, run_pstl_closed_loop
+    from scenes.store.layout import atomic_write_bytes
+
+    source = LogSource(scenes, duration).validate()
+    config = PstlClosedLoopConfig(condition, duration, samples=samples, seed=seed).validate()
+    summary = run_pstl_closed_loop(planner, source, range(min(limit, len(source))), config)
+    body = summary.as_json()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "summary.json", (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
+    console.print("| Compl. | Area [m^2] | Progress [m] | Coll. | OOL | Time / step [s] | logs |\n"
+                  "|---|---|---|---|---|---|---|\n"
+                  f"| {summary.compliance:.3f} | {summary.area:.3f} | {summary.progress_m:.1f} | "
+                  f"{summary.collision_rate:.3f} | {summary.offroad_rate:.3f} | {summary.time_per_step_s:.4f} | "
+                  f"{summary.n_scenarios} |", highlight=False, markup=False)
+    if as_json:
+        print(json.dumps(body))

@@ -138,3 +138,13 @@ def test_bad_eval_options_are_one_line_errors(demos, arguments, message):
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+def test_eval_pstl_closed_loop_through_the_cli(tmp_path):
+    result = CliRunner().invoke(app, ["eval", "pstl", "--planner", "pstl", "--scenes", "navtest-synth",
+                                      "--closed-loop", "--limit", "1", "--duration", "2", "--samples", "4",
+                                      "--json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output.strip().splitlines()[-1])
+    assert body["n_scenarios"] == 1 and 0.0 <= body["compliance"] <= 1.0 and body["progress_m"] > 0.0
+    assert json.loads((tmp_path / "summary.json").read_text()) == body
