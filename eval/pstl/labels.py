@@ -8,6 +8,11 @@ annotations are not available here, so the label is a heuristic on the logged fu
     STOP          not a lane change, and the ego ends below STOP_SPEED having started above it
     KEEP          otherwise
 
+Imported logs route along the lane the ego ends in, so a logged lane change is the ego converging onto its
+route from a neighbour lane: that is KEEP here, with a lane band as wide as the change (the templates' lane
+change is towards the route lane's neighbour, which such a route does not have). Only windows whose route
+stays in the starting lane, as `datagen drive`'s, can be labelled LEFT or RIGHT.
+
 θ is pSTL's per-window calibration (`infer_gt_stlp --flex`, pstl_stl_trajopt.md §1.3) of the logged future
 under the label's spec: v_min = max(min v - 1, -0.3), v_max = max v + 1, the lane band's tightest half-width
 + 0.3 m, h_max + 0.1 rad, d_safe = max(min gap - 0.1, 0) (0 with no agent), clipped into THETA_RANGE.

@@ -46,7 +46,7 @@ class DrivingMode(enum.IntEnum):
 
 THETA_FIELDS = ("v_min", "v_max", "d_lat", "h_max", "d_safe")
 THETA_UNITS = ("m/s", "m/s", "m", "rad", "m")
-THETA_RANGE = ((-5.0, 20.0), (0.5, 30.0), (0.05, 3.5), (0.02, 1.0), (0.0, 10.0))  # calibrated (low, high)
+THETA_RANGE = ((-5.0, 20.0), (0.5, 30.0), (0.05, 5.0), (0.02, 1.0), (0.0, 10.0))  # calibrated (low, high)
 DEFAULT_THETA = (0.0, 15.0, 0.5, 0.2, 0.5)  # stl.rules.DEFAULT_PARAMS' values
 NUM_MODES = len(DrivingMode)
 CONDITION_DIM = NUM_MODES + len(THETA_FIELDS)  # mode one-hot, then θ in [-1, 1]
