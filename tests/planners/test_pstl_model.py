@@ -81,7 +81,7 @@ def test_rule_params_round_trip_for_keep_and_left():
 
 
 def test_condition_tensor_is_one_hot_and_normalised_theta():
-    out = condition_tensor([keep(5.0), STLCondition(DrivingMode.STOP, np.array([-1.0, 30.0, 3.5, 0.02, 5.0]))])
+    out = condition_tensor([keep(5.0), STLCondition(DrivingMode.STOP, np.array([-5.0, 30.0, 5.0, 0.02, 5.0]))])
     assert out.shape == (2, 9) and out.dtype == torch.float32
     np.testing.assert_allclose(out[0, :4], [1, 0, 0, 0])
     np.testing.assert_allclose(out[1], [0, 0, 0, 1, -1, 1, 1, -1, 0], atol=1e-6)
