@@ -13,12 +13,12 @@ ROS_JAZZY_RCLPY := 7.1.6
 ROS_JAZZY_MSGS := 5.3.6
 DEMO_DIR   ?= demo_out
 
-.PHONY: demo demo-train demo-train-drive demo-train-nav test test-random lint lock clean-demo help
+.PHONY: demo demo-train demo-train-drive demo-train-nav demo-train-pstl test test-random lint lock clean-demo help
 
 help:
 	@echo "make demo   set up .venv and run the main job end to end on synthetic data"
 	@echo "make test   set up .venv with the dev extras and run the test suite"
-	@echo "make demo-train  retrain checkpoints/diffusiondrive-synth and navdp-synth on CPU (about 2.5 h)"
+	@echo "make demo-train  retrain checkpoints/diffusiondrive-synth, navdp-synth and pstl-synth on CPU (about 3 h)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "diffplan needs Python >= 3.11"'
@@ -81,8 +81,8 @@ demo: $(VENV)/.installed-demo
 	$(VENV)/bin/diffplan eval table $(foreach pair,$(DEMO_DRIVE_PLANNERS),$(DEMO_DIR)/runs/$(firstword $(subst =, ,$(pair))))
 	$(VENV)/bin/diffplan eval table $(foreach pair,$(DEMO_NAV_PLANNERS),$(DEMO_DIR)/nav-runs/$(firstword $(subst =, ,$(pair))))
 
-# `make demo-train` regenerates both shipped checkpoints (about 2.5 h on 2 CPU cores; each part alone with
-# `make demo-train-drive` or `make demo-train-nav`).
+# `make demo-train` regenerates the shipped checkpoints (about 3 h on 2 CPU cores; each part alone with
+# `make demo-train-drive`, `make demo-train-nav` or `make demo-train-pstl`).
 # checkpoints/diffusiondrive-synth.safetensors: DiffusionDrive trained on CPU (one thread) on 20,000 synthetic
 # training scenes, 14 epochs at batch 32 (8,750 steps).
 DEMO_TRAIN_SCENES ?= 20000
@@ -94,8 +94,14 @@ DEMO_CHECKPOINT   ?= checkpoints/diffusiondrive-synth.safetensors
 DEMO_NAV_TRAIN_EPISODES ?= 5000
 DEMO_NAV_TRAIN_DATA     ?= $(DEMO_DIR)/nav-train-$(DEMO_NAV_TRAIN_EPISODES)
 DEMO_NAV_CHECKPOINT     ?= checkpoints/navdp-synth.safetensors
+# checkpoints/pstl-synth.safetensors: pSTL (d 64, FFN 128, denoiser 2 x 256) trained on CPU (one thread) on the
+# trajopt expert's diverse demonstrations of 600 synthetic scenes (6 targets each: lane keep, changes, stops;
+# 4 s horizon, the plans' own), 150 epochs at batch 64, lr 1e-3.
+DEMO_PSTL_SCENES     ?= 600
+DEMO_PSTL_DATA       ?= $(DEMO_DIR)/pstl-train-$(DEMO_PSTL_SCENES)
+DEMO_PSTL_CHECKPOINT ?= checkpoints/pstl-synth.safetensors
 
-demo-train: demo-train-drive demo-train-nav
+demo-train: demo-train-drive demo-train-nav demo-train-pstl
 
 demo-train-drive: $(VENV)/.installed-core
 	$(VENV)/bin/diffplan scenes generate --n $(DEMO_TRAIN_SCENES) --split train --seed 0 --shard-size 500 \
@@ -104,6 +110,14 @@ demo-train-drive: $(VENV)/.installed-core
 	OMP_NUM_THREADS=1 $(VENV)/bin/diffplan train diffusiondrive --data $(DEMO_TRAIN_DATA) \
 		--out $(DEMO_DIR)/runs/train-diffusiondrive --epochs $(DEMO_TRAIN_EPOCHS) --batch-size 32 --in-memory \
 		--accelerator cpu --devices 1 --seed 0 --export $(DEMO_CHECKPOINT)
+
+demo-train-pstl: $(VENV)/.installed-core
+	$(VENV)/bin/diffplan datagen drive --n $(DEMO_PSTL_SCENES) --demos-per-scene 6 --stop-fraction 0.25 \
+		--horizon 40 --split train --workers 2 --out $(DEMO_PSTL_DATA) --resume
+	rm -rf $(DEMO_DIR)/runs/train-pstl
+	OMP_NUM_THREADS=1 $(VENV)/bin/diffplan train pstl --data $(DEMO_PSTL_DATA) --out $(DEMO_DIR)/runs/train-pstl \
+		--split all --epochs 150 --batch-size 64 --lr 1e-3 --in-memory --accelerator cpu --devices 1 --seed 0 \
+		--model d_model=64 --model ffn_dim=128 --export $(DEMO_PSTL_CHECKPOINT)
 
 demo-train-nav: $(VENV)/.installed-demo
 	$(VENV)/bin/diffplan datagen nav --n $(DEMO_NAV_TRAIN_EPISODES) --shard-size 50 --workers 2 --seed 0 \

@@ -491,3 +491,50 @@ def bench_closed_loop(seconds: float) -> dict[str, float]:
 
 
 BENCHMARKS["closed-loop"] = bench_closed_loop
+
+
+PSTL_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "pstl-synth.safetensors"
+PSTL_VARIANTS = {  # name -> (sampler, steps, guidance: None, "last" or "every", guide iterations)
+    "ddim10": ("ddim", 10, None, 1), "ddim5": ("ddim", 5, None, 1), "ddpm99": ("ddpm", None, None, 1),
+    "ddim10_guided": ("ddim", 10, "last", 1), "ctg": ("ddpm", None, "every", 3),
+}
+
+
+def bench_pstl(seconds: float) -> dict[str, float]:
+    """pSTL's sampling on one thread: wall time per sample [s] of 64 samples of one observation, per sampler
+    (DDIM 10 and 5 steps, pSTL's 99 ancestral steps, DDIM 10 guided on every step as "+guidance", CTG: 99
+    ancestral steps guided 3 times each), and the speed-ups the issue's goals name. The shipped checkpoint when
+    present (time does not depend on the weights)."""
+    import statistics
+
+    import torch
+
+    import planners
+    from eval.pstl.guide import GuideConfig, stl_guide
+    from planners.bench import drive_observation
+    from planners.pstl.planner import GuidanceSettings, SamplingSettings
+
+    torch.set_num_threads(1)
+    planner = planners.load(PSTL_CHECKPOINT if PSTL_CHECKPOINT.exists() else "pstl")
+    observation = drive_observation()
+    figures: dict[str, Any] = {"checkpoint": PSTL_CHECKPOINT.name if PSTL_CHECKPOINT.exists() else "untrained"}
+    budget = seconds / len(PSTL_VARIANTS)
+    for name, (sampler, steps, guidance, iterations) in PSTL_VARIANTS.items():
+        planner.configure(sampling=SamplingSettings(sampler, steps, 64),
+                          guidance=GuidanceSettings(iterations, 0.01, None if guidance == "every" else 10))
+        planner.guide_builder = None if guidance is None else (
+            lambda obs, condition, s: stl_guide(obs, condition, GuideConfig(iterations=s.iterations, lr=s.lr)))
+        times: list[float] = []
+        while not times or (sum(times) < budget and len(times) < 20):
+            start = time.perf_counter()
+            planner.plan(observation)
+            times.append(time.perf_counter() - start)
+        figures[f"time_per_sample_s_{name}"] = round(statistics.median(times) / 64, 6)
+    t = {name: figures[f"time_per_sample_s_{name}"] for name in PSTL_VARIANTS}
+    figures["speedup_ddim10_over_ddpm99"] = round(t["ddpm99"] / t["ddim10"], 2)
+    figures["speedup_ddim5_over_ddpm99"] = round(t["ddpm99"] / t["ddim5"], 2)
+    figures["speedup_guided_over_ctg"] = round(t["ctg"] / t["ddim10_guided"], 2)
+    return figures
+
+
+BENCHMARKS["pstl"] = bench_pstl

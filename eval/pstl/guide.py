@@ -61,6 +61,7 @@ SURROGATE_NAMES = ("v", "d_c", "h_c", "d_l", "h_l", "d_r", "h_r", "s")
 NUM_STATES = PLAN_POSES + 1  # the ego now, then the plan
 DISC_OFFSETS = np.array([-3.0, -1.0, 1.0, 3.0]) / 8.0  # disc centres from a box's centre [box lengths]
 NEIGHBOUR_GAP = 0.5  # [m] a neighbour lane lies more than this to its side (stl.signals' rule)
+MAX_AGENTS = 8  # agents the surrogate gap sees: the nearest now (pSTL: its 8 nearest vehicles)
 SLOW = 0.1  # [m/s] below this speed v is the velocity along ψ, whose gradient does not vanish at rest
 
 
@@ -201,13 +202,17 @@ class SurrogateSignals:
 
     @classmethod
     def from_observation(cls, observation: DriveObservation, dt: float = PLAN_DT) -> SurrogateSignals:
-        """The surrogate of `observation`: its route, the ego lane's neighbours and its agents present now."""
+        """The surrogate of `observation`: its route, the ego lane's neighbours and the MAX_AGENTS agents nearest now."""
         centre = _vertices(observation.route.centerline)
         if len(centre) < 2:
             raise ValueError(f"the route centreline has {len(centre)} distinct points; it needs at least 2")
         left, right = _neighbours(observation)
         agents = observation.agents
         now = agents.valid[:, -1]
+        if now.sum() > MAX_AGENTS:  # pSTL's 8 nearest neighbours (by centre distance now)
+            distance = np.where(now, np.hypot(agents.xy[:, -1, 0], agents.xy[:, -1, 1]), np.inf)
+            now = np.zeros_like(now)
+            now[np.argsort(distance, kind="stable")[:MAX_AGENTS]] = True
         times = dt * np.arange(NUM_STATES)
         xy = agents.xy[now, -1][:, None] + agents.velocity[now, -1][:, None] * times[:, None]
         return cls(centre, left, right, xy, agents.heading[now, -1].astype(np.float64),
