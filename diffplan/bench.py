@@ -503,8 +503,8 @@ PSTL_VARIANTS = {  # name -> (sampler, steps, guidance: None, "last" or "every",
 def bench_pstl(seconds: float) -> dict[str, float]:
     """pSTL's sampling on one thread: wall time per sample [s] of 64 samples of one observation, per sampler
     (DDIM 10 and 5 steps, pSTL's 99 ancestral steps, DDIM 10 guided on every step as "+guidance", CTG: 99
-    ancestral steps guided 3 times each), and the speed-ups the issue's goals name. The shipped checkpoint when
-    present (time does not depend on the weights)."""
+    ancestral steps guided 3 times each), and the speed-ups the issue's goals name. The shipped checkpoint
+    when present (time does not depend on the weights)."""
     import statistics
 
     import torch
@@ -517,13 +517,15 @@ def bench_pstl(seconds: float) -> dict[str, float]:
     torch.set_num_threads(1)
     planner = planners.load(PSTL_CHECKPOINT if PSTL_CHECKPOINT.exists() else "pstl")
     observation = drive_observation()
-    figures: dict[str, Any] = {"checkpoint": PSTL_CHECKPOINT.name if PSTL_CHECKPOINT.exists() else "untrained"}
+    shipped = PSTL_CHECKPOINT.exists()
+    figures: dict[str, Any] = {"checkpoint": PSTL_CHECKPOINT.name if shipped else "untrained"}
     budget = seconds / len(PSTL_VARIANTS)
     for name, (sampler, steps, guidance, iterations) in PSTL_VARIANTS.items():
         planner.configure(sampling=SamplingSettings(sampler, steps, 64),
                           guidance=GuidanceSettings(iterations, 0.01, None if guidance == "every" else 10))
         planner.guide_builder = None if guidance is None else (
-            lambda obs, condition, s: stl_guide(obs, condition, GuideConfig(iterations=s.iterations, lr=s.lr)))
+            lambda obs, condition, s: stl_guide(obs, condition,
+                                                GuideConfig(iterations=s.iterations, lr=s.lr)))
         times: list[float] = []
         while not times or (sum(times) < budget and len(times) < 20):
             start = time.perf_counter()

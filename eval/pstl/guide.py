@@ -202,7 +202,8 @@ class SurrogateSignals:
 
     @classmethod
     def from_observation(cls, observation: DriveObservation, dt: float = PLAN_DT) -> SurrogateSignals:
-        """The surrogate of `observation`: its route, the ego lane's neighbours and the MAX_AGENTS agents nearest now."""
+        """The surrogate of `observation`: its route, the ego lane's neighbours and the MAX_AGENTS agents
+        nearest now."""
         centre = _vertices(observation.route.centerline)
         if len(centre) < 2:
             raise ValueError(f"the route centreline has {len(centre)} distinct points; it needs at least 2")
