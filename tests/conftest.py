@@ -34,3 +34,15 @@ def diffplan_exe() -> str:
     exe = Path(sys.executable).parent / "diffplan"
     assert exe.is_file(), f"the diffplan console script is not installed at {exe} (pip install -e .)"
     return str(exe)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small matrices: one torch thread is faster, and immune to a busy machine's other cores (a module's
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

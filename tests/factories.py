@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import shapely
 
@@ -12,6 +14,7 @@ from scenes import (
     AgentCategory,
     AgentTracks,
     DrivableKind,
+    DriveLog,
     DriveScene,
     DrivingCommand,
     EgoState,
@@ -122,3 +125,32 @@ def fit_full_batch(model, features, targets, optimiser, steps: int, scheduler=No
             scheduler.step()
         losses.append(float(loss.detach()))
     return losses
+
+
+LOG_STEPS = CURRENT_INDEX + 1 + 120  # a hand-built closed-loop log: 12 s after the start
+CAR_X = 60.0  # [m] box centre of `straight_log`'s stopped car in the ego's lane
+CAR_SIZE = (4.5, 1.9)  # [m]
+
+
+def stopped_car(num_steps: int = LOG_STEPS) -> AgentTracks:
+    """One car (id 7) standing at x = CAR_X in lane 1 (y = 0) for `num_steps` steps."""
+    xy = np.zeros((1, num_steps, 2))
+    xy[0, :, 0] = CAR_X
+    return AgentTracks(np.array([7], np.int64), np.array([AgentCategory.VEHICLE], np.int8), np.array([CAR_SIZE]),
+                       xy, np.zeros((1, num_steps)), np.zeros((1, num_steps, 2)), np.ones((1, num_steps), bool))
+
+
+def straight_log(speed: float = 10.0, agents: AgentTracks | None = None) -> DriveLog:
+    """LOG_STEPS of the ego on lane 1 (y = 0) of a straight 400 m road without stop lines or crosswalks, logged
+    at constant `speed` [m/s], x = 0 at the start; `agents` default: `stopped_car()`."""
+    t = (np.arange(LOG_STEPS) - CURRENT_INDEX) * SIM_DT
+    zeros = np.zeros_like(t)
+    ego = EgoState(np.stack([speed * t, zeros, zeros], -1), np.stack([np.full_like(t, speed), zeros], -1),
+                   np.zeros((LOG_STEPS, 2)), zeros, zeros)
+    road = straight_two_lane_map(400.0)
+    road = dataclasses.replace(road, stop_lines=road.stop_lines[:0],
+                               stop_line_lane_ids=road.stop_line_lane_ids[:0], crosswalks=road.crosswalks[:0])
+    meta = SceneMetadata("test-straight", 0, "test", ScenarioType.STRAIGHT_ROAD, "hand-built")
+    lights = TrafficLights(np.zeros(0, np.int64), np.zeros((0, LOG_STEPS), bool))
+    return DriveLog(meta, ego, stopped_car() if agents is None else agents, road,
+                    Route((1,), road.lane_centerlines[0]), DrivingCommand.STRAIGHT, lights).validate()

@@ -3,7 +3,6 @@ log replay by the human planner, reactive IDM agents, and the job's determinism 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -23,48 +22,16 @@ from scenes import (
     SIM_DT,
     AgentCategory,
     AgentTracks,
-    DriveLog,
     DriveObservation,
-    DrivingCommand,
-    EgoState,
     Frame,
-    Route,
-    ScenarioType,
-    SceneMetadata,
-    TrafficLights,
     Trajectory,
 )
 from scenes.errors import ConfigError
 from scenes.synthetic import SYNTHETIC_SCENARIOS, generate_log, scene_seed
-from tests.factories import straight_two_lane_map
+from tests.factories import CAR_SIZE, LOG_STEPS, straight_log
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "diffusiondrive-synth.safetensors"
-FUTURE_STEPS = 120  # 12 s of log after the start
-NUM_LOG_STEPS = CURRENT_INDEX + 1 + FUTURE_STEPS
-CAR_X = 60.0  # [m] box centre of the stopped car in the ego's lane
-CAR_SIZE = (4.5, 1.9)  # [m]
-
-
-def straight_log(speed: float = 10.0, agents: AgentTracks | None = None) -> DriveLog:
-    """The ego on lane 1 (y = 0) of a straight 400 m road, logged at constant `speed` [m/s], x = 0 at the
-    start; `agents` default: a car stopped at x = CAR_X in the same lane."""
-    t = (np.arange(NUM_LOG_STEPS) - CURRENT_INDEX) * SIM_DT
-    ego = EgoState(np.stack([speed * t, np.zeros_like(t), np.zeros_like(t)], -1),
-                   np.stack([np.full_like(t, speed), np.zeros_like(t)], -1), np.zeros((NUM_LOG_STEPS, 2)),
-                   np.zeros(NUM_LOG_STEPS), np.zeros(NUM_LOG_STEPS))
-    if agents is None:
-        xy = np.zeros((1, NUM_LOG_STEPS, 2))
-        xy[0, :, 0] = CAR_X
-        agents = AgentTracks(np.array([7], np.int64), np.array([AgentCategory.VEHICLE], np.int8),
-                             np.array([CAR_SIZE]), xy, np.zeros((1, NUM_LOG_STEPS)),
-                             np.zeros((1, NUM_LOG_STEPS, 2)), np.ones((1, NUM_LOG_STEPS), bool))
-    road = straight_two_lane_map(400.0)
-    road = dataclasses.replace(road, stop_lines=road.stop_lines[:0],
-                               stop_line_lane_ids=road.stop_line_lane_ids[:0], crosswalks=road.crosswalks[:0])
-    route = Route((1,), road.lane_centerlines[0])
-    meta = SceneMetadata("test-straight", 0, "test", ScenarioType.STRAIGHT_ROAD, "hand-built")
-    lights = TrafficLights(np.zeros(0, np.int64), np.zeros((0, NUM_LOG_STEPS), bool))
-    return DriveLog(meta, ego, agents, road, route, DrivingCommand.STRAIGHT, lights).validate()
+NUM_LOG_STEPS = LOG_STEPS
 
 
 def follower_agents() -> AgentTracks:

@@ -30,52 +30,28 @@ from scenes import (
     CURRENT_INDEX,
     NUM_STEPS,
     SIM_DT,
-    AgentCategory,
     AgentTracks,
     DriveLog,
-    DrivingCommand,
-    EgoState,
-    Route,
-    ScenarioType,
-    SceneMetadata,
     TrafficLights,
 )
 from scenes.ego import PACIFICA
 from scenes.errors import ConfigError
 from stl.robustness import robustness
-from tests.factories import straight_two_lane_map
+from tests import factories
 
 TINY = {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "max_agents": 8, "max_polylines": 16,
         "hidden_dim": 64}
-NUM_LOG_STEPS = CURRENT_INDEX + 1 + 120  # 12 s after the start
+NUM_LOG_STEPS = factories.LOG_STEPS  # 12 s after the start
 STEPS = np.arange(1, 9)  # plan poses, 0.5 s apart
 FAST = 12.0  # [m/s] above pSTL's v_max = 9
 DRIFT = 0.8  # [m] lateral offset of the drifting candidate at 4 s
-CAR_X, CAR_SIZE = 60.0, (4.5, 1.9)  # [m] the stopped car's centre and box
+CAR_X, CAR_SIZE = factories.CAR_X, factories.CAR_SIZE  # [m] the stopped car's centre and box
 H_MAX = math.acos(0.8)  # [rad] pSTL's h_max = 0.2 on 1 - cos(error)
 
 
 def straight_log(speed: float, stopped_car: bool) -> DriveLog:
-    """The ego logged at constant `speed` [m/s] along lane 1 (y = 0) of a straight two-lane road from x = 0 at
-    the start; with `stopped_car`, a car stands at x = CAR_X in that lane, else there are no agents."""
-    t = (np.arange(NUM_LOG_STEPS) - CURRENT_INDEX) * SIM_DT
-    zeros = np.zeros_like(t)
-    ego = EgoState(np.stack([speed * t, zeros, zeros], -1), np.stack([np.full_like(t, speed), zeros], -1),
-                   np.zeros((NUM_LOG_STEPS, 2)), zeros, zeros)
-    agents = AgentTracks.empty(NUM_LOG_STEPS)
-    if stopped_car:
-        xy = np.zeros((1, NUM_LOG_STEPS, 2))
-        xy[0, :, 0] = CAR_X
-        agents = AgentTracks(np.array([7], np.int64), np.array([AgentCategory.VEHICLE], np.int8),
-                             np.array([CAR_SIZE]), xy, np.zeros((1, NUM_LOG_STEPS)),
-                             np.zeros((1, NUM_LOG_STEPS, 2)), np.ones((1, NUM_LOG_STEPS), bool))
-    road = straight_two_lane_map(400.0)
-    road = dataclasses.replace(road, stop_lines=road.stop_lines[:0],
-                               stop_line_lane_ids=road.stop_line_lane_ids[:0], crosswalks=road.crosswalks[:0])
-    meta = SceneMetadata("test-straight", 0, "test", ScenarioType.STRAIGHT_ROAD, "hand-built")
-    lights = TrafficLights(np.zeros(0, np.int64), np.zeros((0, NUM_LOG_STEPS), bool))
-    return DriveLog(meta, ego, agents, road, Route((1,), road.lane_centerlines[0]), DrivingCommand.STRAIGHT,
-                    lights).validate()
+    """`tests.factories.straight_log` at `speed` [m/s], with its stopped car at x = CAR_X or no agents."""
+    return factories.straight_log(speed, None if stopped_car else AgentTracks.empty(NUM_LOG_STEPS))
 
 
 def with_headings(xy: np.ndarray) -> np.ndarray:

@@ -30,13 +30,7 @@ TINY = {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "max_agents": 8, "
 V_MAX = (5.0, 12.0)  # [m/s] the two conditions; the targets drive at v_max - 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small matrices: one thread is faster, and immune to a busy machine's other cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def keep(v_max: float) -> STLCondition:

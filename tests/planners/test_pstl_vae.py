@@ -30,13 +30,7 @@ V_MAX = (5.0, 12.0)  # [m/s] the two conditions; the targets drive at v_max - 1
 STEPS = 600
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small matrices: one thread is faster, and immune to a busy machine's other cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def keep(v_max: float) -> STLCondition:
