@@ -39,12 +39,12 @@ from scenes.errors import DiffplanError
 from tests.planners.golden import CHECKPOINTS
 from tests.planners.observations import drive_observations, drive_scenes, nav_cases
 
-SHIPPED = {"diffusiondrive": "diffusiondrive-synth", "ego-mlp": "ego-mlp-synth", "navdp": "navdp-synth"}
+SHIPPED = {"diffusiondrive": "diffusiondrive-synth", "ego-mlp": "ego-mlp-synth", "navdp": "navdp-synth",
+           "pstl": "pstl-synth"}
 SMALL = {  # untrained, small: values of the model config's fields
     "diffusion-policy": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "decoder_layers": 1,
                          "sampling_steps": 4},
     "regression": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "decoder_layers": 1},
-    "pstl": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "hidden_dim": 64},
     "pstl-ctg": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "hidden_dim": 64},
     "pstl-vae": {"d_model": 32, "depth": 1, "heads": 2, "ffn_dim": 64, "hidden_dim": 64, "latent_dim": 16},
 }

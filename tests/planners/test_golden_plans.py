@@ -1,14 +1,15 @@
-"""Golden plans: the shipped checkpoints and the rule-based planners give, bit for bit, the plans recorded in
-golden_plans.json (see tests/planners/golden.py) on fixed synthetic observations."""
+"""Golden plans: the shipped checkpoints and the rule-based planners give the plans recorded in golden_plans.json
+(see tests/planners/golden.py), to GOLDEN_ATOL, on fixed synthetic observations."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.planners.golden import golden_plans, observation_digests
+from tests.planners.golden import GOLDEN_ATOL, golden_plans, observation_digests
 
 RECORDED = json.loads((Path(__file__).parent / "golden_plans.json").read_text())
 
@@ -23,12 +24,9 @@ def test_the_observations_are_the_recorded_ones():
 
 
 @pytest.mark.parametrize("case", sorted(RECORDED["plans"]))
-def test_plans_are_bit_identical_to_the_recorded_ones(plans, case):
+def test_plans_equal_the_recorded_ones(plans, case):
     for got, expected in zip(plans[case], RECORDED["plans"][case], strict=True):
-        assert got["last"] == expected["last"]  # exact float values of the last pose
-        assert got["poses"] == expected["poses"]
-        assert got["candidates"] == expected["candidates"]
-        if "score_values" in expected:  # PDM-Closed: BLAS sums round with the number of threads
-            assert got["score_values"] == pytest.approx(expected["score_values"], rel=0, abs=1e-12)
-        else:
-            assert got["scores"] == expected["scores"]
+        for field in ("poses", "candidates", "scores"):
+            assert (got[field] is None) == (expected[field] is None), field
+            if expected[field] is not None:
+                np.testing.assert_allclose(got[field], expected[field], rtol=0, atol=GOLDEN_ATOL, err_msg=field)
