@@ -20,10 +20,15 @@ import numpy as np
 from scenes.drive import CURRENT_INDEX, NUM_FUTURE_STEPS, SIM_DT, DriveScene
 from scenes.ego import PACIFICA, EgoState
 from scenes.errors import DiffplanError
-from scenes.geometry import wrap_angle
+from scenes.geometry import poses_to_global, wrap_angle
+from stl.calibrate import flex_params
+from stl.rules import rule_set
+from stl.signals import signals_from_poses
+from trajopt.drive import LANE_RULES
 from trajopt.expert import DriveTarget, ExpertResult
 
 MIN_STEER_SPEED = 0.1  # [m/s] below this the steering angle is undefined and stored as 0
+FLEX_POSES, FLEX_DT = 8, 0.5  # the plan whose tight θ `flex_extras` records: 8 poses at 0.5 s
 TARGET_MODES = {0: "keep", 1: "left", -1: "right"}  # target lane -> pSTL's mode name (a stop target: "stop")
 
 
@@ -109,6 +114,18 @@ def demo_extras(target: DriveTarget, result: ExpertResult, horizon_dt: float = S
     return record
 
 
+def flex_extras(demo: DriveScene, target: DriveTarget) -> dict[str, object]:
+    """flex.RULE.PARAM: pSTL's per-window calibration (`stl.calibrate.flex_params`) of the demo's 4 s plan (8
+    poses at 0.5 s, the plans a policy makes) under its mode's rules (speed band, the target lane's rule, safe
+    distance): the tight θ the demo meets, which pSTL conditions its policy on."""
+    poses = poses_to_global(demo.expert_plan(FLEX_POSES, FLEX_DT).poses, demo.current_pose)
+    states = np.concatenate([demo.current_pose[None], poses])[None]
+    rules = rule_set(("speed_band", LANE_RULES[target.target_lane], "safe_distance"))
+    params = flex_params(rules, signals_from_poses(demo, states, FLEX_DT))
+    return {f"flex.{rule}.{name}": float(value) for rule, values in sorted(params.to_json().items())
+            for name, value in sorted(values.items())}
+
+
 def build_demo(scene: DriveScene, result: ExpertResult, target: DriveTarget, k: int,
                dt: float | None = None) -> tuple[DriveScene, dict[str, object]]:
     """Demo k of `scene` (scene_id f"{scene_id}-demo{k}") and its extras record; `dt` [s] overrides the
@@ -120,4 +137,4 @@ def build_demo(scene: DriveScene, result: ExpertResult, target: DriveTarget, k: 
     ego = demo_ego(scene, result.states, dt)
     metadata = dataclasses.replace(scene.metadata, scene_id=f"{scene.metadata.scene_id}-demo{k}")
     demo = dataclasses.replace(scene, metadata=metadata, ego=ego)
-    return demo, demo_extras(target, result, dt)
+    return demo, {**demo_extras(target, result, dt), **flex_extras(demo, target)}

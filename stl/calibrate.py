@@ -92,6 +92,30 @@ def tightest(rules: RuleSet, signals: Signals, margins: Mapping[str, float] = MA
     return out
 
 
+FLEX_MARGINS: dict[str, float] = {**MARGINS, "v_min": 1.0, "v_max": 1.0, "d_max": 0.3, "d_band": 0.3,
+                                  "h_max": 0.1, "d_safe": 0.1}  # pSTL's `infer_gt_stlp --flex`
+FLEX_V_MIN_FLOOR = -0.3  # [m/s] pSTL: v_min = max(min v - 1, -0.3)
+
+
+def flex_params(rules: RuleSet, signals: Signals) -> RuleParams:
+    """pSTL's per-window calibration (`infer_gt_stlp --flex`) of the first window of `signals` for `rules`:
+    the tightest parameters widened by FLEX_MARGINS, v_min floored at FLEX_V_MIN_FLOOR; a rule that does not
+    apply (NaN: no agent, no lane change to that side) gets its loosest sensible value (d_safe 0, the lane
+    rules DEFAULT_PARAMS'). The window meets the result with robustness >= the margins."""
+    tight = tightest(rules, signals, FLEX_MARGINS)
+    out: dict[str, dict[str, float]] = {}
+    for rule in rules.rules:
+        default = cast(OneRuleParams, DEFAULT_PARAMS.of(rule.name)).bindings()
+        values = {}
+        for name in rule.params:
+            value = float(tight[rule.name][name][0])
+            values[name] = value if math.isfinite(value) else (0.0 if name == "d_safe" else default[name])
+        if rule.name == "speed_band":
+            values["v_min"] = max(values["v_min"], FLEX_V_MIN_FLOOR)
+        out[rule.name] = values
+    return RuleParams.from_json(out)
+
+
 def window_robustness(rules: RuleSet, signals: Signals, params: RuleParams) -> dict[str, np.ndarray]:
     """Rule -> (B,) exact robustness at t = 0 of every window under the rule's `params`."""
     horizon = signals.values.shape[1] - 1

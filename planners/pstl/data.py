@@ -9,8 +9,12 @@ target's mode and the rule parameters the trajopt expert met with exact robustne
     stl.lane_change_left.d_band, .h_max           (LEFT; right likewise)
     stl.safe_distance.d_safe          [m]
 
-`condition_of_extras` reads them into an STLCondition; `PstlDemoDataset` pairs each demonstration's features
-with `PstlTarget(expert plan (8, 3), condition (9,))`. A dataset without these extras (a log import, plain
+Datasets from this version on also hold `flex.RULE.PARAM`: pSTL's per-window calibration of each demo's
+own 4 s plan under its mode's rules (its tight θ: max speed + 1 m/s, least gap - 0.1 m, ...). pSTL
+conditions on such calibrated θ, and a tight θ is what makes the policy follow it: the θ a solve was merely
+asked to meet is often slack (v_max 16-18 m/s at any speed). `condition_of_extras` reads the flex θ when
+present, else the solve's, into an STLCondition; `PstlDemoDataset` pairs each demonstration's features with
+`PstlTarget(expert plan (8, 3), condition (9,))`. A dataset without these extras (a log import, plain
 generated scenes) has no condition to learn from: it is refused with a one-line error naming the field.
 """
 
@@ -58,13 +62,17 @@ def mode_of_extras(extras: Mapping[str, object]) -> DrivingMode:
     return LANE_MODES[int(lane)]  # type: ignore[call-overload]  # checked above
 
 
-def condition_of_extras(extras: Mapping[str, object]) -> STLCondition:
-    """The validated (mode, θ) a demonstration was solved under (module docstring); ConditionError naming the
-    first missing or bad field."""
+def condition_of_extras(extras: Mapping[str, object], prefix: str | None = None) -> STLCondition:
+    """The validated (mode, θ) of a demonstration (module docstring): θ from the `prefix` extras, "flex" (the
+    tight θ of its plan) when the demonstration has them, else "stl" (the θ it was solved under).
+    ConditionError naming the first missing or bad field."""
     mode = mode_of_extras(extras)
     lane = LANE_RULE[mode]
-    names = ("stl.speed_band.v_min", "stl.speed_band.v_max", f"stl.{lane}.{LANE_WIDTH_PARAM[lane]}",
-             f"stl.{lane}.h_max", "stl.safe_distance.d_safe")
+    if prefix is None:
+        prefix = "flex" if "flex.speed_band.v_max" in extras else "stl"
+    names = (f"{prefix}.speed_band.v_min", f"{prefix}.speed_band.v_max",
+             f"{prefix}.{lane}.{LANE_WIDTH_PARAM[lane]}", f"{prefix}.{lane}.h_max",
+             f"{prefix}.safe_distance.d_safe")
     values = []
     for name in names:
         value = extras.get(name)
