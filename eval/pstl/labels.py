@@ -13,9 +13,10 @@ route from a neighbour lane: that is KEEP here, with a lane band as wide as the 
 change is towards the route lane's neighbour, which such a route does not have). Only windows whose route
 stays in the starting lane, as `datagen drive`'s, can be labelled LEFT or RIGHT.
 
-θ is pSTL's per-window calibration (`infer_gt_stlp --flex`, pstl_stl_trajopt.md §1.3) of the logged future
-under the label's spec: v_min = max(min v - 1, -0.3), v_max = max v + 1, the lane band's tightest half-width
-+ 0.3 m, h_max + 0.1 rad, d_safe = max(min gap - 0.1, 0) (0 with no agent), clipped into THETA_RANGE.
+θ is pSTL's per-window calibration (`infer_gt_stlp --flex`, pstl_stl_trajopt.md §1.3;
+`stl.calibrate.flex_params`, as `datagen drive` records for its demos) of the logged future under the label's
+spec: v_min = max(min v - 1, -0.3), v_max = max v + 1, the lane band's tightest half-width + 0.3 m, h_max +
+0.1 rad, d_safe = min gap - 0.1 m (0 with no agent), clipped into THETA_RANGE.
 """
 
 from __future__ import annotations
@@ -23,20 +24,17 @@ from __future__ import annotations
 import numpy as np
 
 from eval.pstl.scoring import PLAN_DT, PLAN_POSES, plan_states
-from planners.pstl.condition import LANE_RULE, LANE_WIDTH_PARAM, THETA_RANGE, DrivingMode, STLCondition
+from planners.pstl.condition import THETA_RANGE, DrivingMode, STLCondition, mode_rules
 from scenes.drive import DriveScene
-from stl.calibrate import lane_change_side, tightest
+from stl.calibrate import flex_params, lane_change_side
 from stl.rules import rule_set
 from stl.signals import signals_from_poses
 
 STOP_SPEED = 0.5  # [m/s]
-FLEX_MARGINS = {"v_min": 1.0, "v_max": 1.0, "d_max": 0.3, "d_band": 0.3, "h_max": 0.1, "d_safe": 0.1,
-                "d_stop": 0.2, "r_goal": 0.5, "a_max": 0.2, "j_max": 0.5, "w_max": 0.02}  # pSTL --flex
-V_MIN_FLOOR = -0.3  # [m/s] pSTL: v_min = max(min v - 1, -0.3)
 
 
 def heuristic_mode(side: int, speeds: np.ndarray) -> DrivingMode:
-    """The label of a window: `side` +1 / -1 / 0 (lane change left / right / none) and its speeds (T,) [m/s]."""
+    """The label of a window: `side` +1 / -1 / 0 (lane change left / right / none), speeds (T,) [m/s]."""
     if side > 0:
         return DrivingMode.LEFT
     if side < 0:
@@ -52,12 +50,7 @@ def heuristic_condition(scene: DriveScene) -> STLCondition:
     signals = signals_from_poses(scene, plan_states(scene, plan), PLAN_DT)
     speeds = np.asarray(signals.values)[0, :, signals.names.index("v")]
     mode = heuristic_mode(int(lane_change_side(signals)[0]), speeds)
-    lane = LANE_RULE[mode]
-    tight = tightest(rule_set(("speed_band", lane, "safe_distance")), signals, FLEX_MARGINS)
-    band = tight[lane]
-    d_safe = float(tight["safe_distance"]["d_safe"][0])
-    theta = np.array([max(float(tight["speed_band"]["v_min"][0]), V_MIN_FLOOR),
-                      float(tight["speed_band"]["v_max"][0]), float(band[LANE_WIDTH_PARAM[lane]][0]),
-                      float(band["h_max"][0]), max(d_safe, 0.0) if np.isfinite(d_safe) else 0.0])
+    params = flex_params(rule_set(mode_rules(mode)), signals)
     low, high = np.array(THETA_RANGE).T
+    theta = STLCondition.from_rule_params(mode, params).theta
     return STLCondition(mode, np.clip(theta, low, high)).validate()

@@ -16,9 +16,11 @@ from datagen.job import DriveDatagenConfig, DriveDatagenJob
 from diffplan.cli import app
 from diffplan.jobs import run_job
 from eval.pstl.open_loop import CaseResult, PstlCase, plan_controls, pstl_cases, summarize, window_of
+from eval.pstl.scoring import mode_robustness
 from planners.pstl.condition import ConditionError, DrivingMode, STLCondition, condition_tensor
 from planners.pstl.data import PstlDemoDataset, condition_of_extras
 from planners.pstl.planner import PstlPlanner
+from scenes.drive import CURRENT_INDEX
 from scenes.store import DriveDataset
 
 TINY = ["--model", "d_model=32", "--model", "depth=1", "--model", "heads=2", "--model", "ffn_dim=64",
@@ -43,8 +45,17 @@ def test_the_condition_is_read_from_the_demonstration_extras(demos):
         condition = dataset.condition(i)
         modes.append(condition.mode)
         assert condition.mode.name.lower() == extras["target.mode"]
-        assert condition.v_max == extras["stl.speed_band.v_max"] and condition.d_lat == extras["stl.lane_keeping.d_max"]
-        assert condition.d_safe == extras["stl.safe_distance.d_safe"]
+        assert condition.v_max == extras["flex.speed_band.v_max"]  # the tight θ of the demo's plan
+        assert condition.d_lat == extras["flex.lane_keeping.d_max"]
+        assert condition.d_safe == extras["flex.safe_distance.d_safe"]
+        solved = condition_of_extras(extras, "stl")  # the θ the solve was asked to meet
+        assert solved.v_max == extras["stl.speed_band.v_max"] and solved.mode is condition.mode
+        plan = data[i].expert_plan(8, 0.5).poses[None]
+        speeds = np.linalg.norm(np.diff(np.vstack([[0.0, 0.0], plan[0, :, :2]]), axis=0), axis=1) / 0.5
+        fastest = max(speeds.max(), float(data[i].ego.speed[CURRENT_INDEX]))  # now, or along the plan
+        assert fastest + 0.7 <= condition.v_max <= fastest + 1.5  # pSTL: max v + 1 (v: 2nd-order differences)
+        rules = mode_robustness(data[i], condition, plan)
+        assert rules.rho[0] >= 0.1 - 1e-9  # the demo meets its flex θ by at least the margins (0.1 the least)
         _, target = dataset[i]
         assert torch.equal(target.condition, condition_tensor([condition])[0])
         expected = data[i].expert_plan(8, 0.5).poses
