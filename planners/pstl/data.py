@@ -13,8 +13,8 @@ Datasets from this version on also hold `flex.RULE.PARAM`: pSTL's per-window cal
 own 4 s plan under its mode's rules (its tight θ: max speed + 1 m/s, least gap - 0.1 m, ...). pSTL
 conditions on such calibrated θ, and a tight θ is what makes the policy follow it: the θ a solve was merely
 asked to meet is often slack (v_max 16-18 m/s at any speed). `condition_of_extras` reads the flex θ when
-present, else the solve's, into an STLCondition; `PstlDemoDataset` pairs each demonstration's features with
-`PstlTarget(expert plan (8, 3), condition (9,))`. A dataset without these extras (a log import, plain
+present (clipped into THETA_RANGE: a 23 m gap conditions as 10 m), else the solve's, into an STLCondition;
+`PstlDemoDataset` pairs each demonstration's features with `PstlTarget(expert plan (8, 3), condition (9,))`. A dataset without these extras (a log import, plain
 generated scenes) has no condition to learn from: it is refused with a one-line error naming the field.
 """
 
@@ -32,6 +32,7 @@ from planners.learned.base import ExpertPlanTarget
 from planners.pstl.condition import (
     LANE_RULE,
     LANE_WIDTH_PARAM,
+    THETA_RANGE,
     ConditionError,
     DrivingMode,
     STLCondition,
@@ -79,7 +80,11 @@ def condition_of_extras(extras: Mapping[str, object], prefix: str | None = None)
         if value is None:
             raise ConditionError(f"{name} is missing: mode {mode.name} needs it")
         values.append(float(value))  # type: ignore[arg-type]  # extras are numbers or strings
-    return STLCondition(mode, np.array(values)).validate()
+    theta = np.array(values)
+    if prefix == "flex":  # a tight θ can lie outside the calibrated range (d_safe 23 m: no agent near)
+        low, high = np.array(THETA_RANGE).T
+        theta = np.clip(theta, low, high)
+    return STLCondition(mode, theta).validate()
 
 
 class PstlDemoDataset(Dataset):
