@@ -14,8 +14,9 @@ own 4 s plan under its mode's rules (its tight θ: max speed + 1 m/s, least gap 
 conditions on such calibrated θ, and a tight θ is what makes the policy follow it: the θ a solve was merely
 asked to meet is often slack (v_max 16-18 m/s at any speed). `condition_of_extras` reads the flex θ when
 present (clipped into THETA_RANGE: a 23 m gap conditions as 10 m), else the solve's, into an STLCondition;
-`PstlDemoDataset` pairs each demonstration's features with `PstlTarget(expert plan (8, 3), condition (9,))`. A dataset without these extras (a log import, plain
-generated scenes) has no condition to learn from: it is refused with a one-line error naming the field.
+`PstlDemoDataset` pairs each demonstration's features with `PstlTarget(expert plan (8, 3), condition (9,))`.
+A dataset without these extras (a log import, plain generated scenes) has no condition to learn from: it is
+refused with a one-line error naming the field.
 """
 
 from __future__ import annotations
