@@ -512,10 +512,11 @@ def bench_pstl(seconds: float) -> dict[str, float]:
     import planners
     from eval.pstl.guide import GuideConfig, stl_guide
     from planners.bench import drive_observation
-    from planners.pstl.planner import GuidanceSettings, SamplingSettings
+    from planners.pstl.planner import GuidanceSettings, PstlPlanner, SamplingSettings
 
     torch.set_num_threads(1)
     planner = planners.load(PSTL_CHECKPOINT if PSTL_CHECKPOINT.exists() else "pstl")
+    assert isinstance(planner, PstlPlanner)
     observation = drive_observation()
     shipped = PSTL_CHECKPOINT.exists()
     figures: dict[str, Any] = {"checkpoint": PSTL_CHECKPOINT.name if shipped else "untrained"}

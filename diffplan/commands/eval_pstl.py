@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from diffplan.console import UserError, output_console, user_errors
@@ -100,7 +101,7 @@ def pstl(
             modes = (names[mode],)
         override = None
         if stl_params is not None:
-            override = STLCondition(modes[0], parse_theta(stl_params)).validate()
+            override = STLCondition(modes[0], np.array(parse_theta(stl_params))).validate()
         elif closed_loop:
             from eval.pstl.closed_loop import pstl_condition
 

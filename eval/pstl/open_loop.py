@@ -18,7 +18,7 @@ speed from consecutive poses, then a = Δv / dt and ω = Δψ / dt, (7, 2) per p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,7 +88,7 @@ def window_of(scene_id: str) -> str:
     return head if sep and tail.isdigit() else scene_id
 
 
-def pstl_cases(data: DriveDataset, indices: Sequence[int], modes: Sequence[DrivingMode] = MODES,
+def pstl_cases(data: DriveDataset, indices: Iterable[int], modes: Sequence[DrivingMode] = MODES,
                override: STLCondition | None = None) -> list[PstlCase]:
     """One case per (window, mode) among `indices` (dataset order), from each mode's first demonstration; see
     the module docstring for `override`."""

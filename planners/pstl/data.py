@@ -61,7 +61,7 @@ def mode_of_extras(extras: Mapping[str, object]) -> DrivingMode:
         raise ConditionError("target.mode and target.lane are missing: not a `datagen drive` demonstration")
     if lane not in LANE_MODES:
         raise ConditionError(f"target.lane = {lane!r}; expected -1, 0 or 1")
-    return LANE_MODES[int(lane)]  # type: ignore[call-overload]  # checked above
+    return LANE_MODES[int(lane)]  # checked above
 
 
 def condition_of_extras(extras: Mapping[str, object], prefix: str | None = None) -> STLCondition:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ class SamplingSettings:
     """How plans are drawn: `sampler` "ddim" (`steps` <= 10, None: the model's sampling_steps) or "ddpm"
     (pSTL's 99 ancestral steps), "vae" for the VAE (one decoder pass); `num_samples` candidates per call."""
 
-    sampler: Literal["ddpm", "ddim", "vae"] = "ddim"
+    sampler: str = "ddim"
     steps: int | None = None
     num_samples: int = 16
 
@@ -103,6 +103,11 @@ class PstlPlanner(LearnedDrivePlanner):
         self.last_network_steps: int | None = None
 
     @property
+    def sampler_model(self) -> Any:
+        """The model, as the PstlModel / PstlVaeModel whose `sample` and `timesteps` the planner calls."""
+        return self.model
+
+    @property
     def multimodal(self) -> bool:
         """Always: every call samples `num_samples` candidates."""
         return True
@@ -114,7 +119,7 @@ class PstlPlanner(LearnedDrivePlanner):
             self.condition = condition.validate()
         if sampling is not None:
             self.sampling = sampling.validate()
-            self.model.timesteps(sampling.sampler, sampling.steps)  # a bad step count fails here
+            self.sampler_model.timesteps(sampling.sampler, sampling.steps)  # a bad step count fails here
         if guidance is not None:
             self.guidance = guidance.validate()
         return self
@@ -123,7 +128,7 @@ class PstlPlanner(LearnedDrivePlanner):
         """The guide over a batch's samples and how many final steps it acts on (none without a builder)."""
         if self.guide_builder is None or not self.guidable:
             return None, 0
-        steps = len(self.model.timesteps(self.sampling.sampler, self.sampling.steps))
+        steps = len(self.sampler_model.timesteps(self.sampling.sampler, self.sampling.steps))
         last = steps if self.guidance.last_steps is None else min(self.guidance.last_steps, steps)
         guides = [self.guide_builder(obs, self.condition, self.guidance) for obs in observations]
         return batched_guide(guides, self.sampling.num_samples), last
@@ -134,9 +139,9 @@ class PstlPlanner(LearnedDrivePlanner):
         s = self.sampling
         guide, last = self.guide_for(observations)
         condition = condition_tensor([self.condition] * len(observations))
-        plans = self.model.sample(features, condition, self._generator, sampler=s.sampler, steps=s.steps,
+        plans = self.sampler_model.sample(features, condition, self._generator, sampler=s.sampler, steps=s.steps,
                                   num_samples=s.num_samples, guide=guide, guide_last=last)
-        self.last_network_steps = len(self.model.timesteps(s.sampler, s.steps))
+        self.last_network_steps = len(self.sampler_model.timesteps(s.sampler, s.steps))
         scores = torch.zeros(plans.shape[:2], dtype=torch.float64)
         if self.scorer is not None:
             poses = plans.to(torch.float64).cpu().numpy()
