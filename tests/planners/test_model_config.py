@@ -19,10 +19,12 @@ from planners.learned import (
     RegressionConfig,
 )
 from planners.navdp import NavDPConfig
+from planners.pstl import PstlConfig, PstlVaeConfig
 from planners.registry import planner_class
 
 CONFIGS = {"ego-mlp": EgoMLPConfig, "diffusiondrive": DiffusionDriveConfig,
-           "diffusion-policy": DiffusionPolicyConfig, "regression": RegressionConfig, "navdp": NavDPConfig}
+           "diffusion-policy": DiffusionPolicyConfig, "regression": RegressionConfig, "navdp": NavDPConfig,
+           "pstl": PstlConfig, "pstl-ctg": PstlConfig, "pstl-vae": PstlVaeConfig}
 
 
 @dataclasses.dataclass(frozen=True)
