@@ -17,10 +17,11 @@ from eval.pstl.controllability import (
 )
 from eval.pstl.figures import case_study, sweep_plot
 from eval.pstl.open_loop import PstlCase
-from planners.pstl.condition import DrivingMode
+from planners.pstl.condition import DrivingMode, STLCondition
 from scenes.store import DriveDataset
 
-SWEEP_VALUES = {"v_max": (4.0, 8.0, 12.0, 16.0), "d_safe": (0.25, 1.0, 2.0, 4.0)}  # [m/s], [m]
+SWEEP_VALUES = {"v_max": (-2.0, 0.0, 2.0, 4.0), "d_safe": (0.25, 1.0, 2.0, 4.0)}  # [m/s], [m]
+RELATIVE = {"v_max": True, "d_safe": False}  # v_max: offsets from the window's own (the data's is tight)
 TOLERANCE = {"v_max": 0.1, "d_safe": 0.05}  # [m/s], [m] a step may go this far the wrong way
 
 
@@ -45,11 +46,14 @@ class ControllabilitySummary:
     def as_json(self) -> dict[str, object]:
         """Flat: monotone_<field>, mean_<metric>_by_<field>, sweep_windows."""
         out: dict[str, object] = {"sweep_windows": self.n_windows}
-        for field, fraction, series in zip(self.fields, self.monotone_fraction, self.mean_series, strict=True):
+        rows = zip(self.fields, self.monotone_fraction, self.mean_series, strict=True)
+        for field, fraction, series in rows:
             metric = expectation(field).metric.name.lower()
             out[f"monotone_{field}"] = fraction
-            out[f"mean_{metric}_by_{field}"] = {f"{v:g}": s for v, s in zip(SWEEP_VALUES[field], series,
-                                                                           strict=True)}
+            out[f"rise_{metric}_by_{field}"] = series[-1] - series[0]  # a flat series is monotone too
+            label = "{:+g}" if RELATIVE[field] else "{:g}"
+            out[f"mean_{metric}_by_{field}"] = {label.format(v): s
+                                                for v, s in zip(SWEEP_VALUES[field], series, strict=True)}
         return out
 
 
@@ -62,9 +66,20 @@ def sweep_windows(planner: ConditionedPlanner, data: DriveDataset, cases: Sequen
                   samples: int, seed: int = 0) -> list[WindowSweeps]:
     """Sweeps on the KEEP cases of the first `windows` windows that have one."""
     keep = [case for case in cases if case.condition.mode is DrivingMode.KEEP][:windows]
-    return [WindowSweeps(case, tuple(sweep(planner, data[case.index], case.condition, field, values, samples,
-                                           seed) for field, values in SWEEP_VALUES.items()))
+    return [WindowSweeps(case, tuple(sweep(planner, data[case.index], *sweep_base(case.condition, field),
+                                           samples, seed) for field in SWEEP_VALUES))
             for case in keep]
+
+
+def sweep_base(condition: STLCondition, field: str) -> tuple[STLCondition, str, list[float]]:
+    """(base condition, field, values) of a window's sweep: v_max at its own v_max + SWEEP_VALUES offsets
+    (at least 1 m/s), v_min lowered to 1 m/s below the lowest; d_safe at SWEEP_VALUES."""
+    if not RELATIVE[field]:
+        return condition, field, list(SWEEP_VALUES[field])
+    values = [max(condition.v_max + offset, 1.0 + k) for k, offset in enumerate(SWEEP_VALUES[field])]
+    theta = condition.theta.copy()
+    theta[0] = min(theta[0], values[0] - 1.0)
+    return STLCondition(condition.mode, theta).validate(), field, values
 
 
 def summarize_sweeps(results: Sequence[WindowSweeps]) -> ControllabilitySummary:
@@ -81,8 +96,8 @@ def summarize_sweeps(results: Sequence[WindowSweeps]) -> ControllabilitySummary:
     return ControllabilitySummary(fields, tuple(fractions), tuple(series), len(results))
 
 
-def write_pictures(out: Path, planner: ConditionedPlanner, data: DriveDataset, results: Sequence[WindowSweeps],
-                   samples: int, seed: int = 0) -> list[Path]:
+def write_pictures(out: Path, planner: ConditionedPlanner, data: DriveDataset,
+                   results: Sequence[WindowSweeps], samples: int, seed: int = 0) -> list[Path]:
     """`out`/sweeps_<window>.png for each window and case_study.png on the first: the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -96,7 +111,3 @@ def write_pictures(out: Path, planner: ConditionedPlanner, data: DriveDataset, r
         case_study(scene, run_case_study(planner, scene, samples=samples, seed=seed), path)
         paths.append(path)
     return paths
-
-
-__all__ = ["TOLERANCE", "ControllabilitySummary", "Metric", "WindowSweeps", "summarize_sweeps", "sweep_windows",
-           "write_pictures"]
