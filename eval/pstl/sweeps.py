@@ -10,7 +10,6 @@ from pathlib import Path
 from eval.pstl.controllability import (
     MONOTONE_EXPECTATIONS,
     ConditionedPlanner,
-    Metric,
     Sweep,
     run_case_study,
     sweep,
