@@ -25,6 +25,7 @@ from torch import nn
 
 from planners.learned.config import ModelConfigError, check_positive
 from planners.learned.vector import (
+    STATUS_FIELDS,
     DriveFeatures,
     VectorModelConfig,
     VectorPlanningModel,
@@ -32,6 +33,7 @@ from planners.learned.vector import (
     normalise_xy,
     sinusoidal_embedding,
 )
+from planners.pstl.actions import controls_to_plan, plan_to_controls, pull_back
 from planners.pstl.condition import (
     CONDITION_DIM,
     THETA_FIELDS,
@@ -54,6 +56,7 @@ from planners.pstl.schedule import (
 )
 
 Guide = Callable[[torch.Tensor, int], torch.Tensor]
+ACTION_SPACES = ("xy", "controls")
 MIN_STEP = 0.05  # [m] a pose closer than this to the previous one keeps the previous heading
 
 
@@ -61,12 +64,14 @@ MIN_STEP = 0.05  # [m] a pose closer than this to the previous one keeps the pre
 class PstlConfig(VectorModelConfig):
     """pSTL's hyperparameters beyond the encoder's (`VectorModelConfig`): the denoiser MLP's `hidden_layers`
     layers of width `hidden_dim` (pSTL: 2 x 256), the sinusoidal timestep embedding's width `time_dim` (32, even)
-    and the DDIM steps `sampling_steps` of `forward` (10; 1 to 10)."""
+    and the DDIM steps `sampling_steps` of `forward` (10; 1 to 10). `action_space`: what is denoised, "xy"
+    (the plan's waypoints) or "controls" (pSTL's (ω, a) per step, rolled out by a unicycle: `actions`)."""
 
     hidden_dim: int = 256
     hidden_layers: int = 2
     time_dim: int = 32
     sampling_steps: int = 10
+    action_space: str = "xy"
 
     def validate(self) -> PstlConfig:
         """Self, or ModelConfigError naming the first bad field."""
@@ -76,6 +81,9 @@ class PstlConfig(VectorModelConfig):
             raise ModelConfigError(f"time_dim={self.time_dim}: must be even (sin and cos halves)")
         if not 1 <= self.sampling_steps <= MAX_DDIM_STEPS:
             raise ModelConfigError(f"sampling_steps={self.sampling_steps}: must be 1 to {MAX_DDIM_STEPS}")
+        if self.action_space not in ACTION_SPACES:
+            raise ModelConfigError(f"action_space={self.action_space!r}: expected one of "
+                                   f"{', '.join(ACTION_SPACES)}")
         return self
 
 
@@ -84,6 +92,11 @@ class PstlTarget(NamedTuple):
 
     plan: torch.Tensor
     condition: torch.Tensor
+
+
+def current_speed(features: DriveFeatures) -> torch.Tensor:
+    """(B,) the ego's current forward speed [m/s] (the status' vx, at least 0)."""
+    return features.status[:, STATUS_FIELDS.index("vx")].clamp(min=0.0)
 
 
 def headings_from_xy(xy: torch.Tensor) -> torch.Tensor:
@@ -152,7 +165,7 @@ class PstlModel(PstlSceneModel):
     def __init__(self, config: PstlConfig | None = None):
         super().__init__(config)
         c = self.config
-        self.time_dim, self.sampling_steps = c.time_dim, c.sampling_steps
+        self.time_dim, self.sampling_steps, self.action_space = c.time_dim, c.sampling_steps, c.action_space
         self.schedule = pstl_schedule()  # float64, CPU; a fixed formula, not a buffer
         layers: list[nn.Module] = []
         width = 2 * c.d_model + 2 * c.num_poses + c.time_dim + CONDITION_DIM
@@ -178,7 +191,7 @@ class PstlModel(PstlSceneModel):
             raise ValueError("PstlModel.loss needs a condition (B, 9): pass one or a PstlTarget")
         scene = self.scene_feature(features)
         condition = self.check_condition(condition, plan.shape[0]).to(scene)
-        x0 = normalise_xy(plan[..., :2].to(scene.dtype))
+        x0 = self.encode_plan(plan.to(scene.dtype), current_speed(features).to(scene.dtype))
         t = sample_timesteps(plan.shape[0], plan.device)
         noise = torch.randn_like(x0)
         eps = self.denoise(scene, q_sample(x0, noise, t, self.schedule), t, condition)
@@ -208,6 +221,7 @@ class PstlModel(PstlSceneModel):
         condition = self.check_condition(condition, b).to(scene)
         n = b * num_samples
         scene, condition = scene.repeat_interleave(num_samples, 0), condition.repeat_interleave(num_samples, 0)
+        v0 = current_speed(features).to(scene).repeat_interleave(num_samples, 0)
         x = self.noise((n, self.num_poses, 2), generator, scene)
         for i, t in enumerate(timesteps):
             eps = self.denoise(scene, x, torch.full((n,), t, device=device, dtype=torch.int64), condition)
@@ -218,12 +232,26 @@ class PstlModel(PstlSceneModel):
                                         self.schedule), 0.0
             if guide is not None and i >= len(timesteps) - guide_last:
                 with torch.enable_grad():
-                    shift = guide(denormalise_xy(mean).detach(), t)
+                    shift = guide(self.decode(mean, v0)[..., :2].detach(), t)
+                    if self.action_space == "controls":
+                        shift = pull_back(mean, v0, shift.to(mean), normalise_xy)
                 mean = mean + shift.detach().to(mean)
             x = mean + sigma * self.noise(x.shape, generator, x) if sigma > 0.0 else mean
-        xy = denormalise_xy(x.clamp(-1.0, 1.0))
-        plans = torch.cat([xy, headings_from_xy(xy)[..., None]], dim=-1)
-        return plans.view(b, num_samples, self.num_poses, 3)
+        return self.decode(x.clamp(-1.0, 1.0), v0).view(b, num_samples, self.num_poses, 3)
+
+    def encode_plan(self, plan: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
+        """(B, 8, 3) plans -> (B, 8, 2) normalised samples: xy, or controls (clipped to [-1, 1]) from speeds
+        v0 (B,) [m/s]."""
+        if self.action_space == "controls":
+            return plan_to_controls(plan, v0).clamp(-1.0, 1.0)
+        return normalise_xy(plan[..., :2])
+
+    def decode(self, x: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
+        """(N, 8, 2) normalised samples -> (N, 8, 3) plans [m, m, rad] (controls rolled out from v0 (N,))."""
+        if self.action_space == "controls":
+            return controls_to_plan(x, v0)
+        xy = denormalise_xy(x)
+        return torch.cat([xy, headings_from_xy(xy)[..., None]], dim=-1)
 
     def timesteps(self, sampler: str, steps: int | None) -> list[int]:
         """The sampler's timesteps; ValueError naming a bad sampler or step count."""
