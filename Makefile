@@ -116,8 +116,8 @@ demo-train-pstl: $(VENV)/.installed-core
 		--horizon 40 --split train --workers 2 --out $(DEMO_PSTL_DATA) --resume
 	rm -rf $(DEMO_DIR)/runs/train-pstl
 	OMP_NUM_THREADS=1 $(VENV)/bin/diffplan train pstl --data $(DEMO_PSTL_DATA) --out $(DEMO_DIR)/runs/train-pstl \
-		--split all --epochs 150 --batch-size 64 --lr 1e-3 --in-memory --accelerator cpu --devices 1 --seed 0 \
-		--model d_model=64 --model ffn_dim=128 --export $(DEMO_PSTL_CHECKPOINT)
+		--split all --epochs 120 --batch-size 64 --lr 1e-3 --in-memory --accelerator cpu --devices 1 --seed 0 \
+		--model d_model=64 --model ffn_dim=128 --model action_space=controls --export $(DEMO_PSTL_CHECKPOINT)
 
 demo-train-nav: $(VENV)/.installed-demo
 	$(VENV)/bin/diffplan datagen nav --n $(DEMO_NAV_TRAIN_EPISODES) --shard-size 50 --workers 2 --seed 0 \
