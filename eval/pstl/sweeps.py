@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.pstl.controllability import (
-    MONOTONE_EXPECTATIONS,
     ConditionedPlanner,
+    MonotoneExpectation,
     Sweep,
+    expectation_for,
     run_case_study,
     sweep,
 )
@@ -47,7 +48,7 @@ class ControllabilitySummary:
         out: dict[str, object] = {"sweep_windows": self.n_windows}
         rows = zip(self.fields, self.monotone_fraction, self.mean_series, strict=True)
         for field, fraction, series in rows:
-            metric = expectation(field).metric.name.lower()
+            metric = swept(field).metric.name.lower()
             out[f"monotone_{field}"] = fraction
             out[f"rise_{metric}_by_{field}"] = series[-1] - series[0]  # a flat series is monotone too
             label = "{:+g}" if RELATIVE[field] else "{:g}"
@@ -56,9 +57,11 @@ class ControllabilitySummary:
         return out
 
 
-def expectation(field: str):
-    """The MONOTONE_EXPECTATIONS entry of `field`."""
-    return next(e for e in MONOTONE_EXPECTATIONS if e.field == field)
+def swept(field: str) -> MonotoneExpectation:
+    """The expectation of a SWEEP_VALUES field (every swept field has one)."""
+    rule = expectation_for(field)
+    assert rule is not None, field
+    return rule
 
 
 def sweep_windows(planner: ConditionedPlanner, data: DriveDataset, cases: Sequence[PstlCase], windows: int,
@@ -86,7 +89,7 @@ def summarize_sweeps(results: Sequence[WindowSweeps]) -> ControllabilitySummary:
     fields = tuple(SWEEP_VALUES)
     fractions, series = [], []
     for k, field in enumerate(fields):
-        rule = expectation(field)
+        rule = swept(field)
         sweeps = [r.sweeps[k] for r in results]
         fractions.append(sum(rule.holds(s, TOLERANCE[field]) for s in sweeps) / max(len(sweeps), 1))
         values = [s.series(rule.metric) for s in sweeps]

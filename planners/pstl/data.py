@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from planners.learned.base import ExpertPlanTarget
@@ -122,8 +121,3 @@ class PstlDemoDataset(Dataset):
         obs = scene.observation()
         condition = condition_tensor([self.condition(i)])[0]
         return self.feature_builder(obs), PstlTarget(self.plan(scene, obs), condition)
-
-
-def stacked_conditions(dataset: PstlDemoDataset) -> torch.Tensor:
-    """(N, 9) every item's condition tensor (for checks and summaries)."""
-    return condition_tensor([dataset.condition(i) for i in range(len(dataset))])

@@ -117,6 +117,18 @@ class PstlSceneModel(VectorPlanningModel):
     """What pSTL's policies share (this DDPM and the VAE baseline, `planners.pstl.vae`): the scene feature,
     the condition's check, CPU-drawn noise and the spec with the condition's layout."""
 
+    def loss_inputs(self, features: DriveFeatures, plan: torch.Tensor | PstlTarget,
+                    condition: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(scene feature (B, 2 d_model), plan (B, 8, 3), checked condition (B, 9)) of a loss call given a plan
+        and its condition, or a PstlTarget holding both; ValueError naming the loss when the condition is
+        missing."""
+        if isinstance(plan, PstlTarget):
+            plan, condition = plan
+        if condition is None:
+            raise ValueError(f"{type(self).__name__}.loss needs a condition (B, 9): pass one or a PstlTarget")
+        scene = self.scene_feature(features)
+        return scene, plan, self.check_condition(condition, plan.shape[0]).to(scene)
+
     def training_dataset(self, data: Any, split: str | None) -> Any:
         """(features, PstlTarget) per `datagen drive` demonstration of dataset folder `data` (`pstl.data`)."""
         from planners.pstl.data import PstlDemoDataset
@@ -185,12 +197,7 @@ class PstlModel(PstlSceneModel):
              ) -> tuple[torch.Tensor, dict[str, float]]:
         """ε-MSE on the normalised plan xy at t ~ U{1 .. 99}. `plan` (B, 8, 3) with `condition` (B, 9), or a
         PstlTarget holding both (what a training loop passes as its targets)."""
-        if isinstance(plan, PstlTarget):
-            plan, condition = plan
-        if condition is None:
-            raise ValueError("PstlModel.loss needs a condition (B, 9): pass one or a PstlTarget")
-        scene = self.scene_feature(features)
-        condition = self.check_condition(condition, plan.shape[0]).to(scene)
+        scene, plan, condition = self.loss_inputs(features, plan, condition)
         x0 = self.encode_plan(plan.to(scene.dtype), current_speed(features).to(scene.dtype))
         t = sample_timesteps(plan.shape[0], plan.device)
         noise = torch.randn_like(x0)

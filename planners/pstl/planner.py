@@ -16,7 +16,6 @@ Without a scorer the plan is the first sample and every score is 0.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -158,14 +157,6 @@ class PstlCtgPlanner(PstlPlanner):
 
     default_sampling = SamplingSettings(sampler="ddpm")
     default_guidance = GuidanceSettings(iterations=3, lr=0.01, last_steps=None)
-
-
-def as_planner(planner: PstlPlanner, cls: type[PstlPlanner]) -> PstlPlanner:
-    """The same weights and seed under another pSTL planner class and its default settings (e.g. a trained
-    `pstl` checkpoint sampled as `pstl-ctg`)."""
-    out = cls(planner.model, seed=planner.seed)
-    return out.configure(planner.condition, dataclasses.replace(cls.default_sampling),
-                         dataclasses.replace(cls.default_guidance))
 
 
 @register_planner("pstl-vae")

@@ -114,12 +114,7 @@ class PstlVaeModel(PstlSceneModel):
              condition: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """MSE of the reconstructed normalised xy + kl_weight · KL. `plan` (B, 8, 3) with `condition` (B, 9),
         or a PstlTarget holding both (as for `PstlModel.loss`); diagnostics "recon" and "kl" (unweighted)."""
-        if isinstance(plan, PstlTarget):
-            plan, condition = plan
-        if condition is None:
-            raise ValueError("PstlVaeModel.loss needs a condition (B, 9): pass one or a PstlTarget")
-        scene = self.scene_feature(features)
-        condition = self.check_condition(condition, plan.shape[0]).to(scene)
+        scene, plan, condition = self.loss_inputs(features, plan, condition)
         x0 = normalise_xy(plan[..., :2].to(scene.dtype))
         mean, logvar = self.encode(scene, condition, x0)
         z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
