@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from eval.pstl.scoring import PLAN_DT, PLAN_POSES, plan_states
-from planners.pstl.condition import THETA_RANGE, DrivingMode, STLCondition, mode_rules
+from planners.pstl.condition import DrivingMode, STLCondition, mode_rules
 from scenes.drive import DriveScene
 from stl.calibrate import flex_params, lane_change_side
 from stl.rules import rule_set
@@ -51,6 +51,4 @@ def heuristic_condition(scene: DriveScene) -> STLCondition:
     speeds = np.asarray(signals.values)[0, :, signals.names.index("v")]
     mode = heuristic_mode(int(lane_change_side(signals)[0]), speeds)
     params = flex_params(rule_set(mode_rules(mode)), signals)
-    low, high = np.array(THETA_RANGE).T
-    theta = STLCondition.from_rule_params(mode, params).theta
-    return STLCondition(mode, np.clip(theta, low, high)).validate()
+    return STLCondition.from_rule_params(mode, params, clip=True)

@@ -153,9 +153,17 @@ class STLCondition:
         return cls(DrivingMode(mode), np.array(DEFAULT_THETA)).validate()
 
     @classmethod
-    def from_rule_params(cls, mode: DrivingMode, params: RuleParamsLike) -> STLCondition:
+    def within_range(cls, mode: DrivingMode, theta: np.ndarray) -> STLCondition:
+        """The validated condition of `theta` (5,) clipped into THETA_RANGE (a calibrated θ can lie outside
+        it: a 23 m gap with no agent near conditions as d_safe 10 m)."""
+        low, high = np.array(THETA_RANGE).T
+        return cls(mode, np.clip(np.asarray(theta, dtype=np.float64), low, high)).validate()
+
+    @classmethod
+    def from_rule_params(cls, mode: DrivingMode, params: RuleParamsLike, clip: bool = False) -> STLCondition:
         """The validated condition of `mode` with θ read from `params` (a RuleParams): speed_band, the
-        mode's lane rule (`LANE_RULE`) and safe_distance; ConditionError naming a rule `params` lacks."""
+        mode's lane rule (`LANE_RULE`) and safe_distance, clipped into THETA_RANGE with `clip`
+        (`within_range`); ConditionError naming a rule `params` lacks."""
         try:
             mode = DrivingMode(mode)
         except ValueError:
@@ -169,7 +177,8 @@ class STLCondition:
             records.append(record)
         speed, lane, safe = records
         d_lat = getattr(lane, LANE_WIDTH_PARAM[LANE_RULE[mode]])
-        return cls(mode, np.array([speed.v_min, speed.v_max, d_lat, lane.h_max, safe.d_safe])).validate()
+        theta = np.array([speed.v_min, speed.v_max, d_lat, lane.h_max, safe.d_safe])
+        return cls.within_range(mode, theta) if clip else cls(mode, theta).validate()
 
     def to_rule_params(self, base: R) -> R:
         """`base` (a RuleParams) with the mode's rules set from θ and the lane rules the mode does not ask

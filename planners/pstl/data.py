@@ -32,7 +32,6 @@ from planners.learned.base import ExpertPlanTarget
 from planners.pstl.condition import (
     LANE_RULE,
     LANE_WIDTH_PARAM,
-    THETA_RANGE,
     ConditionError,
     DrivingMode,
     STLCondition,
@@ -80,11 +79,9 @@ def condition_of_extras(extras: Mapping[str, object], prefix: str | None = None)
         if value is None:
             raise ConditionError(f"{name} is missing: mode {mode.name} needs it")
         values.append(float(value))  # type: ignore[arg-type]  # extras are numbers or strings
-    theta = np.array(values)
     if prefix == "flex":  # a tight θ can lie outside the calibrated range (d_safe 23 m: no agent near)
-        low, high = np.array(THETA_RANGE).T
-        theta = np.clip(theta, low, high)
-    return STLCondition(mode, theta).validate()
+        return STLCondition.within_range(mode, np.array(values))
+    return STLCondition(mode, np.array(values)).validate()
 
 
 class PstlDemoDataset(Dataset):
