@@ -510,7 +510,7 @@ def bench_pstl(seconds: float) -> dict[str, float]:
     import torch
 
     import planners
-    from eval.pstl.guide import GuideConfig, stl_guide
+    from eval.pstl.guide import stl_objective
     from planners.bench import drive_observation
     from planners.pstl.planner import GuidanceSettings, PstlPlanner, SamplingSettings
 
@@ -524,9 +524,7 @@ def bench_pstl(seconds: float) -> dict[str, float]:
     for name, (sampler, steps, guidance, iterations) in PSTL_VARIANTS.items():
         planner.configure(sampling=SamplingSettings(sampler, steps, 64),
                           guidance=GuidanceSettings(iterations, 0.01, None if guidance == "every" else 10))
-        planner.guide_builder = None if guidance is None else (
-            lambda obs, condition, s: stl_guide(obs, condition,
-                                                GuideConfig(iterations=s.iterations, lr=s.lr)))
+        planner.objective_builder = None if guidance is None else stl_objective
         times: list[float] = []
         while not times or (sum(times) < budget and len(times) < 20):
             start = time.perf_counter()

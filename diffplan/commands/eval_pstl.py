@@ -55,7 +55,9 @@ def pstl(
     guide_steps: Annotated[int, typer.Option(help="Guided final steps with --guidance last (pSTL: 10).")] = 10,
     guide_iterations: Annotated[int | None, typer.Option(
         help="Adam iterations per guided step. Default: 1 (last), 3 (every: CTG).")] = None,
-    guide_lr: Annotated[float, typer.Option(help="Adam learning rate of the guide [normalised units].")] = 0.01,
+    guide_lr: Annotated[float, typer.Option(
+        help="Adam learning rate of the guide, in the model's normalised sample units (controls: ω / 1 rad/s, "
+             "a / 5 m/s^2; waypoints: DiffusionDrive's xy ranges).")] = 0.01,
     seed: Annotated[int, typer.Option(help="Noise seed; case k uses seed + k.")] = 0,
     out: Annotated[Path | None, typer.Option(
         help="Run folder: summary.json, cases.csv, table.md and figures/ (samples coloured by robustness).")] = None,
@@ -78,7 +80,7 @@ def pstl(
     """
     import planners
     from eval.pstl.figures import samples_by_robustness
-    from eval.pstl.guide import GuideConfig, stl_guide
+    from eval.pstl.guide import stl_objective
     from eval.pstl.open_loop import evaluate_cases, per_mode, pstl_cases, summarize
     from eval.pstl.report import summary_table, write_open_loop_run
     from planners.pstl.condition import DrivingMode, STLCondition
@@ -117,8 +119,7 @@ def pstl(
         if kind != "none":
             if not loaded.guidable:
                 raise UserError(f"--guidance {kind}: {loaded.name} has no denoising chain to guide")
-            loaded.guide_builder = lambda obs, condition, settings: stl_guide(
-                obs, condition, GuideConfig(iterations=settings.iterations, lr=settings.lr))
+            loaded.objective_builder = stl_objective
         if closed_loop:
             _closed_loop(loaded, scenes, limit or 26, duration, override, samples, seed, out, as_json)
             return

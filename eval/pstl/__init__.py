@@ -2,7 +2,8 @@
 
     metrics  open-loop compliance, success, valid area and the two entropies (pure numpy)
     scoring  exact STL robustness of plans under a condition, on the privileged scene (the evaluator)
-    guide    test-time STL guidance from the observation only (smooth robustness on surrogate signals)
+    guide    the objective of test-time STL guidance, from the observation only (smooth robustness on
+             surrogate signals)
     closed_loop  Table II's closed-loop test on the nuPlan-style closed loop (exact compliance vs the world)
 """
 
@@ -15,11 +16,10 @@ from eval.pstl.closed_loop import (
     run_pstl_closed_loop,
 )
 from eval.pstl.guide import (
-    GuideConfig,
     GuideConfigError,
     SurrogateSignals,
     smooth_mode_robustness,
-    stl_guide,
+    stl_objective,
 )
 from eval.pstl.metrics import (
     PstlMetricInputError,
@@ -45,7 +45,6 @@ from eval.pstl.scoring import (
 
 __all__ = [
     "PLAN_DT",
-    "GuideConfig",
     "GuideConfigError",
     "ModeRobustness",
     "PstlClosedLoopConfig",
@@ -69,7 +68,7 @@ __all__ = [
     "sample_set_metrics",
     "score_entropy",
     "smooth_mode_robustness",
-    "stl_guide",
+    "stl_objective",
     "success",
     "valid_area",
 ]

@@ -1,12 +1,9 @@
-"""Test-time STL guidance for pSTL sampling (pSTL §1.5 "Guidance"), from the observation only.
+"""The STL objective of pSTL's test-time guidance (pSTL §1.5 "Guidance"), from the observation only.
 
-`stl_guide(observation, condition, config)` returns a `Guide` for `PstlModel.sample`: on each guided denoising
-step it takes `iterations` Adam steps (rate `lr`) on a copy of the normalised mean z to lower
-mean ReLU(margin - ρ̃(denormalise(z))), where ρ̃ is the smooth robustness (stl SMOOTH mode, Boltzmann max,
-temperature τ) of the mode's spec: the conjunction of `mode_rules(mode)` with the same parameters and horizon
-as the evaluator (`eval.pstl.scoring.mode_formula`). It returns Δz = z_final - z_initial, signed. pSTL's code
-adds clip(|Δμ|, β_t), dropping the sign (so a plan too far left would be pushed further left); that bug is not
-copied. The optional `clip` is a constant bound per coordinate, not pSTL's β_t; the timestep t is not used.
+`stl_objective(observation, condition)` returns the `Objective` that `planners.pstl.guidance` follows: plans
+xy (N, 8, 2) [m] -> ρ̃ (N,), the smooth robustness (stl SMOOTH mode, Boltzmann max, temperature τ = 100 as
+pSTL's) of the mode's spec: the conjunction of `mode_rules(mode)` with the same parameters and horizon as the
+evaluator (`eval.pstl.scoring.mode_formula`). The model takes the Adam steps, in its own sample space.
 
 It sees no privileged data (`SurrogateSignals` is built from a DriveObservation), so it also works in closed
 loop. Its signals (9 states: the ego now at the origin, then the 8 plan poses, 0.5 s apart) follow
@@ -47,9 +44,9 @@ import shapely
 import torch
 
 from eval.pstl.scoring import HORIZON, PLAN_DT, PLAN_POSES, mode_formula
-from planners.learned.vector import denormalise_xy, normalise_xy
 from planners.pstl.condition import STLCondition
-from planners.pstl.model import MIN_STEP, Guide
+from planners.pstl.guidance import Objective
+from planners.pstl.model import MIN_STEP
 from scenes.drive import DriveObservation
 from scenes.ego import PACIFICA
 from scenes.errors import DiffplanError
@@ -65,44 +62,11 @@ MAX_AGENTS = 8  # agents the surrogate gap sees: the nearest now (pSTL: its 8 ne
 SLOW = 0.1  # [m/s] below this speed v is the velocity along ψ, whose gradient does not vanish at rest
 
 
+TEMPERATURE = 100.0  # [1 / robustness units] τ of the smooth semantics (pSTL's)
+
+
 class GuideConfigError(DiffplanError, ValueError):
-    """A guidance setting that cannot be used; the message names the field."""
-
-
-@dataclass(frozen=True)
-class GuideConfig:
-    """How the guide moves the mean.
-
-    Attributes:
-        iterations: Adam steps per guided denoising step (pSTL: 1 for "ours+guidance", 3 for CTG).
-        lr: Adam learning rate [normalised units] (pSTL: 0.01 open loop, 0.04 closed loop).
-        margin: ε in ReLU(ε - ρ̃) [robustness units: m, m/s, rad]; pSTL's trajopt and open-loop value 0.01
-            (its closed loop uses 100, i.e. always pushing).
-        temperature: τ of the smooth semantics [1 / robustness units]; stl's soft-min is
-            -logsumexp(-τ x) / τ, the same τ as pSTL's (100).
-        clip: largest |Δz| per coordinate [normalised units]; None: no clipping.
-    """
-
-    iterations: int = 1
-    lr: float = 0.01
-    margin: float = 0.01
-    temperature: float = 100.0
-    clip: float | None = None
-
-    def validate(self) -> GuideConfig:
-        """Self, or GuideConfigError naming the first bad field."""
-        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
-            raise GuideConfigError(f"iterations = {self.iterations!r} must be a positive integer")
-        for name in ("lr", "temperature"):
-            value = getattr(self, name)
-            if not (_is_number(value) and math.isfinite(value) and value > 0):
-                raise GuideConfigError(f"{name} = {value!r} must be a positive finite number")
-        if not (_is_number(self.margin) and math.isfinite(self.margin)):
-            raise GuideConfigError(f"margin = {self.margin!r} must be a finite number")
-        clip = self.clip
-        if clip is not None and not (_is_number(clip) and math.isfinite(clip) and clip > 0):
-            raise GuideConfigError(f"clip = {self.clip!r} must be None or a positive finite number")
-        return self
+    """An objective setting that cannot be used; the message names the field."""
 
 
 def _is_number(value: object) -> bool:
@@ -293,35 +257,25 @@ def _smooth(formula: Formula, surrogate: SurrogateSignals, xy: torch.Tensor, tem
 
 
 def smooth_mode_robustness(surrogate: SurrogateSignals, condition: STLCondition, xy: torch.Tensor,
-                           temperature: float = 100.0) -> torch.Tensor:
+                           temperature: float = TEMPERATURE) -> torch.Tensor:
     """(N,) float64 smooth robustness ρ̃ (Boltzmann max, soft-min at `temperature`; <= the exact one on the
     same signals) of plans xy (N, 8, 2) [m] under the mode's spec (`mode_formula`), on surrogate signals."""
     return _smooth(mode_formula(condition, HORIZON), surrogate, xy, temperature)
 
 
-def stl_guide(observation: DriveObservation, condition: STLCondition, config: GuideConfig = GuideConfig()
-              ) -> Guide:
-    """The guide (module docstring): mu_xy (N, 8, 2) [m] ego frame, t -> signed Δz (N, 8, 2) [normalised],
-    mu_xy's dtype and device. Deterministic: a pure function of (observation, condition, config, mu_xy)."""
-    config.validate()
+def stl_objective(observation: DriveObservation, condition: STLCondition, temperature: float = TEMPERATURE
+                  ) -> Objective:
+    """The guidance objective (module docstring): xy (N, 8, 2) [m] ego frame -> ρ̃ (N,) float64,
+    differentiable in xy; a pure function of (observation, condition, temperature, xy). GuideConfigError for a
+    temperature that is not a positive finite number."""
+    if not (_is_number(temperature) and math.isfinite(temperature) and temperature > 0):
+        raise GuideConfigError(f"temperature = {temperature!r} must be a positive finite number")
     formula = mode_formula(condition, HORIZON)
     surrogate = SurrogateSignals.from_observation(observation)
 
-    def guide(mu_xy: torch.Tensor, t: int) -> torch.Tensor:
-        if mu_xy.ndim != 3 or tuple(mu_xy.shape[1:]) != (PLAN_POSES, 2):
-            raise ValueError(f"mu_xy must have shape (N, {PLAN_POSES}, 2) [m], got {tuple(mu_xy.shape)}")
-        z0 = normalise_xy(mu_xy.detach().to(torch.float64))
-        z = z0.clone().requires_grad_(True)
-        optimiser = torch.optim.Adam([z], lr=config.lr)
-        with torch.enable_grad():
-            for _ in range(config.iterations):
-                optimiser.zero_grad()
-                rho = _smooth(formula, surrogate, denormalise_xy(z), config.temperature)
-                torch.relu(config.margin - rho).mean().backward()
-                optimiser.step()
-        delta = z.detach() - z0
-        if config.clip is not None:
-            delta = delta.clamp(-config.clip, config.clip)
-        return delta.to(mu_xy.dtype)
+    def objective(xy: torch.Tensor) -> torch.Tensor:
+        if xy.ndim != 3 or tuple(xy.shape[1:]) != (PLAN_POSES, 2):
+            raise ValueError(f"xy must have shape (N, {PLAN_POSES}, 2) [m], got {tuple(xy.shape)}")
+        return _smooth(formula, surrogate, xy, temperature)
 
-    return guide
+    return objective

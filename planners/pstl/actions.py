@@ -8,20 +8,16 @@ current speed), step k = 1..8 of dt:
     v_k = max(v_{k-1} + a_k dt, 0),  ψ_k = ψ_{k-1} + ω_k dt,  p_k = p_{k-1} + v_k dt (cos ψ_k, sin ψ_k)
 
 `plan_to_controls` inverts it from a plan's poses (ψ_k its headings, v_k the displacement along ψ_k), exactly
-for plans this rollout made. A guide's step in plan space is pulled back to control space by damped least
-squares through the rollout's Jacobian (`pull_back`).
+for plans this rollout made. Guidance differentiates through the rollout (`guidance.guided_mean`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 
 OMEGA_MAX = 1.0  # [rad/s] ω of a control at +-1 (pSTL: 0.5 on nuScenes; our intersections turn faster)
 ACCEL_MAX = 5.0  # [m/s^2] a at +-1 (pSTL: 5)
 STEP_DT = 0.5  # [s] between plan poses
-DAMPING = 1e-3  # Tikhonov term of the pull-back [normalised units^2]
 
 
 def controls_to_plan(u: torch.Tensor, v0: torch.Tensor, dt: float = STEP_DT) -> torch.Tensor:
@@ -49,19 +45,3 @@ def plan_to_controls(plan: torch.Tensor, v0: torch.Tensor, dt: float = STEP_DT) 
     omega = torch.diff(heading, dim=-1) / dt
     accel = torch.diff(speeds, dim=-1) / dt
     return torch.stack([omega / OMEGA_MAX, accel / ACCEL_MAX], dim=-1)
-
-
-def pull_back(u: torch.Tensor, v0: torch.Tensor, shift_z: torch.Tensor,
-              to_normalised: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Δu (N, T, 2): the control step whose rolled-out plan moves by `shift_z` (N, T, 2) in the normalised xy
-    units `to_normalised` (xy [m] -> normalised) maps to, by damped least squares through the Jacobian."""
-    def xy_of(ui: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        plan = controls_to_plan(ui[None], vi[None])[0]
-        return to_normalised(plan[..., :2]).flatten()
-
-    jacobian = torch.func.vmap(torch.func.jacrev(xy_of))(u.detach(), v0)  # (N, 2T, T, 2)
-    j = jacobian.flatten(2)  # (N, 2T, 2T)
-    eye = torch.eye(j.shape[-1], dtype=j.dtype, device=j.device)
-    gram = j @ j.transpose(-1, -2) + DAMPING * eye
-    step = j.transpose(-1, -2) @ torch.linalg.solve(gram, shift_z.flatten(1)[..., None])
-    return step[..., 0].view_as(u)

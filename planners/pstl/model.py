@@ -10,13 +10,12 @@ xy instead of controls: 8 poses x 2, normalised to [-1, 1] by DiffusionDrive's r
     plan           (8, 3) ego frame: x, y [m] from the sample, headings from the xy differences
 
 Training: ε-MSE at t ~ U{1 .. 99} of pSTL's schedule (`schedule`). Sampling: pSTL's 99 ancestral steps or DDIM
-in at most 10 steps from N(0, I), then clipping to [-1, 1]; an optional `guide` moves the posterior mean on
-the last steps (pSTL's guidance hook, without its optimiser).
+in at most 10 steps from N(0, I), then clipping to [-1, 1]; an optional `guide` (`guidance`) moves the
+posterior mean on the last steps by Adam steps on the smooth STL robustness of the decoded plan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -33,7 +32,7 @@ from planners.learned.vector import (
     normalise_xy,
     sinusoidal_embedding,
 )
-from planners.pstl.actions import controls_to_plan, plan_to_controls, pull_back
+from planners.pstl.actions import controls_to_plan, plan_to_controls
 from planners.pstl.condition import (
     CONDITION_DIM,
     THETA_FIELDS,
@@ -43,6 +42,7 @@ from planners.pstl.condition import (
     STLCondition,
     condition_tensor,
 )
+from planners.pstl.guidance import Guide, guided_mean
 from planners.pstl.schedule import (
     CLEAN,
     MAX_DDIM_STEPS,
@@ -55,7 +55,6 @@ from planners.pstl.schedule import (
     sample_timesteps,
 )
 
-Guide = Callable[[torch.Tensor, int], torch.Tensor]
 ACTION_SPACES = ("xy", "controls")
 MIN_STEP = 0.05  # [m] a pose closer than this to the previous one keeps the previous heading
 
@@ -208,21 +207,21 @@ class PstlModel(PstlSceneModel):
     @torch.no_grad()
     def sample(self, features: DriveFeatures, condition: torch.Tensor, generator: torch.Generator | None = None,
                sampler: Literal["ddpm", "ddim"] = "ddpm", steps: int | None = None, num_samples: int = 1,
-               guide: Guide | None = None, guide_last: int = 10) -> torch.Tensor:
+               guide: Guide | None = None) -> torch.Tensor:
         """(B, S, 8, 3) plans, S = `num_samples` per scene, conditioned on `condition` (B, 9).
 
         sampler "ddpm": pSTL's 99 ancestral steps (`steps` None or 99); "ddim": `steps` (default
         `sampling_steps`, at most 10) deterministic steps. All noise is drawn on CPU from `generator` (the global
         generator when None), so a seeded generator gives the same plans.
 
-        guide(mu_xy [m] (B S, 8, 2), t) -> Δμ (B S, 8, 2) in normalised units, on the last `guide_last` steps:
-        the step's mean (DDPM posterior mean, DDIM update) becomes μ + Δμ, signed as given (pSTL's code adds
-        the clipped |Δμ|, dropping the sign). t is the step's starting timestep; the guide runs with gradients
-        enabled and its output is detached.
+        `guide`: on its last `settings.last_steps` steps, the step's mean (DDPM posterior mean, DDIM update) is
+        moved by `guidance.guided_mean`, Adam on the normalised sample (waypoints or controls) through the
+        decoded plan's smooth robustness (B S rows: scene b's samples are rows b S .. b S + S - 1).
         """
         timesteps = self.timesteps(sampler, steps)
-        if guide_last < 0 or num_samples < 1:
-            raise ValueError(f"need guide_last >= 0 and num_samples >= 1, got {guide_last} and {num_samples}")
+        if num_samples < 1:
+            raise ValueError(f"need num_samples >= 1, got {num_samples}")
+        guided_from = len(timesteps) - (guide.settings.guided_steps(len(timesteps)) if guide else 0)
         scene = self.scene_feature(features)
         b, device = scene.shape[0], scene.device
         condition = self.check_condition(condition, b).to(scene)
@@ -237,12 +236,8 @@ class PstlModel(PstlSceneModel):
             else:
                 mean, sigma = ddim_step(x, eps, t, timesteps[i + 1] if i + 1 < len(timesteps) else CLEAN,
                                         self.schedule), 0.0
-            if guide is not None and i >= len(timesteps) - guide_last:
-                with torch.enable_grad():
-                    shift = guide(self.decode(mean, v0)[..., :2].detach(), t)
-                    if self.action_space == "controls":
-                        shift = pull_back(mean, v0, shift.to(mean), normalise_xy)
-                mean = mean + shift.detach().to(mean)
+            if guide is not None and i >= guided_from:
+                mean = guided_mean(mean, lambda z: self.decode(z, v0.to(z))[..., :2], guide)
             x = mean + sigma * self.noise(x.shape, generator, x) if sigma > 0.0 else mean
         return self.decode(x.clamp(-1.0, 1.0), v0).view(b, num_samples, self.num_poses, 3)
 

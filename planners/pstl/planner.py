@@ -8,7 +8,8 @@ A planner samples `num_samples` plans under its `condition` (a mode and θ; defa
 and returns them all as candidates. STL lives outside `planners`, so the two things that need it come in as
 callables, set by whoever evaluates or deploys the planner (`eval.pstl` builds both from the observation):
 
-    guide_builder(observation, condition, GuidanceSettings) -> Guide    test-time STL guidance (`sample`)
+    objective_builder(observation, condition) -> Objective    smooth STL robustness ρ̃(xy) that guidance
+                                                              (`guidance`, set by `configure`) follows
     scorer(observation, condition, plans (S, 8, 3) [m, m, rad]) -> (S,)  the plan is the best-scored sample
 
 Without a scorer the plan is the first sample and every score is 0.
@@ -25,31 +26,11 @@ import torch
 
 from planners.learned.base import LearnedDrivePlanner
 from planners.pstl.condition import STLCondition, condition_tensor
-from planners.pstl.model import Guide, PstlModel
+from planners.pstl.guidance import GuidanceSettings, Guide, Objective, batched_objective
+from planners.pstl.model import PstlModel
 from planners.pstl.vae import PstlVaeModel
 from planners.registry import register_planner
 from scenes.drive import DriveObservation
-
-
-@dataclass(frozen=True)
-class GuidanceSettings:
-    """How a guide moves the posterior mean: `iterations` Adam steps of rate `lr` per guided denoising step,
-    on the last `last_steps` steps (None: every step). pSTL: last 10 steps, 1 iteration, lr 0.01 (0.04 in closed
-    loop); CTG: every step, 3 iterations, lr 0.01."""
-
-    iterations: int = 1
-    lr: float = 0.01
-    last_steps: int | None = 10
-
-    def validate(self) -> GuidanceSettings:
-        """Self, or ValueError naming the bad field."""
-        if self.iterations < 1:
-            raise ValueError(f"guidance iterations must be positive, got {self.iterations}")
-        if not self.lr > 0.0:
-            raise ValueError(f"guidance lr must be positive, got {self.lr}")
-        if self.last_steps is not None and self.last_steps < 0:
-            raise ValueError(f"guidance last_steps must be >= 0 or None (every step), got {self.last_steps}")
-        return self
 
 
 @dataclass(frozen=True)
@@ -70,17 +51,8 @@ class SamplingSettings:
         return self
 
 
-GuideBuilder = Callable[[DriveObservation, STLCondition, GuidanceSettings], Guide]
+ObjectiveBuilder = Callable[[DriveObservation, STLCondition], Objective]
 CandidateScorer = Callable[[DriveObservation, STLCondition, np.ndarray], np.ndarray]
-
-
-def batched_guide(guides: Sequence[Guide], num_samples: int) -> Guide:
-    """One guide over B observations' samples (B S, 8, 2): block b of `num_samples` rows goes to guides[b]."""
-    def guide(mu_xy: torch.Tensor, t: int) -> torch.Tensor:
-        blocks = mu_xy.split(num_samples)
-        return torch.cat([g(block, t) for g, block in zip(guides, blocks, strict=True)])
-
-    return guide
 
 
 @register_planner("pstl")
@@ -97,7 +69,7 @@ class PstlPlanner(LearnedDrivePlanner):
         self.condition = STLCondition.default()
         self.sampling = self.default_sampling
         self.guidance = self.default_guidance
-        self.guide_builder: GuideBuilder | None = None
+        self.objective_builder: ObjectiveBuilder | None = None
         self.scorer: CandidateScorer | None = None
         self.last_network_steps: int | None = None
 
@@ -123,23 +95,21 @@ class PstlPlanner(LearnedDrivePlanner):
             self.guidance = guidance.validate()
         return self
 
-    def guide_for(self, observations: Sequence[DriveObservation]) -> tuple[Guide | None, int]:
-        """The guide over a batch's samples and how many final steps it acts on (none without a builder)."""
-        if self.guide_builder is None or not self.guidable:
-            return None, 0
-        steps = len(self.sampler_model.timesteps(self.sampling.sampler, self.sampling.steps))
-        last = steps if self.guidance.last_steps is None else min(self.guidance.last_steps, steps)
-        guides = [self.guide_builder(obs, self.condition, self.guidance) for obs in observations]
-        return batched_guide(guides, self.sampling.num_samples), last
+    def guide_for(self, observations: Sequence[DriveObservation]) -> Guide | None:
+        """The guide over a batch's samples (None without an objective builder, or for the VAE)."""
+        if self.objective_builder is None or not self.guidable:
+            return None
+        objectives = [self.objective_builder(obs, self.condition) for obs in observations]
+        return Guide(batched_objective(objectives, self.sampling.num_samples), self.guidance)
 
     def propose(self, features: Any, observations: Sequence[DriveObservation]
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(best (B, 8, 3), candidates (B, S, 8, 3), scores (B, S)) under `condition`."""
         s = self.sampling
-        guide, last = self.guide_for(observations)
+        guide = self.guide_for(observations)
         condition = condition_tensor([self.condition] * len(observations))
         plans = self.sampler_model.sample(features, condition, self._generator, sampler=s.sampler, steps=s.steps,
-                                  num_samples=s.num_samples, guide=guide, guide_last=last)
+                                  num_samples=s.num_samples, guide=guide)
         self.last_network_steps = len(self.sampler_model.timesteps(s.sampler, s.steps))
         scores = torch.zeros(plans.shape[:2], dtype=torch.float64)
         if self.scorer is not None:

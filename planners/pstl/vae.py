@@ -25,7 +25,8 @@ from torch import nn
 from planners.learned.config import ModelConfigError, check_positive
 from planners.learned.vector import DriveFeatures, VectorModelConfig, denormalise_xy, normalise_xy
 from planners.pstl.condition import CONDITION_DIM, STLCondition, condition_tensor
-from planners.pstl.model import Guide, PstlSceneModel, PstlTarget, headings_from_xy
+from planners.pstl.guidance import Guide
+from planners.pstl.model import PstlSceneModel, PstlTarget, headings_from_xy
 
 SAMPLER = "vae"  # the only sampler: one decoder pass
 LOGVAR_RANGE = (-20.0, 10.0)  # the encoder's log-variance is clamped here (std 4.5e-5 to 148)
@@ -125,18 +126,18 @@ class PstlVaeModel(PstlSceneModel):
     @torch.no_grad()
     def sample(self, features: DriveFeatures, condition: torch.Tensor,
                generator: torch.Generator | None = None, sampler: Literal["vae"] | None = "vae",
-               steps: int | None = None, num_samples: int = 1, guide: Guide | None = None,
-               guide_last: int = 10) -> torch.Tensor:
+               steps: int | None = None, num_samples: int = 1, guide: Guide | None = None
+               ) -> torch.Tensor:
         """(B, S, 8, 3) plans, S = `num_samples` per scene, conditioned on `condition` (B, 9): one decoder
         pass per z ~ N(0, I), drawn on CPU from `generator` (the global generator when None).
 
-        `sampler` (None or "vae"), `steps` (None or 1) and `guide_last` are there for `PstlModel.sample`'s
+        `sampler` (None or "vae") and `steps` (None or 1) are there for `PstlModel.sample`'s
         signature; a `guide` raises ValueError, as there is no denoising chain to guide."""
         self.timesteps(sampler, steps)
         if guide is not None:
             raise ValueError("guide is unsupported: a VAE has no denoising chain to guide")
-        if guide_last < 0 or num_samples < 1:
-            raise ValueError(f"need guide_last >= 0 and num_samples >= 1, got {guide_last} and {num_samples}")
+        if num_samples < 1:
+            raise ValueError(f"need num_samples >= 1, got {num_samples}")
         scene = self.scene_feature(features)
         b = scene.shape[0]
         condition = self.check_condition(condition, b).to(scene)

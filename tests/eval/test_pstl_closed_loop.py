@@ -80,7 +80,7 @@ class ScriptedModel(PstlModel):
         self.drift, self.fast = drift, fast
 
     def sample(self, features, condition, generator=None, sampler="ddim", steps=None, num_samples=1,
-               guide=None, guide_last=10):
+               guide=None):
         out = []
         for speed in features.status[:, 4].tolist():
             drift = self.drift

@@ -11,17 +11,18 @@ import pytest
 import torch
 
 from eval.pstl import (
-    GuideConfig,
     GuideConfigError,
     SurrogateSignals,
     mode_formula,
     mode_robustness,
     plan_states,
     smooth_mode_robustness,
-    stl_guide,
+    stl_objective,
 )
 from planners.learned.vector import denormalise_xy, normalise_xy
+from planners.pstl.actions import OMEGA_MAX, controls_to_plan
 from planners.pstl.condition import DrivingMode, STLCondition
+from planners.pstl.guidance import GuidanceSettings, Guide, guided_mean
 from planners.pstl.model import headings_from_xy
 from scenes.ego import PACIFICA
 from scenes.synthetic import generate_scene, scene_seed
@@ -56,12 +57,18 @@ def exact_rho(scene, condition: STLCondition, xy: torch.Tensor) -> float:
     return float(mode_robustness(scene, condition, plan).rho[0])
 
 
-def guided(scene, condition: STLCondition, xy: torch.Tensor, config: GuideConfig, times: int) -> list[float]:
-    """Exact robustness before and after each of `times` guide calls (Δz added to the normalised xy)."""
-    guide = stl_guide(scene.observation(), condition, config)
+def step(observation, condition: STLCondition, xy: torch.Tensor, settings: GuidanceSettings) -> torch.Tensor:
+    """xy [m] after one guided step: Adam on the normalised waypoints (a waypoint model's sample space)."""
+    guide = Guide(stl_objective(observation, condition), settings)
+    return denormalise_xy(guided_mean(normalise_xy(xy), denormalise_xy, guide))
+
+
+def guided(scene, condition: STLCondition, xy: torch.Tensor, settings: GuidanceSettings, times: int
+           ) -> list[float]:
+    """Exact robustness before and after each of `times` guided steps."""
     out = [exact_rho(scene, condition, xy)]
     for _ in range(times):
-        xy = denormalise_xy(normalise_xy(xy) + guide(xy, 0))
+        xy = step(scene.observation(), condition, xy, settings)
         out.append(exact_rho(scene, condition, xy))
     return out
 
@@ -142,7 +149,7 @@ def test_smooth_robustness_is_differentiable_and_below_the_exact_one():
 def test_guidance_raises_exact_robustness_of_a_too_fast_plan():
     # 12 m/s under v_max = 10: speed_band = -2. pSTL's single lr 0.01 step per call is a sign step of
     # 0.28 m per coordinate, which oscillates on the finite-difference speeds; 10 smaller steps do not
-    rho = guided(open_road(), KEEP, xy_of(12.0 * TIMES, 0 * TIMES), GuideConfig(iterations=10, lr=0.003), 30)
+    rho = guided(open_road(), KEEP, xy_of(12.0 * TIMES, 0 * TIMES), GuidanceSettings(iterations=10, lr=0.003), 30)
     assert rho[0] == pytest.approx(-2.0, abs=1e-9)
     # not monotone step by step (the soft-min moves between states), but steadily up, then satisfied
     assert rho[10] > -1.5 and rho[20] > -0.5 and rho[-1] > 0.0
@@ -151,54 +158,81 @@ def test_guidance_raises_exact_robustness_of_a_too_fast_plan():
 
 def test_guidance_raises_exact_robustness_of_a_plan_off_the_lane():
     # 0.15 m further left each step: d_c(8) = 1.2 m > d_lat = 0.5, lane_keeping = -0.7
-    rho = guided(open_road(), KEEP, xy_of(8.0 * TIMES, 0.15 * STEPS), GuideConfig(), 10)
+    rho = guided(open_road(), KEEP, xy_of(8.0 * TIMES, 0.15 * STEPS), GuidanceSettings(), 10)
     assert rho[0] == pytest.approx(-0.7, abs=1e-9)
     assert rho[1] > rho[0] and rho[-1] > 0.0
 
 
 def test_guidance_finishes_a_late_lane_change():
     # LEFT: y stops at 2.5 m, 1 m short of lane 2's centre (d_band 0.5): -0.5
-    rho = guided(open_road(), LEFT, xy_of(8.0 * TIMES, np.minimum(0.5 * STEPS, 2.5)), GuideConfig(), 5)
+    rho = guided(open_road(), LEFT, xy_of(8.0 * TIMES, np.minimum(0.5 * STEPS, 2.5)), GuidanceSettings(), 5)
     assert rho[0] == pytest.approx(-0.5, abs=1e-9) and rho[-1] > 0.0
 
 
 def test_guide_keeps_the_sign_a_plan_too_far_left_moves_right():
-    guide = stl_guide(open_road().observation(), KEEP, GuideConfig())
-    delta = guide(xy_of(8.0 * TIMES, 0.15 * STEPS), 0)[0].numpy()
+    observation = open_road().observation()
+    xy = xy_of(8.0 * TIMES, 0.15 * STEPS)
+    delta = (normalise_xy(step(observation, KEEP, xy, GuidanceSettings())) - normalise_xy(xy))[0].numpy()
     # Adam's first step is lr in the sign of -grad on every coordinate with a gradient: the worst poses
     # (the last ones) move right by lr = 0.01; nothing moves left (pSTL's |Δμ| would move them left)
     assert delta[-1, 1] == pytest.approx(-0.01, rel=1e-3) and delta[:, 1].max() <= 1e-9
     short = xy_of(8.0 * TIMES, np.minimum(0.5 * STEPS, 2.5))
-    towards_lane_2 = stl_guide(open_road().observation(), LEFT, GuideConfig())(short, 0)[0].numpy()
-    assert towards_lane_2[-1, 1] == pytest.approx(0.01, rel=1e-3) and towards_lane_2[:, 1].min() >= -1e-9
+    towards_lane_2 = (normalise_xy(step(observation, LEFT, short, GuidanceSettings())) - normalise_xy(short))
+    assert towards_lane_2[0, -1, 1] == pytest.approx(0.01, rel=1e-3) and towards_lane_2[0, :, 1].min() >= -1e-9
 
 
 def test_guide_is_deterministic_clipped_and_leaves_satisfied_plans_alone():
     observation = straight_scene().observation()
-    xy = torch.cat([xy_of(12.0 * TIMES, 0.2 * STEPS), xy_of(5.0 * TIMES, 0 * TIMES)]).to(torch.float32)
-    config = GuideConfig(iterations=3)
-    first = stl_guide(observation, KEEP, config)
-    a, b = first(xy, 0), first(xy, 50)
-    c = stl_guide(observation, KEEP, config)(xy.clone(), 0)
-    assert a.dtype == torch.float32 and a.shape == xy.shape
-    assert torch.equal(a, b) and torch.equal(a, c) and a[0].abs().max() > 0.0
-    assert torch.equal(a[1], torch.zeros_like(a[1]))  # 5 m/s in lane: ρ̃ >= margin, no loss, no move
-    clipped = stl_guide(observation, KEEP, GuideConfig(iterations=3, clip=0.005))(xy, 0)
-    assert clipped.abs().max() == pytest.approx(0.005) and torch.equal(clipped, a.clamp(-0.005, 0.005))
+    z = normalise_xy(torch.cat([xy_of(12.0 * TIMES, 0.2 * STEPS), xy_of(5.0 * TIMES, 0 * TIMES)])).float()
+    settings = GuidanceSettings(iterations=3)
+    guide = Guide(stl_objective(observation, KEEP), settings)
+    a = guided_mean(z, denormalise_xy, guide)
+    b = guided_mean(z.clone(), denormalise_xy, Guide(stl_objective(observation, KEEP), settings))
+    assert a.dtype == torch.float32 and a.shape == z.shape
+    assert torch.equal(a, b) and (a[0] - z[0]).abs().max() > 0.0
+    assert torch.equal(a[1], z[1])  # 5 m/s in lane: ρ̃ >= margin, no loss, no move
+    clipped = guided_mean(z, denormalise_xy, Guide(guide.objective, GuidanceSettings(iterations=3, clip=0.005)))
+    assert (clipped - z).abs().max() == pytest.approx(0.005, rel=1e-5)
+    torch.testing.assert_close(clipped - z, (a - z).clamp(-0.005, 0.005), atol=1e-6, rtol=0)
+
+
+def test_guide_through_a_unicycle_rollout_steers_the_controls():
+    # a controls model's sample space: Adam on (ω, a) through the rollout; a plan drifting left of lane 1 at
+    # ω = 0.05 rad/s is steered back: every iteration turns it right and the exact robustness rises above 0
+    observation = open_road().observation()
+    v0 = torch.full((1,), 8.0, dtype=torch.float64)
+    u = torch.zeros(1, 8, 2, dtype=torch.float64)
+    u[..., 0] = 0.05 / OMEGA_MAX
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        return controls_to_plan(z, v0)[..., :2]
+
+    guide = Guide(stl_objective(observation, KEEP), GuidanceSettings(iterations=1, lr=0.01))
+    rho = [exact_rho(open_road(), KEEP, decode(u))]
+    for _ in range(20):
+        u = guided_mean(u, decode, guide)
+        rho.append(exact_rho(open_road(), KEEP, decode(u)))
+    assert rho[0] < -0.05 and rho[-1] > 0.0 and np.diff(rho).min() > -1e-3
 
 
 @pytest.mark.parametrize("field, value, words", [
     ("iterations", 0, "iterations = 0"), ("iterations", 1.5, "iterations = 1.5"), ("lr", -0.1, "lr = -0.1"),
-    ("temperature", math.nan, "temperature = nan"), ("margin", math.inf, "margin = inf"),
-    ("clip", 0.0, "clip = 0.0"),
+    ("margin", math.inf, "margin = inf"), ("clip", 0.0, "clip = 0.0"), ("last_steps", -1, "last_steps = -1"),
 ])
-def test_bad_guide_config_is_a_one_line_error(field, value, words):
-    with pytest.raises(GuideConfigError) as error:
-        stl_guide(open_road().observation(), KEEP, dataclasses.replace(GuideConfig(), **{field: value}))
+def test_bad_guidance_settings_are_one_line_errors(field, value, words):
+    with pytest.raises(ValueError) as error:
+        dataclasses.replace(GuidanceSettings(), **{field: value}).validate()
     assert words in str(error.value) and "\n" not in str(error.value)
 
 
-def test_guide_refuses_a_bad_shape():
-    guide = stl_guide(open_road().observation(), KEEP)
+@pytest.mark.parametrize("temperature", [math.nan, 0.0, -1.0])
+def test_bad_temperature_is_a_one_line_error(temperature):
+    with pytest.raises(GuideConfigError) as error:
+        stl_objective(open_road().observation(), KEEP, temperature)
+    assert f"temperature = {temperature!r}" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_objective_refuses_a_bad_shape():
+    objective = stl_objective(open_road().observation(), KEEP)
     with pytest.raises(ValueError, match=r"\(N, 8, 2\).*\(8, 2\)"):
-        guide(torch.zeros(8, 2), 0)
+        objective(torch.zeros(8, 2))

@@ -1,5 +1,5 @@
-"""pSTL's control action space: the unicycle rollout on hand values, its exact inverse, the guide's pull-back,
-and a tiny model denoising controls that follows v_max."""
+"""pSTL's control action space: the unicycle rollout on hand values, its exact inverse, and a
+tiny model denoising controls that follows v_max."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import torch
 from torch.utils.data import default_collate
 
 from planners.learned import ModelConfigError
-from planners.learned.vector import normalise_xy
 from planners.pstl import DrivingMode, PstlConfig, PstlModel, PstlTarget, STLCondition, condition_tensor
-from planners.pstl.actions import ACCEL_MAX, OMEGA_MAX, controls_to_plan, plan_to_controls, pull_back
+from planners.pstl.actions import ACCEL_MAX, OMEGA_MAX, controls_to_plan, plan_to_controls
 from planners.pstl.model import current_speed
 from scenes.synthetic import generate_scene
 from tests.factories import fit_full_batch
@@ -44,19 +43,6 @@ def test_plan_to_controls_inverts_the_rollout():
     u = (torch.rand(16, 8, 2, generator=generator, dtype=torch.float64) - 0.5) * 0.6
     v0 = 6.0 + 4.0 * torch.rand(16, generator=generator, dtype=torch.float64)  # never stops: a >= -1.5 m/s^2
     np.testing.assert_allclose(plan_to_controls(controls_to_plan(u, v0), v0).numpy(), u.numpy(), atol=1e-12)
-
-
-def test_pull_back_moves_the_plan_by_the_asked_shift():
-    generator = torch.Generator().manual_seed(1)
-    u = (torch.rand(4, 8, 2, generator=generator, dtype=torch.float64) - 0.5) * 0.4
-    v0 = torch.full((4,), 8.0, dtype=torch.float64)
-    before = normalise_xy(controls_to_plan(u, v0)[..., :2])
-    shift = torch.zeros_like(before)
-    shift[..., 1] = 0.002 * torch.arange(1, 9, dtype=torch.float64)  # drift left, more later
-    after = normalise_xy(controls_to_plan(u + pull_back(u, v0, shift, normalise_xy), v0)[..., :2])
-    moved = after - before
-    assert float((moved - shift).abs().max()) < 0.2 * float(shift.abs().max())  # linearised, damped
-    assert bool((moved[..., 1] > 0).all())  # every pose moves left
 
 
 def test_bad_action_space_is_a_one_line_config_error():

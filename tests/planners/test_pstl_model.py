@@ -21,6 +21,7 @@ from planners.pstl import (
     headings_from_xy,
 )
 from planners.pstl import schedule as sch
+from planners.pstl.guidance import GuidanceSettings, Guide
 from scenes.synthetic import generate_scene
 from stl.rules import DEFAULT_PARAMS, LaneChangeParams, RuleParams, SafeDistanceParams, SpeedBandParams
 from tests.factories import fit_full_batch
@@ -199,18 +200,19 @@ def test_guide_moves_samples_its_way(trained):
     condition = condition_tensor([keep(12.0)] * 4)
     calls = []
 
-    def push_left(mu_xy: torch.Tensor, t: int) -> torch.Tensor:
-        assert mu_xy.shape == (4, 8, 2)
-        calls.append(t)
-        return torch.zeros_like(mu_xy) + mu_xy.new_tensor([0.0, 0.02])
+    def leftwards(xy: torch.Tensor) -> torch.Tensor:  # ρ̃ rises with the last pose's y [m]
+        assert xy.shape == (16, 8, 2) and xy.requires_grad
+        calls.append(1)
+        return xy[:, -1, 1] - 100.0
 
     for sampler, last in (("ddpm", 10), ("ddim", 3)):
         calls.clear()
-        plain = model.sample(features, condition, torch.Generator().manual_seed(5), sampler=sampler)
+        plain = model.sample(features, condition, torch.Generator().manual_seed(5), sampler=sampler,
+                             num_samples=4)
+        guide = Guide(leftwards, GuidanceSettings(iterations=2, lr=0.01, last_steps=last))
         guided = model.sample(features, condition, torch.Generator().manual_seed(5), sampler=sampler,
-                              guide=push_left, guide_last=last)
-        expected = list(range(10, 0, -1)) if sampler == "ddpm" else [30, 20, 10]
-        assert calls == expected
+                              num_samples=4, guide=guide)
+        assert len(calls) == 2 * last
         lift = guided[..., -1, 1] - plain[..., -1, 1]  # [m]
         assert float(lift.min()) > 0.2, sampler
 

@@ -20,6 +20,7 @@ from planners.pstl import (
     STLCondition,
     condition_tensor,
 )
+from planners.pstl.guidance import Guide
 from planners.pstl.vae import gaussian_kl
 from scenes.synthetic import generate_scene
 from tests.factories import fit_full_batch
@@ -107,8 +108,8 @@ def test_samples_have_shapes_and_follow_the_seed(scenes):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"sampler": "ddim"}, "sampler 'ddim': the VAE has a single decoder pass, expected None or 'vae'"),
     ({"steps": 10}, "steps=10: the VAE has a single decoder pass, expected None or 1"),
-    ({"guide": lambda mu, t: mu * 0}, "guide is unsupported: a VAE has no denoising chain to guide"),
-    ({"num_samples": 0}, "need guide_last >= 0 and num_samples >= 1, got 10 and 0"),
+    ({"guide": Guide(lambda xy: xy.sum(dim=(1, 2)))}, "guide is unsupported: a VAE has no denoising chain to guide"),
+    ({"num_samples": 0}, "need num_samples >= 1, got 0"),
 ])
 def test_bad_sampler_and_guide_are_one_line_value_errors(scenes, kwargs, message):
     model, features = scenes
