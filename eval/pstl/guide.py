@@ -25,12 +25,11 @@ loop. Its signals (9 states: the ego now at the origin, then the 8 plan poses, 0
   over those states). Past the lane's roadblock the surrogate keeps that neighbour, extrapolated, where
   stl.signals would switch lanes (ABSENT on a connector). No neighbour (or the ego on a connector): ABSENT and
   0 rad, as in stl.signals.
-- s [m]: only agents present now, moved at their current velocity with their heading held (stl.signals: the
-  logged futures, agents appearing later included). Each box (the ego's PACIFICA box and each agent's) is
-  covered by 4 discs along its length (centres at ±L/8, ±3L/8 from the box centre, radius hypot(L/8, W/2));
-  s is the least centre distance minus both radii, so it is <= the box distance of stl.signals while the boxes
-  are apart (a conservative surrogate; pSTL uses radius W/2, which under-covers the corners). FAR with no
-  agent, as in stl.signals; not clipped.
+- s [m]: stl.signals' box distance (the ego's PACIFICA box to each agent's; minus the penetration depth on
+  overlap), but only to the MAX_AGENTS agents present now, moved at their current velocity with their heading
+  held (stl.signals: the logged futures, agents appearing later included). FAR with no agent, as in
+  stl.signals; not clipped. (pSTL covers each car by 4 discs of radius W/2, which under-covers the corners;
+  covering discs over-cover them and, against a gap calibrated on boxes, fail samples the evaluator passes.)
 - a, j, w, stop_dist, red and goal_dist are not computed: no mode's rules read them.
 """
 
@@ -56,7 +55,6 @@ from stl.signals import ABSENT, FAR
 
 SURROGATE_NAMES = ("v", "d_c", "h_c", "d_l", "h_l", "d_r", "h_r", "s")
 NUM_STATES = PLAN_POSES + 1  # the ego now, then the plan
-DISC_OFFSETS = np.array([-3.0, -1.0, 1.0, 3.0]) / 8.0  # disc centres from a box's centre [box lengths]
 NEIGHBOUR_GAP = 0.5  # [m] a neighbour lane lies more than this to its side (stl.signals' rule)
 MAX_AGENTS = 8  # agents the surrogate gap sees: the nearest now (pSTL: its 8 nearest vehicles)
 SLOW = 0.1  # [m/s] below this speed v is the velocity along ψ, whose gradient does not vanish at rest
@@ -131,16 +129,43 @@ def step_headings(states: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=1)
 
 
-def _discs(centre: torch.Tensor, heading: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-    """(..., 4, 2) [m] disc centres of boxes: centre (..., 2) [m], heading (...) [rad], length (...) [m]."""
-    offset = length[..., None] * centre.new_tensor(DISC_OFFSETS)  # (..., 4)
-    axis = torch.stack([torch.cos(heading), torch.sin(heading)], -1)
-    return centre[..., None, :] + offset[..., None] * axis[..., None, :]
+CORNER_SIGNS = ((1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0))  # scenes.geometry.box_corners' order
+NEXT_CORNER = (1, 2, 3, 0)
 
 
-def _disc_radius(length: np.ndarray | float, width: np.ndarray | float) -> np.ndarray:
-    """Radius [m] of the 4 discs that cover a box of this length and width [m]."""
-    return np.hypot(np.asarray(length) / 8.0, np.asarray(width) / 2.0)
+def _corners(centre: torch.Tensor, heading: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """(..., 4, 2) [m] corners of boxes: centre (..., 2) [m], heading (...) [rad], size (..., 2) length, width
+    [m], in `scenes.geometry.box_corners`' order."""
+    local = centre.new_tensor(CORNER_SIGNS) * (0.5 * size)[..., None, :]  # (..., 4, 2)
+    c, s = torch.cos(heading)[..., None], torch.sin(heading)[..., None]
+    x = local[..., 0] * c - local[..., 1] * s
+    y = local[..., 0] * s + local[..., 1] * c
+    return torch.stack([x, y], -1) + centre[..., None, :]
+
+
+def _corner_edge_distance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """(...) [m] least distance from the corners of boxes p (..., 4, 2) to the edges of boxes q (..., 4,
+    2)."""
+    start = q[..., None, :, :]  # (..., 1, 4 edges, 2)
+    edge = q[..., NEXT_CORNER, :][..., None, :, :] - start
+    rel = p[..., :, None, :] - start  # (..., 4 corners, 4 edges, 2)
+    along = ((rel * edge).sum(-1) / (edge * edge).sum(-1).clamp(min=1e-12)).clamp(0.0, 1.0)
+    return _safe_norm(rel - along[..., None] * edge).flatten(-2).amin(-1)
+
+
+def box_gap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(...) [m] distance between boxes a, b (..., 4, 2) (broadcast), minus the penetration depth where they
+    overlap: stl.signals' box distance (corner-to-edge either way; separating axes on the boxes' first two
+    edge normals), differentiable almost everywhere."""
+    a, b = torch.broadcast_tensors(a, b)
+    apart = torch.minimum(_corner_edge_distance(a, b), _corner_edge_distance(b, a))
+    edges = torch.cat([a[..., 1:3, :] - a[..., 0:2, :], b[..., 1:3, :] - b[..., 0:2, :]], dim=-2)  # 4 axes
+    normals = torch.stack([-edges[..., 1], edges[..., 0]], -1)
+    normals = normals / _safe_norm(normals).clamp(min=1e-12)[..., None]
+    pa, pb = a @ normals.transpose(-1, -2), b @ normals.transpose(-1, -2)  # (..., 4 corners, 4 axes)
+    overlap = torch.minimum(pa.amax(-2), pb.amax(-2)) - torch.maximum(pa.amin(-2), pb.amin(-2))
+    depth = overlap.amin(-1)
+    return torch.where(depth > 0.0, -depth, apart)
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,20 +231,19 @@ class SurrogateSignals:
         return Signals(SURROGATE_NAMES, torch.stack(columns, dim=-1))
 
     def _agent_distance(self, states: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-        """(N, 9) s [m]: least disc gap between the ego and any agent, FAR with none."""
+        """(N, 9) s [m]: least box distance between the ego and any agent (negative on overlap), FAR with
+        none."""
         if len(self.agent_xy) == 0:
             return torch.full(states.shape[:2], FAR, dtype=states.dtype, device=states.device)
         axis = torch.stack([torch.cos(psi), torch.sin(psi)], -1)
         centre = states + PACIFICA.rear_axle_to_center * axis
-        ego = _discs(centre, psi, torch.full_like(psi, PACIFICA.length))  # (N, 9, 4, 2)
-        size = states.new_tensor(self.agent_size)
+        ego_size = states.new_tensor([PACIFICA.length, PACIFICA.width])
+        ego = _corners(centre, psi, ego_size.expand(*psi.shape, 2))  # (N, 9, 4, 2)
+        size = states.new_tensor(self.agent_size)[:, None].expand(-1, NUM_STATES, 2)
         heading = states.new_tensor(self.agent_heading)[:, None].expand(-1, NUM_STATES)
-        agents = _discs(states.new_tensor(self.agent_xy), heading, size[:, None, 0].expand(-1, NUM_STATES))
-        agents = agents.permute(1, 0, 2, 3)  # (9, A, 4, 2)
-        gap = _safe_norm(ego[:, :, None, :, None, :] - agents[None, :, :, None, :, :])  # (N, 9, A, 4, 4)
-        radius = states.new_tensor(_disc_radius(self.agent_size[:, 0], self.agent_size[:, 1]))
-        gap = gap - float(_disc_radius(PACIFICA.length, PACIFICA.width)) - radius[:, None, None]
-        return gap.amin(dim=(2, 3, 4)).clamp(max=FAR)
+        agents = _corners(states.new_tensor(self.agent_xy), heading, size).permute(1, 0, 2, 3)  # (9, A, 4, 2)
+        gap = box_gap(ego[:, :, None], agents[None])  # (N, 9, A)
+        return gap.amin(dim=2).clamp(max=FAR)
 
 
 def _neighbours(observation: DriveObservation) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -25,21 +25,27 @@ Decoder = Callable[[torch.Tensor], torch.Tensor]  # normalised samples (N, 8, 2)
 
 @dataclass(frozen=True)
 class GuidanceSettings:
-    """How the guide moves the normalised posterior mean z: `iterations` Adam steps of rate `lr` per guided
-    denoising step, on the last `last_steps` steps (None: every step), lowering mean ReLU(`margin` - ρ̃)
-    [robustness units]; `clip` bounds |Δz| per coordinate (None: no bound). pSTL: last 10 steps, 1 iteration,
-    lr 0.01 (0.04 in closed loop), margin 0.01; CTG: every step, 3 iterations, lr 0.01."""
+    """How sampling follows the STL objective. Gradient guidance: `iterations` Adam steps (0: none) of rate
+    `lr` on the normalised posterior mean z per guided denoising step, on the last `last_steps` steps (None:
+    every step), lowering mean ReLU(`margin` - ρ̃) [robustness units]; `clip` bounds |Δz| per coordinate
+    (None: no bound). pSTL: last 10 steps, 1 iteration, lr 0.01 (0.04 in closed loop), margin 0.01; CTG: every
+    step, 3 iterations, lr 0.01. `refine_rounds`: RefineNet passes after the chain (`refine`; pSTL's open
+    loop: 3), for a model that has one."""
 
     iterations: int = 1
     lr: float = 0.01
     last_steps: int | None = 10
     margin: float = 0.01
     clip: float | None = None
+    refine_rounds: int = 0
 
     def validate(self) -> GuidanceSettings:
         """Self, or ValueError naming the bad field."""
-        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
-            raise ValueError(f"guidance iterations = {self.iterations!r} must be a positive integer")
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 0:
+            raise ValueError(f"guidance iterations = {self.iterations!r} must be an integer >= 0")
+        if isinstance(self.refine_rounds, bool) or not isinstance(self.refine_rounds, int) \
+                or self.refine_rounds < 0:
+            raise ValueError(f"guidance refine_rounds = {self.refine_rounds!r} must be an integer >= 0")
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0.0):
             raise ValueError(f"guidance lr = {self.lr!r} must be a positive finite number")
         if self.last_steps is not None and self.last_steps < 0:

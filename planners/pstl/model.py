@@ -43,6 +43,7 @@ from planners.pstl.condition import (
     condition_tensor,
 )
 from planners.pstl.guidance import Guide, guided_mean
+from planners.pstl.refine import REFINE_CANDIDATES, RefineNet, best_candidates, refine_rounds
 from planners.pstl.schedule import (
     CLEAN,
     MAX_DDIM_STEPS,
@@ -50,6 +51,7 @@ from planners.pstl.schedule import (
     ancestral_timesteps,
     ddim_step,
     ddim_timesteps,
+    predict_x0,
     pstl_schedule,
     q_sample,
     sample_timesteps,
@@ -64,13 +66,15 @@ class PstlConfig(VectorModelConfig):
     """pSTL's hyperparameters beyond the encoder's (`VectorModelConfig`): the denoiser MLP's `hidden_layers`
     layers of width `hidden_dim` (pSTL: 2 x 256), the sinusoidal timestep embedding's width `time_dim` (32, even)
     and the DDIM steps `sampling_steps` of `forward` (10; 1 to 10). `action_space`: what is denoised, "xy"
-    (the plan's waypoints) or "controls" (pSTL's (ω, a) per step, rolled out by a unicycle: `actions`)."""
+    (the plan's waypoints) or "controls" (pSTL's (ω, a) per step, rolled out by a unicycle: `actions`).
+    `refine_hidden`: width of RefineNet's two hidden layers (`refine`; pSTL 256), 0 for none."""
 
     hidden_dim: int = 256
     hidden_layers: int = 2
     time_dim: int = 32
     sampling_steps: int = 10
     action_space: str = "xy"
+    refine_hidden: int = 0
 
     def validate(self) -> PstlConfig:
         """Self, or ModelConfigError naming the first bad field."""
@@ -80,10 +84,23 @@ class PstlConfig(VectorModelConfig):
             raise ModelConfigError(f"time_dim={self.time_dim}: must be even (sin and cos halves)")
         if not 1 <= self.sampling_steps <= MAX_DDIM_STEPS:
             raise ModelConfigError(f"sampling_steps={self.sampling_steps}: must be 1 to {MAX_DDIM_STEPS}")
+        if self.refine_hidden < 0:
+            raise ModelConfigError(f"refine_hidden={self.refine_hidden}: must be >= 0 (0: no RefineNet)")
         if self.action_space not in ACTION_SPACES:
             raise ModelConfigError(f"action_space={self.action_space!r}: expected one of "
                                    f"{', '.join(ACTION_SPACES)}")
         return self
+
+
+class SampleChain(NamedTuple):
+    """A denoising chain's N = B S rows: scene features (N, 2 d_model), conditions (N, 9), current speeds v0
+    (N,) [m/s] and candidates (K, N, 8, 2), the clean-sample predictions of its last K <= REFINE_CANDIDATES
+    steps, normalised and clipped to [-1, 1]; the last one is the chain's sample."""
+
+    scene: torch.Tensor
+    condition: torch.Tensor
+    v0: torch.Tensor
+    candidates: torch.Tensor
 
 
 class PstlTarget(NamedTuple):
@@ -184,6 +201,7 @@ class PstlModel(PstlSceneModel):
             layers += [nn.Linear(width, c.hidden_dim), nn.ReLU()]
             width = c.hidden_dim
         self.denoiser = nn.Sequential(*layers, nn.Linear(width, 2 * c.num_poses))
+        self.refiner = RefineNet(2 * c.d_model, c.refine_hidden, c.num_poses) if c.refine_hidden else None
 
     def denoise(self, scene: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor
                 ) -> torch.Tensor:
@@ -214,14 +232,36 @@ class PstlModel(PstlSceneModel):
         `sampling_steps`, at most 10) deterministic steps. All noise is drawn on CPU from `generator` (the global
         generator when None), so a seeded generator gives the same plans.
 
-        `guide`: on its last `settings.last_steps` steps, the step's mean (DDPM posterior mean, DDIM update) is
-        moved by `guidance.guided_mean`, Adam on the normalised sample (waypoints or controls) through the
-        decoded plan's smooth robustness (B S rows: scene b's samples are rows b S .. b S + S - 1).
+        `guide` (B S rows: scene b's samples are rows b S .. b S + S - 1): with `settings.iterations` > 0, on
+        its last `settings.last_steps` steps the step's mean (DDPM posterior mean, DDIM update) is moved by
+        `guidance.guided_mean`, Adam on the normalised sample (waypoints or controls) through the decoded
+        plan's smooth robustness; with `settings.refine_rounds` > 0, RefineNet (`refine`) corrects the samples
+        still below 0 (ValueError if this model has none).
         """
+        chain = self.chain(features, condition, generator, sampler, steps, num_samples, guide)
+        u = chain.candidates[-1]
+        if guide is not None and guide.settings.refine_rounds > 0:
+            if self.refiner is None:
+                raise ValueError("refine_rounds > 0, but this model has no RefineNet (train one with "
+                                 "`diffplan train-refinenet`)")
+            objective = guide.objective
+
+            def score(z: torch.Tensor) -> torch.Tensor:
+                return objective(self.decode(z, chain.v0)[..., :2]).to(z.dtype)
+
+            u, rho = best_candidates(chain.candidates, torch.stack([score(c) for c in chain.candidates]))
+            u = refine_rounds(self.refiner, chain.scene, chain.condition, u, rho, score,
+                              guide.settings.refine_rounds, num_samples)
+        b = features.status.shape[0]
+        return self.decode(u, chain.v0).view(b, num_samples, self.num_poses, 3)
+
+    def chain(self, features: DriveFeatures, condition: torch.Tensor, generator: torch.Generator | None,
+              sampler: str, steps: int | None, num_samples: int, guide: Guide | None) -> SampleChain:
+        """The denoising chain behind `sample` (its docstring), keeping what RefineNet needs."""
         timesteps = self.timesteps(sampler, steps)
         if num_samples < 1:
             raise ValueError(f"need num_samples >= 1, got {num_samples}")
-        guided_from = len(timesteps) - (guide.settings.guided_steps(len(timesteps)) if guide else 0)
+        guided = guide.settings.guided_steps(len(timesteps)) if guide and guide.settings.iterations else 0
         scene = self.scene_feature(features)
         b, device = scene.shape[0], scene.device
         condition = self.check_condition(condition, b).to(scene)
@@ -229,17 +269,21 @@ class PstlModel(PstlSceneModel):
         scene, condition = scene.repeat_interleave(num_samples, 0), condition.repeat_interleave(num_samples, 0)
         v0 = current_speed(features).to(scene).repeat_interleave(num_samples, 0)
         x = self.noise((n, self.num_poses, 2), generator, scene)
+        candidates = []
         for i, t in enumerate(timesteps):
             eps = self.denoise(scene, x, torch.full((n,), t, device=device, dtype=torch.int64), condition)
+            if i + REFINE_CANDIDATES >= len(timesteps) and i + 1 < len(timesteps):
+                candidates.append(predict_x0(x, eps, t, self.schedule).clamp(-1.0, 1.0))
             if sampler == "ddpm":
                 mean, sigma = ancestral_mean(x, eps, t, self.schedule)
             else:
                 mean, sigma = ddim_step(x, eps, t, timesteps[i + 1] if i + 1 < len(timesteps) else CLEAN,
                                         self.schedule), 0.0
-            if guide is not None and i >= guided_from:
+            if guide is not None and i >= len(timesteps) - guided:
                 mean = guided_mean(mean, lambda z: self.decode(z, v0.to(z))[..., :2], guide)
             x = mean + sigma * self.noise(x.shape, generator, x) if sigma > 0.0 else mean
-        return self.decode(x.clamp(-1.0, 1.0), v0).view(b, num_samples, self.num_poses, 3)
+        candidates.append(x.clamp(-1.0, 1.0))
+        return SampleChain(scene, condition, v0, torch.stack(candidates))
 
     def encode_plan(self, plan: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
         """(B, 8, 3) plans -> (B, 8, 2) normalised samples: xy, or controls (clipped to [-1, 1]) from speeds

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import shapely
 import torch
 
 from eval.pstl import (
@@ -19,15 +20,17 @@ from eval.pstl import (
     smooth_mode_robustness,
     stl_objective,
 )
+from eval.pstl.guide import box_gap
 from planners.learned.vector import denormalise_xy, normalise_xy
 from planners.pstl.actions import OMEGA_MAX, controls_to_plan
 from planners.pstl.condition import DrivingMode, STLCondition
 from planners.pstl.guidance import GuidanceSettings, Guide, guided_mean
 from planners.pstl.model import headings_from_xy
 from scenes.ego import PACIFICA
+from scenes.geometry import box_corners
 from scenes.synthetic import generate_scene, scene_seed
 from stl.robustness import Mode, robustness
-from stl.signals import ABSENT, FAR, signals_from_poses
+from stl.signals import ABSENT, FAR, _sat_distance, signals_from_poses
 from tests.factories import straight_scene
 
 TIMES = 0.5 * np.arange(1, 9)  # [s]
@@ -94,7 +97,7 @@ def test_surrogate_speed_offsets_and_headings_equal_hand_computed_values():
     np.testing.assert_array_equal(column(signals, "s")[0], FAR)
 
 
-def test_surrogate_offset_sign_and_heading_on_a_bent_lane_and_disc_distance():
+def test_surrogate_offset_sign_and_heading_on_a_bent_lane_and_box_distance():
     # the lane runs east to (10, 0), then north-east; an agent the ego's size 10 m ahead of it, parked
     surrogate = SurrogateSignals(
         centre=np.array([[-10.0, 0.0], [10.0, 0.0], [20.0, 10.0]]), left=None, right=None,
@@ -110,16 +113,14 @@ def test_surrogate_offset_sign_and_heading_on_a_bent_lane_and_disc_distance():
     # step 7 -> 8 heads at atan2(-1, 1) = -pi/4; the segment at pi/4: error -pi/2
     assert h_c[8] == pytest.approx(-math.pi / 2.0, abs=1e-12)
     assert h_c[1] == pytest.approx(math.atan2(0.5, 2.0), abs=1e-12)
-    # state 0: the nearest discs are the ego's front one and the agent's rear one, 10 - 2 (3 L / 8) apart
-    radius = math.hypot(PACIFICA.length / 8.0, PACIFICA.width / 2.0)
-    expected = 10.0 - 0.75 * PACIFICA.length - 2.0 * radius
-    assert column(signals, "s")[0, 0] == pytest.approx(expected, abs=1e-12)
+    # state 0: the ego's front bumper to the agent's rear one, box centres 10 m apart
+    assert column(signals, "s")[0, 0] == pytest.approx(10.0 - PACIFICA.length, abs=1e-12)
 
 
 @pytest.mark.parametrize("index", [0, 3, 5])
 def test_surrogate_matches_the_evaluator_where_the_observation_allows(index):
-    # speed and route offset equal stl.signals on the expert plan; the agent gap is conservative at state 0
-    # (the same agents, where no future is involved: covering discs never exceed the box distance)
+    # speed and route offset equal stl.signals on the expert plan; so does the agent gap at state 0 (the same
+    # agents' boxes, where no future is involved)
     scene = generate_scene(scene_seed("val", 0, index), "val")
     plan = scene.expert_plan().poses[None]
     exact = signals_from_poses(scene, plan_states(scene, plan), 0.5)
@@ -128,7 +129,23 @@ def test_surrogate_matches_the_evaluator_where_the_observation_allows(index):
         np.testing.assert_allclose(column(surrogate, name), exact.values[..., exact.names.index(name)],
                                    atol=1e-6)
     s_exact = exact.values[0, 0, exact.names.index("s")]
-    assert s_exact - 1.0 < column(surrogate, "s")[0, 0] <= s_exact + 1e-9
+    assert column(surrogate, "s")[0, 0] == pytest.approx(s_exact, abs=1e-9)
+
+
+def test_box_gap_equals_shapely_apart_and_the_evaluators_depth_on_overlap():
+    rng = np.random.default_rng(0)
+    centre = rng.uniform(-6.0, 6.0, (400, 2, 2))
+    heading = rng.uniform(-np.pi, np.pi, (400, 2))
+    size = rng.uniform([2.0, 1.0], [6.0, 2.5], (400, 2, 2))
+    corners = box_corners(centre, heading, size[..., 0], size[..., 1])  # (400, 2, 4, 2)
+    gap = box_gap(torch.tensor(corners[:, 0]), torch.tensor(corners[:, 1])).numpy()
+    np.testing.assert_allclose(gap, _sat_distance(corners[:, 0], corners[:, 1]), atol=1e-12)
+    polygons = [(shapely.Polygon(c[0]), shapely.Polygon(c[1])) for c in corners]
+    apart = np.array([not a.intersects(b) for a, b in polygons])
+    assert 50 < apart.sum() < 350  # both cases are tested
+    np.testing.assert_allclose(gap[apart], [a.distance(b) for (a, b), far in zip(polygons, apart) if far],
+                               atol=1e-12)
+    assert (gap[~apart] <= 0.0).all()
 
 
 def test_smooth_robustness_is_differentiable_and_below_the_exact_one():
@@ -216,7 +233,7 @@ def test_guide_through_a_unicycle_rollout_steers_the_controls():
 
 
 @pytest.mark.parametrize("field, value, words", [
-    ("iterations", 0, "iterations = 0"), ("iterations", 1.5, "iterations = 1.5"), ("lr", -0.1, "lr = -0.1"),
+    ("iterations", -1, "iterations = -1"), ("iterations", 1.5, "iterations = 1.5"), ("lr", -0.1, "lr = -0.1"),
     ("margin", math.inf, "margin = inf"), ("clip", 0.0, "clip = 0.0"), ("last_steps", -1, "last_steps = -1"),
 ])
 def test_bad_guidance_settings_are_one_line_errors(field, value, words):
