@@ -14,6 +14,7 @@ from diffplan.commands.node import app as node_app
 from diffplan.commands.scenes import app as scenes_app
 from diffplan.commands.stl import app as stl_app
 from diffplan.commands.train import anchors, train
+from diffplan.commands.train_refinenet import train_refinenet
 from diffplan.console import UserError, user_errors
 from scenes.store.layout import atomic_write_bytes
 
@@ -30,6 +31,7 @@ app.add_typer(datagen_app, name="datagen")
 app.add_typer(node_app, name="node")
 app.command()(anchors)
 app.command()(train)
+app.command(name="train-refinenet")(train_refinenet)
 
 
 def version_text() -> str:

@@ -58,6 +58,9 @@ def pstl(
     guide_lr: Annotated[float, typer.Option(
         help="Adam learning rate of the guide, in the model's normalised sample units (controls: ω / 1 rad/s, "
              "a / 5 m/s^2; waypoints: DiffusionDrive's xy ranges).")] = 0.01,
+    refine: Annotated[int, typer.Option(
+        help="RefineNet rounds after sampling (pSTL's open loop: 3), for a checkpoint trained with "
+             "`diffplan train-refinenet`. 0: none.")] = 0,
     seed: Annotated[int, typer.Option(help="Noise seed; case k uses seed + k.")] = 0,
     out: Annotated[Path | None, typer.Option(
         help="Run folder: summary.json, cases.csv, table.md and figures/ (samples coloured by robustness).")] = None,
@@ -109,14 +112,19 @@ def pstl(
 
             override = pstl_condition()
         kind = guidance or ("every" if loaded.default_guidance.last_steps is None else "none")
-        iterations = guide_iterations or (3 if kind == "every" else 1)
+        iterations = 0 if kind == "none" else guide_iterations or (3 if kind == "every" else 1)
         sampling = SamplingSettings(sampler or loaded.default_sampling.sampler, steps, samples)
+        if refine < 0:
+            raise UserError(f"--refine must be >= 0, got {refine}")
+        if refine and getattr(loaded.model, "refiner", None) is None:
+            raise UserError(f"--refine {refine}: {planner} has no RefineNet (train one with `diffplan "
+                            "train-refinenet`)")
         try:
-            loaded.configure(sampling=sampling,
-                             guidance=GuidanceSettings(iterations, guide_lr, None if kind == "every" else guide_steps))
+            loaded.configure(sampling=sampling, guidance=GuidanceSettings(
+                iterations, guide_lr, None if kind == "every" else guide_steps, refine_rounds=refine))
         except ValueError as error:
             raise UserError(str(error)) from None
-        if kind != "none":
+        if kind != "none" or refine:
             if not loaded.guidable:
                 raise UserError(f"--guidance {kind}: {loaded.name} has no denoising chain to guide")
             loaded.objective_builder = stl_objective
@@ -147,7 +155,8 @@ def pstl(
             controllability = summarize_sweeps(sweeps)
             if out is not None:
                 write_pictures(out / "figures", loaded, data, sweeps, samples, seed)
-        label = f"{Path(planner).stem if Path(planner).exists() else planner} ({sampling.sampler}, {kind})"
+        name = Path(planner).stem if Path(planner).exists() else planner
+        label = f"{name} ({sampling.sampler}, {kind}{f', refine x{refine}' if refine else ''})"
         if out is not None:
             write_open_loop_run(out, label, results, summary, per_mode(results),
                                 None if controllability is None else controllability.as_json())

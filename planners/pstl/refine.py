@@ -12,22 +12,20 @@ saved with the weights). Its tanh output o is scaled into the control range that
 so u stays in [-1, 1], and is added only to samples with ρ̃(u_init) < 0. Sampling may apply it several times
 (pSTL's open loop: 3), each time to the samples still below 0.
 
-Training (`train_refiner`, only the net's weights; the DDPM is frozen): pSTL's README run optimises only a
-quality-weighted DPP diversity term -tr(I - (L + I)^-1), L = Q S Q, S_ij = exp(-|u_i - u_j|),
+Training (`refine_training.train_refiner`, only the net's weights; the DDPM is frozen): pSTL's README run
+optimises only a quality-weighted DPP diversity term -tr(I - (L + I)^-1), L = Q S Q, S_ij = exp(-|u_i - u_j|),
 Q = diag(exp(ρ̃) 1[ρ̃ > 0]) (`diversity_weight`), with its STL term mean ReLU(margin - ρ̃) at weight 0; the
 ablation "L_STL" uses the STL term alone. Both weights are settings here (`RefineTrainSettings`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from planners.pstl.condition import CONDITION_DIM
-from planners.pstl.guidance import Objective
 
 REFINE_CANDIDATES = 5  # pSTL's --multi_cands: the chain's last iterates RefineNet chooses its input from
 SHARD = 16  # samples whose merge features are max-pooled together (pSTL's shards of 16)
@@ -88,95 +86,8 @@ def dpp_diversity_loss(u: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
     S_ij = exp(-|u_i - u_j|), Q = diag(exp(ρ̃) 1[ρ̃ > 0]). Lower is better (more diverse satisfying samples)."""
     flat = u.flatten(1).to(torch.float64)
     similarity = torch.exp(-torch.cdist(flat, flat))
+    rho = rho.to(torch.float64)
     quality = torch.exp(rho.clamp(max=MAX_QUALITY_RHO)) * (rho > 0.0).to(rho.dtype)
     kernel = quality[:, None] * similarity * quality[None, :]
     eye = torch.eye(len(flat), dtype=kernel.dtype)
     return -torch.diagonal(eye - torch.linalg.inv(kernel + eye)).sum()
-
-
-@dataclass(frozen=True)
-class RefineTrainSettings:
-    """RefineNet training: `epochs` passes over the windows, `batch_windows` windows per Adam step of rate
-    `lr`; loss `stl_weight` mean ReLU(`margin` - ρ̃) + `diversity_weight` DPP term (module docstring)."""
-
-    epochs: int = 20
-    batch_windows: int = 8
-    lr: float = 1e-3
-    stl_weight: float = 1.0
-    diversity_weight: float = 0.1
-    margin: float = 0.01
-
-    def validate(self) -> RefineTrainSettings:
-        """Self, or ValueError naming the bad field."""
-        for name in ("epochs", "batch_windows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} = {getattr(self, name)} must be positive")
-        if not self.lr > 0.0:
-            raise ValueError(f"lr = {self.lr} must be positive")
-        weights = (self.stl_weight, self.diversity_weight)
-        if min(weights) < 0.0 or sum(weights) == 0.0:
-            raise ValueError(f"stl_weight = {self.stl_weight}, diversity_weight = {self.diversity_weight}: "
-                             "both >= 0, not both 0")
-        return self
-
-
-@dataclass(frozen=True)
-class RefineWindow:
-    """One training window: the frozen DDPM's samples and what scoring them needs.
-
-    Attributes:
-        scene: (D,) scene feature; condition: (9,); v0: [] current speed [m/s].
-        candidates: (K, S, T, 2) the chain's last K clean-sample predictions of S samples (normalised).
-        objective: ρ̃ of plans xy (S, T, 2) [m] of this window.
-    """
-
-    scene: torch.Tensor
-    condition: torch.Tensor
-    v0: torch.Tensor
-    candidates: torch.Tensor
-    objective: Objective
-
-
-def train_refiner(net: RefineNet, windows: Sequence[RefineWindow],
-                  decode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], settings: RefineTrainSettings,
-                  generator: torch.Generator | None = None,
-                  progress: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
-    """Train `net` on `windows` (module docstring); decode(u (S, T, 2), v0 (S,)) -> xy (S, T, 2) [m] is the
-    model's differentiable decoder. Returns per epoch {"loss", "stl", "diversity", "compliance"}, compliance
-    being the fraction of refined samples with ρ̃ > 0; `progress(epoch, that)` after each epoch."""
-    settings.validate()
-    inputs = []
-    with torch.no_grad():
-        for w in windows:
-            v0 = w.v0.expand(w.candidates.shape[1])
-            rho = torch.stack([w.objective(decode(c, v0)) for c in w.candidates]).to(torch.float32)
-            u, rho_u = best_candidates(w.candidates, rho)
-            inputs.append((u, rho_u, v0))
-    optimiser = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=settings.lr)
-    history = []
-    for epoch in range(settings.epochs):
-        order = torch.randperm(len(windows), generator=generator).tolist()
-        totals = {"loss": 0.0, "stl": 0.0, "diversity": 0.0, "compliance": 0.0}
-        for start in range(0, len(order), settings.batch_windows):
-            batch = order[start:start + settings.batch_windows]
-            optimiser.zero_grad()
-            loss = torch.zeros((), dtype=torch.float64)
-            for k in batch:
-                w, (u, rho_u, v0) = windows[k], inputs[k]
-                s = len(u)
-                refined = net(w.scene.expand(s, -1), w.condition.expand(s, -1), u, s)
-                refined = torch.where((rho_u < 0.0)[:, None, None], refined, u)
-                rho = w.objective(decode(refined, v0))
-                stl = torch.relu(settings.margin - rho).mean()
-                diversity = dpp_diversity_loss(refined, rho)
-                loss = loss + (settings.stl_weight * stl + settings.diversity_weight * diversity) / len(batch)
-                totals["stl"] += float(stl) / len(order)
-                totals["diversity"] += float(diversity) / len(order)
-                totals["compliance"] += float((rho > 0).to(torch.float64).mean()) / len(order)
-            loss.backward()
-            optimiser.step()
-            totals["loss"] += float(loss) * len(batch) / len(order)
-        history.append(totals)
-        if progress is not None:
-            progress(epoch, totals)
-    return history

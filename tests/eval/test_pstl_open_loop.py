@@ -135,6 +135,24 @@ def test_train_then_eval_pstl_end_to_end(demos, tmp_path):
     assert json.loads((tmp_path / "eval" / "summary.json").read_text())["n_cases"] == body["n_cases"]
     rows = (tmp_path / "eval" / "cases.csv").read_text().splitlines()
     assert len(rows) == body["n_cases"] + 1 and rows[0].startswith("window,index,mode,v_min,v_max")
+    # RefineNet on the trained checkpoint, then sampling with it
+    refined = tmp_path / "refined.safetensors"
+    result = runner.invoke(app, ["train-refinenet", "--planner", str(checkpoint), "--data", str(demos),
+                                 "--split", "all", "--samples", "4", "--epochs", "2", "--hidden", "16",
+                                 "--export", str(refined)])
+    assert result.exit_code == 0, result.output
+    assert "epoch 2:" in result.output and "RefineNet trained on" in result.output
+    loaded = planners.load(refined)
+    assert loaded.model.refiner is not None and loaded.model.config.refine_hidden == 16
+    plain, trained = planners.load(checkpoint).model.state_dict(), loaded.model.state_dict()
+    assert all(torch.equal(plain[key], trained[key]) for key in plain)  # the DDPM stays frozen
+    result = runner.invoke(app, ["eval", "pstl", "--planner", str(refined), "--scenes", str(demos),
+                                 "--samples", "4", "--refine", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "refine x2" in result.output
+    result = runner.invoke(app, ["eval", "pstl", "--planner", str(checkpoint), "--scenes", str(demos),
+                                 "--refine", "1"])
+    assert result.exit_code != 0 and "has no RefineNet (train one with `diffplan train-refinenet`)" in result.output
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
