@@ -190,10 +190,11 @@ def _closed_loop(planner, scenes: str, limit: int, duration: float, condition, s
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "summary.json", (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
-    console.print("| Compl. | Area [m^2] | Progress [m] | Coll. | OOL | Time / step [s] | logs |\n"
-                  "|---|---|---|---|---|---|---|\n"
+    console.print("| Compl. | Area [m^2] | Progress [m] | Coll. | at fault | OOL | Time / step [s] | logs |\n"
+                  "|---|---|---|---|---|---|---|---|\n"
                   f"| {summary.compliance:.3f} | {summary.area:.3f} | {summary.progress_m:.1f} | "
-                  f"{summary.collision_rate:.3f} | {summary.offroad_rate:.3f} | {summary.time_per_step_s:.4f} | "
+                  f"{summary.collision_rate:.3f} | {summary.at_fault_collision_rate:.3f} | "
+                  f"{summary.offroad_rate:.3f} | {summary.time_per_step_s:.4f} | "
                   f"{summary.n_scenarios} |", highlight=False, markup=False)
     if as_json:
         print(json.dumps(body))

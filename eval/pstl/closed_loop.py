@@ -190,7 +190,9 @@ class PstlScenarioRecord:
 @dataclass(frozen=True)
 class PstlClosedLoopSummary:
     """Table II's figures: compliance, surrogate_compliance, area [m^2] and time_per_step_s pooled over every
-    counted call; progress_m [m] and the collision / off-road rates averaged over scenarios."""
+    counted call; progress_m [m] and the collision / off-road rates averaged over scenarios (collision_rate
+    counts every contact, as pSTL does; at_fault_collision_rate only nuPlan's at-fault ones: a replayed
+    agent that drives into the ego from behind is not at fault)."""
 
     compliance: float
     surrogate_compliance: float
@@ -201,13 +203,14 @@ class PstlClosedLoopSummary:
     time_per_step_s: float
     n_scenarios: int
     n_failed: int
+    at_fault_collision_rate: float = math.nan
     records: tuple[PstlScenarioRecord, ...] = ()
 
     def as_json(self) -> dict[str, float | int | None]:
         """One flat object of the figures (no records); NaN as null."""
         body = {"compliance": self.compliance, "surrogate_compliance": self.surrogate_compliance,
                 "area": self.area, "progress_m": self.progress_m, "collision_rate": self.collision_rate,
-                "offroad_rate": self.offroad_rate, "time_per_step_s": self.time_per_step_s,
+                "at_fault_collision_rate": self.at_fault_collision_rate, "offroad_rate": self.offroad_rate, "time_per_step_s": self.time_per_step_s,
                 "n_scenarios": self.n_scenarios, "n_failed": self.n_failed}
         return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in body.items()}
 
@@ -353,7 +356,8 @@ def summarize(records: Sequence[PstlScenarioRecord]) -> PstlClosedLoopSummary:
         area=pooled("call_area"), progress_m=float(np.mean([r.progress_m for r in records])),
         collision_rate=float(np.mean([r.collided for r in records])),
         offroad_rate=float(np.mean([r.offroad for r in records])), time_per_step_s=pooled("call_seconds"),
-        n_scenarios=len(records), n_failed=sum(bool(r.error) for r in records), records=tuple(records))
+        n_scenarios=len(records), n_failed=sum(bool(r.error) for r in records),
+        at_fault_collision_rate=float(np.mean([r.at_fault_collision for r in records])), records=tuple(records))
 
 
 def run_pstl_closed_loop(planner: PstlPlanner, source: LogSource, indices: Sequence[int],

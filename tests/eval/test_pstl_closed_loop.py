@@ -156,7 +156,8 @@ def test_half_the_candidates_over_v_max_give_compliance_one_half_and_exact_progr
     assert body["progress_m"] == pytest.approx(30.0, abs=1e-9) and body["n_scenarios"] == 1
     assert body["time_per_step_s"] == pytest.approx(float(np.mean(record.call_seconds)))
     assert set(body) == {"compliance", "surrogate_compliance", "area", "progress_m", "collision_rate",
-                         "offroad_rate", "time_per_step_s", "n_scenarios", "n_failed"}
+                         "at_fault_collision_rate", "offroad_rate", "time_per_step_s", "n_scenarios", "n_failed"}
+    assert body["at_fault_collision_rate"] == 0.0
 
 
 def test_driving_into_a_stopped_car_ends_the_episode_with_a_collision():
@@ -173,7 +174,8 @@ def test_driving_into_a_stopped_car_ends_the_episode_with_a_collision():
     # exact world ρ: from x = 0.8 c a candidate keeps a box gap 57.75 - 4.049 - 0.8 c - 4 j, least at j = 8,
     # 21.701 - 0.8 c: it complies (> d_safe 0.1) for c = 0 .. 25 only
     np.testing.assert_array_equal(record.call_compliance, [1.0] * 6 + [0.0] * 8)
-    assert summarize([record]).collision_rate == 1.0
+    summary = summarize([record])
+    assert summary.collision_rate == 1.0 and summary.at_fault_collision_rate == 1.0
 
 
 def test_the_world_scene_is_the_simulated_ego_with_the_logged_agents():
