@@ -105,4 +105,6 @@ def test_a_real_rclpy_robot_gets_the_planners_path_markers_and_twist(tmp_path):
     assert result["plan"][-1] == "odom" and len(result["plan"]) == 25  # 24 waypoints and the frame
     np.testing.assert_allclose(result["plan"][:-1], plan, rtol=0, atol=1e-9)
     assert result["candidates"][0] == markers and result["candidates"][1][0] == 3  # DELETEALL first
-    np.testing.assert_allclose(result["cmd"], command_, rtol=0, atol=1e-9)
+    # the twist is the MPC tracker's IPOPT solve (tol 1e-6), warm-started from the previous control tick: the
+    # node has run a varying number of ticks by then, in-process one, so they agree to the solver's tolerance
+    np.testing.assert_allclose(result["cmd"], command_, rtol=0, atol=1e-5)
