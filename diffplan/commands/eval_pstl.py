@@ -58,9 +58,10 @@ def pstl(
     guide_lr: Annotated[float, typer.Option(
         help="Adam learning rate of the guide, in the model's normalised sample units (controls: ω / 1 rad/s, "
              "a / 5 m/s^2; waypoints: DiffusionDrive's xy ranges).")] = 0.01,
-    refine: Annotated[int, typer.Option(
-        help="RefineNet rounds after sampling (pSTL's open loop: 3), for a checkpoint trained with "
-             "`diffplan train-refinenet`. 0: none.")] = 0,
+    refine: Annotated[int | None, typer.Option(
+        help="RefineNet rounds after sampling (pSTL's open loop: 3; one is best for the shipped checkpoint), for "
+             "a checkpoint trained with `diffplan train-refinenet`. 0: none. Default: 1 when the checkpoint has "
+             "a RefineNet, else 0.")] = None,
     seed: Annotated[int, typer.Option(help="Noise seed; case k uses seed + k.")] = 0,
     out: Annotated[Path | None, typer.Option(
         help="Run folder: summary.json, cases.csv, table.md and figures/ (samples coloured by robustness).")] = None,
@@ -114,6 +115,8 @@ def pstl(
         kind = guidance or ("every" if loaded.default_guidance.last_steps is None else "none")
         iterations = 0 if kind == "none" else guide_iterations or (3 if kind == "every" else 1)
         sampling = SamplingSettings(sampler or loaded.default_sampling.sampler, steps, samples)
+        if refine is None:
+            refine = 1 if getattr(loaded.model, "refiner", None) is not None else 0
         if refine < 0:
             raise UserError(f"--refine must be >= 0, got {refine}")
         if refine and getattr(loaded.model, "refiner", None) is None:
