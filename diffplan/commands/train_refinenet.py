@@ -15,7 +15,7 @@ console = output_console()
 
 def train_refinenet(
     planner: Annotated[Path, typer.Option(help="A trained pSTL checkpoint (.safetensors or folder); its DDPM "
-                                               "stays frozen.")],
+                                               "stays frozen. One with a RefineNet trains that further.")],
     data: Annotated[Path, typer.Option(
         help="`datagen drive` dataset (with target.mode and flex/stl extras).")],
     export: Annotated[Path, typer.Option(help="Write the planner with its RefineNet here (.safetensors).")],
@@ -59,8 +59,11 @@ def train_refinenet(
             settings = RefineTrainSettings(epochs, batch_windows, lr, stl_weight, diversity_weight).validate()
         except ValueError as error:
             raise UserError(str(error)) from None
-        torch.manual_seed(seed)
         old = loaded.model
+        if old.config.refine_hidden not in (0, hidden):
+            raise UserError(f"--planner {planner} has a RefineNet of width {old.config.refine_hidden}; pass "
+                            f"--hidden {old.config.refine_hidden} to train it further")
+        torch.manual_seed(seed)
         model = PstlModel(old.config.with_values(refine_hidden=hidden))
         missing, unexpected = model.load_state_dict(old.state_dict(), strict=False)
         if unexpected or any(not key.startswith("refiner.") for key in missing):
