@@ -153,6 +153,9 @@ def test_train_then_eval_pstl_end_to_end(demos, tmp_path):
     result = runner.invoke(app, ["eval", "pstl", "--planner", str(checkpoint), "--scenes", str(demos),
                                  "--refine", "1"])
     assert result.exit_code != 0 and "has no RefineNet (train one with `diffplan train-refinenet`)" in result.output
+    result = runner.invoke(app, ["train-refinenet", "--planner", str(refined), "--data", str(demos), "--hidden", "32",
+                                 "--export", str(tmp_path / "again.safetensors")])
+    assert result.exit_code != 0 and "has a RefineNet of width 16; pass --hidden 16" in result.output
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
