@@ -58,6 +58,9 @@ def pstl(
     guide_lr: Annotated[float, typer.Option(
         help="Adam learning rate of the guide, in the model's normalised sample units (controls: ω / 1 rad/s, "
              "a / 5 m/s^2; waypoints: DiffusionDrive's xy ranges).")] = 0.01,
+    guide_margin: Annotated[float, typer.Option(
+        help="The guide lowers mean ReLU(margin - smooth robustness) (pSTL: 0.01 open loop; 100 in closed loop, "
+             "i.e. always raising the robustness).")] = 0.01,
     refine: Annotated[int | None, typer.Option(
         help="RefineNet rounds after sampling (pSTL's open loop: 3; one is best for the shipped checkpoint), for "
              "a checkpoint trained with `diffplan train-refinenet`. 0: none. Default: 1 when the checkpoint has "
@@ -124,7 +127,8 @@ def pstl(
                             "train-refinenet`)")
         try:
             loaded.configure(sampling=sampling, guidance=GuidanceSettings(
-                iterations, guide_lr, None if kind == "every" else guide_steps, refine_rounds=refine))
+                iterations, guide_lr, None if kind == "every" else guide_steps, guide_margin,
+                refine_rounds=refine))
         except ValueError as error:
             raise UserError(str(error)) from None
         if kind != "none" or refine:
