@@ -1,6 +1,7 @@
 """pSTL planners: the STL-conditioned diffusion policy and its baselines as registered driving planners.
 
-    pstl       PstlModel; DDIM in `sampling_steps` (<= 10) steps; guided on the last steps when a guide is set
+    pstl       PstlModel; DDIM in `sampling_steps` (<= 10) steps; with an objective, guided on the last steps
+               and/or corrected by its RefineNet (`guidance.refine_rounds`)
     pstl-ctg   the same model and weights, sampled as CTG does: 99 ancestral steps, guided at every step
     pstl-vae   the conditional VAE baseline on the same encoder (`planners.pstl.vae`)
 
