@@ -149,8 +149,11 @@ def _corner_edge_distance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     start = q[..., None, :, :]  # (..., 1, 4 edges, 2)
     edge = q[..., NEXT_CORNER, :][..., None, :, :] - start
     rel = p[..., :, None, :] - start  # (..., 4 corners, 4 edges, 2)
-    along = ((rel * edge).sum(-1) / (edge * edge).sum(-1).clamp(min=1e-12)).clamp(0.0, 1.0)
-    return _safe_norm(rel - along[..., None] * edge).flatten(-2).amin(-1)
+    ex, ey, rx, ry = edge[..., 0], edge[..., 1], rel[..., 0], rel[..., 1]
+    along = ((rx * ex + ry * ey) / (ex * ex + ey * ey).clamp(min=1e-12)).clamp(0.0, 1.0)
+    dx, dy = rx - along * ex, ry - along * ey
+    squared = (dx * dx + dy * dy).flatten(-2).amin(-1)
+    return torch.sqrt(squared.clamp(min=1e-24))
 
 
 def box_gap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -242,8 +245,26 @@ class SurrogateSignals:
         size = states.new_tensor(self.agent_size)[:, None].expand(-1, NUM_STATES, 2)
         heading = states.new_tensor(self.agent_heading)[:, None].expand(-1, NUM_STATES)
         agents = _corners(states.new_tensor(self.agent_xy), heading, size).permute(1, 0, 2, 3)  # (9, A, 4, 2)
-        gap = box_gap(ego[:, :, None], agents[None])  # (N, 9, A)
-        return gap.amin(dim=2).clamp(max=FAR)
+        steps = torch.arange(NUM_STATES, device=states.device)
+        with torch.no_grad():  # the nearest agent per (plan, state); only its gap needs a gradient
+            nearest = self._nearest_agents(ego.detach(), agents)
+        return box_gap(ego, agents[steps.expand_as(nearest), nearest]).clamp(max=FAR)  # (N, 9)
+
+    def _nearest_agents(self, ego: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
+        """(N, 9) index of the agent nearest (box distance) each ego box (N, 9, 4, 2), agents (9, A, 4, 2).
+        The box distance lies between the centre distance minus the boxes' outer radii and minus their inner
+        radii, so only agents whose lower bound is below the least upper bound need the exact distance."""
+        ego_centre, centres = ego.mean(dim=-2), agents.mean(dim=-2)  # (N, 9, 2), (9, A, 2)
+        between = _safe_norm(ego_centre[:, :, None] - centres[None])  # (N, 9, A)
+        half = torch.tensor([PACIFICA.length, PACIFICA.width], dtype=ego.dtype) / 2.0
+        sizes = ego.new_tensor(self.agent_size) / 2.0  # (A, 2) half sizes
+        lower = between - float(half.norm()) - sizes.norm(dim=-1)
+        upper = between - float(half.min()) - sizes.amin(dim=-1)
+        candidate = lower <= upper.amin(dim=2, keepdim=True) + 1e-6
+        n, t, a = torch.nonzero(candidate, as_tuple=True)
+        exact = torch.full(candidate.shape, math.inf, dtype=ego.dtype, device=ego.device)
+        exact[n, t, a] = box_gap(ego[n, t], agents[t, a])
+        return exact.argmin(dim=2)
 
 
 def _neighbours(observation: DriveObservation) -> tuple[np.ndarray | None, np.ndarray | None]:
