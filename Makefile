@@ -96,7 +96,7 @@ DEMO_NAV_TRAIN_DATA     ?= $(DEMO_DIR)/nav-train-$(DEMO_NAV_TRAIN_EPISODES)
 DEMO_NAV_CHECKPOINT     ?= checkpoints/navdp-synth.safetensors
 # checkpoints/pstl-synth.safetensors: pSTL (d 64, FFN 128, denoiser 2 x 256) trained on CPU (one thread) on the
 # trajopt expert's diverse demonstrations of 600 synthetic scenes (6 targets each: lane keep, changes, stops;
-# 4 s horizon, the plans' own), 120 epochs at batch 64, lr 1e-3; then its RefineNet, 20 epochs, DDPM frozen.
+# 4 s horizon, the plans' own), 120 epochs at batch 64, lr 1e-3; then its RefineNet, 40 epochs, DDPM frozen.
 DEMO_PSTL_SCENES     ?= 600
 DEMO_PSTL_DATA       ?= $(DEMO_DIR)/pstl-train-$(DEMO_PSTL_SCENES)
 DEMO_PSTL_CHECKPOINT ?= checkpoints/pstl-synth.safetensors
@@ -119,7 +119,7 @@ demo-train-pstl: $(VENV)/.installed-core
 		--split all --epochs 120 --batch-size 64 --lr 1e-3 --in-memory --accelerator cpu --devices 1 --seed 0 \
 		--model d_model=64 --model ffn_dim=128 --model action_space=controls --export $(DEMO_PSTL_CHECKPOINT)
 	OMP_NUM_THREADS=1 $(VENV)/bin/diffplan train-refinenet --planner $(DEMO_PSTL_CHECKPOINT) \
-		--data $(DEMO_PSTL_DATA) --split all --epochs 20 --seed 0 --export $(DEMO_PSTL_CHECKPOINT)
+		--data $(DEMO_PSTL_DATA) --split all --epochs 40 --seed 0 --export $(DEMO_PSTL_CHECKPOINT)
 
 demo-train-nav: $(VENV)/.installed-demo
 	$(VENV)/bin/diffplan datagen nav --n $(DEMO_NAV_TRAIN_EPISODES) --shard-size 50 --workers 2 --seed 0 \
