@@ -238,9 +238,11 @@ class PstlModel(PstlSceneModel):
         plan's smooth robustness; with `settings.refine_rounds` > 0, RefineNet (`refine`) corrects the samples
         still below 0 (ValueError if this model has none).
         """
-        chain = self.chain(features, condition, generator, sampler, steps, num_samples, guide)
+        refine = guide is not None and guide.settings.refine_rounds > 0
+        chain = self.chain(features, condition, generator, sampler, steps, num_samples, guide,
+                           candidates=refine)
         u = chain.candidates[-1]
-        if guide is not None and guide.settings.refine_rounds > 0:
+        if guide is not None and refine:
             if self.refiner is None:
                 raise ValueError("refine_rounds > 0, but this model has no RefineNet (train one with "
                                  "`diffplan train-refinenet`)")
@@ -256,8 +258,10 @@ class PstlModel(PstlSceneModel):
         return self.decode(u, chain.v0).view(b, num_samples, self.num_poses, 3)
 
     def chain(self, features: DriveFeatures, condition: torch.Tensor, generator: torch.Generator | None,
-              sampler: str, steps: int | None, num_samples: int, guide: Guide | None) -> SampleChain:
-        """The denoising chain behind `sample` (its docstring), keeping what RefineNet needs."""
+              sampler: str, steps: int | None, num_samples: int, guide: Guide | None, candidates: bool = True
+              ) -> SampleChain:
+        """The denoising chain behind `sample` (its docstring), keeping what RefineNet needs; with
+        `candidates` False only the final sample is kept (K = 1)."""
         timesteps = self.timesteps(sampler, steps)
         if num_samples < 1:
             raise ValueError(f"need num_samples >= 1, got {num_samples}")
@@ -269,11 +273,11 @@ class PstlModel(PstlSceneModel):
         scene, condition = scene.repeat_interleave(num_samples, 0), condition.repeat_interleave(num_samples, 0)
         v0 = current_speed(features).to(scene).repeat_interleave(num_samples, 0)
         x = self.noise((n, self.num_poses, 2), generator, scene)
-        candidates = []
+        kept = []
         for i, t in enumerate(timesteps):
             eps = self.denoise(scene, x, torch.full((n,), t, device=device, dtype=torch.int64), condition)
-            if i + REFINE_CANDIDATES >= len(timesteps) and i + 1 < len(timesteps):
-                candidates.append(predict_x0(x, eps, t, self.schedule).clamp(-1.0, 1.0))
+            if candidates and i + REFINE_CANDIDATES >= len(timesteps) and i + 1 < len(timesteps):
+                kept.append(predict_x0(x, eps, t, self.schedule).clamp(-1.0, 1.0))
             if sampler == "ddpm":
                 mean, sigma = ancestral_mean(x, eps, t, self.schedule)
             else:
@@ -282,8 +286,8 @@ class PstlModel(PstlSceneModel):
             if guide is not None and i >= len(timesteps) - guided:
                 mean = guided_mean(mean, lambda z: self.decode(z, v0.to(z))[..., :2], guide)
             x = mean + sigma * self.noise(x.shape, generator, x) if sigma > 0.0 else mean
-        candidates.append(x.clamp(-1.0, 1.0))
-        return SampleChain(scene, condition, v0, torch.stack(candidates))
+        kept.append(x.clamp(-1.0, 1.0))
+        return SampleChain(scene, condition, v0, torch.stack(kept))
 
     def encode_plan(self, plan: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
         """(B, 8, 3) plans -> (B, 8, 2) normalised samples: xy, or controls (clipped to [-1, 1]) from speeds

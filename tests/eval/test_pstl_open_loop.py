@@ -187,7 +187,9 @@ def test_bench_pstl_reports_sampling_and_plan_times_and_speedups():
     result = CliRunner().invoke(app, ["bench", "pstl", "--json", "--seconds", "0.1"])
     assert result.exit_code == 0, result.output
     body = json.loads(result.output.strip().splitlines()[-1])
-    for name in ("ddim10", "ddim5", "ddpm99", "ddim10_guided", "ddim10_guided3", "ctg"):
+    for name in ("ddim10", "ddim5", "ddpm99", "ddim10_guided", "ddim10_guided3", "ours", "ours_guided",
+                 "ours_guided3", "ctg"):
         assert body[f"sampling_time_per_sample_s_{name}"] > 0.0 and body[f"time_per_sample_s_{name}"] > 0.0
-    for name in ("ddim10_over_ddpm99", "ddim5_over_ddpm99", "guided_over_ctg", "guided3_over_ctg"):
+    for name in ("ddim10_over_ddpm99", "ddim5_over_ddpm99", "guided_over_ctg", "guided3_over_ctg",
+                 "ours_guided_over_ctg", "ours_guided3_over_ctg"):
         assert body[f"speedup_{name}"] > 0.0 and body[f"speedup_{name}_plan"] > 0.0
