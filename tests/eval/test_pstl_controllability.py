@@ -265,8 +265,8 @@ def test_the_shipped_refinenet_turns_failing_samples_into_passing_ones():
             chain = model.chain(planner.batched_features([observation]), condition_tensor([condition]),
                                 torch.Generator().manual_seed(k), "ddim", None, 64, None)
 
-            def score(u: torch.Tensor) -> torch.Tensor:
-                return objective(model.decode(u, chain.v0)[..., :2]).to(u.dtype)
+            def score(u: torch.Tensor, objective=objective, v0: torch.Tensor = chain.v0) -> torch.Tensor:
+                return objective(model.decode(u, v0)[..., :2]).to(u.dtype)
 
             u, rho = best_candidates(chain.candidates, torch.stack([score(c) for c in chain.candidates]))
             refined = refine_rounds(model.refiner, chain.scene, chain.condition, u, rho, score, 1, 64)
