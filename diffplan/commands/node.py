@@ -89,8 +89,13 @@ def _core(planner: str, robot: str, settings, road_source: Path | None):
         planners.require_domain(loaded, planners.Domain.DRIVING, "node --robot vehicle")
         if road_source is None:
             raise UserError("--robot vehicle needs --map (a dataset of driving scenes)")
+        from planners.pstl.planner import PstlPlanner
         from scenes.store import DriveDataset
 
+        if isinstance(loaded, PstlPlanner):  # pSTL's "Ours": STL objective, RefineNet, robustness ranking
+            from eval.pstl.closed_loop import with_stl_feedback
+
+            with_stl_feedback(loaded)
         return VehicleNodeCore(loaded, DriveDataset.open(road_source)[0].map, settings)
     from diffplan.node.nav_core import NavNodeCore
 

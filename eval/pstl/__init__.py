@@ -14,6 +14,7 @@ from eval.pstl.closed_loop import (
     observation_scorer,
     pstl_condition,
     run_pstl_closed_loop,
+    with_stl_feedback,
 )
 from eval.pstl.guide import (
     GuideConfigError,
@@ -71,4 +72,5 @@ __all__ = [
     "stl_objective",
     "success",
     "valid_area",
+    "with_stl_feedback",
 ]

@@ -29,6 +29,7 @@ Metrics (pSTL `nusc_sim.py:726-747`):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from eval.closed_loop import cls_metrics as m
 from eval.closed_loop.cls import ClosedLoopRollout, _agent_view
 from eval.closed_loop.job import LogSource
 from eval.closed_loop.simulation import AgentMode, ClosedLoopResult, SimulationConfig, simulate_log
-from eval.pstl.guide import SurrogateSignals, smooth_mode_robustness
+from eval.pstl.guide import SurrogateSignals, smooth_mode_robustness, stl_objective
 from eval.pstl.metrics import valid_area
 from eval.pstl.scoring import HORIZON, check_plans, mode_formula, mode_robustness
 from planners.pstl.condition import DrivingMode, STLCondition
@@ -358,6 +359,20 @@ def summarize(records: Sequence[PstlScenarioRecord]) -> PstlClosedLoopSummary:
         offroad_rate=float(np.mean([r.offroad for r in records])), time_per_step_s=pooled("call_seconds"),
         n_scenarios=len(records), n_failed=sum(bool(r.error) for r in records),
         at_fault_collision_rate=float(np.mean([r.at_fault_collision for r in records])), records=tuple(records))
+
+
+def with_stl_feedback(planner: PstlPlanner, refine_rounds: int | None = None,
+                      temperature: float | None = 100.0) -> PstlPlanner:
+    """`planner` set up as pSTL deploys it ("Ours"): the observation-only STL objective (`stl_objective`) for
+    guidance and RefineNet, the candidates ranked by `observation_scorer(temperature)`, and `refine_rounds`
+    RefineNet rounds (None: one when its model has a RefineNet, else none); other guidance settings kept.
+    Returns the planner."""
+    if refine_rounds is None:
+        refine_rounds = 1 if getattr(planner.model, "refiner", None) is not None else 0
+    planner.configure(guidance=dataclasses.replace(planner.guidance, refine_rounds=refine_rounds))
+    planner.objective_builder = stl_objective
+    planner.scorer = observation_scorer(temperature)
+    return planner
 
 
 def run_pstl_closed_loop(planner: PstlPlanner, source: LogSource, indices: Sequence[int],

@@ -213,3 +213,29 @@ def test_agents_within_radius(scene):
     agents: AgentTracks = core.last_observation.agents
     assert agents.num_agents > 0
     assert (np.linalg.norm(agents.xy[:, -1], axis=-1) <= OBSERVATION_RADIUS + 5).all()
+
+
+def test_pstl_as_deployed_plans_as_in_process(scene):
+    """The pSTL checkpoint as `diffplan node --robot vehicle` sets it up (`with_stl_feedback`: STL objective,
+    one RefineNet round, candidates ranked by observation-only robustness) gives the same plan in the node as
+    in process: the best-ranked of its 16 candidates."""
+    from eval.pstl.closed_loop import with_stl_feedback
+
+    torch.set_num_threads(1)
+    checkpoint = str(ROOT / "checkpoints" / "pstl-synth.safetensors")
+    node_planner = with_stl_feedback(planners.load(checkpoint))
+    assert node_planner.guidance.refine_rounds == 1 and node_planner.objective_builder is not None
+    params = NodeParams(command=scene.command.name.lower(), seed=3, plan_timeout_s=60.0)
+    core = VehicleNodeCore(node_planner, scene.map, params)
+    publish(core, scene)
+    outputs = by_role(core.plan_tick(NOW))
+    assert OutputRole.PLAN in outputs, core.safety.lines
+    reference = with_stl_feedback(planners.load(checkpoint))
+    reference.seed = 3
+    observation = reference_observation(scene)
+    plan = reference.plan(observation)
+    assert plan.candidates is not None and len(plan.candidates) == 16
+    assert plan.scores is not None and float(np.ptp(plan.scores)) > 0.0  # ranked, not all 0
+    np.testing.assert_allclose(plan.trajectory.poses, plan.candidates[int(np.argmax(plan.scores))], atol=1e-9)
+    want = poses_to_global(plan.trajectory.poses, observation.ego_pose_global)
+    np.testing.assert_allclose(path_poses(outputs[OutputRole.PLAN])[:, :2], want[:, :2], atol=1e-5)
