@@ -200,19 +200,20 @@ class PstlClosedLoopSummary:
     area: float
     progress_m: float
     collision_rate: float
+    at_fault_collision_rate: float
     offroad_rate: float
     time_per_step_s: float
     n_scenarios: int
     n_failed: int
-    at_fault_collision_rate: float = math.nan
     records: tuple[PstlScenarioRecord, ...] = ()
 
     def as_json(self) -> dict[str, float | int | None]:
         """One flat object of the figures (no records); NaN as null."""
         body = {"compliance": self.compliance, "surrogate_compliance": self.surrogate_compliance,
                 "area": self.area, "progress_m": self.progress_m, "collision_rate": self.collision_rate,
-                "at_fault_collision_rate": self.at_fault_collision_rate, "offroad_rate": self.offroad_rate, "time_per_step_s": self.time_per_step_s,
-                "n_scenarios": self.n_scenarios, "n_failed": self.n_failed}
+                "at_fault_collision_rate": self.at_fault_collision_rate, "offroad_rate": self.offroad_rate,
+                "time_per_step_s": self.time_per_step_s, "n_scenarios": self.n_scenarios,
+                "n_failed": self.n_failed}
         return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in body.items()}
 
 
@@ -356,9 +357,9 @@ def summarize(records: Sequence[PstlScenarioRecord]) -> PstlClosedLoopSummary:
         compliance=pooled("call_compliance"), surrogate_compliance=pooled("call_surrogate_compliance"),
         area=pooled("call_area"), progress_m=float(np.mean([r.progress_m for r in records])),
         collision_rate=float(np.mean([r.collided for r in records])),
+        at_fault_collision_rate=float(np.mean([r.at_fault_collision for r in records])),
         offroad_rate=float(np.mean([r.offroad for r in records])), time_per_step_s=pooled("call_seconds"),
-        n_scenarios=len(records), n_failed=sum(bool(r.error) for r in records),
-        at_fault_collision_rate=float(np.mean([r.at_fault_collision for r in records])), records=tuple(records))
+        n_scenarios=len(records), n_failed=sum(bool(r.error) for r in records), records=tuple(records))
 
 
 def with_stl_feedback(planner: PstlPlanner, refine_rounds: int | None = None,
