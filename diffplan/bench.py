@@ -528,8 +528,7 @@ def bench_pstl(seconds: float) -> dict[str, float]:
     features = planner.batched_features([observation])
     shipped = PSTL_CHECKPOINT.exists()
     figures: dict[str, Any] = {"checkpoint": PSTL_CHECKPOINT.name if shipped else "untrained"}
-    refiner = getattr(planner.model, "refiner", None) is not None
-    variants = {name: v for name, v in PSTL_VARIANTS.items() if refiner or not v[4]}
+    variants = {name: v for name, v in PSTL_VARIANTS.items() if planner.refinable or not v[4]}
     budget = seconds / (2 * len(variants))
 
     def median_time(call: Any) -> float:
@@ -555,7 +554,7 @@ def bench_pstl(seconds: float) -> dict[str, float]:
         figures[f"speedup_ddim5_over_ddpm99{suffix}"] = round(t["ddpm99"] / t["ddim5"], 2)
         figures[f"speedup_guided_over_ctg{suffix}"] = round(t["ctg"] / t["ddim10_guided"], 2)
         figures[f"speedup_guided3_over_ctg{suffix}"] = round(t["ctg"] / t["ddim10_guided3"], 2)
-        if refiner:
+        if planner.refinable:
             figures[f"speedup_ours_guided_over_ctg{suffix}"] = round(t["ctg"] / t["ours_guided"], 2)
             figures[f"speedup_ours_guided3_over_ctg{suffix}"] = round(t["ctg"] / t["ours_guided3"], 2)
     return figures

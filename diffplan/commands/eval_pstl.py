@@ -119,10 +119,10 @@ def pstl(
         iterations = 0 if kind == "none" else guide_iterations or (3 if kind == "every" else 1)
         sampling = SamplingSettings(sampler or loaded.default_sampling.sampler, steps, samples)
         if refine is None:
-            refine = 1 if getattr(loaded.model, "refiner", None) is not None else 0
+            refine = 1 if loaded.refinable else 0
         if refine < 0:
             raise UserError(f"--refine must be >= 0, got {refine}")
-        if refine and getattr(loaded.model, "refiner", None) is None:
+        if refine and not loaded.refinable:
             raise UserError(f"--refine {refine}: {planner} has no RefineNet (train one with `diffplan "
                             "train-refinenet`)")
         try:

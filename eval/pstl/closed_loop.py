@@ -369,7 +369,7 @@ def with_stl_feedback(planner: PstlPlanner, refine_rounds: int | None = None,
     RefineNet rounds (None: one when its model has a RefineNet, else none); other guidance settings kept.
     Returns the planner."""
     if refine_rounds is None:
-        refine_rounds = 1 if getattr(planner.model, "refiner", None) is not None else 0
+        refine_rounds = 1 if planner.refinable else 0
     planner.configure(guidance=dataclasses.replace(planner.guidance, refine_rounds=refine_rounds))
     planner.objective_builder = stl_objective
     planner.scorer = observation_scorer(temperature)

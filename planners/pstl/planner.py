@@ -80,6 +80,11 @@ class PstlPlanner(LearnedDrivePlanner):
         return self.model
 
     @property
+    def refinable(self) -> bool:
+        """Whether its model has a RefineNet (`guidance.refine_rounds` > 0 needs one; the VAE has none)."""
+        return getattr(self.model, "refiner", None) is not None
+
+    @property
     def multimodal(self) -> bool:
         """Always: every call samples `num_samples` candidates."""
         return True
