@@ -86,10 +86,7 @@ def train_refinenet(
                               f"diversity {totals['diversity']:.3f}, surrogate compliance "
                               f"{totals['compliance']:.3f}")
 
-            def decode(u: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
-                return model.decode(u, v0)[..., :2]
-
-            history = train_refiner(model.refiner, windows, decode, settings,
+            history = train_refiner(model.refiner, windows, model.decode_xy, settings,
                                     torch.Generator().manual_seed(seed), report)
         model.requires_grad_(True)
         model.eval()

@@ -249,7 +249,7 @@ class PstlModel(PstlSceneModel):
             objective = guide.objective
 
             def score(z: torch.Tensor) -> torch.Tensor:
-                return objective(self.decode(z, chain.v0)[..., :2]).to(z.dtype)
+                return objective(self.decode_xy(z, chain.v0)).to(z.dtype)
 
             u, rho = best_candidates(chain.candidates, torch.stack([score(c) for c in chain.candidates]))
             u = refine_rounds(self.refiner, chain.scene, chain.condition, u, rho, score,
@@ -284,7 +284,7 @@ class PstlModel(PstlSceneModel):
                 mean, sigma = ddim_step(x, eps, t, timesteps[i + 1] if i + 1 < len(timesteps) else CLEAN,
                                         self.schedule), 0.0
             if guide is not None and i >= len(timesteps) - guided:
-                mean = guided_mean(mean, lambda z: self.decode(z, v0.to(z))[..., :2], guide)
+                mean = guided_mean(mean, lambda z: self.decode_xy(z, v0), guide)
             x = mean + sigma * self.noise(x.shape, generator, x) if sigma > 0.0 else mean
         kept.append(x.clamp(-1.0, 1.0))
         return SampleChain(scene, condition, v0, torch.stack(kept))
@@ -302,6 +302,13 @@ class PstlModel(PstlSceneModel):
             return controls_to_plan(x, v0)
         xy = denormalise_xy(x)
         return torch.cat([xy, headings_from_xy(xy)[..., None]], dim=-1)
+
+    def decode_xy(self, x: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
+        """(N, 8, 2) normalised samples -> (N, 8, 2) plan xy [m], differentiably: what STL objectives read
+        (`decode` without the waypoint model's headings)."""
+        if self.action_space == "controls":
+            return controls_to_plan(x, v0.to(x))[..., :2]
+        return denormalise_xy(x)
 
     def timesteps(self, sampler: str, steps: int | None) -> list[int]:
         """The sampler's timesteps; ValueError naming a bad sampler or step count."""

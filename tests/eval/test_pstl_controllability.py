@@ -266,7 +266,7 @@ def test_the_shipped_refinenet_turns_failing_samples_into_passing_ones():
                                 torch.Generator().manual_seed(k), "ddim", None, 64, None)
 
             def score(u: torch.Tensor, objective=objective, v0: torch.Tensor = chain.v0) -> torch.Tensor:
-                return objective(model.decode(u, v0)[..., :2]).to(u.dtype)
+                return objective(model.decode_xy(u, v0)).to(u.dtype)
 
             u, rho = best_candidates(chain.candidates, torch.stack([score(c) for c in chain.candidates]))
             refined = refine_rounds(model.refiner, chain.scene, chain.condition, u, rho, score, 1, 64)
