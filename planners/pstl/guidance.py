@@ -19,7 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
+from planners.pstl.condition import STLCondition
+from scenes.drive import DriveObservation
+
 Objective = Callable[[torch.Tensor], torch.Tensor]  # xy (N, 8, 2) [m] -> ρ̃ (N,), differentiable in xy
+ObjectiveBuilder = Callable[[DriveObservation, STLCondition], Objective]  # one observation's objective
 Decoder = Callable[[torch.Tensor], torch.Tensor]  # normalised samples (N, 8, 2) -> xy (N, 8, 2) [m]
 
 

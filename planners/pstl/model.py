@@ -239,13 +239,13 @@ class PstlModel(PstlSceneModel):
         still below 0 (ValueError if this model has none).
         """
         refine = guide is not None and guide.settings.refine_rounds > 0
+        if refine and self.refiner is None:
+            raise ValueError("refine_rounds > 0, but this model has no RefineNet (train one with "
+                             "`diffplan train-refinenet`)")
         chain = self.chain(features, condition, generator, sampler, steps, num_samples, guide,
                            candidates=refine)
         u = chain.candidates[-1]
-        if guide is not None and refine:
-            if self.refiner is None:
-                raise ValueError("refine_rounds > 0, but this model has no RefineNet (train one with "
-                                 "`diffplan train-refinenet`)")
+        if guide is not None and self.refiner is not None and refine:
             objective = guide.objective
 
             def score(z: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch
 
 from planners.learned.base import LearnedDrivePlanner
 from planners.pstl.condition import STLCondition, condition_tensor
-from planners.pstl.guidance import GuidanceSettings, Guide, Objective, batched_objective
+from planners.pstl.guidance import GuidanceSettings, Guide, ObjectiveBuilder, batched_objective
 from planners.pstl.model import PstlModel
 from planners.pstl.vae import PstlVaeModel
 from planners.registry import register_planner
@@ -52,7 +52,6 @@ class SamplingSettings:
         return self
 
 
-ObjectiveBuilder = Callable[[DriveObservation, STLCondition], Objective]
 CandidateScorer = Callable[[DriveObservation, STLCondition, np.ndarray], np.ndarray]
 
 

@@ -73,12 +73,18 @@ def refine_rounds(net: RefineNet, scene: torch.Tensor, condition: torch.Tensor, 
     """u (N, T, 2) after `rounds` rounds of RefineNet, each on the samples whose ρ̃ (`score`: u -> (N,)) is
     still below 0; `rho` (N,) is ρ̃ of the input; `samples` per window (`RefineNet.forward`)."""
     for _ in range(rounds):
-        failing = rho < 0.0
-        if not bool(failing.any()):
+        if not bool((rho < 0.0).any()):
             break
-        u = torch.where(failing[:, None, None], net(scene, condition, u, samples), u)
+        u = refine_once(net, scene, condition, u, rho, samples)
         rho = score(u)
     return u
+
+
+def refine_once(net: RefineNet, scene: torch.Tensor, condition: torch.Tensor, u: torch.Tensor,
+                rho: torch.Tensor, samples: int) -> torch.Tensor:
+    """u (N, T, 2) with RefineNet's correction on the samples whose ρ̃ `rho` (N,) is below 0, the others as
+    they are (`RefineNet.forward` for the arguments)."""
+    return torch.where((rho < 0.0)[:, None, None], net(scene, condition, u, samples), u)
 
 
 def dpp_diversity_loss(u: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
-from planners.pstl.condition import STLCondition, condition_tensor
+from planners.pstl.condition import condition_tensor
 from planners.pstl.data import PstlDemoDataset
-from planners.pstl.guidance import Objective
+from planners.pstl.guidance import Objective, ObjectiveBuilder
 from planners.pstl.model import PstlModel
-from planners.pstl.refine import RefineNet, best_candidates, dpp_diversity_loss
-from scenes.drive import DriveObservation
-
-ObjectiveBuilder = Callable[[DriveObservation, STLCondition], Objective]
+from planners.pstl.refine import RefineNet, best_candidates, dpp_diversity_loss, refine_once
 
 
 @dataclass(frozen=True)
@@ -121,8 +118,7 @@ def train_refiner(net: RefineNet, windows: Sequence[RefineWindow],
             for k in batch:
                 w, (u, rho_u, v0) = windows[k], inputs[k]
                 s = len(u)
-                refined = net(w.scene.expand(s, -1), w.condition.expand(s, -1), u, s)
-                refined = torch.where((rho_u < 0.0)[:, None, None], refined, u)
+                refined = refine_once(net, w.scene.expand(s, -1), w.condition.expand(s, -1), u, rho_u, s)
                 rho = w.objective(decode(refined, v0))
                 stl = torch.relu(settings.margin - rho).mean()
                 diversity = dpp_diversity_loss(refined, rho)
