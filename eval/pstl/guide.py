@@ -244,22 +244,23 @@ class SurrogateSignals:
         ego = _corners(centre, psi, ego_size.expand(*psi.shape, 2))  # (N, 9, 4, 2)
         size = states.new_tensor(self.agent_size)[:, None].expand(-1, NUM_STATES, 2)
         heading = states.new_tensor(self.agent_heading)[:, None].expand(-1, NUM_STATES)
-        agents = _corners(states.new_tensor(self.agent_xy), heading, size).permute(1, 0, 2, 3)  # (9, A, 4, 2)
+        agent_xy = states.new_tensor(self.agent_xy)  # (A, 9, 2)
+        agents = _corners(agent_xy, heading, size).permute(1, 0, 2, 3)  # (9, A, 4, 2)
         steps = torch.arange(NUM_STATES, device=states.device)
         with torch.no_grad():  # the nearest agent per (plan, state); only its gap needs a gradient
-            nearest = self._nearest_agents(ego.detach(), agents)
+            nearest = self._nearest_agents(ego.detach(), centre.detach(), agents, agent_xy.transpose(0, 1))
         return box_gap(ego, agents[steps.expand_as(nearest), nearest]).clamp(max=FAR)  # (N, 9)
 
-    def _nearest_agents(self, ego: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
-        """(N, 9) index of the agent nearest (box distance) each ego box (N, 9, 4, 2), agents (9, A, 4, 2).
-        The box distance lies between the centre distance minus the boxes' outer radii and minus their inner
-        radii, so only agents whose lower bound is below the least upper bound need the exact distance."""
-        ego_centre, centres = ego.mean(dim=-2), agents.mean(dim=-2)  # (N, 9, 2), (9, A, 2)
+    def _nearest_agents(self, ego: torch.Tensor, ego_centre: torch.Tensor, agents: torch.Tensor,
+                        centres: torch.Tensor) -> torch.Tensor:
+        """(N, 9) index of the agent nearest (box distance) each ego box (N, 9, 4, 2) centred at (N, 9, 2),
+        of agents (9, A, 4, 2) centred at (9, A, 2). The box distance lies between the centre distance minus
+        the boxes' outer radii and minus their inner radii (as in stl.signals), so only agents whose lower
+        bound is below the least upper bound need the exact distance."""
         between = _safe_norm(ego_centre[:, :, None] - centres[None])  # (N, 9, A)
-        half = torch.tensor([PACIFICA.length, PACIFICA.width], dtype=ego.dtype) / 2.0
-        sizes = ego.new_tensor(self.agent_size) / 2.0  # (A, 2) half sizes
-        lower = between - float(half.norm()) - sizes.norm(dim=-1)
-        upper = between - float(half.min()) - sizes.amin(dim=-1)
+        half_sizes = ego.new_tensor(self.agent_size) / 2.0  # (A, 2)
+        lower = between - PACIFICA.half_diagonal - half_sizes.norm(dim=-1)
+        upper = between - 0.5 * min(PACIFICA.length, PACIFICA.width) - half_sizes.amin(dim=-1)
         candidate = lower <= upper.amin(dim=2, keepdim=True) + 1e-6
         n, t, a = torch.nonzero(candidate, as_tuple=True)
         exact = torch.full(candidate.shape, math.inf, dtype=ego.dtype, device=ego.device)
