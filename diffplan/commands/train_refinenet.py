@@ -35,7 +35,7 @@ def train_refinenet(
         help="Seed of RefineNet's initialisation, the samples and the order.")] = 0,
 ) -> None:
     """Train pSTL's RefineNet: a learned correction, applied after sampling, of the samples whose smooth STL
-    robustness (from the observation only) is below 0. Use it with `diffplan eval pstl --refine 3`."""
+    robustness (from the observation only) is below 0. `diffplan eval pstl` applies one round by default."""
     import torch
     from rich.progress import Progress
 
