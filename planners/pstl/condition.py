@@ -217,3 +217,37 @@ def condition_tensor(conditions: Sequence[STLCondition]) -> torch.Tensor:
     theta = torch.from_numpy(np.stack([c.theta for c in conditions])) if conditions else torch.zeros(0, 5)
     one_hot = torch.nn.functional.one_hot(modes, NUM_MODES).to(torch.float32)
     return torch.cat([one_hot, theta_normalised(theta.to(torch.float64)).to(torch.float32)], dim=-1)
+
+
+RELAX_LOOSEST = (0.0, 20.0, 3.0, 1.0, 0.0)  # [m/s, m/s, m, rad, m] the loosest θ relabelling reaches
+RELAX_UPPER = (False, True, True, True, False)  # per θ field: an upper bound (relaxed upwards)?
+
+
+def relax_conditions(condition: torch.Tensor, fraction: float, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+    """Hindsight relabelling: (B, 9) conditions (`condition_tensor`) with a random `fraction` of the rows
+    relaxed to a looser θ that their demonstration still satisfies.
+
+    In a relaxed row each θ field, with probability 1/2, moves a U(0, 1) share of the way from its value
+    towards RELAX_LOOSEST (v_min and d_safe down, v_max, d_lat and h_max up; a field already looser stays).
+    Every bound only widens, so a demonstration that met its tight θ meets the relaxed one. Trained on both,
+    the policy reads a tight θ as "do this" and a loose one (pSTL's closed-loop θ) as "any plan inside it",
+    instead of as the unusual demonstrations whose own tight θ happened to be that loose.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"relabel fraction must be in [0, 1], got {fraction}")
+    if fraction == 0.0 or condition.shape[0] == 0:
+        return condition
+    low = condition.new_tensor([low for low, _ in THETA_RANGE])
+    high = condition.new_tensor([high for _, high in THETA_RANGE])
+    theta = (condition[:, NUM_MODES:] + 1.0) * (high - low) / 2.0 + low
+    loosest = condition.new_tensor(RELAX_LOOSEST).expand_as(theta)
+    upper = torch.tensor(RELAX_UPPER, device=condition.device).expand_as(theta)
+    loosest = torch.where(upper, torch.maximum(theta, loosest), torch.minimum(theta, loosest))
+    b = condition.shape[0]
+    rows = torch.rand(b, 1, generator=generator) < fraction
+    fields = torch.rand(b, len(THETA_FIELDS), generator=generator) < 0.5
+    share = torch.rand(b, len(THETA_FIELDS), generator=generator)
+    share = (share * (rows & fields)).to(condition)
+    relaxed = theta + share * (loosest - theta)
+    return torch.cat([condition[:, :NUM_MODES], theta_normalised(relaxed)], dim=-1)

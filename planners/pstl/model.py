@@ -41,6 +41,7 @@ from planners.pstl.condition import (
     DrivingMode,
     STLCondition,
     condition_tensor,
+    relax_conditions,
 )
 from planners.pstl.guidance import Guide, guided_mean
 from planners.pstl.refine import REFINE_CANDIDATES, RefineNet, best_candidates, refine_rounds
@@ -67,7 +68,9 @@ class PstlConfig(VectorModelConfig):
     layers of width `hidden_dim` (pSTL: 2 x 256), the sinusoidal timestep embedding's width `time_dim` (32, even)
     and the DDIM steps `sampling_steps` of `forward` (10; 1 to 10). `action_space`: what is denoised, "xy"
     (the plan's waypoints) or "controls" (pSTL's (ω, a) per step, rolled out by a unicycle: `actions`).
-    `refine_hidden`: width of RefineNet's two hidden layers (`refine`; pSTL 256), 0 for none."""
+    `refine_hidden`: width of RefineNet's two hidden layers (`refine`; pSTL 256), 0 for none.
+    `relabel_fraction`: share of training rows whose θ is relaxed to a looser one the demonstration still
+    meets (`condition.relax_conditions`); 0 trains on the data's θ only."""
 
     hidden_dim: int = 256
     hidden_layers: int = 2
@@ -75,6 +78,7 @@ class PstlConfig(VectorModelConfig):
     sampling_steps: int = 10
     action_space: str = "xy"
     refine_hidden: int = 0
+    relabel_fraction: float = 0.0
 
     def validate(self) -> PstlConfig:
         """Self, or ModelConfigError naming the first bad field."""
@@ -86,6 +90,8 @@ class PstlConfig(VectorModelConfig):
             raise ModelConfigError(f"sampling_steps={self.sampling_steps}: must be 1 to {MAX_DDIM_STEPS}")
         if self.refine_hidden < 0:
             raise ModelConfigError(f"refine_hidden={self.refine_hidden}: must be >= 0 (0: no RefineNet)")
+        if not 0.0 <= self.relabel_fraction <= 1.0:
+            raise ModelConfigError(f"relabel_fraction={self.relabel_fraction}: must be in [0, 1]")
         if self.action_space not in ACTION_SPACES:
             raise ModelConfigError(f"action_space={self.action_space!r}: expected one of "
                                    f"{', '.join(ACTION_SPACES)}")
@@ -213,8 +219,11 @@ class PstlModel(PstlSceneModel):
     def loss(self, features: DriveFeatures, plan: torch.Tensor | PstlTarget, condition: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, dict[str, float]]:
         """ε-MSE on the normalised plan xy at t ~ U{1 .. 99}. `plan` (B, 8, 3) with `condition` (B, 9), or a
-        PstlTarget holding both (what a training loop passes as its targets)."""
+        PstlTarget holding both (what a training loop passes as its targets). In training mode a
+        `relabel_fraction` of the conditions is relaxed first (`relax_conditions`)."""
         scene, plan, condition = self.loss_inputs(features, plan, condition)
+        if self.training:
+            condition = relax_conditions(condition, self.config.relabel_fraction)
         x0 = self.encode_plan(plan.to(scene.dtype), current_speed(features).to(scene.dtype))
         t = sample_timesteps(plan.shape[0], plan.device)
         noise = torch.randn_like(x0)

@@ -21,6 +21,7 @@ from planners.pstl import (
     headings_from_xy,
 )
 from planners.pstl import schedule as sch
+from planners.pstl.condition import RELAX_LOOSEST, THETA_RANGE, relax_conditions
 from planners.pstl.guidance import GuidanceSettings, Guide
 from scenes.synthetic import generate_scene
 from stl.rules import DEFAULT_PARAMS, LaneChangeParams, RuleParams, SafeDistanceParams, SpeedBandParams
@@ -81,6 +82,57 @@ def test_condition_tensor_is_one_hot_and_normalised_theta():
     np.testing.assert_allclose(out[0, :4], [1, 0, 0, 0])
     np.testing.assert_allclose(out[1], [0, 0, 0, 1, -1, 1, 1, -1, 0], atol=1e-6)
     np.testing.assert_allclose(out[0, 5], 2 * (5.0 - 0.5) / 29.5 - 1, rtol=1e-6)
+
+
+def theta_of(condition: torch.Tensor) -> torch.Tensor:
+    low, high = torch.tensor(THETA_RANGE, dtype=torch.float64).T
+    return (condition[:, 4:].double() + 1.0) * (high - low) / 2.0 + low
+
+
+def test_relabelling_only_widens_theta_towards_the_loosest():
+    tight = keep(9.0).theta.copy()
+    tight[0], tight[2], tight[3], tight[4] = 7.0, 0.3, 0.1, 1.2  # v 7 .. 9 m/s, |d| 0.3 m, 0.1 rad, gap 1.2 m
+    loose = np.array([-2.0, 25.0, 4.0, 1.0, 0.0])  # looser than RELAX_LOOSEST in every field: kept
+    conditions = condition_tensor([STLCondition(DrivingMode.LEFT, tight)] * 2000
+                                  + [STLCondition(DrivingMode.KEEP, loose)] * 100)
+    assert relax_conditions(conditions, 0.0) is conditions
+    out = relax_conditions(conditions, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, :4], conditions[:, :4])
+    theta, before = theta_of(out), theta_of(conditions)
+    lower = torch.tensor([True, False, False, False, True])  # v_min and d_safe are lower bounds
+    loosest = torch.tensor(RELAX_LOOSEST, dtype=torch.float64)
+    widened = torch.where(lower, theta <= before + 1e-5, theta >= before - 1e-5)
+    within = torch.where(lower, theta >= torch.minimum(before, loosest) - 1e-5,
+                         theta <= torch.maximum(before, loosest) + 1e-5)
+    assert bool(widened.all()) and bool(within.all())
+    np.testing.assert_allclose(theta[2000:], before[2000:], atol=1e-5)
+    moved = (theta[:2000] - before[:2000]).abs() > 1e-4
+    rows = moved.any(1).double().mean()
+    assert 0.5 * (1 - 0.5 ** 5) - 0.04 < float(rows) < 0.5 * (1 - 0.5 ** 5) + 0.04  # rows x any of 5 fields
+    assert 0.25 - 0.03 < float(moved.double().mean()) < 0.25 + 0.03  # half the rows, half their fields
+    with pytest.raises(ValueError, match="relabel fraction must be in"):
+        relax_conditions(conditions, 1.5)
+    with pytest.raises(ModelConfigError, match="relabel_fraction=-0.1: must be in"):
+        PstlConfig(relabel_fraction=-0.1).validate()
+
+
+def test_relabelling_applies_in_training_only():
+    observations = [generate_scene(1_100_000_000 + k, "test").observation() for k in range(2)]
+    plan = torch.zeros(2, 8, 3)
+    plan[:, :, 0] = 4.0 * 0.5 * torch.arange(1, 9)
+    target = PstlTarget(plan, condition_tensor([keep(5.0)] * 2))
+    losses = {}
+    for fraction in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = PstlModel(PstlConfig(**TINY, relabel_fraction=fraction))
+        features = default_collate([model.feature_builder()(obs) for obs in observations])
+        for training in (True, False):
+            model.train(training)
+            torch.manual_seed(1)
+            losses[fraction, training] = float(model.loss(features, target)[0].detach())
+    assert losses[0.0, True] == losses[0.0, False]  # no relabelling: the same draws and the same loss
+    assert losses[1.0, False] == losses[0.0, False]  # evaluation never relabels
+    assert losses[1.0, True] != losses[1.0, False]
 
 
 # ---- schedule -------------------------------------------------------------------------------------------------
