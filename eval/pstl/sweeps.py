@@ -22,6 +22,7 @@ from scenes.store import DriveDataset
 
 SWEEP_VALUES = {"v_max": (-2.0, 0.0, 2.0, 4.0), "d_safe": (0.25, 1.0, 2.0, 4.0)}  # [m/s], [m]
 RELATIVE = {"v_max": True, "d_safe": False}  # v_max: offsets from the window's own (the data's is tight)
+DSAFE_V_MIN = 0.0  # [m/s] the d_safe sweep's v_min
 TOLERANCE = {"v_max": 0.1, "d_safe": 0.05}  # [m/s], [m] a step may go this far the wrong way
 
 
@@ -75,9 +76,13 @@ def sweep_windows(planner: ConditionedPlanner, data: DriveDataset, cases: Sequen
 
 def sweep_base(condition: STLCondition, field: str) -> tuple[STLCondition, str, list[float]]:
     """(base condition, field, values) of a window's sweep: v_max at its own v_max + SWEEP_VALUES offsets
-    (at least 1 m/s), v_min lowered to 1 m/s below the lowest; d_safe at SWEEP_VALUES."""
+    (at least 1 m/s), v_min lowered to 1 m/s below the lowest; d_safe at SWEEP_VALUES with v_min lowered to
+    DSAFE_V_MIN: a larger gap to a leader means slowing down, which the window's own v_min (its plan's least
+    speed - 1 m/s) forbids."""
     if not RELATIVE[field]:
-        return condition, field, list(SWEEP_VALUES[field])
+        theta = condition.theta.copy()
+        theta[0] = min(theta[0], DSAFE_V_MIN)
+        return STLCondition(condition.mode, theta).validate(), field, list(SWEEP_VALUES[field])
     values = [max(condition.v_max + offset, 1.0 + k) for k, offset in enumerate(SWEEP_VALUES[field])]
     theta = condition.theta.copy()
     theta[0] = min(theta[0], values[0] - 1.0)

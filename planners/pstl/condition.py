@@ -219,7 +219,7 @@ def condition_tensor(conditions: Sequence[STLCondition]) -> torch.Tensor:
     return torch.cat([one_hot, theta_normalised(theta.to(torch.float64)).to(torch.float32)], dim=-1)
 
 
-RELAX_LOOSEST = (0.0, 20.0, 3.0, 1.0, 0.0)  # [m/s, m/s, m, rad, m] the loosest θ relabelling reaches
+RELAX_LOOSEST = (0.0, None, 3.0, 1.0, 0.0)  # [m/s, -, m, rad, m] the loosest θ relabelling reaches; None: kept
 RELAX_UPPER = (False, True, True, True, False)  # per θ field: an upper bound (relaxed upwards)?
 
 
@@ -228,11 +228,13 @@ def relax_conditions(condition: torch.Tensor, fraction: float, generator: torch.
     """Hindsight relabelling: (B, 9) conditions (`condition_tensor`) with a random `fraction` of the rows
     relaxed to a looser θ that their demonstration still satisfies.
 
-    In a relaxed row each θ field, with probability 1/2, moves a U(0, 1) share of the way from its value
-    towards RELAX_LOOSEST (v_min and d_safe down, v_max, d_lat and h_max up; a field already looser stays).
-    Every bound only widens, so a demonstration that met its tight θ meets the relaxed one. Trained on both,
-    the policy reads a tight θ as "do this" and a loose one (pSTL's closed-loop θ) as "any plan inside it",
-    instead of as the unusual demonstrations whose own tight θ happened to be that loose.
+    In a relaxed row each of v_min, d_lat, h_max and d_safe, with probability 1/2, moves a U(0, 1) share of
+    the way from its value towards RELAX_LOOSEST (v_min and d_safe down, d_lat and h_max up; a field already
+    looser stays). Every bound only widens, so a demonstration that met its tight θ meets the relaxed one.
+    Trained on both, the policy reads a loose bound (pSTL's closed-loop v_min 1 m/s, d_lat 2 m) as "any plan
+    inside it" instead of as the unusual demonstrations whose own tight θ happened to be that loose (the
+    slow, wandering ones). v_max stays tight: it is the speed command, and relaxed it would mean "any speed
+    below", which takes the speed control away.
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"relabel fraction must be in [0, 1], got {fraction}")
@@ -241,12 +243,13 @@ def relax_conditions(condition: torch.Tensor, fraction: float, generator: torch.
     low = condition.new_tensor([low for low, _ in THETA_RANGE])
     high = condition.new_tensor([high for _, high in THETA_RANGE])
     theta = (condition[:, NUM_MODES:] + 1.0) * (high - low) / 2.0 + low
-    loosest = condition.new_tensor(RELAX_LOOSEST).expand_as(theta)
+    relaxable = torch.tensor([value is not None for value in RELAX_LOOSEST], device=condition.device)
+    loosest = condition.new_tensor([0.0 if v is None else v for v in RELAX_LOOSEST]).expand_as(theta)
     upper = torch.tensor(RELAX_UPPER, device=condition.device).expand_as(theta)
     loosest = torch.where(upper, torch.maximum(theta, loosest), torch.minimum(theta, loosest))
     b = condition.shape[0]
     rows = torch.rand(b, 1, generator=generator) < fraction
-    fields = torch.rand(b, len(THETA_FIELDS), generator=generator) < 0.5
+    fields = (torch.rand(b, len(THETA_FIELDS), generator=generator) < 0.5) & relaxable
     share = torch.rand(b, len(THETA_FIELDS), generator=generator)
     share = (share * (rows & fields)).to(condition)
     relaxed = theta + share * (loosest - theta)
