@@ -42,6 +42,7 @@ class DriveDatagenConfig:
     n: int
     demos_per_scene: int = 1
     stop_fraction: float = 0.0  # targets after a scene's first that stop in the lane (pSTL's mode 3)
+    gap_fraction: float = 0.0  # of the others: lane keeps behind the nearest agent at a drawn d_safe
     seed: int = 0
     split: str = "train"
     shard_size: int = 50
@@ -60,6 +61,11 @@ class DriveDatagenConfig:
             raise ConfigError("demos_per_scene", f"{{field}} must be positive, got {self.demos_per_scene}")
         if not 0.0 <= self.stop_fraction <= 1.0:
             raise ConfigError("stop_fraction", f"{{field}} must be in [0, 1], got {self.stop_fraction}")
+        if not 0.0 <= self.gap_fraction <= 1.0:
+            raise ConfigError("gap_fraction", f"{{field}} must be in [0, 1], got {self.gap_fraction}")
+        if self.gap_fraction and self.expert == "follow":
+            raise ConfigError("gap_fraction", "{field} needs the trajopt expert: the follow expert drives the "
+                                              "logged path and keeps no chosen gap")
         if self.shard_size < 1:
             raise ConfigError("shard_size", f"{{field}} must be positive, got {self.shard_size}")
         if self.horizon < 2:
@@ -122,7 +128,7 @@ def solve_scene(config: DriveDatagenConfig, index: int, expert: Expert, rng: np.
     demos, extras = [], []
     warm_by_lane: dict[int, WarmStart] = {}
     for k, target in enumerate(expert.sample_targets(scene, config.params, rng, config.demos_per_scene,
-                                                              config.stop_fraction)):
+                                                              config.stop_fraction, config.gap_fraction)):
         report.attempts += 1
         start = time.perf_counter()
         try:
@@ -163,8 +169,8 @@ class DriveDatagenJob:
         return self.config.as_json()
 
     def job_defaults(self) -> dict[str, object]:
-        """Empty: every field is in every job file."""
-        return {}
+        """Fields newer than some job files, at the value those jobs ran with (they resume unchanged)."""
+        return {"gap_fraction": 0.0}
 
     @property
     def num_units(self) -> int:

@@ -113,9 +113,10 @@ class DriveExpert:
         return hit[1]
 
     def sample_targets(self, scene: DriveScene, params: RuleParams, rng: np.random.Generator,
-                       count: int, stop_fraction: float = 0.0) -> list[DriveTarget]:
-        """`sample_targets` (module level)."""
-        return sample_targets(scene, params, rng, count, stop_fraction)
+                       count: int, stop_fraction: float = 0.0, gap_fraction: float = 0.0) -> list[DriveTarget]:
+        """`sample_targets` (module level) over this expert's horizon."""
+        shape = self.config.shape
+        return sample_targets(scene, params, rng, count, stop_fraction, gap_fraction, shape.horizon, shape.dt)
 
     def solve(self, scene: DriveScene, target: DriveTarget, warm_start: WarmStart | None = None) -> ExpertResult:
         """Optimise towards `target`, from `warm_start` if given (a neighbouring solve's `result.warm_start`;
@@ -369,27 +370,56 @@ def available_lanes(scene: DriveScene) -> list[int]:
     return out
 
 
+GAP_RANGE = (0.5, 8.0)  # [m] gap targets' d_safe bounds
+GAP_MIN_SPREAD = 0.5  # [m] below this much room between the logged least gap and the gap now, no gap target
+
+
+def controllable_gap(scene: DriveScene, horizon: int, dt: float) -> tuple[float, float] | None:
+    """(low, high) [m] of the d_safe a gap target may ask: from the logged future's least gap to the nearest
+    agent over `horizon` steps of `dt` (privileged: the agents' logged futures) up to the gap now - 0.3 m,
+    within GAP_RANGE; None when that leaves less than GAP_MIN_SPREAD (no agent the plan can fall back from,
+    or one beside the ego whose gap no speed changes)."""
+    rows = min(dd.CURRENT_INDEX + horizon + 1, scene.ego.pose.shape[0])
+    logged = scene.ego.pose[None, dd.CURRENT_INDEX:rows]
+    if logged.shape[1] < 3:
+        return None
+    signals = signals_from_poses(scene, logged, dt, names=("s",))
+    gaps = np.asarray(signals.values)[0, :, signals.names.index("s")]
+    low, high = max(float(gaps.min()), GAP_RANGE[0]), min(float(gaps[0]) - 0.3, GAP_RANGE[1])
+    return (low, high) if high - low >= GAP_MIN_SPREAD else None
+
+
 def sample_targets(scene: DriveScene, calibrated: RuleParams, rng: np.random.Generator,
-                   count: int, stop_fraction: float = 0.0) -> list[DriveTarget]:
+                   count: int, stop_fraction: float = 0.0, gap_fraction: float = 0.0,
+                   horizon: int = 50, dt: float = 0.1) -> list[DriveTarget]:
     """pSTL-style diverse targets (deterministic given rng): the first keeps the lane with the calibrated
     params (DEFAULT_PARAMS for rules without); others are, with probability `stop_fraction`, a stop in the
-    lane (reference speed 0, pSTL's mode 3), else draw a lane among those that exist and a speed; all but the
-    first perturb the params (pSTL §1.4 offsets). Each target has the rules speed_band, the lane's rule
-    (LANE_RULES), safe_distance and comfort. With stop_fraction 0 no extra number is drawn, so targets are
-    those of the datasets made before stops existed."""
+    lane (reference speed 0, pSTL's mode 3), else, with probability `gap_fraction`, a gap target, else draw a
+    lane among those that exist and a speed; all but the first perturb the params (pSTL §1.4 offsets). Each
+    target has the rules speed_band, the lane's rule (LANE_RULES), safe_distance and comfort. With
+    stop_fraction and gap_fraction 0 no extra number is drawn, so targets are those of the datasets made
+    before stops and gaps existed.
+
+    A gap target keeps the lane at the current speed under a d_safe drawn from `controllable_gap` (the
+    logged least gap up to the gap now, over `horizon` steps of `dt` [s]): the expert must fall back behind
+    its leader, so one scene holds plans with different gaps, which is what makes d_safe a command. Where no
+    gap is controllable it is an ordinary lane keep at the current speed.
+    """
     lanes = available_lanes(scene)
     v_now = float(scene.ego.speed[dd.CURRENT_INDEX])
     base = DEFAULT_PARAMS.updated(calibrated)
+    gap_window: tuple[float, float] | None | bool = False  # False: not computed yet
     out = []
     for i in range(count):
         stop = i > 0 and stop_fraction > 0.0 and bool(rng.uniform() < stop_fraction)
-        lane = 0 if i == 0 or stop else int(rng.choice(lanes))
+        gap = i > 0 and not stop and gap_fraction > 0.0 and bool(rng.uniform() < gap_fraction)
+        lane = 0 if i == 0 or stop or gap else int(rng.choice(lanes))
         lateral_rule = LANE_RULES[lane]
         # DEFAULT_PARAMS has every rule, so `base` has them all
         band = cast(SpeedBandParams, base.speed_band)
         lateral = cast("LaneKeepingParams | LaneChangeParams", base.of(lateral_rule))
         safe = cast(SafeDistanceParams, base.safe_distance)
-        speed = v_now if i == 0 else float(np.clip(v_now + rng.uniform(-4.0, 4.0), 0.0, 20.0))
+        speed = v_now if i == 0 or gap else float(np.clip(v_now + rng.uniform(-4.0, 4.0), 0.0, 20.0))
         speed = 0.0 if stop else speed
         if i > 0:
             v_min = band.v_min - rng.uniform(1.3, 3.0)
@@ -398,6 +428,11 @@ def sample_targets(scene: DriveScene, calibrated: RuleParams, rng: np.random.Gen
             heading = lateral.h_max + rng.uniform(0.0, 0.3)
             lateral = LaneKeepingParams(width, heading) if lane == 0 else LaneChangeParams(width, heading)
             safe = replace(safe, d_safe=max(0.1, safe.d_safe - rng.uniform(0.0, 1.5)))
+        if gap:
+            if gap_window is False:
+                gap_window = controllable_gap(scene, horizon, dt)
+            if isinstance(gap_window, tuple):
+                safe = replace(safe, d_safe=round(float(rng.uniform(*gap_window)), 3))
         v_max = max(band.v_max, speed + 1.0, v_now + 0.5)
         band = SpeedBandParams(min(band.v_min, 0.0), v_max)
         params = RuleParams(speed_band=band, safe_distance=safe, comfort=base.comfort)

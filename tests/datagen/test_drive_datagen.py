@@ -218,6 +218,8 @@ def test_ctrl_c_stops_within_seconds_and_resume_gives_the_bytes_of_a_clean_run(t
     (["--expert", "oracle"], "unknown expert"),
     (["--solver", "snopt"], "unknown --solver 'snopt'"),
     (["--split", "dev"], "unknown split"),
+    (["--gap-fraction", "1.5"], "--gap-fraction must be in [0, 1], got 1.5"),
+    (["--gap-fraction", "0.5", "--expert", "follow"], "--gap-fraction needs the trajopt expert"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
     result = CliRunner().invoke(app, ["drive", "--out", str(tmp_path / "x"), *args])

@@ -25,7 +25,7 @@ class ScriptedExpert:
     calls: list[tuple[DriveTarget, WarmStart | None]] = field(default_factory=list)
 
     def sample_targets(self, scene, params: RuleParams, rng: np.random.Generator, count: int,
-                       stop_fraction: float = 0.0) -> list[DriveTarget]:
+                       stop_fraction: float = 0.0, gap_fraction: float = 0.0) -> list[DriveTarget]:
         return [DriveTarget(10.0, LANES[k], params.only(["speed_band"])) for k in range(count)]
 
     def solve(self, scene, target: DriveTarget, warm_start: WarmStart | None = None) -> ExpertResult:

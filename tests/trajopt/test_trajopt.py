@@ -18,6 +18,7 @@ from trajopt import drive_data as dd
 from trajopt.drive import (
     DriveExpert,
     DriveExpertConfig,
+    controllable_gap,
     linearisation_error,
     sample_targets,
 )
@@ -267,3 +268,48 @@ def test_along_route_speeds_are_per_agent_and_zero_where_a_difference_needs_an_i
     used[9:12] = False
     np.testing.assert_allclose(speeds[0, used], 8.0, atol=1e-9)
     assert (speeds[0, ~used] == 0.0).all()
+
+
+def _least_gaps(scene, poses: np.ndarray) -> np.ndarray:
+    """(T,) shapely distance [m] from the ego box at each map-frame rear-axle pose (T, 3) to the nearest agent
+    box at the same step (from CURRENT_INDEX on, 0.1 s apart): the oracle of stl's "s" signal."""
+    offset = PACIFICA.rear_axle_to_center
+    out = []
+    for k, (x, y, h) in enumerate(poses):
+        ego = shapely.Polygon(box_corners(np.array([x + offset * np.cos(h), y + offset * np.sin(h)]), h,
+                                          PACIFICA.length, PACIFICA.width))
+        a = scene.agents
+        step = CURRENT_INDEX + k
+        boxes = [shapely.Polygon(box_corners(a.xy[i, step], a.heading[i, step], *a.size[i]))
+                 for i in range(a.num_agents) if a.valid[i, step]]
+        out.append(min(ego.distance(b) for b in boxes))
+    return np.array(out)
+
+
+def test_gap_targets_ask_a_d_safe_between_the_logged_least_gap_and_the_gap_now():
+    scene = straight_scene()  # a leader 30 m ahead at 5 m/s, a car parked in the next lane 20 m ahead
+    a = scene.agents
+    scene = replace(scene, agents=AgentTracks(a.track_ids[:1], a.category[:1], a.size[:1], a.xy[:1],
+                                              a.heading[:1], a.velocity[:1], a.valid[:1]))  # the leader only
+    logged = _least_gaps(scene, scene.ego.pose[CURRENT_INDEX:CURRENT_INDEX + 41])
+    low, high = controllable_gap(scene, 40, 0.1)
+    assert low == pytest.approx(max(logged.min(), 0.5), abs=1e-6)  # the logged ego closes in on the leader
+    assert high == pytest.approx(min(logged[0] - 0.3, 8.0), abs=1e-6)
+    assert (round(low, 3), high) == (3.701, 8.0)  # by hand: 30 - 4.5 / 2 - 4.049 - (10 - 5) * 4 s
+    plain = sample_targets(scene, RuleParams(), np.random.default_rng(5), 6)
+    assert sample_targets(scene, RuleParams(), np.random.default_rng(5), 6, gap_fraction=0.0) == plain
+    gapped = sample_targets(scene, RuleParams(), np.random.default_rng(5), 6, gap_fraction=1.0, horizon=40)
+    assert gapped[0] == plain[0]
+    for target in gapped[1:]:
+        assert target.target_lane == 0 and target.reference_speed == 10.0 and not target.stop
+        assert low <= target.rule_params.safe_distance.d_safe <= high
+    # the expert keeps the gap it is asked, more than the logged least gap, by slowing down
+    target = max(gapped[1:], key=lambda t: t.rule_params.safe_distance.d_safe)
+    config = DriveExpertConfig()
+    result = DriveExpert(replace(config, shape=replace(config.shape, horizon=40))).solve(scene, target)
+    assert result.ok, result.status
+    kept = _least_gaps(scene, result.states[:, :3]).min()
+    assert kept >= target.rule_params.safe_distance.d_safe - 1e-3 > logged.min() + 1.0
+    assert result.states[-1, 3] < 10.0 - 0.5  # it slowed down
+    far = replace(scene, agents=_static_agents([(300.0, 0.0)]))
+    assert controllable_gap(far, 40, 0.1) is None  # nothing near: gap targets are ordinary lane keeps
