@@ -480,3 +480,23 @@ def batch_signals(scene: DriveScene, trajectories: Sequence[Trajectory], dt: flo
     if len({(len(s), round(d, 9)) for s, d in states}) > 1:
         raise ValueError("trajectories differ in length or dt; pass dt to resample them")
     return signals_from_poses(scene, np.stack([s for s, _ in states]), states[0][1])
+
+
+GAP_RANGE = (0.5, 8.0)  # [m] bounds of a controllable gap
+GAP_MIN_SPREAD = 0.5  # [m] less room than this between the logged least gap and the gap now: not controllable
+
+
+def controllable_gap(scene: DriveScene, horizon_s: float) -> tuple[float, float] | None:
+    """(low, high) [m]: the least gaps to the agents (signal "s") a plan over the next `horizon_s` [s] can
+    choose here, from the logged ego's least gap (it closes in on an agent) up to the gap now - 0.3 m, within
+    GAP_RANGE; None when that leaves less than GAP_MIN_SPREAD (no agent near, or one beside the ego whose gap
+    no speed changes). Privileged: the agents' logged futures. `datagen drive --gap-fraction` asks d_safe in
+    this range; pSTL's d_safe sweep runs on the windows that have one."""
+    rows = min(CURRENT_INDEX + round(horizon_s / SIM_DT) + 1, scene.ego.pose.shape[0])
+    logged = scene.ego.pose[None, CURRENT_INDEX:rows]
+    if logged.shape[1] < 3:
+        return None
+    signals = signals_from_poses(scene, logged, SIM_DT, names=("s",))
+    gaps = np.asarray(signals.values)[0, :, signals.names.index("s")]
+    low, high = max(float(gaps.min()), GAP_RANGE[0]), min(float(gaps[0]) - 0.3, GAP_RANGE[1])
+    return (low, high) if high - low >= GAP_MIN_SPREAD else None

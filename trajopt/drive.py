@@ -30,7 +30,7 @@ from stl.rules import (
     SpeedBandParams,
     default_deadline,
 )
-from stl.signals import signals_from_poses
+from stl.signals import controllable_gap, signals_from_poses
 from trajopt import drive_data as dd
 from trajopt.expert import DriveTarget, ExpertResult, ExpertStatus, Multipliers, WarmStart
 from trajopt.models import MODELS
@@ -116,7 +116,7 @@ class DriveExpert:
                        count: int, stop_fraction: float = 0.0, gap_fraction: float = 0.0) -> list[DriveTarget]:
         """`sample_targets` (module level) over this expert's horizon."""
         shape = self.config.shape
-        return sample_targets(scene, params, rng, count, stop_fraction, gap_fraction, shape.horizon, shape.dt)
+        return sample_targets(scene, params, rng, count, stop_fraction, gap_fraction, shape.horizon * shape.dt)
 
     def solve(self, scene: DriveScene, target: DriveTarget, warm_start: WarmStart | None = None) -> ExpertResult:
         """Optimise towards `target`, from `warm_start` if given (a neighbouring solve's `result.warm_start`;
@@ -370,28 +370,9 @@ def available_lanes(scene: DriveScene) -> list[int]:
     return out
 
 
-GAP_RANGE = (0.5, 8.0)  # [m] gap targets' d_safe bounds
-GAP_MIN_SPREAD = 0.5  # [m] below this much room between the logged least gap and the gap now, no gap target
-
-
-def controllable_gap(scene: DriveScene, horizon: int, dt: float) -> tuple[float, float] | None:
-    """(low, high) [m] of the d_safe a gap target may ask: from the logged future's least gap to the nearest
-    agent over `horizon` steps of `dt` (privileged: the agents' logged futures) up to the gap now - 0.3 m,
-    within GAP_RANGE; None when that leaves less than GAP_MIN_SPREAD (no agent the plan can fall back from,
-    or one beside the ego whose gap no speed changes)."""
-    rows = min(dd.CURRENT_INDEX + horizon + 1, scene.ego.pose.shape[0])
-    logged = scene.ego.pose[None, dd.CURRENT_INDEX:rows]
-    if logged.shape[1] < 3:
-        return None
-    signals = signals_from_poses(scene, logged, dt, names=("s",))
-    gaps = np.asarray(signals.values)[0, :, signals.names.index("s")]
-    low, high = max(float(gaps.min()), GAP_RANGE[0]), min(float(gaps[0]) - 0.3, GAP_RANGE[1])
-    return (low, high) if high - low >= GAP_MIN_SPREAD else None
-
-
 def sample_targets(scene: DriveScene, calibrated: RuleParams, rng: np.random.Generator,
                    count: int, stop_fraction: float = 0.0, gap_fraction: float = 0.0,
-                   horizon: int = 50, dt: float = 0.1) -> list[DriveTarget]:
+                   horizon_s: float = 5.0) -> list[DriveTarget]:
     """pSTL-style diverse targets (deterministic given rng): the first keeps the lane with the calibrated
     params (DEFAULT_PARAMS for rules without); others are, with probability `stop_fraction`, a stop in the
     lane (reference speed 0, pSTL's mode 3), else, with probability `gap_fraction`, a gap target, else draw a
@@ -401,7 +382,7 @@ def sample_targets(scene: DriveScene, calibrated: RuleParams, rng: np.random.Gen
     before stops and gaps existed.
 
     A gap target keeps the lane at the current speed under a d_safe drawn from `controllable_gap` (the
-    logged least gap up to the gap now, over `horizon` steps of `dt` [s]): the expert must fall back behind
+    logged least gap up to the gap now, over the next `horizon_s` [s]): the expert must fall back behind
     its leader, so one scene holds plans with different gaps, which is what makes d_safe a command. Where no
     gap is controllable it is an ordinary lane keep at the current speed.
     """
@@ -430,7 +411,7 @@ def sample_targets(scene: DriveScene, calibrated: RuleParams, rng: np.random.Gen
             safe = replace(safe, d_safe=max(0.1, safe.d_safe - rng.uniform(0.0, 1.5)))
         if gap:
             if gap_window is False:
-                gap_window = controllable_gap(scene, horizon, dt)
+                gap_window = controllable_gap(scene, horizon_s)
             if isinstance(gap_window, tuple):
                 safe = replace(safe, d_safe=round(float(rng.uniform(*gap_window)), 3))
         v_max = max(band.v_max, speed + 1.0, v_now + 0.5)

@@ -275,3 +275,25 @@ def test_the_shipped_refinenet_turns_failing_samples_into_passing_ones():
         failing += int((rho < 0).sum())
         fixed += int(((rho < 0) & (after > 0)).sum())
     assert failing >= 100 and fixed >= 0.1 * failing, (failing, fixed)
+
+
+def test_d_safe_is_swept_only_on_windows_whose_gap_a_plan_can_change():
+    from eval.pstl.open_loop import PstlCase
+    from eval.pstl.sweeps import SWEEP_VALUES, summarize_sweeps, sweep_windows
+
+    cautious = SpeedStub(lambda c: 6.0 + 0.25 * c.v_max - c.d_safe)
+    scenes = [open_road((2,)), open_road((0, 2)), open_road((0, 2))]  # far pedestrian; a leader the ego nears
+    cases = [PstlCase(f"w{k}", k, keep()) for k in range(3)]
+    results = sweep_windows(cautious, scenes, cases, windows=1, samples=4)
+    assert [r.case.window for r in results] == ["w0", "w1"]
+    assert [s is not None for s in results[0].sweeps] == [True, False]  # v_max on the first window
+    assert [s is not None for s in results[1].sweeps] == [False, True]  # d_safe where the leader is
+    np.testing.assert_array_equal(results[1].sweeps[1].values, SWEEP_VALUES["d_safe"])
+    assert results[1].sweeps[1].points[0].condition.v_min == 0.0  # falling back needs slowing: v_min 0
+    summary = summarize_sweeps(results).as_json()
+    assert (summary["sweep_windows_v_max"], summary["sweep_windows_d_safe"], summary["sweep_windows"]) == (1, 1, 1)
+    assert summary["monotone_v_max"] == summary["monotone_d_safe"] == 1.0
+    # by hand: gap(t) = 30 - 2.25 - 4.049 + (5 - v) t at t = 0.5 .. 4 s; v = 8.25 .. 9.45 m/s at d_safe 0.25
+    # (least gaps 10.701, 9.101, 7.501, 5.901 m at 4 s), 4.5 .. 5.7 at d_safe 4 (23.951 and 23.751 at 0.5 s,
+    # 22.501 and 20.901 at 4 s)
+    assert summary["rise_min_gap_by_d_safe"] == pytest.approx(22.776 - 8.301, abs=1e-9)

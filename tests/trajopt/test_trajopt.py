@@ -12,13 +12,13 @@ from scenes import CURRENT_INDEX, NUM_STEPS, PACIFICA, AgentCategory, AgentTrack
 from scenes.geometry import box_corners
 from scenes.synthetic import generate_scene
 from stl.rules import DEFAULT_PARAMS, RuleParams, SpeedBandParams
+from stl.signals import controllable_gap
 from tests.factories import constant_speed_ego, straight_scene
 from trajopt import compiled
 from trajopt import drive_data as dd
 from trajopt.drive import (
     DriveExpert,
     DriveExpertConfig,
-    controllable_gap,
     linearisation_error,
     sample_targets,
 )
@@ -292,13 +292,13 @@ def test_gap_targets_ask_a_d_safe_between_the_logged_least_gap_and_the_gap_now()
     scene = replace(scene, agents=AgentTracks(a.track_ids[:1], a.category[:1], a.size[:1], a.xy[:1],
                                               a.heading[:1], a.velocity[:1], a.valid[:1]))  # the leader only
     logged = _least_gaps(scene, scene.ego.pose[CURRENT_INDEX:CURRENT_INDEX + 41])
-    low, high = controllable_gap(scene, 40, 0.1)
+    low, high = controllable_gap(scene, 4.0)
     assert low == pytest.approx(max(logged.min(), 0.5), abs=1e-6)  # the logged ego closes in on the leader
     assert high == pytest.approx(min(logged[0] - 0.3, 8.0), abs=1e-6)
     assert (round(low, 3), high) == (3.701, 8.0)  # by hand: 30 - 4.5 / 2 - 4.049 - (10 - 5) * 4 s
     plain = sample_targets(scene, RuleParams(), np.random.default_rng(5), 6)
     assert sample_targets(scene, RuleParams(), np.random.default_rng(5), 6, gap_fraction=0.0) == plain
-    gapped = sample_targets(scene, RuleParams(), np.random.default_rng(5), 6, gap_fraction=1.0, horizon=40)
+    gapped = sample_targets(scene, RuleParams(), np.random.default_rng(5), 6, gap_fraction=1.0, horizon_s=4.0)
     assert gapped[0] == plain[0]
     for target in gapped[1:]:
         assert target.target_lane == 0 and target.reference_speed == 10.0 and not target.stop
@@ -312,4 +312,4 @@ def test_gap_targets_ask_a_d_safe_between_the_logged_least_gap_and_the_gap_now()
     assert kept >= target.rule_params.safe_distance.d_safe - 1e-3 > logged.min() + 1.0
     assert result.states[-1, 3] < 10.0 - 0.5  # it slowed down
     far = replace(scene, agents=_static_agents([(300.0, 0.0)]))
-    assert controllable_gap(far, 40, 0.1) is None  # nothing near: gap targets are ordinary lane keeps
+    assert controllable_gap(far, 4.0) is None  # nothing near: gap targets are ordinary lane keeps
