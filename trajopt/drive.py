@@ -116,7 +116,8 @@ class DriveExpert:
                        count: int, stop_fraction: float = 0.0, gap_fraction: float = 0.0) -> list[DriveTarget]:
         """`sample_targets` (module level) over this expert's horizon."""
         shape = self.config.shape
-        return sample_targets(scene, params, rng, count, stop_fraction, gap_fraction, shape.horizon * shape.dt)
+        horizon_s = shape.horizon * shape.dt
+        return sample_targets(scene, params, rng, count, stop_fraction, gap_fraction, horizon_s)
 
     def solve(self, scene: DriveScene, target: DriveTarget, warm_start: WarmStart | None = None) -> ExpertResult:
         """Optimise towards `target`, from `warm_start` if given (a neighbouring solve's `result.warm_start`;

@@ -59,7 +59,8 @@ class ControllabilitySummary:
         return max(self.windows, default=0)
 
     def as_json(self) -> dict[str, object]:
-        """Flat: monotone_<field>, rise_<metric>_by_<field>, mean_<metric>_by_<field>, sweep_windows_<field>."""
+        """Flat: sweep_windows(_<field>), monotone_<field>, rise_<metric>_by_<field>,
+        mean_<metric>_by_<field>."""
         out: dict[str, object] = {"sweep_windows": self.n_windows}
         rows = zip(self.fields, self.monotone_fraction, self.mean_series, self.windows, strict=True)
         for field, fraction, series, windows in rows:

@@ -291,7 +291,8 @@ def test_d_safe_is_swept_only_on_windows_whose_gap_a_plan_can_change():
     np.testing.assert_array_equal(results[1].sweeps[1].values, SWEEP_VALUES["d_safe"])
     assert results[1].sweeps[1].points[0].condition.v_min == 0.0  # falling back needs slowing: v_min 0
     summary = summarize_sweeps(results).as_json()
-    assert (summary["sweep_windows_v_max"], summary["sweep_windows_d_safe"], summary["sweep_windows"]) == (1, 1, 1)
+    windows = (summary["sweep_windows_v_max"], summary["sweep_windows_d_safe"], summary["sweep_windows"])
+    assert windows == (1, 1, 1)
     assert summary["monotone_v_max"] == summary["monotone_d_safe"] == 1.0
     # by hand: gap(t) = 30 - 2.25 - 4.049 + (5 - v) t at t = 0.5 .. 4 s; v = 8.25 .. 9.45 m/s at d_safe 0.25
     # (least gaps 10.701, 9.101, 7.501, 5.901 m at 4 s), 4.5 .. 5.7 at d_safe 4 (23.951 and 23.751 at 0.5 s,
