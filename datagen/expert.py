@@ -70,9 +70,10 @@ class FollowExpert:
         self.horizon, self.dt = horizon, dt
 
     def sample_targets(self, scene: DriveScene, params: RuleParams, rng: np.random.Generator,
-                       count: int, stop_fraction: float = 0.0, gap_fraction: float = 0.0) -> list[DriveTarget]:
-        """`follow_targets`; the logged path keeps no chosen gap, so `gap_fraction` must be 0 (the job's config
-        refuses it for this expert)."""
+                       count: int, stop_fraction: float = 0.0, gap_fraction: float = 0.0
+                       ) -> list[DriveTarget]:
+        """`follow_targets`; the logged path keeps no chosen gap, so `gap_fraction` must be 0 (the job's
+        config refuses it for this expert)."""
         if gap_fraction:
             raise ValueError("the follow expert makes no gap targets: gap_fraction must be 0")
         return follow_targets(scene, params, rng, count, stop_fraction)

@@ -64,8 +64,8 @@ class DriveDatagenConfig:
         if not 0.0 <= self.gap_fraction <= 1.0:
             raise ConfigError("gap_fraction", f"{{field}} must be in [0, 1], got {self.gap_fraction}")
         if self.gap_fraction and self.expert == "follow":
-            raise ConfigError("gap_fraction", "{field} needs the trajopt expert: the follow expert drives the "
-                                              "logged path and keeps no chosen gap")
+            raise ConfigError("gap_fraction", "{field} needs the trajopt expert: the follow expert drives "
+                                              "the logged path and keeps no chosen gap")
         if self.shard_size < 1:
             raise ConfigError("shard_size", f"{{field}} must be positive, got {self.shard_size}")
         if self.horizon < 2:

@@ -113,7 +113,8 @@ class DriveExpert:
         return hit[1]
 
     def sample_targets(self, scene: DriveScene, params: RuleParams, rng: np.random.Generator,
-                       count: int, stop_fraction: float = 0.0, gap_fraction: float = 0.0) -> list[DriveTarget]:
+                       count: int, stop_fraction: float = 0.0, gap_fraction: float = 0.0
+                       ) -> list[DriveTarget]:
         """`sample_targets` (module level) over this expert's horizon."""
         shape = self.config.shape
         horizon_s = shape.horizon * shape.dt

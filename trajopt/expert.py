@@ -162,7 +162,8 @@ class Expert(Protocol):
     """What the data engine asks of an expert (datagen.job.solve_scene)."""
 
     def sample_targets(self, scene: DriveScene, params: RuleParams, rng: np.random.Generator,
-                       count: int, stop_fraction: float = 0.0, gap_fraction: float = 0.0) -> list[DriveTarget]:
+                       count: int, stop_fraction: float = 0.0, gap_fraction: float = 0.0
+                       ) -> list[DriveTarget]:
         """`count` targets for `scene` from the dataset's rule `params`, deterministic given `rng`; after the
         first, each is a stop target with probability `stop_fraction`, else a gap target (keep the lane behind
         the nearest agent at a drawn distance) with probability `gap_fraction`, where the expert has them."""

@@ -219,7 +219,8 @@ def condition_tensor(conditions: Sequence[STLCondition]) -> torch.Tensor:
     return torch.cat([one_hot, theta_normalised(theta.to(torch.float64)).to(torch.float32)], dim=-1)
 
 
-RELAX_LOOSEST = (0.0, None, 3.0, 1.0, 0.0)  # [m/s, -, m, rad, m] the loosest θ relabelling reaches; None: kept
+# [m/s, -, m, rad, m] the loosest θ relabelling reaches (None: never relaxed)
+RELAX_LOOSEST = (0.0, None, 3.0, 1.0, 0.0)
 RELAX_UPPER = (False, True, True, True, False)  # per θ field: an upper bound (relaxed upwards)?
 
 
