@@ -48,7 +48,8 @@ def drive(
     gap_fraction: Annotated[float, typer.Option(
         help="Probability that a later target that is not a stop keeps the lane behind the nearest agent at "
              "a drawn d_safe, between the logged least gap and the gap now (trajopt only): the data then "
-             "holds plans with different gaps per scene, which makes pSTL's d_safe a command. 0: none.")] = 0.0,
+             "holds plans with different gaps per scene, which makes pSTL's d_safe a command; 0: none.")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Dataset seed: scene seeds and per-shard target draws.")] = 0,
     split: Annotated[str, typer.Option(help="train, val or test seed range.")] = "train",
     shard_size: Annotated[int, typer.Option(help="Source scenes per shard (the unit of work).")] = 50,
