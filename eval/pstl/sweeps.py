@@ -105,16 +105,15 @@ def sweep_windows(planner: ConditionedPlanner, data: DriveDataset, cases: Sequen
 
 
 def sweep_base(condition: STLCondition, field: str) -> tuple[STLCondition, str, list[float]]:
-    """(base condition, field, values) of a window's sweep: v_max at its own v_max + SWEEP_VALUES offsets
-    (at least 1 m/s), v_min lowered to 1 m/s below the lowest; d_safe at SWEEP_VALUES with v_min lowered to
+    """(base condition, field, values) of a window's sweep. v_max: at its own v_max + SWEEP_VALUES offsets
+    (at least 1 m/s), v_min lowered to 1 m/s below the lowest. d_safe: at SWEEP_VALUES, v_min lowered to
     DSAFE_V_MIN: a larger gap to a leader means slowing down, which the window's own v_min (its plan's least
     speed - 1 m/s) forbids."""
+    theta = condition.theta.copy()
     if not RELATIVE[field]:
-        theta = condition.theta.copy()
         theta[0] = min(theta[0], DSAFE_V_MIN)
         return STLCondition(condition.mode, theta).validate(), field, list(SWEEP_VALUES[field])
     values = [max(condition.v_max + offset, 1.0 + k) for k, offset in enumerate(SWEEP_VALUES[field])]
-    theta = condition.theta.copy()
     theta[0] = min(theta[0], values[0] - 1.0)
     return STLCondition(condition.mode, theta).validate(), field, values
 
