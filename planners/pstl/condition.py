@@ -219,23 +219,24 @@ def condition_tensor(conditions: Sequence[STLCondition]) -> torch.Tensor:
     return torch.cat([one_hot, theta_normalised(theta.to(torch.float64)).to(torch.float32)], dim=-1)
 
 
-# [m/s, -, m, rad, m] the loosest θ relabelling reaches (None: never relaxed)
-RELAX_LOOSEST = (0.0, None, 3.0, 1.0, 0.0)
+RELAX_LOOSEST = (0.0, 20.0, 3.0, 1.0, 0.0)  # [m/s, m/s, m, rad, m] the loosest θ relabelling reaches
 RELAX_UPPER = (False, True, True, True, False)  # per θ field: an upper bound (relaxed upwards)?
 
 
-def relax_conditions(condition: torch.Tensor, fraction: float, generator: torch.Generator | None = None
-                     ) -> torch.Tensor:
+def relax_conditions(condition: torch.Tensor, fraction: float, generator: torch.Generator | None = None,
+                     relax_v_max: bool = False) -> torch.Tensor:
     """Hindsight relabelling: (B, 9) conditions (`condition_tensor`) with a random `fraction` of the rows
     relaxed to a looser θ that their demonstration still satisfies.
 
-    In a relaxed row each of v_min, d_lat, h_max and d_safe, with probability 1/2, moves a U(0, 1) share of
-    the way from its value towards RELAX_LOOSEST (v_min and d_safe down, d_lat and h_max up; a field already
-    looser stays). Every bound only widens, so a demonstration that met its tight θ meets the relaxed one.
+    In a relaxed row each of v_min, d_lat, h_max and d_safe (and v_max with `relax_v_max`), with probability
+    1/2, moves a U(0, 1) share of the way from its value towards RELAX_LOOSEST (v_min and d_safe down, v_max,
+    d_lat and h_max up; a field already looser stays). Every bound only widens, so a demonstration that met
+    its tight θ meets the relaxed one.
     Trained on both, the policy reads a loose bound (pSTL's closed-loop v_min 1 m/s, d_lat 2 m) as "any plan
     inside it" instead of as the unusual demonstrations whose own tight θ happened to be that loose (the
-    slow, wandering ones). v_max stays tight: it is the speed command, and relaxed it would mean "any speed
-    below", which takes the speed control away.
+    slow, wandering ones). v_max stays tight unless `relax_v_max`: it is the speed command, and relaxed it
+    means "any speed below", which takes the speed control away (measured: the v_max sweep's rise fell from
+    3.6 to 0.45 m/s) but makes pSTL's closed-loop v_max of 9 m/s a limit rather than a target speed.
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"relabel fraction must be in [0, 1], got {fraction}")
@@ -244,8 +245,9 @@ def relax_conditions(condition: torch.Tensor, fraction: float, generator: torch.
     low = condition.new_tensor([low for low, _ in THETA_RANGE])
     high = condition.new_tensor([high for _, high in THETA_RANGE])
     theta = (condition[:, NUM_MODES:] + 1.0) * (high - low) / 2.0 + low
-    relaxable = torch.tensor([value is not None for value in RELAX_LOOSEST], device=condition.device)
-    loosest = condition.new_tensor([0.0 if v is None else v for v in RELAX_LOOSEST]).expand_as(theta)
+    relaxable = torch.tensor([relax_v_max or name != "v_max" for name in THETA_FIELDS],
+                             device=condition.device)
+    loosest = condition.new_tensor(RELAX_LOOSEST).expand_as(theta)
     upper = torch.tensor(RELAX_UPPER, device=condition.device).expand_as(theta)
     loosest = torch.where(upper, torch.maximum(theta, loosest), torch.minimum(theta, loosest))
     b = condition.shape[0]

@@ -70,7 +70,7 @@ class PstlConfig(VectorModelConfig):
     (the plan's waypoints) or "controls" (pSTL's (ω, a) per step, rolled out by a unicycle: `actions`).
     `refine_hidden`: width of RefineNet's two hidden layers (`refine`; pSTL 256), 0 for none.
     `relabel_fraction`: share of training rows whose θ is relaxed to a looser one the demonstration still
-    meets (`condition.relax_conditions`); 0 trains on the data's θ only."""
+    meets (`condition.relax_conditions`), v_max too with `relabel_v_max`; 0 trains on the data's θ only."""
 
     hidden_dim: int = 256
     hidden_layers: int = 2
@@ -79,6 +79,7 @@ class PstlConfig(VectorModelConfig):
     action_space: str = "xy"
     refine_hidden: int = 0
     relabel_fraction: float = 0.0
+    relabel_v_max: bool = False
 
     def validate(self) -> PstlConfig:
         """Self, or ModelConfigError naming the first bad field."""
@@ -223,7 +224,8 @@ class PstlModel(PstlSceneModel):
         `relabel_fraction` of the conditions is relaxed first (`relax_conditions`)."""
         scene, plan, condition = self.loss_inputs(features, plan, condition)
         if self.training:
-            condition = relax_conditions(condition, self.config.relabel_fraction)
+            condition = relax_conditions(condition, self.config.relabel_fraction,
+                                         relax_v_max=self.config.relabel_v_max)
         x0 = self.encode_plan(plan.to(scene.dtype), current_speed(features).to(scene.dtype))
         t = sample_timesteps(plan.shape[0], plan.device)
         noise = torch.randn_like(x0)

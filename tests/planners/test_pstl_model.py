@@ -101,8 +101,8 @@ def test_relabelling_only_widens_theta_towards_the_loosest():
     theta, before = theta_of(out), theta_of(conditions)
     np.testing.assert_allclose(theta[:, 1], before[:, 1], atol=1e-5)  # v_max, the speed command, stays tight
     lower = torch.tensor([True, False, False, False, True])  # v_min and d_safe are lower bounds
-    loosest = torch.tensor([0.0 if v is None else v for v in RELAX_LOOSEST], dtype=torch.float64)
-    loosest[1] = before[:, 1].max()
+    loosest = torch.tensor(RELAX_LOOSEST, dtype=torch.float64)
+    loosest[1] = before[:, 1].max()  # not relaxed
     widened = torch.where(lower, theta <= before + 1e-5, theta >= before - 1e-5)
     within = torch.where(lower, theta >= torch.minimum(before, loosest) - 1e-5,
                          theta <= torch.maximum(before, loosest) + 1e-5)
@@ -112,6 +112,11 @@ def test_relabelling_only_widens_theta_towards_the_loosest():
     rows = moved.any(1).double().mean()
     assert 0.5 * (1 - 0.5 ** 4) - 0.04 < float(rows) < 0.5 * (1 - 0.5 ** 4) + 0.04  # rows x any of 4 fields
     assert 0.2 - 0.03 < float(moved.double().mean()) < 0.2 + 0.03  # half the rows, half of 4 of 5 fields
+    generator = torch.Generator().manual_seed(0)
+    with_v_max = theta_of(relax_conditions(conditions, 1.0, generator, relax_v_max=True))
+    assert bool((with_v_max[:2000, 1] >= 9.0 - 1e-5).all() and (with_v_max[:2000, 1] <= 20.0 + 1e-5).all())
+    assert 0.45 < float((with_v_max[:2000, 1] > 9.0 + 1e-4).double().mean()) < 0.55
+    np.testing.assert_allclose(with_v_max[2000:, 1], 25.0, atol=1e-5)  # looser than RELAX_LOOSEST: kept
     with pytest.raises(ValueError, match="relabel fraction must be in"):
         relax_conditions(conditions, 1.5)
     with pytest.raises(ModelConfigError, match="relabel_fraction=-0.1: must be in"):
