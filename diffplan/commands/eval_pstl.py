@@ -70,9 +70,10 @@ def pstl(
         help="Run folder: summary.json, cases.csv, table.md and figures/ (samples coloured by robustness).")] = None,
     figures: Annotated[int, typer.Option(help="BEV pictures of the first K cases' samples (with --out).")] = 4,
     sweep_windows: Annotated[int, typer.Option(
-        help="Controllability: sweep v_max and d_safe on the lane-keeping case of this many windows, report "
-             "the fraction whose mean speed / min gap rise with them, and draw the sweeps and pSTL's case "
-             "study (with --out). 0: no sweeps.")] = 0,
+        help="Controllability: sweep v_max on the lane-keeping case of this many windows and d_safe on as "
+             "many whose gap a plan can change (among the --limit windows), report the fraction whose mean "
+             "speed / least gap rise with them, and draw the sweeps and pSTL's case study (with --out). "
+             "0: no sweeps.")] = 0,
     as_json: Annotated[bool, typer.Option(
         "--json", help="End with one JSON line: compliance, success, valid_area, entropy, time_per_sample_s, "
                        "n_windows, ...")] = False,
@@ -175,9 +176,12 @@ def pstl(
     console.print(summary_table([(label, summary)] + [(f"  {m.name.lower()}", s) for m, s in per_mode(results)]),
                   highlight=False, markup=False)
     if controllability is not None:
-        for field, fraction in zip(controllability.fields, controllability.monotone_fraction, strict=True):
-            console.print(f"controllability: {field} sweep monotone in {fraction:.0%} of "
-                          f"{controllability.n_windows} windows", highlight=False)
+        rows = zip(controllability.fields, controllability.monotone_fraction, controllability.windows,
+                   strict=True)
+        for field, fraction, windows in rows:
+            where = " with a controllable gap" if field == "d_safe" else ""
+            console.print(f"controllability: {field} sweep monotone in {fraction:.0%} of {windows} "
+                          f"windows{where}", highlight=False)
     if as_json:
         extra = {} if controllability is None else controllability.as_json()
         print(json.dumps({**summary.as_json(), **extra}))
