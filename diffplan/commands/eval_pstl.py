@@ -178,9 +178,9 @@ def pstl(
     if controllability is not None:
         rows = zip(controllability.fields, controllability.monotone_fraction, controllability.windows,
                    strict=True)
-        for field, fraction, windows in rows:
+        for field, fraction, swept_windows in rows:
             where = " with a controllable gap" if field == "d_safe" else ""
-            console.print(f"controllability: {field} sweep monotone in {fraction:.0%} of {windows} "
+            console.print(f"controllability: {field} sweep monotone in {fraction:.0%} of {swept_windows} "
                           f"windows{where}", highlight=False)
     if as_json:
         extra = {} if controllability is None else controllability.as_json()
