@@ -209,6 +209,13 @@ def theta_normalised(theta: torch.Tensor) -> torch.Tensor:
     return 2.0 * (theta - low) / (high - low) - 1.0
 
 
+def theta_denormalised(z: torch.Tensor) -> torch.Tensor:
+    """Inverse of `theta_normalised`: (..., 5) in [-1, 1] -> θ [m/s, m/s, m, rad, m]."""
+    low = z.new_tensor([low for low, _ in THETA_RANGE])
+    high = z.new_tensor([high for _, high in THETA_RANGE])
+    return (z + 1.0) * (high - low) / 2.0 + low
+
+
 def condition_tensor(conditions: Sequence[STLCondition]) -> torch.Tensor:
     """(B, 9) float32: mode one-hot (4), then θ normalised to [-1, 1] by THETA_RANGE (5); validates each."""
     for condition in conditions:
@@ -242,9 +249,7 @@ def relax_conditions(condition: torch.Tensor, fraction: float, generator: torch.
         raise ValueError(f"relabel fraction must be in [0, 1], got {fraction}")
     if fraction == 0.0 or condition.shape[0] == 0:
         return condition
-    low = condition.new_tensor([low for low, _ in THETA_RANGE])
-    high = condition.new_tensor([high for _, high in THETA_RANGE])
-    theta = (condition[:, NUM_MODES:] + 1.0) * (high - low) / 2.0 + low
+    theta = theta_denormalised(condition[:, NUM_MODES:])
     relaxable = torch.tensor([relax_v_max or name != "v_max" for name in THETA_FIELDS],
                              device=condition.device)
     loosest = condition.new_tensor(RELAX_LOOSEST).expand_as(theta)

@@ -21,7 +21,7 @@ from planners.pstl import (
     headings_from_xy,
 )
 from planners.pstl import schedule as sch
-from planners.pstl.condition import RELAX_LOOSEST, THETA_RANGE, relax_conditions
+from planners.pstl.condition import RELAX_LOOSEST, relax_conditions, theta_denormalised
 from planners.pstl.guidance import GuidanceSettings, Guide
 from scenes.synthetic import generate_scene
 from stl.rules import DEFAULT_PARAMS, LaneChangeParams, RuleParams, SafeDistanceParams, SpeedBandParams
@@ -82,11 +82,12 @@ def test_condition_tensor_is_one_hot_and_normalised_theta():
     np.testing.assert_allclose(out[0, :4], [1, 0, 0, 0])
     np.testing.assert_allclose(out[1], [0, 0, 0, 1, -1, 1, 1, -1, 0], atol=1e-6)
     np.testing.assert_allclose(out[0, 5], 2 * (5.0 - 0.5) / 29.5 - 1, rtol=1e-6)
+    np.testing.assert_allclose(theta_denormalised(out[:, 4:].double()),
+                               [[0.0, 5.0, 0.5, 0.2, 0.5], [-5.0, 30.0, 5.0, 0.02, 5.0]], atol=1e-5)
 
 
 def theta_of(condition: torch.Tensor) -> torch.Tensor:
-    low, high = torch.tensor(THETA_RANGE, dtype=torch.float64).T
-    return (condition[:, 4:].double() + 1.0) * (high - low) / 2.0 + low
+    return theta_denormalised(condition[:, 4:].double())
 
 
 def test_relabelling_only_widens_theta_towards_the_loosest():
