@@ -391,7 +391,7 @@ def sample_targets(scene: DriveScene, calibrated: RuleParams, rng: np.random.Gen
     lanes = available_lanes(scene)
     v_now = float(scene.ego.speed[dd.CURRENT_INDEX])
     base = DEFAULT_PARAMS.updated(calibrated)
-    gap_window: tuple[float, float] | None | bool = False  # False: not computed yet
+    gap_window = controllable_gap(scene, horizon_s) if gap_fraction > 0.0 else None
     out = []
     for i in range(count):
         stop = i > 0 and stop_fraction > 0.0 and bool(rng.uniform() < stop_fraction)
@@ -411,11 +411,8 @@ def sample_targets(scene: DriveScene, calibrated: RuleParams, rng: np.random.Gen
             heading = lateral.h_max + rng.uniform(0.0, 0.3)
             lateral = LaneKeepingParams(width, heading) if lane == 0 else LaneChangeParams(width, heading)
             safe = replace(safe, d_safe=max(0.1, safe.d_safe - rng.uniform(0.0, 1.5)))
-        if gap:
-            if gap_window is False:
-                gap_window = controllable_gap(scene, horizon_s)
-            if isinstance(gap_window, tuple):
-                safe = replace(safe, d_safe=round(float(rng.uniform(*gap_window)), 3))
+        if gap and gap_window is not None:
+            safe = replace(safe, d_safe=round(float(rng.uniform(*gap_window)), 3))
         v_max = max(band.v_max, speed + 1.0, v_now + 0.5)
         band = SpeedBandParams(min(band.v_min, 0.0), v_max)
         params = RuleParams(speed_band=band, safe_distance=safe, comfort=base.comfort)
