@@ -500,6 +500,8 @@ PSTL_VARIANTS = {  # name -> (sampler, steps, guidance: None, "last" or "every",
     "ours": ("ddim", 10, "refine", 0, 1), "ours_guided": ("ddim", 10, "last", 1, 1),
     "ours_guided3": ("ddim", 10, "last", 3, 1), "ctg": ("ddpm", None, "every", 3, 0),
 }
+PSTL_WINDOW_BATCH = 192  # pSTL's Table I times batches of windows x 192 samples (64 per mode x 3 modes)
+PSTL_WINDOW_BATCH_VARIANTS = ("ddim10", "ddim5", "ddpm99")
 
 
 def bench_pstl(seconds: float) -> dict[str, float]:
@@ -511,7 +513,9 @@ def bench_pstl(seconds: float) -> dict[str, float]:
     Two times per sample [s]: `time_per_sample_s_*` of the whole `plan` call (vector features of the map and
     agents, about 10 ms per observation, included) and `sampling_time_per_sample_s_*` of the sampling alone
     (features built once: what pSTL's Table I times). Speed-ups as the issue's goals name them, on sampling
-    time (`speedup_*`) and on the whole call (`speedup_*_plan`). The shipped checkpoint when present."""
+    time (`speedup_*`) and on the whole call (`speedup_*_plan`). The few-step samplers are also timed at
+    pSTL's per-window batch of 192 samples (64 x 3 modes; `*_192`), where the scene encoder, run once per
+    call, weighs a third as much per sample. The shipped checkpoint when present."""
     import statistics
 
     import torch
@@ -529,16 +533,16 @@ def bench_pstl(seconds: float) -> dict[str, float]:
     shipped = PSTL_CHECKPOINT.exists()
     figures: dict[str, Any] = {"checkpoint": PSTL_CHECKPOINT.name if shipped else "untrained"}
     variants = {name: v for name, v in PSTL_VARIANTS.items() if planner.refinable or not v[4]}
-    budget = seconds / (2 * len(variants))
+    budget = seconds / (2 * len(variants) + len(PSTL_WINDOW_BATCH_VARIANTS))
 
-    def median_time(call: Any) -> float:
+    def median_time(call: Any, samples: int = 64) -> float:
         call()  # warm-up: the first guided call pays one-off costs (autograd, caches) of about 1 s
         times: list[float] = []
         while not times or (sum(times) < budget and len(times) < 20):
             start = time.perf_counter()
             call()
             times.append(time.perf_counter() - start)
-        return statistics.median(times) / 64
+        return statistics.median(times) / samples
 
     for name, (sampler, steps, guidance, iterations, rounds) in variants.items():
         planner.configure(sampling=SamplingSettings(sampler, steps, 64), guidance=GuidanceSettings(
@@ -548,6 +552,18 @@ def bench_pstl(seconds: float) -> dict[str, float]:
             figures[f"sampling_time_per_sample_s_{name}"] = round(
                 median_time(lambda: planner.propose(features, [observation])), 6)
         figures[f"time_per_sample_s_{name}"] = round(median_time(lambda: planner.plan(observation)), 6)
+    for name in PSTL_WINDOW_BATCH_VARIANTS:  # pSTL's per-window batch: 64 samples x 3 modes in one call
+        sampler, steps = PSTL_VARIANTS[name][:2]
+        planner.configure(sampling=SamplingSettings(sampler, steps, PSTL_WINDOW_BATCH),
+                          guidance=GuidanceSettings(0, 0.01, 10))
+        planner.objective_builder = None
+        with torch.no_grad():
+            figures[f"sampling_time_per_sample_s_{name}_{PSTL_WINDOW_BATCH}"] = round(
+                median_time(lambda: planner.propose(features, [observation]), PSTL_WINDOW_BATCH), 6)
+    t = {name: figures[f"sampling_time_per_sample_s_{name}_{PSTL_WINDOW_BATCH}"]
+         for name in PSTL_WINDOW_BATCH_VARIANTS}
+    figures[f"speedup_ddim10_over_ddpm99_{PSTL_WINDOW_BATCH}"] = round(t["ddpm99"] / t["ddim10"], 2)
+    figures[f"speedup_ddim5_over_ddpm99_{PSTL_WINDOW_BATCH}"] = round(t["ddpm99"] / t["ddim5"], 2)
     for kind, suffix in (("sampling_time_per_sample_s", ""), ("time_per_sample_s", "_plan")):
         t = {name: figures[f"{kind}_{name}"] for name in variants}
         figures[f"speedup_ddim10_over_ddpm99{suffix}"] = round(t["ddpm99"] / t["ddim10"], 2)

@@ -193,3 +193,9 @@ def test_bench_pstl_reports_sampling_and_plan_times_and_speedups():
     for name in ("ddim10_over_ddpm99", "ddim5_over_ddpm99", "guided_over_ctg", "guided3_over_ctg",
                  "ours_guided_over_ctg", "ours_guided3_over_ctg"):
         assert body[f"speedup_{name}"] > 0.0 and body[f"speedup_{name}_plan"] > 0.0
+    for name in ("ddim10", "ddim5", "ddpm99"):  # pSTL's per-window batch: the encoder weighs less per sample
+        assert 0.0 < body[f"sampling_time_per_sample_s_{name}_192"]
+    for name in ("ddim10", "ddim5"):
+        assert body[f"speedup_{name}_over_ddpm99_192"] == pytest.approx(
+            body["sampling_time_per_sample_s_ddpm99_192"] / body[f"sampling_time_per_sample_s_{name}_192"],
+            rel=1e-3)
