@@ -29,9 +29,11 @@ from scenes.store import DatasetInfo, committed_unit_records, finalize_dataset, 
 from scenes.store.units import Shards, write_unit_record
 from scenes.synthetic import GENERATOR_VERSION, generate_scene, scene_seed
 from stl.rules import DEFAULT_PARAMS, RuleParams
+from stl.signals import controllable_gap
 from trajopt.expert import Expert, ExpertStatus, WarmStart
 
 UNIT_DIR = "meta/datagen"
+HORIZON_STEP = 0.1  # [s] the trajopt expert's step; `horizon` counts these
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,12 @@ class DriveDatagenConfig:
     demos_per_scene: int = 1
     stop_fraction: float = 0.0  # targets after a scene's first that stop in the lane (pSTL's mode 3)
     gap_fraction: float = 0.0  # of the others: lane keeps behind the nearest agent at a drawn d_safe
+    gap_scenes_only: bool = False  # skip source scenes without a controllable gap (no gap target there)
     seed: int = 0
     split: str = "train"
     shard_size: int = 50
     params: RuleParams = DEFAULT_PARAMS
-    horizon: int = 50  # solver steps at 0.1 s
+    horizon: int = 50  # solver steps of HORIZON_STEP
     expert: str = "trajopt"
     compiled: bool = False  # trajopt's NLP functions as compiled C (trajopt.compiled); iterates unchanged
     solver: str = "ipopt"  # trajopt's NLP solver: ipopt (MUMPS) or fatrop
@@ -63,6 +66,8 @@ class DriveDatagenConfig:
             raise ConfigError("stop_fraction", f"{{field}} must be in [0, 1], got {self.stop_fraction}")
         if not 0.0 <= self.gap_fraction <= 1.0:
             raise ConfigError("gap_fraction", f"{{field}} must be in [0, 1], got {self.gap_fraction}")
+        if self.gap_scenes_only and not self.gap_fraction:
+            raise ConfigError("gap_scenes_only", "{field} needs gap targets: set --gap-fraction above 0")
         if self.gap_fraction and self.expert == "follow":
             raise ConfigError("gap_fraction", "{field} needs the trajopt expert: the follow expert drives "
                                               "the logged path and keeps no chosen gap")
@@ -109,22 +114,28 @@ class UnitReport:
     iterations: int = 0  # of the written demos
     solves: int = 0  # solves timed in solve_ms
     resumed: bool = False
+    skipped: int = 0  # source scenes left out (`gap_scenes_only`: no controllable gap)
 
     def stored(self) -> dict:
         """The fields the unit record keeps (not the timing of this run)."""
         return {"shard": self.shard, "attempts": self.attempts, "demos": self.demos,
-                "failures": dict(sorted(self.failures.items())), "iterations": self.iterations}
+                "failures": dict(sorted(self.failures.items())), "iterations": self.iterations,
+                **({"skipped": self.skipped} if self.skipped else {})}  # records without it stay as they were
 
 
 def solve_scene(config: DriveDatagenConfig, index: int, expert: Expert, rng: np.random.Generator,
                 report: UnitReport) -> tuple[list, list]:
-    """Demos and extras of source scene `index`; failed solves are counted in `report.failures` by their
+    """Demos and extras of source scene `index` (none for a scene `gap_scenes_only` leaves out, counted in
+    `report.skipped`); failed solves are counted in `report.failures` by their
     ExpertStatus value, or "error:<exception type>" for a solve that raised.
 
     A solve is warm-started only from an earlier solve of the same scene towards the same lane: another
     scene lives in another map frame, and another lane is another homotopy class, so either start misleads.
     """
     scene = generate_scene(scene_seed(config.split, config.seed, index), config.split)
+    if config.gap_scenes_only and controllable_gap(scene, HORIZON_STEP * config.horizon) is None:
+        report.skipped += 1
+        return [], []
     demos, extras = [], []
     warm_by_lane: dict[int, WarmStart] = {}
     for k, target in enumerate(expert.sample_targets(scene, config.params, rng, config.demos_per_scene,
@@ -170,7 +181,7 @@ class DriveDatagenJob:
 
     def job_defaults(self) -> dict[str, object]:
         """Fields newer than some job files, at the value those jobs ran with (they resume unchanged)."""
-        return {"gap_fraction": 0.0}
+        return {"gap_fraction": 0.0, "gap_scenes_only": False}
 
     @property
     def num_units(self) -> int:
@@ -181,7 +192,8 @@ class DriveDatagenJob:
         """Shards an earlier run committed (from their unit records), and those whose files are damaged."""
         records, damaged = committed_unit_records(root, UNIT_DIR, self.num_units)
         done = {shard: UnitReport(shard, data["attempts"], data["demos"], data["failures"], 0.0, data["iterations"],
-                                  0, resumed=True) for shard, data in records.items()}
+                                  0, resumed=True, skipped=data.get("skipped", 0))
+                for shard, data in records.items()}
         return done, damaged
 
     def run_unit(self, root: Path, unit: int, on_item: Callable[[UnitReport], None]) -> UnitReport:
@@ -192,19 +204,20 @@ class DriveDatagenJob:
         rng = config.shards.unit_rng(unit)
         report, demos, extras = UnitReport(unit), [], []
         for index in config.shards.indices(unit):
-            before = report.attempts
+            before, skipped = report.attempts, report.skipped
             new, records = solve_scene(config, index, expert, rng, report)
             demos += new
             extras += records
-            on_item(UnitReport(unit, report.attempts - before, len(new)))
+            on_item(UnitReport(unit, report.attempts - before, len(new), skipped=report.skipped - skipped))
         report.demos = len(demos)
         write_shard(Path(root), unit, demos, extras=extras, allow_empty=True)
         write_unit_record(Path(root), UNIT_DIR, unit, report.stored())
         return report
 
     def amount(self, report: UnitReport) -> int:
-        """Solve attempts."""
-        return report.attempts
+        """Solve attempts, a skipped scene counting as the `demos_per_scene` it would have had (the bar's
+        total is n x demos_per_scene)."""
+        return report.attempts + report.skipped * self.config.demos_per_scene
 
     def finish(self, root: Path, run) -> JobSummary:
         """Write the dataset's index; `run` is the runner's JobRun (every unit's report)."""
@@ -241,6 +254,11 @@ class JobSummary:
     def attempts(self) -> int:
         """Solve attempts."""
         return sum(r.attempts for r in self.reports)
+
+    @property
+    def skipped(self) -> int:
+        """Source scenes left out for want of a controllable gap (`gap_scenes_only`)."""
+        return sum(r.skipped for r in self.reports)
 
     @property
     def failures(self) -> dict[str, int]:

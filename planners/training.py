@@ -16,7 +16,7 @@ import datetime
 import importlib.util
 import math
 import sys
-from collections.abc import Mapping, Sized
+from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -24,7 +24,7 @@ from typing import Any, cast
 import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from planners.base import Planner
 from planners.checkpoint import CheckpointError, export_single_file, load_checkpoint, save_checkpoint
@@ -185,10 +185,10 @@ class PlanningModule(L.LightningModule):
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def train(name: str, data: Path | str, out: Path | str, config: TrainConfig = TrainConfig(),
+def train(name: str, data: Path | str | Sequence[Path | str], out: Path | str, config: TrainConfig = TrainConfig(),
           model: ModelConfig | Mapping[str, Any] | None = None) -> Path:
-    """Train planner `name` on the scenes of dataset `data` (one split) as `config` says; returns
-    `out`/checkpoint.
+    """Train planner `name` on the scenes of dataset `data` (one split), or of several datasets together, as
+    `config` says; returns `out`/checkpoint. Several datasets train as their concatenation, in the order given.
 
     `model` is the model's config (e.g. a DiffusionDriveConfig), or typed values of some of its fields over
     its defaults ({"d_model": 64}); None: the defaults. It excludes `config.init`, whose checkpoint fixes the
@@ -210,9 +210,12 @@ def train(name: str, data: Path | str, out: Path | str, config: TrainConfig = Tr
     if config.resume and not last.is_file():
         raise TrainingError(f"resume: {last} does not exist")
     planning_model = planner.model
-    dataset: Dataset = planning_model.training_dataset(data, config.split)
-    if len(cast(Sized, dataset)) == 0:
-        raise TrainingError(f"{data}: no scenes in split {config.split!r}")
+    roots = [data] if isinstance(data, (str, Path)) else list(data)
+    parts = [planning_model.training_dataset(root, config.split) for root in roots]
+    for root, part in zip(roots, parts, strict=True):
+        if len(cast(Sized, part)) == 0:
+            raise TrainingError(f"{root}: no scenes in split {config.split!r}")
+    dataset: Dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     if not config.resume and config.init is None:  # resuming or fine-tuning keeps the normalisers
         sample = Subset(dataset, range(min(len(cast(Sized, dataset)), NORMALISER_SAMPLES)))
         try:

@@ -50,6 +50,11 @@ def drive(
              "a drawn d_safe, between the logged least gap and the gap now (trajopt only): the data then "
              "holds plans with different gaps per scene, which makes pSTL's d_safe a command; 0: none.")
     ] = 0.0,
+    gap_scenes_only: Annotated[bool, typer.Option(
+        "--gap-scenes-only", help="With --gap-fraction: solve only the scenes whose gap to an agent a plan can "
+                                  "change (the logged ego closes in on it), leaving the others out. A dataset "
+                                  "made for pSTL's d_safe: each scene then holds plans at several chosen gaps.")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Dataset seed: scene seeds and per-shard target draws.")] = 0,
     split: Annotated[str, typer.Option(help="train, val or test seed range.")] = "train",
     shard_size: Annotated[int, typer.Option(help="Source scenes per shard (the unit of work).")] = 50,
@@ -80,7 +85,8 @@ def drive(
     with user_errors():
         rules = CalibratedParams.load(params).rules if params is not None else None
         config = DriveDatagenConfig(n=n, demos_per_scene=demos_per_scene, stop_fraction=stop_fraction,
-                                    gap_fraction=gap_fraction, seed=seed, split=split,
+                                    gap_fraction=gap_fraction, gap_scenes_only=gap_scenes_only, seed=seed,
+                                    split=split,
                                     shard_size=shard_size, horizon=horizon, expert=expert, compiled=compiled,
                                     solver=solver, **({"params": rules}  # type: ignore[arg-type]
                                                       if rules is not None else {}))
@@ -93,8 +99,10 @@ def drive(
 
         summary = run_with_bar(DriveDatagenJob(config), out, RunOptions(workers, ray, resume), "demos",
                                config.n * config.demos_per_scene, "solving", describe)
-    rows = [("scenes", str(summary.scenes)), ("solves attempted", str(summary.attempts)),
-            ("demos written", str(summary.demos))]
+    rows = [("scenes", str(summary.scenes))]
+    if config.gap_scenes_only:
+        rows.append(("scenes left out (no controllable gap)", str(summary.skipped)))
+    rows += [("solves attempted", str(summary.attempts)), ("demos written", str(summary.demos))]
     rows += [(f"failed: {reason}", f"{count} ({100 * count / max(summary.attempts, 1):.1f}%)")
              for reason, count in summary.failures.items()]
     solve_ms = summary.mean_solve_ms

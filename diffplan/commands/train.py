@@ -45,7 +45,9 @@ def anchors(
 
 def train(
     name: Annotated[str, typer.Argument(help="Learned planner to train, e.g. ego-mlp, diffusiondrive.")],
-    data: Annotated[Path, typer.Option(help="Dataset folder to train on (its train split by default).")],
+    data: Annotated[list[Path], typer.Option(
+        help="Dataset folder to train on (its train split by default); repeat it to train on several "
+             "datasets together.")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint/, lightning/last.ckpt and logs/ go here.")],
     epochs: Annotated[int, typer.Option(help="Passes over the training scenes.")] = 10,
     max_steps: Annotated[int | None, typer.Option(

@@ -262,3 +262,24 @@ def relax_conditions(condition: torch.Tensor, fraction: float, generator: torch.
     share = (share * (rows & fields)).to(condition)
     relaxed = theta + share * (loosest - theta)
     return torch.cat([condition[:, :NUM_MODES], theta_normalised(relaxed)], dim=-1)
+
+
+def free_v_min(condition: torch.Tensor, fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, 9) conditions with v_min lowered to min(v_min, RELAX_LOOSEST's 0 m/s) in a random `fraction` of
+    the rows; every other field is kept (d_safe too).
+
+    Why: under pSTL's tight calibration the speed band alone (the demonstration's least and greatest speed
+    +- 1 m/s) pins the speed profile, and with it the gap to a leader, so d_safe carries nothing a model
+    needs and it learns to ignore it. With v_min freed, slowing down behind a leader is explained by d_safe
+    alone, which makes d_safe a command (measured on `datagen drive --gap-scenes-only` data). The bound only
+    widens, so the demonstration still meets its condition.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"free v_min fraction must be in [0, 1], got {fraction}")
+    if fraction == 0.0 or condition.shape[0] == 0:
+        return condition
+    theta = theta_denormalised(condition[:, NUM_MODES:])
+    rows = torch.rand(condition.shape[0], generator=generator) < fraction
+    v_min = torch.where(rows.to(theta.device), theta[:, 0].clamp(max=RELAX_LOOSEST[0]), theta[:, 0])
+    theta = torch.cat([v_min[:, None], theta[:, 1:]], dim=-1)
+    return torch.cat([condition[:, :NUM_MODES], theta_normalised(theta)], dim=-1)

@@ -41,6 +41,7 @@ from planners.pstl.condition import (
     DrivingMode,
     STLCondition,
     condition_tensor,
+    free_v_min,
     relax_conditions,
 )
 from planners.pstl.guidance import Guide, guided_mean
@@ -70,7 +71,9 @@ class PstlConfig(VectorModelConfig):
     (the plan's waypoints) or "controls" (pSTL's (ω, a) per step, rolled out by a unicycle: `actions`).
     `refine_hidden`: width of RefineNet's two hidden layers (`refine`; pSTL 256), 0 for none.
     `relabel_fraction`: share of training rows whose θ is relaxed to a looser one the demonstration still
-    meets (`condition.relax_conditions`), v_max too with `relabel_v_max`; 0 trains on the data's θ only."""
+    meets (`condition.relax_conditions`), v_max too with `relabel_v_max`; 0 trains on the data's θ only.
+    `free_v_min_fraction`: share of training rows whose v_min is lowered to 0 m/s, d_safe kept
+    (`condition.free_v_min`: what makes d_safe a command)."""
 
     hidden_dim: int = 256
     hidden_layers: int = 2
@@ -80,6 +83,7 @@ class PstlConfig(VectorModelConfig):
     refine_hidden: int = 0
     relabel_fraction: float = 0.0
     relabel_v_max: bool = False
+    free_v_min_fraction: float = 0.0
 
     def validate(self) -> PstlConfig:
         """Self, or ModelConfigError naming the first bad field."""
@@ -91,8 +95,9 @@ class PstlConfig(VectorModelConfig):
             raise ModelConfigError(f"sampling_steps={self.sampling_steps}: must be 1 to {MAX_DDIM_STEPS}")
         if self.refine_hidden < 0:
             raise ModelConfigError(f"refine_hidden={self.refine_hidden}: must be >= 0 (0: no RefineNet)")
-        if not 0.0 <= self.relabel_fraction <= 1.0:
-            raise ModelConfigError(f"relabel_fraction={self.relabel_fraction}: must be in [0, 1]")
+        for name in ("relabel_fraction", "free_v_min_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ModelConfigError(f"{name}={getattr(self, name)}: must be in [0, 1]")
         if self.action_space not in ACTION_SPACES:
             raise ModelConfigError(f"action_space={self.action_space!r}: expected one of "
                                    f"{', '.join(ACTION_SPACES)}")
@@ -221,11 +226,13 @@ class PstlModel(PstlSceneModel):
              ) -> tuple[torch.Tensor, dict[str, float]]:
         """ε-MSE on the normalised plan xy at t ~ U{1 .. 99}. `plan` (B, 8, 3) with `condition` (B, 9), or a
         PstlTarget holding both (what a training loop passes as its targets). In training mode a
-        `relabel_fraction` of the conditions is relaxed first (`relax_conditions`)."""
+        `relabel_fraction` of the conditions is relaxed first (`relax_conditions`), and a
+        `free_v_min_fraction` has its v_min freed (`free_v_min`)."""
         scene, plan, condition = self.loss_inputs(features, plan, condition)
         if self.training:
             condition = relax_conditions(condition, self.config.relabel_fraction,
                                          relax_v_max=self.config.relabel_v_max)
+            condition = free_v_min(condition, self.config.free_v_min_fraction)
         x0 = self.encode_plan(plan.to(scene.dtype), current_speed(features).to(scene.dtype))
         t = sample_timesteps(plan.shape[0], plan.device)
         noise = torch.randn_like(x0)

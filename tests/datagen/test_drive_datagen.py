@@ -210,6 +210,27 @@ def test_ctrl_c_stops_within_seconds_and_resume_gives_the_bytes_of_a_clean_run(t
     assert dataset_hash(out) == dataset_hash(tmp_path / "whole")
 
 
+def test_gap_scenes_only_solves_just_the_scenes_with_a_controllable_gap(tmp_path):
+    from datagen.job import HORIZON_STEP
+    from stl.signals import controllable_gap
+
+    config = DriveDatagenConfig(n=8, demos_per_scene=2, shard_size=4, gap_fraction=1.0, gap_scenes_only=True,
+                                horizon=40)
+    scenes = [generate_scene(scene_seed("train", 0, i), "train") for i in range(config.n)]
+    chosen = [i for i, scene in enumerate(scenes) if controllable_gap(scene, HORIZON_STEP * 40) is not None]
+    assert chosen == [4, 6]  # scenes 4 and 6 close in on an agent; the rest have none near ahead
+    summary = run_job(DriveDatagenJob(config), tmp_path / "gaps")
+    assert summary.skipped == 6 and summary.attempts == 4
+    ids = {DriveDataset.open(tmp_path / "gaps")[i].metadata.scene_id.rsplit("-demo", 1)[0]
+           for i in range(summary.demos)}
+    assert ids <= {scenes[i].metadata.scene_id for i in chosen} and summary.demos >= 1
+    records = sorted((tmp_path / "gaps" / "meta" / "datagen").glob("unit-*.json"))
+    assert [json.loads(r.read_text()).get("skipped") for r in records] == [4, 2]  # scenes 0-3, 4-7
+    done, _ = DriveDatagenJob(config).finished(tmp_path / "gaps")  # a resumed job counts them again
+    assert sum(report.skipped for report in done.values()) == 6
+    assert DriveDatagenJob(config).amount(done[1]) == 2 * 2 + 4  # the bar counts a skipped scene as its 2
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--n", "0"], "--n must be a positive"),
     (["--demos-per-scene", "0"], "--demos-per-scene must be positive"),
@@ -220,6 +241,7 @@ def test_ctrl_c_stops_within_seconds_and_resume_gives_the_bytes_of_a_clean_run(t
     (["--split", "dev"], "unknown split"),
     (["--gap-fraction", "1.5"], "--gap-fraction must be in [0, 1], got 1.5"),
     (["--gap-fraction", "0.5", "--expert", "follow"], "--gap-fraction needs the trajopt expert"),
+    (["--gap-scenes-only"], "--gap-scenes-only needs gap targets: set --gap-fraction above 0"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
     result = CliRunner().invoke(app, ["drive", "--out", str(tmp_path / "x"), *args])

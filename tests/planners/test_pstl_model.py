@@ -21,7 +21,7 @@ from planners.pstl import (
     headings_from_xy,
 )
 from planners.pstl import schedule as sch
-from planners.pstl.condition import RELAX_LOOSEST, relax_conditions, theta_denormalised
+from planners.pstl.condition import RELAX_LOOSEST, free_v_min, relax_conditions, theta_denormalised
 from planners.pstl.guidance import GuidanceSettings, Guide
 from scenes.synthetic import generate_scene
 from stl.rules import DEFAULT_PARAMS, LaneChangeParams, RuleParams, SafeDistanceParams, SpeedBandParams
@@ -124,6 +124,26 @@ def test_relabelling_only_widens_theta_towards_the_loosest():
         PstlConfig(relabel_fraction=-0.1).validate()
 
 
+def test_free_v_min_lowers_only_v_min_in_the_drawn_share_of_rows():
+    theta = np.array([[7.0, 9.0, 0.3, 0.1, 1.2], [-2.0, 9.0, 0.3, 0.1, 1.2]])  # v_min 7 m/s; already below 0
+    conditions = condition_tensor([STLCondition(DrivingMode.KEEP, theta[0])] * 1000
+                                  + [STLCondition(DrivingMode.STOP, theta[1])] * 100)
+    assert free_v_min(conditions, 0.0) is conditions
+    out = free_v_min(conditions, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, :4], conditions[:, :4])
+    after, before = theta_of(out), theta_of(conditions)
+    np.testing.assert_allclose(after[:, 1:], before[:, 1:], atol=1e-5)  # d_safe (and the rest) kept
+    freed = (after[:1000, 0] - 7.0).abs() > 1e-4
+    np.testing.assert_allclose(after[:1000, 0][freed], 0.0, atol=1e-5)  # freed rows: 0 m/s, the rest 7 m/s
+    np.testing.assert_allclose(after[:1000, 0][~freed], 7.0, atol=1e-5)
+    assert 0.3 - 0.04 < float(freed.double().mean()) < 0.3 + 0.04
+    np.testing.assert_allclose(after[1000:, 0], -2.0, atol=1e-5)  # a v_min below 0 is never raised
+    with pytest.raises(ValueError, match="free v_min fraction must be in"):
+        free_v_min(conditions, -0.5)
+    with pytest.raises(ModelConfigError, match="free_v_min_fraction=2.0: must be in"):
+        PstlConfig(free_v_min_fraction=2.0).validate()
+
+
 def test_relabelling_applies_in_training_only():
     observations = [generate_scene(1_100_000_000 + k, "test").observation() for k in range(2)]
     plan = torch.zeros(2, 8, 3)
@@ -132,7 +152,7 @@ def test_relabelling_applies_in_training_only():
     losses = {}
     for fraction in (0.0, 1.0):
         torch.manual_seed(0)
-        model = PstlModel(PstlConfig(**TINY, relabel_fraction=fraction))
+        model = PstlModel(PstlConfig(**TINY, relabel_fraction=fraction, free_v_min_fraction=fraction))
         features = default_collate([model.feature_builder()(obs) for obs in observations])
         for training in (True, False):
             model.train(training)

@@ -269,6 +269,38 @@ def test_cli_model_hyperparameters_reach_the_checkpoint(dataset, tmp_path):
         assert not out.exists()
 
 
+def test_several_datasets_train_as_their_concatenation(dataset, tmp_path):
+    """Training on [A, B] exports the bytes of training on one dataset holding A's scenes, then B's."""
+    from planners.checkpoint import export_single_file
+
+    more = [generate_scene(seed, "train") for seed in range(8, 12)]
+    write_shard(tmp_path / "b", 0, more)
+    finalize_dataset(tmp_path / "b", {"generator": "test_training"}, 1)
+    together = [generate_scene(seed, "train") for seed in range(12)]
+    for shard in range(3):
+        write_shard(tmp_path / "ab", shard, together[4 * shard:4 * shard + 4])
+    finalize_dataset(tmp_path / "ab", {"generator": "test_training"}, 3)
+    config = TrainConfig(epochs=2, batch_size=4, lr=1e-3, seed=0, in_memory=True, progress=False)
+
+    def exported(data, name: str) -> bytes:
+        folder = train("ego-mlp", data, tmp_path / name, config)
+        return export_single_file(planners.load(folder), tmp_path / f"{name}.safetensors").read_bytes()
+
+    assert exported([dataset, tmp_path / "b"], "two") == exported(tmp_path / "ab", "one")
+    assert exported([tmp_path / "b", dataset], "swapped") != exported(tmp_path / "ab", "again")
+    app = typer.Typer()
+    app.command()(train_command)
+    app.command("noop")(lambda: None)
+    result = CliRunner().invoke(app, ["train", "ego-mlp", "--data", str(dataset), "--data", str(tmp_path / "b"),
+                                      "--out", str(tmp_path / "cli"), "--batch-size", "4", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(next((tmp_path / "cli" / "logs").glob("version_*/metrics.csv")).open()))
+    assert [(row["epoch"], row["step"]) for row in rows if row["train/loss_epoch"]] == [("0", "2")]  # 12 / 4
+    empty = CliRunner().invoke(app, ["train", "ego-mlp", "--data", str(dataset), "--data", str(tmp_path / "b"),
+                                     "--split", "val", "--out", str(tmp_path / "none")])
+    assert empty.exit_code == 2 and f"{dataset}: no scenes in split 'val'" in empty.output
+
+
 def test_cli_max_steps_ends_training_early(dataset, tmp_path):
     app = typer.Typer()
     app.command()(train_command)
