@@ -210,7 +210,9 @@ def train(name: str, data: Path | str | Sequence[Path | str], out: Path | str, c
     if config.resume and not last.is_file():
         raise TrainingError(f"resume: {last} does not exist")
     planning_model = planner.model
-    roots = [data] if isinstance(data, (str, Path)) else list(data)
+    roots: list[Any] = [data]  # one dataset: a folder, or whatever the model's training_dataset takes
+    if isinstance(data, (list, tuple)) and data and all(isinstance(root, (str, Path)) for root in data):
+        roots = list(data)
     parts = [planning_model.training_dataset(root, config.split) for root in roots]
     for root, part in zip(roots, parts, strict=True):
         if len(cast(Sized, part)) == 0:
