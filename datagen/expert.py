@@ -131,6 +131,9 @@ class FollowExpert:
                             1e3 * (time.perf_counter() - start), rho or {}, target.rule_params)
 
 
+HORIZON_STEP = SIM_DT  # [s] the step of every expert `load_expert` builds; a job's `horizon` counts these
+
+
 @functools.lru_cache(maxsize=4)
 def load_expert(name: str, horizon: int, compiled: bool = False, solver: str = "ipopt") -> Expert:
     """The expert `name`: "follow" or "trajopt" (the CasADi solver in trajopt/ with NLP solver `solver`,
@@ -140,14 +143,15 @@ def load_expert(name: str, horizon: int, compiled: bool = False, solver: str = "
     every shard a worker runs reuses it without changing a result.
     """
     if name == "follow":
-        return FollowExpert(horizon)
+        return FollowExpert(horizon, HORIZON_STEP)
     if name == "trajopt":
         import dataclasses
 
         from trajopt.drive import DriveExpert, DriveExpertConfig
 
         config = DriveExpertConfig()
-        config = dataclasses.replace(config, shape=dataclasses.replace(config.shape, horizon=horizon),
-                                     compiled=compiled, solver=solver)
+        config = dataclasses.replace(
+            config, shape=dataclasses.replace(config.shape, horizon=horizon, dt=HORIZON_STEP), compiled=compiled,
+            solver=solver)
         return DriveExpert(config)
     raise ConfigError("expert", f"unknown {{field}} {name!r}; expected one of {', '.join(EXPERTS)}")

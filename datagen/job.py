@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from datagen.demos import build_demo
-from datagen.expert import EXPERTS, SOLVERS, load_expert
+from datagen.expert import EXPERTS, HORIZON_STEP, SOLVERS, load_expert
 from scenes.drive import SPLITS
 from scenes.errors import ConfigError
 from scenes.store import DatasetInfo, committed_unit_records, finalize_dataset, write_shard
@@ -33,7 +33,6 @@ from stl.signals import controllable_gap
 from trajopt.expert import Expert, ExpertStatus, WarmStart
 
 UNIT_DIR = "meta/datagen"
-HORIZON_STEP = 0.1  # [s] the trajopt expert's step; `horizon` counts these
 
 
 @dataclass(frozen=True)

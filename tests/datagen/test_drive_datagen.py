@@ -211,7 +211,7 @@ def test_ctrl_c_stops_within_seconds_and_resume_gives_the_bytes_of_a_clean_run(t
 
 
 def test_gap_scenes_only_solves_just_the_scenes_with_a_controllable_gap(tmp_path):
-    from datagen.job import HORIZON_STEP
+    from datagen.expert import HORIZON_STEP
     from stl.signals import controllable_gap
 
     config = DriveDatagenConfig(n=8, demos_per_scene=2, shard_size=4, gap_fraction=1.0, gap_scenes_only=True,
